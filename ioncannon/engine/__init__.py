@@ -1,0 +1,1 @@
+"""The engine: pure Python, torch and diffusers; it never imports the TUI."""

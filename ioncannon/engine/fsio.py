@@ -1,0 +1,112 @@
+"""Atomic, schema-versioned state files and small filesystem helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class StateFileError(Exception):
+    """A state file is missing, half-written, or from an unknown schema."""
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry so a rename inside it survives a power cut."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, mode: int = 0o644) -> None:
+    """Write via temp file + fsync + os.replace, so readers see old or new, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str, mode: int = 0o644) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), mode)
+
+
+def write_json(path: str | Path, payload: dict[str, Any], mode: int = 0o644) -> None:
+    """Atomically write a JSON object stamped with the current schema version."""
+    body = {"schema_version": SCHEMA_VERSION, **payload}
+    atomic_write_text(path, json.dumps(body, indent=2, sort_keys=True) + "\n", mode)
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """Read a state file written by `write_json`; raise StateFileError with a reason otherwise."""
+    path = Path(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise StateFileError(f"{path.name} is missing") from exc
+    except OSError as exc:
+        raise StateFileError(f"{path.name} could not be read: {exc.strerror}") from exc
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise StateFileError(f"{path.name} is damaged (not valid JSON): {exc.msg}") from exc
+    if not isinstance(body, dict):
+        raise StateFileError(f"{path.name} is damaged (not a JSON object)")
+    version = body.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise StateFileError(
+            f"{path.name} has schema version {version!r}; this ioncannon reads {SCHEMA_VERSION}. "
+            "Upgrade ioncannon or start a new job."
+        )
+    return body
+
+
+def append_line(path: str | Path, line: str) -> None:
+    """Append one line and flush it to disk (used for the event log)."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line.rstrip("\n") + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def free_bytes(path: str | Path) -> int:
+    """Free disk space where `path` (or its nearest existing parent) lives."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def dir_size(path: str | Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total

@@ -1,0 +1,274 @@
+"""Load a base model (hub id, local diffusers folder, single .safetensors) or build a tiny one offline."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+TINY_RESOLUTION = 64
+
+# Words the tiny tokenizer knows whole; everything else falls back to single characters.
+_TINY_WORDS = (
+    "a an the of in on at with and by for to from photo portrait picture painting drawing sketch "
+    "man woman person dog cat boy girl face close up closeup studio light lighting black white "
+    "colour color oil watercolour watercolor comic book cyberpunk fantasy anime pencil charcoal "
+    "cinematic dramatic soft golden hour sharp focus detailed high quality style art digital "
+    "background city night neon forest castle armor knight astronaut space suit vintage film "
+    "pop poster mosaic marble statue sculpture clay render pixel low poly blurry ugly deformed "
+    "bad anatomy text watermark signature lowres cropped"
+).split()
+
+
+@dataclass
+class Components:
+    """The parts of a Stable Diffusion 1.x model that training and generation use."""
+
+    unet: Any
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    noise_scheduler: Any
+    source: str = ""
+
+
+class ModelLoadError(Exception):
+    """The base model could not be loaded; the message says what to do."""
+
+
+# --------------------------------------------------------------------------- tiny tokenizer
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    # CLIP's byte-level alphabet: printable bytes map to themselves, the rest above 255.
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs)))
+
+
+def write_tiny_tokenizer(folder: str | Path, words: tuple[str, ...] | list[str] = _TINY_WORDS) -> Path:
+    """Write a small CLIP BPE vocabulary (bytes + whole common words) that CLIPTokenizer loads."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    alphabet = list(_bytes_to_unicode().values())
+    vocab: dict[str, int] = {}
+    for ch in alphabet:
+        vocab.setdefault(ch, len(vocab))
+    for ch in alphabet:
+        vocab.setdefault(ch + "</w>", len(vocab))
+    merges: list[str] = []
+    for word in dict.fromkeys(words):
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        current = pieces[0]
+        for nxt in pieces[1:]:
+            merged = current + nxt
+            rule = f"{current} {nxt}"
+            if rule not in merges:
+                merges.append(rule)
+            vocab.setdefault(merged, len(vocab))
+            current = merged
+    vocab.setdefault("<|startoftext|>", len(vocab))
+    vocab.setdefault("<|endoftext|>", len(vocab))
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"model_max_length": 77, "tokenizer_class": "CLIPTokenizer", "do_lower_case": True}),
+        encoding="utf-8",
+    )
+    (folder / "special_tokens_map.json").write_text(
+        json.dumps({"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+                    "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}),
+        encoding="utf-8",
+    )
+    return folder
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def unet_config(size: str) -> dict[str, Any]:
+    if size == "sd15":
+        return dict(
+            sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+            block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        )
+    return dict(
+        sample_size=TINY_RESOLUTION // 8, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(32, 64), cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+    )
+
+
+def vae_config(size: str) -> dict[str, Any]:
+    if size == "sd15":
+        return dict(
+            in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512,
+            block_out_channels=(128, 256, 512, 512), scaling_factor=0.18215,
+            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        )
+    # four blocks keep the real 8x latent downsampling; tiny channels keep it fast on a CPU
+    return dict(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, sample_size=TINY_RESOLUTION,
+        block_out_channels=(8, 16, 16, 16), norm_num_groups=4, scaling_factor=0.18215,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    )
+
+
+def text_config(size: str, vocab_size: int) -> dict[str, Any]:
+    if size == "sd15":
+        return dict(
+            vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+            num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768,
+        )
+    return dict(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=32,
+        bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
+    )
+
+
+def scheduler_config() -> dict[str, Any]:
+    return dict(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        clip_sample=False, steps_offset=1, prediction_type="epsilon",
+    )
+
+
+def build_components(size: str = "tiny", seed: int = 0, tokenizer_dir: str | Path | None = None) -> Components:
+    """Random-weight components of the real SD1.5 shapes ("sd15") or a tiny CPU-friendly model ("tiny")."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    if tokenizer_dir is None:
+        import tempfile
+
+        tokenizer_dir = write_tiny_tokenizer(Path(tempfile.mkdtemp(prefix="ioncannon-tok-")))
+    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**unet_config(size))
+    vae = AutoencoderKL(**vae_config(size))
+    text_encoder = CLIPTextModel(CLIPTextConfig(**text_config(size, len(tokenizer))))
+    return Components(unet, vae, text_encoder, tokenizer, DDPMScheduler(**scheduler_config()), source=f"random-{size}")
+
+
+def save_tiny_model(folder: str | Path, seed: int = 0) -> Path:
+    """Save a tiny, randomly initialised SD-shaped diffusers folder (the demo's base model)."""
+    from diffusers import StableDiffusionPipeline
+
+    folder = Path(folder)
+    if (folder / "model_index.json").exists():
+        return folder
+    tmp = folder.with_name(folder.name + ".partial")
+    tok_dir = write_tiny_tokenizer(tmp / "tokenizer")
+    parts = build_components("tiny", seed=seed, tokenizer_dir=tok_dir)
+    pipe = StableDiffusionPipeline(
+        unet=parts.unet, vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer,
+        scheduler=parts.noise_scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(str(tmp), safe_serialization=True)
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return folder
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def classify_source(source: str) -> str:
+    """'file' for a single checkpoint, 'folder' for a local diffusers folder, 'hub' for a hub id."""
+    p = Path(source).expanduser()
+    if p.is_file():
+        return "file"
+    if p.is_dir():
+        return "folder"
+    if source.endswith((".safetensors", ".ckpt", ".pt", ".bin")) or source.startswith(("/", "./", "~")):
+        return "missing"
+    return "hub"
+
+
+def load_components(source: str, dtype: torch.dtype = torch.float32, single_file_config: str | None = None) -> Components:
+    """Load UNet, VAE, text encoder, tokenizer and DDPM scheduler from any supported source."""
+    from diffusers import DDPMScheduler
+
+    kind = classify_source(source)
+    if kind == "missing":
+        raise ModelLoadError(f"Base model {source!r} does not exist. Check the path, or give a Hugging Face id.")
+    if kind == "file":
+        if not source.endswith(".safetensors"):
+            raise ModelLoadError(
+                f"{Path(source).name}: only .safetensors checkpoints are loaded (pickled .ckpt/.bin files can run "
+                "code). Convert it to .safetensors first."
+            )
+        pipe = _load_single_file(source, dtype, single_file_config)
+    else:
+        pipe = _load_pretrained(source, dtype)
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    return Components(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, scheduler, source=source)
+
+
+def _load_pretrained(source: str, dtype: torch.dtype) -> Any:
+    from diffusers import StableDiffusionPipeline
+
+    try:
+        return StableDiffusionPipeline.from_pretrained(
+            source, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False, use_safetensors=True,
+        )
+    except Exception as exc:  # hub/network errors come in many types
+        raise ModelLoadError(_explain_load_failure(source, exc)) from exc
+
+
+def _load_single_file(path: str, dtype: torch.dtype, config: str | None) -> Any:
+    from diffusers import StableDiffusionPipeline
+
+    kwargs: dict[str, Any] = {"torch_dtype": dtype}
+    if config:
+        kwargs["config"] = config
+        kwargs["local_files_only"] = True
+    try:
+        return StableDiffusionPipeline.from_single_file(path, safety_checker=None, requires_safety_checker=False, **kwargs)
+    except Exception as exc:
+        raise ModelLoadError(_explain_load_failure(path, exc)) from exc
+
+
+def _explain_load_failure(source: str, exc: Exception) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    offline = any(s in text for s in ("offline", "Connection", "resolve", "Max retries", "LocalEntryNotFound", "NameResolution"))
+    if offline:
+        return (
+            f"Could not download base model {source!r}: no connection to the Hugging Face Hub. "
+            "Check the box's internet, or point to a local diffusers folder or a .safetensors file."
+        )
+    if "401" in text or "403" in text or "gated" in text.lower():
+        return (
+            f"Base model {source!r} needs a Hugging Face login: export HF_TOKEN=... (it is read from the "
+            "environment only) and accept the model's licence on its page."
+        )
+    if "404" in text or "not found" in text.lower() or "does not appear" in text.lower():
+        return f"Base model {source!r} was not found. Check the spelling of the id or path."
+    return f"Could not load base model {source!r}: {text.splitlines()[0][:300]}"
+
+
+def resolve_device(preference: str = "auto") -> torch.device:
+    if preference == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if preference == "cuda":
+        raise ModelLoadError("No CUDA GPU is visible. Check `nvidia-smi`, or run the demo (`ioncannon --demo`).")
+    return torch.device("cpu")
