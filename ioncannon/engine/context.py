@@ -1,0 +1,55 @@
+"""StageContext: what every stage gets — the spec, the paths, an event sink and a stop flag."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ioncannon.engine.events import Emit, Event
+from ioncannon.engine.job import JobPaths, JobSpec
+
+
+class StopRequested(Exception):
+    """Raised inside a stage after it saved its progress because the user (or SIGTERM) asked to stop."""
+
+
+class StageError(Exception):
+    """A failure the user can act on: `message` says what went wrong, `hint` what to do."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@dataclass
+class StageContext:
+    spec: JobSpec
+    paths: JobPaths
+    workdir: Path                      # parent of all jobs: shared caches (class images, compiled kernels) live here
+    emit: Emit
+    should_stop: Callable[[], bool]    # True once a stop was requested: save progress, then raise StopRequested
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("ioncannon"))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype for inference on this device (training picks its own from the plan)."""
+        if self.device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if self.spec.train.precision == "bf16" else torch.float16
+
+    @property
+    def shared_cache(self) -> Path:
+        return self.workdir / ".cache"
+
+    def check_stop(self) -> None:
+        if self.should_stop():
+            raise StopRequested()
+
+    def send(self, event: Event) -> None:
+        self.emit(event)
