@@ -67,7 +67,11 @@ class JobSpec:
     resolution: int = 512
     device: str = "auto"  # auto | cuda | cpu
     hourly_price: float | None = None
+    budget_money: float | None = None
+    budget_minutes: float | None = None
     demo: bool = False
+    crops: dict[str, str] = field(default_factory=dict)  # photo file -> "face" | "centre" | "top"
+    excluded: tuple[str, ...] = ()  # photo files the user dropped on the check screen
     train: TrainPlan = field(default_factory=TrainPlan)
     generate: GeneratePlan = field(default_factory=GeneratePlan)
 
@@ -87,7 +91,9 @@ class JobSpec:
         data = {k: v for k, v in data.items() if k != "schema_version"}
         train = _known(TrainPlan, data.pop("train", {}) or {})
         gen = _known(GeneratePlan, data.pop("generate", {}) or {})
-        return cls(**_known_fields(cls, data), train=train, generate=gen)
+        fields = _known_fields(cls, data)
+        fields["excluded"] = tuple(fields.get("excluded", ()))
+        return cls(**fields, train=train, generate=gen)
 
     def replace(self, **changes: Any) -> JobSpec:
         return dataclasses.replace(self, **changes)
