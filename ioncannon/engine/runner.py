@@ -1,0 +1,275 @@
+"""The detached process that runs a job's stages and keeps state.json and events.jsonl current."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import IO
+
+from ioncannon.engine.events import (
+    Event, Failed, JobFinished, Message, Progress, RunnerStarted, StageFinished, StageStarted, Stopped,
+)
+from ioncannon.engine.fsio import append_line
+from ioncannon.engine.job import STAGES, JobPaths, JobSpec, load_spec
+from ioncannon.engine.state import JobState, read_state, write_state
+
+
+class RunnerBusy(Exception):
+    """Another live runner already works on this job."""
+
+
+# --------------------------------------------------------------------------- lock
+
+
+def _try_lock(paths: JobPaths) -> IO[str] | None:
+    """Take the job's lock; None if a live process holds it. The kernel drops it when its holder dies."""
+    paths.meta.mkdir(parents=True, exist_ok=True)
+    fh = open(paths.lock_file, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        return None
+    return fh
+
+
+def runner_pid(paths: JobPaths) -> int | None:
+    """The pid of the live runner holding the job's lock, else None (a stale lock is cleared)."""
+    if not paths.lock_file.exists():
+        return None
+    fh = _try_lock(paths)
+    if fh is not None:  # nobody holds it: whatever pid it names is dead
+        fh.truncate(0)
+        fh.close()
+        return None
+    try:
+        text = paths.lock_file.read_text(encoding="utf-8").strip()
+        return int(text.split()[0]) if text else -1
+    except (OSError, ValueError):
+        return -1
+
+
+def start_runner(paths: JobPaths, workdir: str | Path) -> int:
+    """Start the runner in its own session, so a dropped SSH link or a closed TUI leaves it running."""
+    if runner_pid(paths) is not None:
+        raise RunnerBusy(f"Job {paths.root.name} already has a running runner.")
+    paths.meta.mkdir(parents=True, exist_ok=True)
+    log = open(paths.log_file, "ab")
+    env = {k: v for k, v in os.environ.items()}
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ioncannon.engine.runner", str(paths.root), "--workdir", str(workdir)],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True, env=env,
+    )
+    log.close()
+    # wait until it holds the lock (or died trying) so callers see a consistent picture
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        if runner_pid(paths) is not None or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    return proc.pid
+
+
+def request_stop(paths: JobPaths) -> bool:
+    """Ask the runner to checkpoint and stop; False when no runner is alive."""
+    pid = runner_pid(paths)
+    if pid is None or pid <= 0:
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_for_exit(paths: JobPaths, timeout: float) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if runner_pid(paths) is None:
+            return True
+        time.sleep(0.1)
+    return runner_pid(paths) is None
+
+
+# --------------------------------------------------------------------------- the runner itself
+
+
+class Runner:
+    """Runs the stages of one job in order, skipping those already done; owns state.json and the event log."""
+
+    STATE_WRITE_INTERVAL = 0.5
+
+    def __init__(self, paths: JobPaths, workdir: Path, spec: JobSpec, log: logging.Logger) -> None:
+        self.paths, self.workdir, self.spec, self.log = paths, workdir, spec, log
+        self.state = read_state(paths)
+        if self.state.status == "unknown":
+            log.warning("state.json was unreadable (%s); starting from the stages on disk", self.state.message)
+            self.state = JobState()
+        self.stop_reason = ""
+        self._t0 = time.time()
+        self._elapsed0 = self.state.elapsed_s
+        self._last_write = 0.0
+
+    # events and state
+    def emit(self, event: Event) -> None:
+        append_line(self.paths.events_file, event.dumps())
+        force = not isinstance(event, Progress)
+        if isinstance(event, Progress):
+            self.state.done, self.state.total = event.done, event.total
+            self.state.rate, self.state.eta_s = event.rate, event.eta_s
+            if event.loss is not None:
+                self.state.loss = event.loss
+        elif isinstance(event, Message) and event.level != "info":
+            self.state.message = event.text
+        self._write_state(force)
+
+    def _write_state(self, force: bool = True) -> None:
+        now = time.time()
+        if not force and now - self._last_write < self.STATE_WRITE_INTERVAL:
+            return
+        self._last_write = now
+        self.state.elapsed_s = self._elapsed0 + (now - self._t0)
+        write_state(self.paths, self.state)
+
+    def should_stop(self) -> bool:
+        if not self.stop_reason:
+            self.stop_reason = _budget_reason(self.spec, self.state, self._elapsed0 + time.time() - self._t0)
+        return bool(self.stop_reason)
+
+    # the loop
+    def run(self) -> int:
+        from ioncannon.engine.context import StageContext, StageError, StopRequested
+        from ioncannon.engine.stages import stage_function
+
+        resumed = bool(self.state.stages_done) or self.state.status in ("running", "stopped", "failed", "stopping")
+        self.state.status, self.state.pid = "running", os.getpid()
+        self.state.message = self.state.hint = ""
+        self.state.started_at = self.state.started_at or time.time()
+        self.emit(RunnerStarted(pid=os.getpid(), resumed=resumed))
+        try:
+            from ioncannon.engine.models import resolve_device
+
+            device = resolve_device(self.spec.device)
+        except Exception as exc:  # ModelLoadError: no GPU with a real model
+            return self._fail("prepare", str(exc), "")
+        ctx = StageContext(self.spec, self.paths, self.workdir, self.emit, self.should_stop, device, self.log)
+        for stage in STAGES:
+            if stage in self.state.stages_done:
+                continue
+            if self.should_stop():
+                return self._stopped()
+            self.state.stage, self.state.done, self.state.total = stage, 0, 0
+            self.state.loss, self.state.eta_s = None, None
+            self.emit(StageStarted(stage=stage))
+            t = time.time()
+            try:
+                stage_function(stage)(ctx)
+            except StopRequested:
+                return self._stopped()
+            except StageError as exc:
+                self.log.error("stage %s failed: %s\n%s", stage, exc.message, traceback.format_exc())
+                return self._fail(stage, exc.message, exc.hint)
+            except Exception as exc:  # an unexpected bug: the traceback goes to the log, a sentence to the user
+                self.log.error("stage %s crashed:\n%s", stage, traceback.format_exc())
+                return self._fail(stage, f"{stage} stopped on an unexpected error: {type(exc).__name__}: {exc}"[:400],
+                                  f"The details are in {self.paths.log_file}. Fix the cause, then resume: `ioncannon`.")
+            self.state.stages_done.append(stage)
+            self.emit(StageFinished(stage=stage, seconds=time.time() - t))
+        self.state.status, self.state.stage = "finished", None
+        self.emit(JobFinished(seconds=self._elapsed0 + time.time() - self._t0, outputs=str(self.paths.outputs)))
+        return 0
+
+    def _stopped(self) -> int:
+        self.state.status = "stopped"
+        self.state.message = self.stop_reason or "stopped"
+        self.state.hint = "Run `ioncannon` (or `ioncannon resume`) to continue from the last checkpoint."
+        self.emit(Stopped(reason=self.state.message))
+        return 0
+
+    def _fail(self, stage: str, message: str, hint: str) -> int:
+        self.state.status, self.state.message, self.state.hint = "failed", message, hint
+        self.emit(Failed(stage=stage, message=message, hint=hint))
+        return 1
+
+
+def _budget_reason(spec: JobSpec, state: JobState, elapsed_s: float) -> str:
+    if spec.budget_minutes is not None and elapsed_s >= spec.budget_minutes * 60:
+        return f"budget reached: {spec.budget_minutes:g} minutes"
+    if spec.budget_money is not None and spec.hourly_price:
+        spent = elapsed_s / 3600 * spec.hourly_price
+        if spent >= spec.budget_money:
+            return f"budget reached: {spent:.2f} of {spec.budget_money:.2f} spent"
+    return ""
+
+
+def _setup_logging(paths: JobPaths) -> logging.Logger:
+    log = logging.getLogger("ioncannon")
+    log.setLevel(logging.INFO)
+    handler = logging.StreamHandler(sys.stdout)  # stdout is runner.log (start_runner points it there)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    return log
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ioncannon.engine.runner")
+    parser.add_argument("job_root")
+    parser.add_argument("--workdir", required=True)
+    args = parser.parse_args(argv)
+    paths = JobPaths(args.job_root)
+    lock = None
+    for _ in range(20):  # a client may be probing the lock for a moment
+        lock = _try_lock(paths)
+        if lock is not None:
+            break
+        time.sleep(0.05)
+    if lock is None:
+        print("another runner holds this job's lock; exiting", file=sys.stderr)
+        return 3
+    lock.seek(0)
+    lock.truncate(0)
+    lock.write(f"{os.getpid()} {time.time():.0f}\n")
+    lock.flush()
+    log = _setup_logging(paths)
+    runner = Runner(paths, Path(args.workdir), load_spec(paths), log)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a dropped SSH link must not stop the work
+
+    def on_term(signum: int, _frame: object) -> None:
+        runner.stop_reason = runner.stop_reason or f"stopped on request ({signal.Signals(signum).name})"
+        if runner.state.status == "running":
+            runner.state.status = "stopping"
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    _quiet_libraries()
+    log.info("runner %d started for %s", os.getpid(), paths.root)
+    return runner.run()
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    try:
+        from diffusers.utils import logging as dlog
+
+        dlog.disable_progress_bar()
+        dlog.set_verbosity_error()
+        from transformers.utils import logging as tlog
+
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+    except Exception:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The job's stages in order; prepare and package live here, the rest in their own modules."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from typing import Callable
+
+from ioncannon.engine.context import StageContext, StageError
+from ioncannon.engine.events import Message, Progress
+from ioncannon.engine.fsio import atomic_write_text
+
+StageFunction = Callable[[StageContext], None]
+
+# name -> "module:function"; imported lazily so one stage's heavy imports don't slow the others
+STAGE_FUNCTIONS: dict[str, str] = {
+    "prepare": "ioncannon.engine.stages:run_prepare",
+    "class_images": "ioncannon.engine.generate:run_class_images",
+    "cache": "ioncannon.engine.cache:run_cache",
+    "train": "ioncannon.engine.train:run_training",
+    "export": "ioncannon.engine.export:run_export",
+    "generate": "ioncannon.engine.generate:run_generate",
+    "package": "ioncannon.engine.stages:run_package",
+}
+
+STAGE_TITLES: dict[str, str] = {
+    "prepare": "Prepare photos",
+    "class_images": "Class images",
+    "cache": "Cache latents",
+    "train": "Train",
+    "export": "Export model",
+    "generate": "Generate prompt pack",
+    "package": "Package",
+}
+
+
+def stage_function(stage: str) -> StageFunction:
+    module, _, name = STAGE_FUNCTIONS[stage].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_prepare(ctx: StageContext) -> None:
+    """Normalise the user's photos into training_samples/<class>/ (the source folder is only read)."""
+    from ioncannon.engine import photos
+
+    spec = ctx.spec
+    try:
+        findings = photos.scan_folder(spec.photos_dir, resolution=spec.resolution)
+    except photos.PhotoFolderError as exc:
+        raise StageError(str(exc), "Check the photo folder, then resume the job.") from exc
+    findings = [f for f in findings if f.file not in spec.excluded]
+    if not photos.usable(findings):
+        raise StageError(
+            f"No usable photos in {spec.photos_dir}.",
+            "Add 5-20 JPG/PNG/HEIC photos of the subject to the folder, then resume.",
+        )
+    out = ctx.paths.training_samples(spec.class_name)
+    written = photos.normalise(
+        spec.photos_dir, findings, spec.identifier, spec.class_name, out,
+        resolution=spec.resolution, crops=dict(spec.crops),
+    )
+    n = len([f for f in written if f.output])
+    ctx.emit(Progress(stage="prepare", done=n, total=n, label="photos"))
+    ctx.emit(Message(level="info", text=f"{n} training photos written to {out}"))
+
+
+def run_package(ctx: StageContext) -> None:
+    """Write a summary of the finished job and the download instructions next to the outputs."""
+    paths, spec = ctx.paths, ctx.spec
+    summary = {
+        "job": spec.name,
+        "identifier": spec.identifier,
+        "class": spec.class_name,
+        "prompt": spec.instance_prompt,
+        "base_model": spec.base_model,
+        "mode": spec.train.mode,
+        "steps": spec.train.steps,
+        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "trained_models": sorted(p.name for p in paths.trained_models.glob("*")) if paths.trained_models.exists() else [],
+        "outputs": sorted(p.name for p in paths.outputs.glob("*")) if paths.outputs.exists() else [],
+    }
+    atomic_write_text(paths.meta / "summary.json", json.dumps(summary, indent=2) + "\n")
+    try:
+        from ioncannon.engine import download
+    except ImportError:
+        return
+    writer = getattr(download, "write_download_file", None)
+    if writer is not None:
+        writer(paths)
