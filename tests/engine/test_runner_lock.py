@@ -1,0 +1,76 @@
+"""The job lock: one runner per job, and a dead runner's lock is recognised as stale."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from ioncannon.engine.job import JobPaths
+from ioncannon.engine.runner import runner_pid
+
+HOLDER = textwrap.dedent(
+    """
+    import os, sys, time
+    from ioncannon.engine.job import JobPaths
+    from ioncannon.engine.runner import _try_lock
+    fh = _try_lock(JobPaths(sys.argv[1]))
+    fh.write(f"{os.getpid()} 0\\n"); fh.flush()
+    print("locked", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def _hold_lock(root: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(root)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_live_lock_names_its_holder_and_dead_lock_is_stale(tmp_path: Path) -> None:
+    paths = JobPaths(tmp_path / "job")
+    assert runner_pid(paths) is None
+    proc = _hold_lock(paths.root)
+    try:
+        assert runner_pid(paths) == proc.pid
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert paths.lock_file.read_text().strip()  # the dead runner's pid is still written there...
+    assert runner_pid(paths) is None  # ...but nobody holds the lock, so it is stale and cleared
+    assert paths.lock_file.read_text() == ""
+
+
+def test_second_runner_refuses_to_work_on_a_locked_job(tmp_path: Path) -> None:
+    paths = JobPaths(tmp_path / "job")
+    proc = _hold_lock(paths.root)
+    try:
+        t = time.time()
+        out = subprocess.run(
+            [sys.executable, "-m", "ioncannon.engine.runner", str(paths.root), "--workdir", str(tmp_path)],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode == 3 and "another runner" in out.stderr
+        assert time.time() - t < 30
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_engine_imports_without_textual() -> None:
+    code = (
+        "import sys, ioncannon.engine.runner, ioncannon.engine.stages, ioncannon.engine.jobs, "
+        "ioncannon.engine.models, ioncannon.engine.state, ioncannon.cli, ioncannon.demo\n"
+        "import importlib, pkgutil, ioncannon.engine as e\n"
+        "for m in pkgutil.iter_modules(e.__path__):\n"
+        "    importlib.import_module('ioncannon.engine.' + m.name)\n"
+        "bad = [m for m in ('textual', 'rich') if m in sys.modules]\n"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
