@@ -1,0 +1,86 @@
+"""The real `ioncannon` command, headless: the whole demo, status, and clear messages for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def ioncannon(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ioncannon", *args], capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL, **kw,
+    )
+
+
+@pytest.mark.slow
+def test_demo_runs_every_stage_headless(tmp_path: Path) -> None:
+    wd = tmp_path / "work"
+    t = time.time()
+    out = ioncannon("run", "--demo", "--yes", "--workdir", str(wd), timeout=400)
+    seconds = time.time() - t
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    for stage in ("prepare", "class_images", "cache", "train", "export", "generate", "package"):
+        assert any(f"stage {stage} done" in line for line in lines), f"no line for {stage}"
+    assert any("train " in line and "loss" in line for line in lines)
+    assert "job finished" in lines[-1]
+
+    (job,) = [p for p in wd.iterdir() if (p / ".ioncannon" / "job.json").exists()]
+    samples = sorted((job / "training_samples" / "person").glob("*.png"))
+    assert samples and samples[0].name == "zwx person_001.png"
+    assert (job / "trained_models" / "zwx_model.safetensors").stat().st_size > 0
+    collages = sorted(job.glob("outputs/zwx_*/zwx_*-0000.jpg"))
+    assert len(collages) >= 8
+    assert not list(job.rglob("*.ckpt")) and not list(job.rglob("*.bin"))
+
+    status = ioncannon("status", "--json", "--workdir", str(wd))
+    info = json.loads(status.stdout)
+    assert info["status"] == "finished" and info["job"] == job.name
+    assert info["stages_done"][-1] == "package"
+    print(f"demo wall time: {seconds:.1f} s")
+
+
+def test_run_refuses_without_confirmation_when_not_a_terminal(tmp_path: Path) -> None:
+    out = ioncannon("run", "--demo", "--workdir", str(tmp_path))
+    assert out.returncode == 2 and "--yes" in out.stderr
+    assert not [p for p in tmp_path.iterdir() if (p / ".ioncannon").exists()]
+
+
+@pytest.mark.parametrize(
+    "job, message",
+    [
+        ({"photos_dir": "/nonexistent/photos", "identifier": "zwx", "class_name": "man"}, "does not exist"),
+        ({"photos_dir": ".", "identifier": "a/b", "class_name": "man"}, "not usable"),
+        ({"photos_dir": ".", "identifier": "", "class_name": "man"}, "lacks identifier"),
+    ],
+)
+def test_bad_job_files_get_a_message_not_a_traceback(tmp_path: Path, job: dict, message: str) -> None:
+    jobfile = tmp_path / "job.json"
+    jobfile.write_text(json.dumps(job))
+    out = ioncannon("run", str(jobfile), "--yes", "--workdir", str(tmp_path / "w"))
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_unwritable_workdir_is_explained(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        target = Path("/proc/ioncannon-cannot-write-here")
+    else:
+        target = tmp_path / "ro"
+        target.mkdir()
+        target.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    out = ioncannon("status", "--workdir", str(target / "w"))
+    assert out.returncode == 2 and "not writable" in out.stderr and "--workdir" in out.stderr
+
+
+def test_status_with_no_jobs_says_so(tmp_path: Path) -> None:
+    out = ioncannon("status", "--workdir", str(tmp_path))
+    assert out.returncode == 2 and "no jobs" in out.stderr

@@ -1,0 +1,66 @@
+"""A kill -9 of the runner mid-training, then resume: finished stages are not redone, steps continue."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from ioncannon.cli import job_status
+from ioncannon.demo import demo_spec
+from ioncannon.engine.events import Progress, RunnerStarted, StageStarted
+from ioncannon.engine.jobs import create_job, find_job
+from ioncannon.engine.runner import runner_pid, start_runner, wait_for_exit
+from ioncannon.engine.state import EventTail, read_state
+
+pytestmark = pytest.mark.slow
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_kill_dash_nine_then_resume_continues_from_checkpoint(workdir: Path) -> None:
+    spec = demo_spec(workdir, name="killed")
+    spec = spec.replace(
+        train=dataclasses.replace(spec.train, steps=40, checkpoint_every=10, sample_every=1000),
+        generate=dataclasses.replace(spec.generate, images_per_prompt=1, bare_token_images=1, steps=4),
+    )
+    paths = create_job(workdir, spec)
+    first_pid = start_runner(paths, workdir)
+
+    def training_past_first_checkpoint() -> bool:
+        state = read_state(paths)
+        assert state.status not in ("failed", "finished"), state.message
+        return state.stage == "train" and state.done >= 14 and any(paths.checkpoints.glob("step-*"))
+
+    _wait(training_past_first_checkpoint, 240, "training to pass its first checkpoint")
+    os.kill(first_pid, signal.SIGKILL)
+    _wait(lambda: runner_pid(paths) is None, 30, "the lock to be released")
+
+    job = find_job(workdir, "killed")
+    assert job is not None and job_status(job)["status"] == "interrupted"
+    killed_at = read_state(paths).done
+
+    tail = EventTail(paths.events_file, from_start=False)
+    start_runner(paths, workdir)
+    assert wait_for_exit(paths, 300), "resumed runner did not finish"
+    state = read_state(paths)
+    assert state.status == "finished", (state.message, state.hint)
+
+    after = tail.read_new()
+    assert isinstance(after[0], RunnerStarted) and after[0].resumed
+    restarted = [e.stage for e in after if isinstance(e, StageStarted)]
+    assert restarted[0] == "train" and "prepare" not in restarted and "cache" not in restarted
+    steps = [e.done for e in after if isinstance(e, Progress) and e.stage == "train"]
+    assert steps and 10 < steps[0] <= killed_at + 1  # continued from a checkpoint, not from step 0
+    assert steps[-1] == 40
