@@ -1,0 +1,116 @@
+"""The identifier linter: blocking errors, warnings from a real CLIPTokenizer, rare suggestions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ioncannon.engine.identifier import CLASSES, COMMON_WORDS, lint_identifier
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs)))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - transformers type
+    """A real CLIPTokenizer over a small BPE vocabulary that knows a few whole words."""
+    from transformers import CLIPTokenizer
+
+    folder = tmp_path_factory.mktemp("tok")
+    alphabet = list(_bytes_to_unicode().values())
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    for ch in alphabet:
+        vocab[ch + "</w>"] = len(vocab)
+    merges: list[str] = []
+    for word in ("man", "dog", "ship", "zwx", "sks", "qkv", "bdr", "photo", "of"):
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        cur = pieces[0]
+        for nxt in pieces[1:]:
+            if f"{cur} {nxt}" not in merges:
+                merges.append(f"{cur} {nxt}")
+            cur += nxt
+            vocab.setdefault(cur, len(vocab))
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+
+
+def test_classes_are_the_notebooks() -> None:
+    assert CLASSES == ("man", "woman", "person", "dog", "cat")
+
+
+def test_a_rare_single_token_identifier_is_clean(tokenizer) -> None:  # noqa: ANN001
+    lint = lint_identifier("zwx", "man", tokenizer)
+    assert lint.ok and not lint.errors and not lint.warnings and lint.token_count == 1
+    assert lint.prompt == "a photo of zwx man"
+
+
+@pytest.mark.parametrize("ident, needle", [
+    ("", "empty"), ("   ", "empty"), ("my/dog", "'/'"), ("my_dog", "first '_'"), ("zwx\n", "space"),
+    ("a\tb", "control"), ("zw:x", "file systems"), ("x" * 41, "under 40"),
+])
+def test_blocking_errors(ident: str, needle: str) -> None:
+    lint = lint_identifier(ident, "dog")
+    assert not lint.ok and any(needle in e for e in lint.errors), lint.errors
+    assert lint.suggestions  # always offer a way out
+
+
+def test_bad_class_is_blocking() -> None:
+    assert not lint_identifier("zwx", "").ok
+    assert not lint_identifier("zwx", "my_class").ok
+
+
+def test_common_word_warns_and_suggests_single_token_alternatives(tokenizer) -> None:  # noqa: ANN001
+    lint = lint_identifier("ship", "man", tokenizer)
+    assert lint.ok and any("common word" in w for w in lint.warnings)
+    assert lint.suggestions and "ship" not in lint.suggestions
+    for s in lint.suggestions:
+        assert len(tokenizer.tokenize(s)) == 1 and s not in COMMON_WORDS
+
+
+def test_multi_token_identifier_warns_with_the_pieces(tokenizer) -> None:  # noqa: ANN001
+    lint = lint_identifier("zqxj", "woman", tokenizer)
+    assert lint.ok and lint.token_count == 4
+    assert any("splits into 4 tokens" in w for w in lint.warnings)
+
+
+def test_class_collision_warns() -> None:
+    assert any("collides with the class" in w for w in lint_identifier("dog", "dog").warnings)
+    assert any("collides with the class" in w for w in lint_identifier("puppy", "dog").warnings)
+    assert any("contains the class word" in w for w in lint_identifier("zwxdog", "dog").warnings)
+
+
+def test_known_bad_pick_and_case_notes() -> None:
+    assert any("rifle" in w for w in lint_identifier("sks", "person").warnings)
+    assert any("ignores case" in w for w in lint_identifier("ZWX", "man").warnings)
+
+
+def test_without_a_tokenizer_only_syntax_checks_run() -> None:
+    lint = lint_identifier("zqxj", "cat")
+    assert lint.ok and lint.token_count is None and not lint.warnings
+
+
+def test_a_broken_tokenizer_degrades_to_a_warning() -> None:
+    class Broken:
+        def tokenize(self, text: str) -> list[str]:
+            raise RuntimeError("boom")
+
+    lint = lint_identifier("zwx", "cat", Broken())
+    assert lint.ok and any("could not tokenize" in w for w in lint.warnings)
+
+
+def test_suggestions_are_deterministic(tokenizer) -> None:  # noqa: ANN001
+    a = lint_identifier("ship", "man", tokenizer).suggestions
+    assert a == lint_identifier("ship", "man", tokenizer).suggestions
+
