@@ -12,7 +12,7 @@ import pytest
 
 from ioncannon.cli import job_status
 from ioncannon.demo import demo_spec
-from ioncannon.engine.events import Progress, RunnerStarted, StageStarted
+from ioncannon.engine.events import CheckpointSaved, Progress, RunnerStarted, StageStarted
 from ioncannon.engine.jobs import create_job, find_job
 from ioncannon.engine.runner import runner_pid, start_runner, wait_for_exit
 from ioncannon.engine.state import EventTail, read_state
@@ -37,11 +37,14 @@ def test_kill_dash_nine_then_resume_continues_from_checkpoint(workdir: Path) -> 
     )
     paths = create_job(workdir, spec)
     first_pid = start_runner(paths, workdir)
+    log = EventTail(paths.events_file)
+    saved: list[int] = []
 
     def training_past_first_checkpoint() -> bool:
         state = read_state(paths)
         assert state.status not in ("failed", "finished"), state.message
-        return state.stage == "train" and state.done >= 14 and any(paths.checkpoints.glob("step-*"))
+        saved.extend(e.step for e in log.read_new() if isinstance(e, CheckpointSaved))
+        return state.stage == "train" and state.done >= 14 and bool(saved)
 
     _wait(training_past_first_checkpoint, 240, "training to pass its first checkpoint")
     os.kill(first_pid, signal.SIGKILL)
@@ -49,7 +52,8 @@ def test_kill_dash_nine_then_resume_continues_from_checkpoint(workdir: Path) -> 
 
     job = find_job(workdir, "killed")
     assert job is not None and job_status(job)["status"] == "interrupted"
-    killed_at = read_state(paths).done
+    saved.extend(e.step for e in log.read_new() if isinstance(e, CheckpointSaved))
+    last_checkpoint = max(saved)
 
     tail = EventTail(paths.events_file, from_start=False)
     start_runner(paths, workdir)
@@ -62,5 +66,6 @@ def test_kill_dash_nine_then_resume_continues_from_checkpoint(workdir: Path) -> 
     restarted = [e.stage for e in after if isinstance(e, StageStarted)]
     assert restarted[0] == "train" and "prepare" not in restarted and "cache" not in restarted
     steps = [e.done for e in after if isinstance(e, Progress) and e.stage == "train"]
-    assert steps and 10 < steps[0] <= killed_at + 1  # continued from a checkpoint, not from step 0
+    # continued right after the last checkpoint, not from step 0
+    assert steps and last_checkpoint < steps[0] <= last_checkpoint + 10
     assert steps[-1] == 40
