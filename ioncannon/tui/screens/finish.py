@@ -1,0 +1,277 @@
+"""Finish: where every file is, what it cost, how to copy it home, wipe the subject, destroy the box."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from ioncannon.engine import bundle as bundles
+from ioncannon.engine.costs import (
+    BUDGET_HINT,
+    format_clock,
+    format_money,
+    job_started_at,
+    remembered_hourly_price,
+    spend,
+)
+from ioncannon.engine.download import DOWNLOAD_FILE, DownloadCommands, write_download_file
+from ioncannon.engine.fsio import dir_size
+from ioncannon.engine.job import JobPaths, JobSpec
+from ioncannon.engine.provider import (
+    STILL_BILLS,
+    ProviderCommand,
+    ProviderError,
+    build_command,
+    console_steps,
+    console_where,
+    detect_provider,
+)
+from ioncannon.engine.state import read_state
+from ioncannon.engine.wipe import NOT_A_SECURE_ERASE, WipeReceipt, plan_wipe
+from ioncannon.tui.screens.finish_dialogs import BundleDialog, DestroyDialog, PriceDialog, WipeDialog
+from ioncannon.tui.widgets.meter import CostMeter
+
+_LABEL_WIDTH = 11
+
+
+def _row(label: str, value: str | Text, style: str = "") -> Text:
+    return Text.assemble((f"{label:<{_LABEL_WIDTH}}", "dim"), (value, style) if isinstance(value, str) else value, "\n")
+
+
+class FinishScreen(Screen[None]):
+    """The last step: files, time and money, download commands, the wipe, and destroying the instance."""
+
+    DEFAULT_CSS = """
+    FinishScreen { layout: vertical; }
+    FinishScreen > .titlebar { height: 1; background: $primary; color: $text; padding: 0 1; }
+    FinishScreen > #finish-body { height: 1fr; padding: 0 1; }
+    FinishScreen #finish-body > Static { width: 1fr; }
+    FinishScreen #finish-body > .finish-section { padding-left: 2; }
+    FinishScreen .finish-heading { text-style: bold; color: $accent; margin-top: 1; }
+    FinishScreen #finish-outcome { margin-top: 1; }
+    FinishScreen > #finish-destroy {
+        height: auto; border: heavy $error; padding: 0 1; margin: 0 0;
+    }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("b", "bundle", "Bundle"),
+        Binding("w", "wipe", "Wipe"),
+        Binding("d", "destroy", "Destroy box"),
+        Binding("p", "price", "Price"),
+        Binding("c", "copy", "Copy rsync"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self, paths: JobPaths, spec: JobSpec, env: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self.paths, self.spec = paths, spec
+        self.env = dict(os.environ if env is None else env)
+        self.provider = detect_provider(self.env)
+        self.hourly_price = spec.hourly_price if spec.hourly_price is not None else remembered_hourly_price()
+        self.started_at = job_started_at(paths)
+        self.commands: DownloadCommands | None = None
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        title = Text.assemble((" ioncannon ", "bold"), ("· finished · ", "dim"), (self.spec.name, "bold"))
+        yield Static(title, classes="titlebar")
+        with VerticalScroll(id="finish-body"):
+            yield Static(id="finish-outcome")
+            yield Static("Where your files are", classes="finish-heading")
+            yield Static(id="finish-files", classes="finish-section")
+            yield Static("Time and money", classes="finish-heading")
+            yield Static(id="finish-money", classes="finish-section")
+            yield Static("Copy it home: run on YOUR computer", classes="finish-heading")
+            yield Static(id="finish-download", classes="finish-section")
+            yield Static("Your subject's data", classes="finish-heading")
+            yield Static(id="finish-subject", classes="finish-section")
+            yield Static("Stopping the meter", classes="finish-heading")
+            yield Static(id="finish-stopping", classes="finish-section")
+        yield Static(self._last_words(), id="finish-destroy")
+        yield CostMeter(self.hourly_price, self.started_at)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Write DOWNLOAD.txt, fill every section, and let the arrow keys scroll."""
+        self.refresh_sections()
+        self.query_one("#finish-body").focus()
+
+    def refresh_sections(self) -> None:
+        """Re-read the job folder (after a bundle, a wipe or a new price)."""
+        try:
+            self.commands = write_download_file(self.paths, self.spec, self.env)
+        except OSError as exc:
+            self.notify(f"DOWNLOAD.txt not written: {exc.strerror}", severity="warning")
+        sections = {
+            "#finish-outcome": self._outcome, "#finish-files": self._files, "#finish-money": self._money,
+            "#finish-download": self._download, "#finish-subject": self._subject, "#finish-stopping": self._stopping,
+        }
+        for selector, build in sections.items():
+            text = build()
+            text.rstrip()
+            self.query_one(selector, Static).update(text)
+        self.refresh_bindings()
+
+    # ------------------------------------------------------------------ sections
+
+    def _outcome(self) -> Text:
+        state = read_state(self.paths)
+        if state.status == "finished":
+            return Text.assemble(("✔ Done. ", "bold green"), f"{self.spec.instance_prompt} is trained and its images are made.")
+        if state.status == "stopped" and state.message.startswith("budget reached"):
+            return Text.assemble(("■ Stopped: ", "bold yellow"), state.message, "\n", BUDGET_HINT)
+        if state.status == "stopped":
+            return Text.assemble(("■ Stopped. ", "bold yellow"), state.message or "", "\n", state.hint)
+        if state.status == "failed":
+            return Text.assemble(("✗ Failed: ", "bold red"), state.message, "\n", state.hint)
+        return Text.assemble(("● ", "bold"), f"job status: {state.status}")
+
+    def _files(self) -> Text:
+        text = Text.assemble((str(self.paths.root), "bold"), "\n")
+        models = sorted(self.paths.trained_models.glob("*")) if self.paths.trained_models.is_dir() else []
+        for model in models:
+            size = dir_size(model) if model.is_dir() else model.stat().st_size
+            name = f"trained_models/{model.name}{'/' if model.is_dir() else ''}"
+            text.append_text(_row("model", f"{name}  {bundles.human_bytes(size)}"))
+        if not models:
+            text.append_text(_row("model", "none yet", "dim"))
+        images = list(self.paths.outputs.glob("*/samples/*")) if self.paths.outputs.is_dir() else []
+        collages = [p for p in self.paths.outputs.glob("*/*") if p.is_file()] if self.paths.outputs.is_dir() else []
+        folders = len({p.parent.parent for p in images})
+        text.append_text(_row("images", f"outputs/ · {len(images)} images in {folders} folders, {len(collages)} collages"))
+        sheets = [p for p in self.paths.outputs.glob("*") if p.is_file()] if self.paths.outputs.is_dir() else []
+        for sheet in sheets:
+            text.append_text(_row("overview", f"outputs/{sheet.name}"))
+        archive = bundles.archive_path(self.paths, self.spec)
+        if archive.is_file():
+            text.append_text(_row("bundle", f"{archive.name}  {bundles.human_bytes(archive.stat().st_size)}", "bold green"))
+        else:
+            text.append_text(_row("bundle", "not written yet: press b", "yellow"))
+        text.append_text(_row("commands", DOWNLOAD_FILE))
+        return text
+
+    def _money(self) -> Text:
+        now = time.time()
+        state = read_state(self.paths)
+        since_start = None if self.started_at is None else now - self.started_at
+        text = _row("job time", f"{format_clock(since_start)} since it started · {format_clock(state.elapsed_s)} running")
+        if self.hourly_price is None:
+            text.append_text(_row("cost", "unknown: press p and type the hourly price", "yellow"))
+            return text
+        job_cost = format_money(spend(self.hourly_price, since_start or 0))
+        rate = f" this job at {format_money(self.hourly_price)}/h (p: change)"
+        text.append_text(_row("cost", Text.assemble((job_cost, "bold"), rate)))
+        text.append_text(_row("", "the footer counts on: the box bills until it is destroyed", "dim"))
+        return text
+
+    def _download(self) -> Text:
+        if self.commands is None:
+            return Text("(download commands unavailable)", style="dim")
+        text = Text()
+        text.append(f"{self.commands.scp}\n", style="bold")
+        text.append(f"{self.commands.rsync}\n", style="bold")
+        if self.commands.note:
+            text.append(f"{self.commands.note}\n", style="yellow")
+        text.append(f"rsync resumes if the link drops · c copies it · also in {DOWNLOAD_FILE}", style="dim")
+        return text
+
+    def _subject(self) -> Text:
+        wiped = bundles.read_finish_record(self.paths).get("wipe")
+        if isinstance(wiped, dict):
+            removed = wiped.get("removed", [])
+            total = sum(int(i.get("bytes", 0)) for i in removed)
+            when = time.strftime("%H:%M", time.localtime(float(wiped.get("at", 0))))
+            summary = f"at {when}: {bundles.human_bytes(total)} in {len(removed)} places.\n"
+            text = Text.assemble(("✔ Wiped ", "bold green"), summary)
+        else:
+            items = plan_wipe(self.paths, self.spec)
+            size = bundles.human_bytes(sum(i.bytes for i in items))
+            what = ", ".join(i.label for i in items) or "nothing"
+            text = Text.assemble(("Still on this box: ", "yellow"), f"{what} ({size}).\n",
+                                 "Once the download is home, w wipes them; class images are kept.\n")
+        text.append(NOT_A_SECURE_ERASE, style="dim")
+        return text
+
+    def _stopping(self) -> Text:
+        text = Text()
+        for i, step in enumerate(console_steps(self.provider), 1):
+            text.append(f"{i}. {step}\n")
+        command = self._command("destroy")
+        if command is not None:
+            text.append("Or from here: d runs ")
+            text.append(command.shown, style="bold")
+        else:
+            text.append("ioncannon can't do it from inside this box (no provider CLI and key): use the console.", style="dim")
+        return text
+
+    def _last_words(self) -> Text:
+        text = Text()
+        text.append(" DESTROY this instance once your files are home: not just stop it. ", style="bold reverse red")
+        text.append(f"\n{STILL_BILLS}")
+        if self.provider.can_act_from_inside:
+            text.append("  d: destroy it from here", style="bold")
+        text.append(f"\nWhere: {console_where(self.provider)}")
+        return text
+
+    def _command(self, action: str) -> ProviderCommand | None:
+        try:
+            return build_command(self.provider, action, self.env)  # type: ignore[arg-type]
+        except ProviderError:
+            return None
+
+    # ------------------------------------------------------------------ keys
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Offer d only where the provider's CLI and key are on this box."""
+        if action == "destroy":
+            return self.provider.can_act_from_inside
+        return True
+
+    def action_bundle(self) -> None:
+        """Show the bundle's size, then write it."""
+        self.app.push_screen(BundleDialog(self.paths, self.spec), lambda _archive: self.refresh_sections())
+
+    def action_wipe(self) -> None:
+        """Wipe the subject's data after the typed job name."""
+
+        def done(receipt: WipeReceipt | None) -> None:
+            self.refresh_sections()
+            if receipt is not None:
+                self.notify(f"Wiped {bundles.human_bytes(receipt.total_bytes)}. Now destroy the instance.")
+
+        self.app.push_screen(WipeDialog(self.paths, self.spec), done)
+
+    def action_destroy(self) -> None:
+        """Stop or destroy this instance with the provider's CLI, after the typed word."""
+        destroy, stop = self._command("destroy"), self._command("stop")
+        if destroy is None or stop is None:
+            return
+        self.app.push_screen(DestroyDialog(self.paths, self.provider, {"destroy": destroy, "stop": stop}),
+                             lambda _result: self.refresh_sections())
+
+    def action_price(self) -> None:
+        """Type the hourly price (remembered for this machine)."""
+
+        def done(price: float | None) -> None:
+            if price is not None:
+                self.hourly_price = price
+                self.query_one(CostMeter).hourly_price = price
+                self.refresh_sections()
+
+        self.app.push_screen(PriceDialog(), done)
+
+    def action_copy(self) -> None:
+        """Copy the rsync command to the clipboard of the computer you type on (OSC 52)."""
+        if self.commands is not None:
+            self.app.copy_to_clipboard(self.commands.rsync)
+            self.notify("rsync command copied (if your terminal allows it); it is in DOWNLOAD.txt too.")
