@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 from typing import IO
 
+from ioncannon.engine.costs import BUDGET_HINT, budget_exceeded
 from ioncannon.engine.events import (
     Event, Failed, JobFinished, Message, Progress, RunnerStarted, StageFinished, StageStarted, Stopped,
 )
@@ -142,7 +143,10 @@ class Runner:
 
     def should_stop(self) -> bool:
         if not self.stop_reason:
-            self.stop_reason = _budget_reason(self.spec, self.state, self._elapsed0 + time.time() - self._t0)
+            # the cap counts run time summed over runner lifetimes, as the user saw it on screen
+            self.stop_reason = budget_exceeded(
+                self.spec, self.state.started_at, elapsed_s=self._elapsed0 + time.time() - self._t0,
+            ) or ""
         return bool(self.stop_reason)
 
     # the loop
@@ -191,7 +195,10 @@ class Runner:
     def _stopped(self) -> int:
         self.state.status = "stopped"
         self.state.message = self.stop_reason or "stopped"
-        self.state.hint = "Run `ioncannon` (or `ioncannon resume`) to continue from the last checkpoint."
+        self.state.hint = (
+            BUDGET_HINT if self.stop_reason.startswith("budget")
+            else "Run `ioncannon` (or `ioncannon resume`) to continue from the last checkpoint."
+        )
         self.emit(Stopped(reason=self.state.message))
         return 0
 
@@ -199,16 +206,6 @@ class Runner:
         self.state.status, self.state.message, self.state.hint = "failed", message, hint
         self.emit(Failed(stage=stage, message=message, hint=hint))
         return 1
-
-
-def _budget_reason(spec: JobSpec, state: JobState, elapsed_s: float) -> str:
-    if spec.budget_minutes is not None and elapsed_s >= spec.budget_minutes * 60:
-        return f"budget reached: {spec.budget_minutes:g} minutes"
-    if spec.budget_money is not None and spec.hourly_price:
-        spent = elapsed_s / 3600 * spec.hourly_price
-        if spent >= spec.budget_money:
-            return f"budget reached: {spent:.2f} of {spec.budget_money:.2f} spent"
-    return ""
 
 
 def _setup_logging(paths: JobPaths) -> logging.Logger:
