@@ -248,11 +248,17 @@ def _load_single_file(path: str, dtype: torch.dtype, config: str | None) -> Any:
 
 def _explain_load_failure(source: str, exc: Exception) -> str:
     text = f"{type(exc).__name__}: {exc}"
-    offline = any(s in text for s in ("offline", "Connection", "resolve", "Max retries", "LocalEntryNotFound", "NameResolution"))
+    offline = any(
+        s in text for s in (
+            "offline", "Connection", "resolve", "Max retries", "LocalEntryNotFound", "NameResolution",
+            "not fully cached locally", "outgoing traffic has been disabled", "Cannot reach",
+        )
+    )
     if offline:
         return (
-            f"Could not download base model {source!r}: no connection to the Hugging Face Hub. "
-            "Check the box's internet, or point to a local diffusers folder or a .safetensors file."
+            f"Could not download base model {source!r}: no connection to the Hugging Face Hub and no copy "
+            "in the local cache. Check the box's internet, or point to a local diffusers folder or a "
+            ".safetensors file."
         )
     if "401" in text or "403" in text or "gated" in text.lower():
         return (
