@@ -160,6 +160,14 @@ def _check_spec(spec: Any) -> None:
     photos = Path(spec.photos_dir).expanduser()
     if not photos.is_dir():
         raise _UserError(f"photo folder {photos} does not exist. Give the folder with the subject's photos.")
+    if spec.device != "cpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise _UserError(
+                "no CUDA GPU is visible (check `nvidia-smi`). To run on the CPU anyway (only sensible for tiny "
+                'test models), set device = "cpu" in the job file; to see the product, try `ioncannon --demo`.'
+            )
 
 
 def _plan_text(spec: Any) -> str:

@@ -60,6 +60,7 @@ def test_run_refuses_without_confirmation_when_not_a_terminal(tmp_path: Path) ->
         ({"photos_dir": "/nonexistent/photos", "identifier": "zwx", "class_name": "man"}, "does not exist"),
         ({"photos_dir": ".", "identifier": "a/b", "class_name": "man"}, "not usable"),
         ({"photos_dir": ".", "identifier": "", "class_name": "man"}, "lacks identifier"),
+        ({"photos_dir": ".", "identifier": "zwx", "class_name": "man"}, "no CUDA GPU is visible"),
     ],
 )
 def test_bad_job_files_get_a_message_not_a_traceback(tmp_path: Path, job: dict, message: str) -> None:
