@@ -85,3 +85,44 @@ def test_unwritable_workdir_is_explained(tmp_path: Path) -> None:
 def test_status_with_no_jobs_says_so(tmp_path: Path) -> None:
     out = ioncannon("status", "--workdir", str(tmp_path))
     assert out.returncode == 2 and "no jobs" in out.stderr
+
+
+@pytest.mark.slow
+def test_job_file_detach_stop_and_resume(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from ioncannon.demo import demo_photos_dir
+
+    wd = tmp_path / "work"
+    jobfile = tmp_path / "job.toml"
+    jobfile.write_text(
+        f'name = "stoppable"\nphotos_dir = "{demo_photos_dir()}"\nidentifier = "zwx"\nclass_name = "dog"\n'
+        f'base_model = "{tiny_model_dir}"\nresolution = 64\ndevice = "cpu"\n'
+        "[train]\nsteps = 5000\nnum_class_images = 2\nprecision = \"fp32\"\ncompile = false\n"
+        "checkpoint_every = 50\nsample_every = 100000\nlearning_rate = 1e-4\n"
+    )
+    out = ioncannon("run", str(jobfile), "--yes", "--detach", "--workdir", str(wd))
+    assert out.returncode == 0 and "started" in out.stdout, out.stderr
+
+    def status() -> dict:
+        return json.loads(ioncannon("status", "stoppable", "--json", "--workdir", str(wd)).stdout)
+
+    deadline = time.time() + 180
+    while time.time() < deadline and not (status()["stage"] == "train" and status()["step"] > 5):
+        time.sleep(0.5)
+    info = status()
+    assert info["status"] == "running" and info["alive"] and info["stage"] == "train"
+
+    stop = ioncannon("stop", "stoppable", "--workdir", str(wd), timeout=180)
+    assert stop.returncode == 0 and "stopped" in stop.stdout
+    stopped = status()
+    assert stopped["status"] == "stopped" and not stopped["alive"]
+    assert "resume" in stopped["hint"]
+
+    resumed = ioncannon("resume", "stoppable", "--detach", "--workdir", str(wd))
+    assert resumed.returncode == 0 and "resumed" in resumed.stdout
+    deadline = time.time() + 120
+    while time.time() < deadline and status()["step"] <= stopped["step"]:
+        time.sleep(0.5)
+    again = status()
+    assert again["status"] == "running" and again["step"] > stopped["step"]
+    assert "cache" in again["stages_done"]
+    ioncannon("stop", "stoppable", "--workdir", str(wd), timeout=180)
