@@ -1,0 +1,1 @@
+"""The keyboard wizard: a thin Textual client of the engine's files."""

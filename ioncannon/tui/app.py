@@ -1,0 +1,298 @@
+"""IonCannonApp: the wizard's screens, the handle on the job, and the one event pump that feeds them."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, ClassVar
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from ioncannon.engine.job import JobPaths, JobSpec
+from ioncannon.engine.state import EventTail, read_state
+from ioncannon.session import SessionStore
+from ioncannon.tui.dialogs import Choice, ChoiceDialog, ErrorDialog
+from ioncannon.tui.feed import JobFeed
+from ioncannon.tui.jobview import JobView
+from ioncannon.tui.screens.base import WizardScreen
+from ioncannon.tui.screens.check import CheckScreen
+from ioncannon.tui.screens.generate import GenerateScreen
+from ioncannon.tui.screens.hardware import HardwareScreen
+from ioncannon.tui.screens.job import JobScreen
+from ioncannon.tui.screens.photos import PhotosScreen
+from ioncannon.tui.screens.subject import SubjectScreen
+from ioncannon.tui.screens.train import TrainScreen
+from ioncannon.tui.screens.welcome import WelcomeScreen
+from ioncannon.tui.wizard import JOB_STEPS, Step, follow_job, is_live, job_step, next_step, opening_step, previous_step
+
+if TYPE_CHECKING:
+    from ioncannon.engine.hardware import HardwareInfo
+
+REAL_RESOLUTION = 512
+log = logging.getLogger("ioncannon.tui")
+
+
+class JobChanged(Message):
+    """The pump put news in the feed (at most one of these is ever waiting)."""
+
+
+@dataclass
+class JobLink:
+    """The job this app watches."""
+
+    paths: JobPaths
+    spec: JobSpec
+
+
+class IonCannonApp(App[None]):
+    """The keyboard wizard. It never runs the work itself: it starts or attaches to a detached runner."""
+
+    CSS_PATH = "ioncannon.tcss"
+    TITLE = "ioncannon"
+    ENABLE_COMMAND_PALETTE = False
+    PUMP_INTERVAL = 0.2
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "request_quit", "Quit", priority=True),
+        Binding("q", "request_quit", "Quit", show=False),
+    ]
+
+    def __init__(
+        self, workdir: Path, demo: bool = False, *,
+        hardware_probe: Callable[[Path], HardwareInfo] | None = None,
+        clock: Callable[[], float] = time.time,
+        proc: Path = Path("/proc"),
+    ) -> None:
+        super().__init__()
+        self.workdir = Path(workdir)
+        self.demo = demo
+        self.store = SessionStore.open(self.workdir, demo)
+        self.feed = JobFeed()
+        self.job_view = JobView()
+        self.job: JobLink | None = None
+        self.clock = clock
+        self.proc = proc  # where the cost meter reads the box's uptime
+        self._hardware_probe = hardware_probe
+
+    # ------------------------------------------------------------------ facts screens ask for
+
+    @property
+    def resolution(self) -> int:
+        if self.demo:
+            from ioncannon.demo import DEMO_RESOLUTION
+
+            return DEMO_RESOLUTION
+        return REAL_RESOLUTION
+
+    def hourly_price(self) -> float | None:
+        if self.job is not None and self.job.spec.hourly_price is not None:
+            return self.job.spec.hourly_price
+        return self.store.session.hourly_price
+
+    def meter_started_at(self) -> float | None:
+        """When the watched job first started; None while setting up (the meter then shows the box's time)."""
+        return self.job_view.state.started_at if self.job is not None else None
+
+    def probe_hardware(self) -> HardwareInfo:
+        """GPU, disk and RAM of this box (slow the first time: it imports torch). Call from a worker."""
+        if self._hardware_probe is not None:
+            return self._hardware_probe(self.workdir)
+        from ioncannon.engine.hardware import probe
+
+        return probe(self.workdir)
+
+    # ------------------------------------------------------------------ moving between steps
+
+    def on_mount(self) -> None:
+        if self.demo:
+            self._prefill_demo()
+        self.push_screen(self.make_screen(opening_step(Step.parse(self.store.session.step))))
+
+    def make_screen(self, step: Step) -> Screen[None]:
+        if step is Step.WELCOME:
+            return self._welcome()
+        if step is Step.FINISH and self.job is not None:
+            from ioncannon.tui.screens.finish import FinishScreen
+
+            return FinishScreen(self.job.paths, self.job.spec)
+        screens: dict[Step, type[WizardScreen]] = {
+            Step.PHOTOS: PhotosScreen, Step.CHECK: CheckScreen, Step.SUBJECT: SubjectScreen,
+            Step.HARDWARE: HardwareScreen, Step.TRAIN: TrainScreen, Step.GENERATE: GenerateScreen,
+        }
+        return screens.get(step, PhotosScreen)()
+
+    def _welcome(self) -> WelcomeScreen:
+        from ioncannon.engine.jobs import find_unfinished, list_jobs
+
+        unfinished = find_unfinished(self.workdir)
+        finished = None
+        if unfinished is None:
+            finished = next((j for j in list_jobs(self.workdir) if j.state.finished and j.spec is not None), None)
+        return WelcomeScreen(unfinished, finished)
+
+    def go(self, step: Step) -> None:
+        """Show `step`, remembering it so a dropped link reopens here."""
+        self.store.update(step=step.value)
+        if self.store.save_error:
+            self.notify(self.store.save_error + ". A dropped link will lose them; try --workdir DIR.",
+                        severity="warning", timeout=8)
+        self.switch_screen(self.make_screen(step))
+
+    def go_next(self, step: Step) -> None:
+        target = next_step(step)
+        if target is not None:
+            self.go(target)
+
+    def go_back(self, step: Step) -> None:
+        target = previous_step(step)
+        if target is not None:
+            self.go(target)
+
+    def start_new_job(self) -> None:
+        """Set up a new job; answers typed once (price, base model) are kept."""
+        session = self.store.session
+        if session.job_name is not None:
+            self.store.replace(session.for_new_job())
+        self.job, self.job_view = None, JobView()
+        if self.demo:
+            self._prefill_demo()
+        self.go(Step.PHOTOS)
+
+    def _prefill_demo(self) -> None:
+        """The demo's answers: its sample photos and subject; every screen still shows them."""
+        from ioncannon.demo import DEMO_CLASS, DEMO_IDENTIFIER, demo_photos_dir
+
+        session = self.store.session
+        changes: dict[str, object] = {}
+        if not session.photos_dir:
+            changes["photos_dir"] = str(demo_photos_dir())
+        if not session.identifier:
+            changes.update(identifier=DEMO_IDENTIFIER, class_choice=DEMO_CLASS)
+        if changes:
+            self.store.update(**changes)
+
+    # ------------------------------------------------------------------ the job
+
+    def attach(self, paths: JobPaths, spec: JobSpec) -> None:
+        """Watch this job: read where it is now, show its screen and start pumping its events."""
+        from ioncannon.engine.runner import runner_pid
+
+        self.job = JobLink(paths, spec)
+        self.job_view, self.feed = JobView(), JobFeed()
+        self.store.update(job_name=spec.name)
+        self.job_view.update_state(read_state(paths), runner_pid(paths) is not None)
+        self.go(job_step(self.job_view.state.status, self.job_view.state.stage))
+        self.pump(paths)
+
+    def resume(self, paths: JobPaths, spec: JobSpec) -> None:
+        """Restart a job's runner (finished stages are skipped; training resumes from its checkpoint)."""
+        self._start_runner(paths, spec)
+
+    @work(thread=True, exclusive=True, group="runner", exit_on_error=False)
+    def _start_runner(self, paths: JobPaths, spec: JobSpec) -> None:
+        from ioncannon.engine.runner import RunnerBusy, start_runner
+
+        try:
+            start_runner(paths, self.workdir)
+        except RunnerBusy:
+            pass  # someone (another terminal) restarted it first: just watch
+        self.call_from_thread(self.attach, paths, spec)
+
+    def stop_job(self) -> None:
+        """Ask the runner to checkpoint and stop; the screen shows it stopping, then stopped."""
+        from ioncannon.engine.runner import request_stop
+
+        if self.job is not None and not request_stop(self.job.paths):
+            self.notify("The runner had already exited.", severity="warning")
+
+    @work(thread=True, exclusive=True, group="pump", exit_on_error=False)
+    def pump(self, paths: JobPaths) -> None:
+        """The one reader of the job's files: tails events.jsonl, reads state.json, wakes the UI coalesced."""
+        from ioncannon.engine.runner import runner_pid
+
+        worker = get_current_worker()
+        feed, tail = self.feed, EventTail(paths.events_file, from_start=True)
+        while not worker.is_cancelled:
+            events = tail.read_new()
+            alive = runner_pid(paths) is not None
+            if feed.offer(events, read_state(paths), alive):
+                self.post_message(JobChanged())
+            time.sleep(self.PUMP_INTERVAL)
+
+    def on_job_changed(self, message: JobChanged) -> None:
+        """Fold the news into the job view and let the job screen redraw once."""
+        batch = self.feed.take()
+        self.job_view.apply(batch.events)
+        self.job_view.update_state(batch.state, batch.alive)
+        screen = self.step_screen()
+        if isinstance(screen, JobScreen):
+            screen.show_job(self.job_view)
+        self.catch_up()
+
+    def catch_up(self) -> None:
+        """Move a job screen on when the job has moved on (deferred while a dialog is open)."""
+        screen = self.step_screen()
+        if screen is None or screen.STEP not in JOB_STEPS or isinstance(self.screen, ModalScreen):
+            return
+        target = follow_job(screen.STEP, self.job_view.state.status, self.job_view.stage)
+        if target is not screen.STEP:
+            self.go(target)
+
+    def step_screen(self) -> WizardScreen | None:
+        """The wizard screen under any open dialog."""
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, WizardScreen):
+                return screen
+        return None
+
+    # ------------------------------------------------------------------ errors and quitting
+
+    def show_error(self, message: str, hint: str = "", exc: BaseException | None = None) -> None:
+        """A dialog for the person; the traceback goes to the log file, never the screen."""
+        if exc is not None:
+            self._log_traceback(exc)
+            hint = (hint + "\n" if hint else "") + f"Details: {self.log_file}"
+        self.push_screen(ErrorDialog(message, hint))
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "ioncannon-tui.log"
+
+    def _log_traceback(self, exc: BaseException) -> None:
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            with open(self.log_file, "a", encoding="utf-8") as fh:
+                fh.write(time.strftime("%Y-%m-%d %H:%M:%S ") + "".join(traceback.format_exception(exc)) + "\n")
+        except OSError:
+            log.exception("could not write the TUI log")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker of the app that crashed opens an error dialog instead of taking the app down."""
+        self.report_worker(event)
+
+    def report_worker(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            self.show_error(f"{event.worker.name or 'background work'} failed: {error}", exc=error)
+
+    def action_request_quit(self) -> None:
+        """Quit; while the job runs, ask first and say it keeps running."""
+        screen = self.step_screen()
+        if isinstance(screen, JobScreen):
+            screen.action_leave()
+            return
+        if self.job is not None and is_live(self.job_view.state.status, self.job_view.alive):
+            self.push_screen(
+                ChoiceDialog("Quit?", "The job keeps running on this machine. Type `ioncannon` to come back.",
+                             [Choice("enter", "quit", "quit"), Choice("escape", "stay", "stay")]),
+                lambda answer: self.exit() if answer == "quit" else None,
+            )
+            return
+        self.exit()

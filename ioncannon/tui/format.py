@@ -1,0 +1,77 @@
+"""Small text formatters shared by the screens (pure)."""
+
+from __future__ import annotations
+
+STAGE_LABELS: dict[str, str] = {
+    "prepare": "photos",
+    "class_images": "class images",
+    "cache": "cache",
+    "train": "train",
+    "export": "export",
+    "generate": "generate",
+    "package": "package",
+}
+
+
+def duration(seconds: float | None) -> str:
+    """`4:05`, `1:02:03`, or `–` when unknown."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "–"
+    total = int(round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def rough_duration(seconds: float) -> str:
+    """A human estimate: `about 40 s`, `about 12 min`, `about 1 h 35 min`."""
+    if seconds < 90:
+        return f"about {max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"about {minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"about {hours} h {minutes:02d} min"
+
+
+def money(amount: float) -> str:
+    return f"${amount:,.2f}"
+
+
+def cost(seconds: float, hourly_price: float | None) -> str:
+    """Cost of `seconds` at the hourly price, or a hint to type the price."""
+    if hourly_price is None:
+        return "type the hourly price to see the cost"
+    return money(seconds / 3600 * hourly_price)
+
+
+def parse_price(text: str) -> float | None:
+    """`2.5`, `$2.50`, `2,50` → 2.5; empty or nonsense → None."""
+    cleaned = text.strip().lstrip("$€£").strip().replace(",", ".")
+    if not cleaned:
+        return None
+    try:
+        value = float(cleaned)
+    except ValueError:
+        return None
+    return value if 0 <= value < 1000 else None
+
+
+def bar(done: int, total: int, width: int) -> str:
+    """A plain text bar (no animation, so screenshots are stable)."""
+    width = max(1, width)
+    fraction = 0.0 if total <= 0 else min(1.0, max(0.0, done / total))
+    filled = int(round(fraction * width))
+    return "█" * filled + "░" * (width - filled)
+
+
+def rate(value: float, unit: str = "it") -> str:
+    if value <= 0:
+        return f"– {unit}/s"
+    if value < 1:
+        return f"{1 / value:.1f} s/{unit}"
+    return f"{value:.1f} {unit}/s"
+
+
+def gib(value: float) -> str:
+    return f"{value:.1f} GiB"

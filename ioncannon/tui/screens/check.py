@@ -1,0 +1,286 @@
+"""Check: the photo doctor's findings, one row per file, with a crop preview and keep/drop per photo."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Static
+
+from ioncannon.tui.screens.base import WizardScreen
+from ioncannon.tui.widgets.preview import ImagePreview
+from ioncannon.tui.wizard import Step
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from ioncannon.engine.photo_quality import CropMode
+    from ioncannon.engine.photos import PhotoFinding
+
+CROPS: tuple[str, ...] = ("face", "centre", "top")
+FOLDER_ROW = "."  # the doctor's photo-count row; its advice is redone here for the photos the person keeps
+STATUS_STYLES = {
+    "ok": "green", "fixed": "cyan", "flagged": "yellow", "rejected": "red", "ignored": "dim", "dropped": "magenta",
+}
+USABLE_STATUSES = ("ok", "fixed", "flagged")
+
+
+class CheckScreen(WizardScreen):
+    """Step 2: what the doctor found and what it will do with each file."""
+
+    STEP = Step.CHECK
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("c", "cycle_crop", "Crop"),
+        Binding("d", "toggle_drop", "Drop/keep"),
+        Binding("r", "rescan", "Rescan"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.findings: list[PhotoFinding] = []
+        self.scanned = False
+
+    def compose_body(self) -> ComposeResult:
+        with Vertical(id="check-body"):
+            table: DataTable[Text | str] = DataTable(id="check-table", cursor_type="row", zebra_stripes=True)
+            yield table
+            with Horizontal(id="check-detail"):
+                yield ImagePreview("select a photo", id="check-preview")
+                yield Static("", id="check-reasons")
+            yield Static("Scanning the folder…", id="check-summary")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_column("status", key="status", width=8)
+        table.add_column("file", key="file", width=16)
+        table.add_column("what happens", key="what", width=27)
+        table.add_column("becomes", key="output", width=19)
+        table.focus()
+        self.scan()
+
+    # ------------------------------------------------------------------ scanning
+
+    @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
+    def scan(self) -> None:
+        """Run the doctor on the folder (read-only) without freezing the screen."""
+        from ioncannon.engine import photos
+
+        try:
+            findings = photos.scan_folder(self.session.photos_dir, self.wizard.resolution)
+        except photos.PhotoFolderError as exc:
+            self.app.call_from_thread(self._scan_failed, str(exc))
+            return
+        self.app.call_from_thread(self._scan_done, findings)
+
+    def _scan_failed(self, message: str) -> None:
+        self.scanned = True
+        self._summary(Text(message + "  Press escape to pick another folder.", style="bold red"))
+
+    def _scan_done(self, findings: list[PhotoFinding]) -> None:
+        self.scanned = True
+        rows = [f for f in findings if f.file != FOLDER_ROW]
+        self.findings = sorted(rows, key=lambda f: (0 if f.status in USABLE_STATUSES else 1, f.file.casefold()))
+        self._fill_table()
+        if self.findings:
+            self.query_one(DataTable).move_cursor(row=0)
+            self._show_selected()
+
+    def action_rescan(self) -> None:
+        """Scan the folder again (after adding or fixing photos)."""
+        self.scanned = False
+        self._summary("Scanning the folder…")
+        self.scan()
+
+    # ------------------------------------------------------------------ what the person decided
+
+    def dropped(self, finding: PhotoFinding) -> bool:
+        session = self.session
+        return finding.file in session.excluded or (finding.drop and finding.file not in session.kept)
+
+    def crop_of(self, finding: PhotoFinding) -> str:
+        return self.session.crops.get(finding.file) or finding.crop or "centre"
+
+    def used(self) -> list[PhotoFinding]:
+        """The photos that will be trained on, in the order their copies are numbered."""
+        keep = [f for f in self.findings if f.status in USABLE_STATUSES and not self.dropped(f)]
+        return sorted(keep, key=lambda f: (f.file.casefold(), f.file))
+
+    def _status(self, finding: PhotoFinding) -> str:
+        if finding.status in USABLE_STATUSES and self.dropped(finding):
+            return "dropped"
+        return finding.status
+
+    def _what(self, finding: PhotoFinding) -> str:
+        status = self._status(finding)
+        if status == "dropped":
+            return finding.suggestion or "dropped by you (d keeps it)"
+        if status in ("rejected", "ignored"):
+            return finding.reasons[0] if finding.reasons else status
+        crop = self.crop_of(finding)
+        if status == "ok" or not finding.reasons:
+            return f"{crop} crop, saved as PNG"
+        return f"{finding.reasons[0]} · {crop} crop"
+
+    def _outputs(self) -> dict[str, str]:
+        from ioncannon.engine.photos import output_name
+
+        identifier = self.session.identifier or "‹id›"
+        class_name = self.session.class_name or "‹class›"
+        return {f.file: output_name(identifier, class_name, i + 1) for i, f in enumerate(self.used())}
+
+    def _fill_table(self) -> None:
+        table = self.query_one(DataTable)
+        row = table.cursor_row
+        table.clear()
+        outputs = self._outputs()
+        for finding in self.findings:
+            status = self._status(finding)
+            table.add_row(
+                Text(status, style=STATUS_STYLES.get(status, "")),
+                finding.file,
+                self._what(finding),
+                outputs.get(finding.file, "–"),
+                key=finding.file,
+            )
+        if self.findings:
+            table.move_cursor(row=min(max(row, 0), len(self.findings) - 1))
+        self._update_summary()
+
+    def _update_summary(self) -> None:
+        used = self.used()
+        counts: dict[str, int] = {}
+        for finding in self.findings:
+            status = self._status(finding)
+            counts[status] = counts.get(status, 0) + 1
+        text = Text()
+        text.append(f"{len(used)} photos will be used", style="bold green" if len(used) >= 5 else "bold yellow")
+        others = ", ".join(f"{n} {s}" for s, n in counts.items() if s not in ("ok", "fixed"))
+        if others:
+            text.append(f" · {others}")
+        note = self._count_note(len(used))
+        if note:
+            text.append(f" · {note}", style="yellow")
+        if not used:
+            text = Text("No usable photos: add JPG/PNG/HEIC photos to the folder, then press r to rescan.",
+                        style="bold red")
+        self._summary(text)
+
+    @staticmethod
+    def _count_note(n: int) -> str:
+        """The doctor's photo-count advice, for the photos the person actually kept."""
+        from ioncannon.engine.photos import MAX_PHOTOS, MIN_PHOTOS
+
+        if 0 < n < MIN_PHOTOS:
+            return f"DreamBooth needs at least {MIN_PHOTOS}: add photos (8–20 varied ones work best)"
+        if n > MAX_PHOTOS:
+            return f"more than {MAX_PHOTOS} slows training without helping: drop the weakest"
+        return ""
+
+    def _summary(self, text: Text | str) -> None:
+        self.query_one("#check-summary", Static).update(text)
+
+    def selected(self) -> PhotoFinding | None:
+        table = self.query_one(DataTable)
+        if not self.findings or table.cursor_row < 0 or table.cursor_row >= len(self.findings):
+            return None
+        return self.findings[table.cursor_row]
+
+    @on(DataTable.RowSelected)
+    def row_selected(self) -> None:
+        """enter on the table means next, as everywhere."""
+        self.action_next()
+
+    @on(DataTable.RowHighlighted)
+    def row_highlighted(self) -> None:
+        """Show the highlighted photo's crop and reasons."""
+        self._show_selected()
+
+    def _show_selected(self) -> None:
+        finding = self.selected()
+        reasons = self.query_one("#check-reasons", Static)
+        preview = self.query_one(ImagePreview)
+        if finding is None:
+            reasons.update("")
+            preview.show(None)
+            return
+        text = Text()
+        text.append(finding.file, style="bold")
+        if finding.format and finding.size:
+            text.append(f"\n{finding.format} {finding.size[0]}×{finding.size[1]}", style="dim")
+        for reason in finding.reasons:
+            text.append(f"\n• {reason}")
+        if finding.suggestion:
+            text.append(f"\nsuggested: {finding.suggestion}", style="yellow")
+        if finding.status in USABLE_STATUSES:
+            text.append(f"\ncrop: {self.crop_of(finding)}", style="bold")
+            if finding.face_box is None:
+                text.append(" (no face found)", style="dim")
+            text.append("  c: change · d: " + ("keep" if self.dropped(finding) else "drop"), style="dim")
+            preview.show(None, "rendering the crop…")
+            self.render_preview(finding, self.crop_of(finding))
+        else:
+            preview.show(None, "nothing to preview")
+        reasons.update(text)
+
+    @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
+    def render_preview(self, finding: PhotoFinding, crop: str) -> None:
+        """Decode and crop the photo exactly as the training copy will be made."""
+        from ioncannon.engine import photos
+
+        try:
+            folder, resolution = self.session.photos_dir, self.wizard.resolution
+            image: Image.Image | None = photos.render_crop(folder, finding, cast("CropMode", crop), resolution)
+            caption = f"{crop} crop"
+        except Exception as exc:  # the file changed since the scan: say so under the preview
+            image, caption = None, f"can't preview: {exc}"
+        self.app.call_from_thread(self._preview_ready, finding.file, image, caption)
+
+    def _preview_ready(self, file: str, image: Image.Image | None, caption: str) -> None:
+        selected = self.selected()
+        if selected is not None and selected.file == file:
+            self.query_one(ImagePreview).show(image, caption)
+
+    def action_cycle_crop(self) -> None:
+        """Try the next crop for this photo: face, centre, top."""
+        finding = self.selected()
+        if finding is None or finding.status not in USABLE_STATUSES:
+            return
+        current = self.crop_of(finding)
+        crop = CROPS[(CROPS.index(current) + 1) % len(CROPS)] if current in CROPS else CROPS[0]
+        crops = dict(self.session.crops)
+        crops[finding.file] = crop
+        self.wizard.store.update(crops=crops)
+        self._refresh_row()
+
+    def action_toggle_drop(self) -> None:
+        """Drop this photo from training, or keep one the doctor would drop."""
+        finding = self.selected()
+        if finding is None or finding.status not in USABLE_STATUSES:
+            return
+        excluded = [f for f in self.session.excluded if f != finding.file]
+        kept = [f for f in self.session.kept if f != finding.file]
+        if self.dropped(finding):
+            if finding.drop:
+                kept.append(finding.file)
+        else:
+            excluded.append(finding.file)
+        self.wizard.store.update(excluded=excluded, kept=kept)
+        self._refresh_row()
+
+    def _refresh_row(self) -> None:
+        self._fill_table()
+        self._show_selected()
+
+    def ready_for_next(self) -> bool:
+        if not self.scanned:
+            self._summary(Text("Still scanning; next works once the table is filled.", style="yellow"))
+            return False
+        if not self.used():
+            self._summary(Text("No usable photos: add JPG/PNG/HEIC photos to the folder, press r to rescan, "
+                               "or escape to pick another folder.", style="bold red"))
+            return False
+        return True

@@ -1,0 +1,316 @@
+"""Hardware: what the box has, the plan that fits, time and cost; an explicit confirm starts the job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Input, Label, Static
+
+from ioncannon.engine.costs import remember_hourly_price, remembered_hourly_price
+from ioncannon.engine.job import JobSpec
+from ioncannon.engine.presets import PRESETS
+from ioncannon.tui import format as fmt
+from ioncannon.tui.dialogs import Choice, ChoiceDialog
+from ioncannon.tui.screens.base import DEMO_NOTE, WizardScreen
+from ioncannon.tui.widgets.meter import CostMeter
+from ioncannon.tui.wizard import Step
+
+if TYPE_CHECKING:
+    from ioncannon.engine.hardware import HardwareInfo, PlanChoice
+    from ioncannon.engine.job import JobPaths
+
+
+def looks_like_path(source: str) -> bool:
+    return source.startswith(("/", "./", "../", "~")) or source.endswith(".safetensors")
+
+
+class HardwareScreen(WizardScreen):
+    """Step 4: the plan, its cost, and the go."""
+
+    STEP = Step.HARDWARE
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+p", "switch_preset", "Preset"),
+        Binding("ctrl+l", "switch_mode", "Full/LoRA"),
+        Binding("ctrl+n", "next", "Start…"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hardware: HardwareInfo | None = None
+        self.base_spec: JobSpec | None = None
+        self.choice: PlanChoice | None = None
+        self.options: list[PlanChoice] = []
+        self.refusal = ""
+        self.estimate_s: float | None = None
+        self.starting = False
+
+    def compose_body(self) -> ComposeResult:
+        session = self.session
+        with VerticalScroll(id="hardware-body"):
+            yield Static("Looking at this machine's GPU, memory and disk…", id="hardware-facts")
+            yield Static("", id="hardware-plan")
+            with Horizontal(classes="field compact"):
+                yield Label("Price per hour", classes="field-label")
+                known = session.hourly_price if session.hourly_price is not None else remembered_hourly_price()
+                price = "" if known is None else f"{known:g}"
+                yield Input(value=price, placeholder="e.g. 2.49", id="hardware-price",
+                            restrict=r"[$0-9.,]*", max_length=10, compact=True)
+                yield Static("", id="hardware-cost")
+            with Horizontal(classes="field compact"):
+                yield Label("Base model", classes="field-label")
+                yield Input(value=session.base_model, id="hardware-model", disabled=self.wizard.demo, compact=True)
+            yield Static("", id="hardware-message")
+
+    def on_mount(self) -> None:
+        price = self.query_one("#hardware-price", Input)
+        if self.session.hourly_price is None and price.value:
+            self.wizard.store.update(hourly_price=fmt.parse_price(price.value))
+        price.focus()
+        self.probe()
+
+    @work(thread=True, exclusive=True, group="probe", exit_on_error=False)
+    def probe(self) -> None:
+        """GPU, VRAM and disk (imports torch, so off the screen's thread); the demo's tiny model too."""
+        info = self.wizard.probe_hardware()
+        spec = self._base_spec(info)
+        self.app.call_from_thread(self._probed, info, spec)
+
+    def _base_spec(self, info: HardwareInfo) -> JobSpec:
+        session = self.session
+        if self.wizard.demo:
+            from ioncannon.demo import demo_spec
+
+            return demo_spec(self.wizard.workdir, name="estimate", photos_dir=session.photos_dir or None,
+                             identifier=session.identifier, class_name=session.class_name)
+        return JobSpec(name="estimate", photos_dir=session.photos_dir, identifier=session.identifier,
+                       class_name=session.class_name, base_model=session.base_model)
+
+    def _probed(self, info: HardwareInfo, spec: JobSpec) -> None:
+        self.hardware, self.base_spec = info, spec
+        if self.wizard.demo:
+            self.query_one("#hardware-model", Input).value = spec.base_model
+        self._recompute()
+
+    # ------------------------------------------------------------------ plan, time and cost
+
+    def _recompute(self) -> None:
+        from ioncannon.engine import hardware
+
+        if self.hardware is None or self.base_spec is None:
+            return
+        session = self.session
+        try:
+            self.choice = hardware.choose_plan(self.hardware, session.preset, session.mode, self.wizard.demo)
+            self.refusal = "" if self.choice.fits else self.choice.why
+        except hardware.NothingFits as exc:
+            self.choice, self.refusal = None, str(exc)
+        self.options = hardware.plan_options(self.hardware, self.wizard.demo)
+        self.estimate_s = None
+        if self.choice is not None and self.choice.fits:
+            self.estimate_s = hardware.estimate_seconds(self.spec_for(self.base_spec.name), self.choice)
+        self._redraw()
+
+    def spec_for(self, name: str) -> JobSpec:
+        """The job this screen would start, exactly as shown."""
+        assert self.base_spec is not None and self.choice is not None
+        session = self.session
+        return self.base_spec.replace(
+            name=name, train=self.choice.plan, hourly_price=session.hourly_price,
+            crops=dict(session.crops), excluded=tuple(session.excluded), kept=tuple(session.kept),
+            base_model=self.base_spec.base_model if self.wizard.demo else session.base_model.strip(),
+        )
+
+    def _redraw(self) -> None:
+        self.query_one("#hardware-facts", Static).update(self._facts())
+        self.query_one("#hardware-plan", Static).update(self._plan())
+        self._redraw_cost()
+        self.refresh_bindings()
+
+    def _facts(self) -> Table:
+        info = self.hardware
+        assert info is not None
+        table = Table.grid(padding=(0, 1))
+        table.add_column(style="bold", width=14)
+        table.add_column()
+        gpu = info.best_gpu
+        if gpu is None:
+            table.add_row("GPU", Text("none visible (CUDA not available)", style="yellow"))
+        else:
+            table.add_row("GPU", f"{gpu.name} · {fmt.gib(gpu.free_gib)} free of {fmt.gib(gpu.total_gib)}")
+        table.add_row("Disk", f"{fmt.gib(info.disk_free_gib)} free in {self.wizard.workdir}")
+        table.add_row("CPU / RAM", f"{info.cpu_count} cores · {fmt.gib(info.ram_gib)}")
+        return table
+
+    def _plan(self) -> Table:
+        table = Table.grid(padding=(0, 1))
+        table.add_column(style="bold", width=14)
+        table.add_column()
+        session, choice = self.session, self.choice
+        if choice is None or not choice.fits:
+            table.add_row("Plan", Text("nothing fits this machine", style="bold red"))
+            table.add_row("", Text(self.refusal, style="red"))
+            if not self.wizard.demo:
+                table.add_row("", Text("To see every stage work without a GPU: ioncannon --demo", style="dim"))
+            return table
+        plan = choice.plan
+        preset = "demo" if self.wizard.demo else session.preset
+        label = choice.label if plan.mode == "full" else f"{choice.label} rank {plan.lora_rank}"
+        table.add_row("Plan", Text.assemble((label, "bold green"), f" · {preset} preset"))
+        table.add_row("", Text(PRESETS.get(preset, ""), style="dim"))
+        table.add_row("Recipe", f"{plan.steps} steps · lr {plan.learning_rate:g} · {plan.precision} · "
+                                f"{plan.num_class_images} class images"
+                                + (" · text encoder trained" if plan.train_text_encoder else ""))
+        speed = f" · ≈ {choice.predicted_steps_per_s:g} it/s" if choice.predicted_steps_per_s else ""
+        table.add_row("Memory", f"peak ≈ {fmt.gib(choice.predicted_peak_gib)}{speed}")
+        table.add_row("", Text(choice.why, style="dim"))
+        if self.estimate_s is not None:
+            table.add_row("Time", f"{fmt.rough_duration(self.estimate_s)} for the whole job")
+        others = self._other_modes(plan.mode)
+        if others is not None:
+            table.add_row("Other plans", others)
+        if self.wizard.demo:
+            table.add_row("", Text(DEMO_NOTE, style="italic"))
+        return table
+
+    def _other_modes(self, current: str) -> Text | None:
+        """One line on the other mode: the leanest plan of it and whether it fits (ctrl+l switches)."""
+        other = [o for o in self.options if o.plan.mode != current]
+        if not other:
+            return None
+        leanest = min(other, key=lambda o: o.predicted_peak_gib)
+        name = "LoRA" if leanest.plan.mode == "lora" else "full fine-tune"
+        verdict = "fits" if any(o.fits for o in other) else "does not fit"
+        return Text(f"{name} from {fmt.gib(leanest.predicted_peak_gib)}: {verdict} (ctrl+l switches)", style="dim")
+
+    def _redraw_cost(self) -> None:
+        cost = self.query_one("#hardware-cost", Static)
+        if self.estimate_s is None:
+            cost.update("")
+            return
+        price = self.session.hourly_price
+        if price is None:
+            cost.update(Text("type it to see the cost", style="dim"))
+        else:
+            cost.update(Text.assemble("≈ ", (fmt.cost(self.estimate_s, price), "bold"), " for this job"))
+
+    # ------------------------------------------------------------------ answers
+
+    @on(Input.Changed, "#hardware-price")
+    def price_changed(self, event: Input.Changed) -> None:
+        """Remember the hourly price (it is kept for later jobs too)."""
+        price = fmt.parse_price(event.value)
+        self.wizard.store.update(hourly_price=price)
+        if price is not None:
+            try:
+                remember_hourly_price(price)  # the finish screen and later jobs on this box use it too
+            except OSError:
+                pass  # an unwritable config dir only costs the convenience
+        self.query_one(CostMeter).hourly_price = price
+        self._redraw_cost()
+
+    @on(Input.Changed, "#hardware-model")
+    def model_changed(self, event: Input.Changed) -> None:
+        """Remember the base model."""
+        if not self.wizard.demo:
+            self.wizard.store.update(base_model=event.value.strip())
+
+    @on(Input.Submitted)
+    def submitted(self) -> None:
+        """enter in a box means next."""
+        self.action_next()
+
+    def action_switch_preset(self) -> None:
+        """Switch between the recommended recipe and the old notebook's classic one."""
+        preset = "classic" if self.session.preset == "recommended" else "recommended"
+        self.wizard.store.update(preset=preset)
+        self._recompute()
+
+    def action_switch_mode(self) -> None:
+        """Switch between a full fine-tune and LoRA."""
+        current = self.choice.plan.mode if self.choice is not None else (self.session.mode or "full")
+        self.wizard.store.update(mode="lora" if current == "full" else "full")
+        self._recompute()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The demo always runs its tiny plan: no preset or mode to switch."""
+        if action in ("switch_preset", "switch_mode"):
+            return not self.wizard.demo
+        return True
+
+    # ------------------------------------------------------------------ go
+
+    def ready_for_next(self) -> bool:
+        message = self.query_one("#hardware-message", Static)
+        problem = self._problem()
+        message.update(Text(problem, style="bold red") if problem else "")
+        return problem is None
+
+    def _problem(self) -> str | None:
+        if self.starting:
+            return "Starting the job…"
+        if self.hardware is None:
+            return "Still probing the machine; a moment."
+        if self.choice is None or not self.choice.fits:
+            return f"Can't start: {self.refusal}"
+        model = self.session.base_model.strip()
+        if not self.wizard.demo:
+            if not model:
+                return "Type a base model: a Hugging Face id, a diffusers folder or a .safetensors file."
+            if looks_like_path(model) and not Path(model).expanduser().exists():
+                return f"{model} does not exist. Type a Hugging Face id, a diffusers folder or a .safetensors file."
+        return None
+
+    def action_next(self) -> None:
+        """Ask for an explicit go before anything is created or started."""
+        if not self.ready_for_next() or self.estimate_s is None:
+            return
+        price = self.session.hourly_price
+        cost = f", about {fmt.cost(self.estimate_s, price)}" if price is not None else ""
+        body = (
+            f"This creates a job in {self.wizard.workdir} and starts training now "
+            f"({fmt.rough_duration(self.estimate_s)}{cost}).\n"
+            "It runs on its own: you can close this terminal and come back with `ioncannon`."
+        )
+        self.app.push_screen(
+            ChoiceDialog("Start training?", body,
+                         [Choice("enter", "start", "start"), Choice("escape", "not yet", "no")]),
+            self._confirmed,
+        )
+
+    def _confirmed(self, answer: str | None) -> None:
+        if answer == "start" and not self.starting:
+            self.starting = True
+            self.query_one("#hardware-message", Static).update(Text("Creating the job and starting it…", style="bold"))
+            self.create_and_start()
+
+    @work(thread=True, exclusive=True, group="start", exit_on_error=False)
+    def create_and_start(self) -> None:
+        """Write job.json and start the detached runner."""
+        from ioncannon.engine.jobs import create_job, new_job_name
+        from ioncannon.engine.runner import start_runner
+
+        try:
+            name = new_job_name(self.wizard.workdir, self.session.identifier)
+            spec = self.spec_for(name)
+            paths = create_job(self.wizard.workdir, spec)
+            start_runner(paths, self.wizard.workdir)
+        except Exception as exc:
+            self.app.call_from_thread(self._start_failed, exc)
+            return
+        self.app.call_from_thread(self._started, paths, spec)
+
+    def _started(self, paths: JobPaths, spec: JobSpec) -> None:
+        self.wizard.attach(paths, spec)
+
+    def _start_failed(self, exc: Exception) -> None:
+        self.starting = False
+        self.query_one("#hardware-message", Static).update("")
+        self.wizard.show_error(f"The job could not be started: {exc}",
+                               "Check the work dir (--workdir DIR), then try again.", exc)

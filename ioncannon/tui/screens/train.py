@@ -1,0 +1,61 @@
+"""Training: stages, a live progress bar (step, it/s, ETA, loss), the loss sparkline and the latest preview."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Static
+
+from ioncannon.tui.jobview import JobView
+from ioncannon.tui.screens.job import JobScreen
+from ioncannon.tui.widgets.preview import ImagePreview
+from ioncannon.tui.widgets.progress import LossSparkline, ProgressPanel, StageList
+from ioncannon.tui.wizard import Step
+
+STAGE_UNITS = {"prepare": "photos", "class_images": "images", "cache": "images", "train": "steps"}
+STAGE_TITLES = {
+    "prepare": "Preparing the photos",
+    "class_images": "Making class images (prior preservation)",
+    "cache": "Caching latents",
+    "train": "Training",
+}
+
+
+class TrainScreen(JobScreen):
+    """Step 5: the job from photos to the trained model."""
+
+    STEP = Step.TRAIN
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._preview_path = ""
+
+    def compose_body(self) -> ComposeResult:
+        with Vertical(id="job-body"):
+            yield StageList(id="job-stages")
+            yield ProgressPanel(id="job-progress")
+            with Horizontal(id="train-panes"):
+                yield LossSparkline(id="train-loss")
+                yield ImagePreview("the first preview comes after a few steps", id="train-preview")
+            yield Static("", id="job-status")
+
+    def show_job(self, view: JobView) -> None:
+        super().show_job(view)
+        stage = view.stage if view.stage in STAGE_UNITS else "train"
+        progress = view.progress.get(stage)
+        panel = self.query_one(ProgressPanel)
+        panel.unit = STAGE_UNITS[stage]
+        title = STAGE_TITLES[stage]
+        if stage == "train" and view.last_checkpoint is not None:
+            title += f"  (last checkpoint: step {view.last_checkpoint})"
+        starting = progress is None and view.alive
+        panel.show(title, progress, "starting: loading the model…" if starting else "")
+        self.query_one(LossSparkline).show(list(view.losses))
+        sample = view.preview
+        if sample is not None and sample.path != self._preview_path:
+            self._preview_path = sample.path
+            if sample.stage == "train":
+                caption = f"step {sample.step}: {sample.label}" if sample.step is not None else sample.label
+            else:
+                caption = f"a class image: {sample.label}"
+            self.query_one(ImagePreview).show(sample.path, caption)

@@ -1,0 +1,158 @@
+"""Welcome: what ioncannon does in three lines, and attach / resume / start new for an unfinished job."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from ioncannon.tui import format as fmt
+from ioncannon.tui.screens.base import DEMO_NOTE, WizardScreen
+from ioncannon.tui.wizard import Step, resume_action
+
+if TYPE_CHECKING:
+    from ioncannon.engine.jobs import JobSummary
+
+INTRO = (
+    "1. Pick a folder with 8–20 photos of one person, pet or thing.\n"
+    "2. Check them, name the subject, confirm the GPU plan.\n"
+    "3. Training and generation run on their own: close this terminal any time\n"
+    "   and type [b]ioncannon[/b] to come back."
+)
+
+
+class WelcomeScreen(WizardScreen):
+    """The first screen; offers the unfinished job, if there is one."""
+
+    STEP = Step.WELCOME
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "primary", "Continue"),
+        Binding("a", "attach", "Attach"),
+        Binding("r", "resume", "Resume"),
+        Binding("n", "new_job", "Start new"),
+        Binding("v", "view_finished", "View last job"),
+        Binding("ctrl+n", "next", "Next", show=False),
+    ]
+
+    def __init__(self, unfinished: JobSummary | None, finished: JobSummary | None = None) -> None:
+        super().__init__()
+        self.unfinished = unfinished
+        self.finished = finished
+
+    def compose_body(self) -> ComposeResult:
+        with Vertical(id="welcome-body"):
+            yield Static(
+                "[b]Your photos in; a DreamBooth-trained Stable Diffusion model and finished images out.[/b]",
+                id="welcome-lead",
+            )
+            yield Static(INTRO, id="welcome-intro")
+            if self.wizard.demo:
+                yield Static(
+                    f"{DEMO_NOTE}: sample photos of a made-up subject, every stage runs for real on the CPU "
+                    "in a few minutes; the pictures are noise, the plumbing is real.",
+                    id="welcome-demo",
+                )
+            yield Static(self._job_panel(), id="welcome-job")
+
+    @property
+    def action(self) -> str:
+        if self.unfinished is None:
+            return "none"
+        return resume_action(self.unfinished.state.status, self.unfinished.alive)
+
+    def _job_panel(self) -> Text:
+        job = self.unfinished
+        if job is None:
+            text = Text("Press ")
+            text.append(" enter ", style="bold reverse")
+            text.append(" to start with your photos.")
+            if self.finished is not None:
+                text.append("\nLast finished job: ", style="dim")
+                text.append(self.finished.name, style="bold")
+                text.append("  (v: view its results)", style="dim")
+            return text
+        state = job.state
+        text = Text()
+        text.append("Unfinished job ", style="bold")
+        text.append(job.name, style="bold cyan")
+        text.append("\n")
+        where = fmt.STAGE_LABELS.get(state.stage or "", state.stage or "not started")
+        if state.total:
+            where += f" {state.done}/{state.total}"
+        text.append(f"stage: {where} · status: {state.status}")
+        if state.elapsed_s:
+            text.append(f" · ran {fmt.duration(state.elapsed_s)}")
+        text.append("\n")
+        if self.action == "attach":
+            text.append("Its runner is working right now. ", style="green")
+            text.append(" enter ", style="bold reverse")
+            text.append(" / ")
+            text.append(" a ", style="bold reverse")
+            text.append(" attach and watch it    ")
+        else:
+            ago = ""
+            if state.updated_at:
+                ago = f" (last heard from {fmt.duration(max(0.0, self.wizard.clock() - state.updated_at))} ago)"
+            text.append(f"Its runner is not running{ago}.", style="yellow")
+            if state.status == "failed" and state.message:
+                text.append(f"\nIt failed: {state.message}", style="red")
+            text.append("\n")
+            text.append(" enter ", style="bold reverse")
+            text.append(" / ")
+            text.append(" r ", style="bold reverse")
+            text.append(" resume it: finished stages are kept, training continues from its last checkpoint    ")
+        text.append("\n")
+        text.append(" n ", style="bold reverse")
+        text.append(" start a new job instead")
+        return text
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Show only the keys that make sense for what welcome offers."""
+        if action == "attach":
+            return self.action == "attach"
+        if action == "resume":
+            return self.action == "resume"
+        if action == "new_job":
+            return self.unfinished is not None
+        if action == "view_finished":
+            return self.unfinished is None and self.finished is not None
+        if action == "back":
+            return False
+        return True
+
+    def action_primary(self) -> None:
+        """Do the recommended thing: attach, resume, or start."""
+        if self.action == "attach":
+            self.action_attach()
+        elif self.action == "resume":
+            self.action_resume()
+        else:
+            self.action_next()
+
+    def action_attach(self) -> None:
+        """Watch the running job."""
+        if self.unfinished is not None and self.unfinished.spec is not None:
+            self.wizard.attach(self.unfinished.paths, self.unfinished.spec)
+
+    def action_resume(self) -> None:
+        """Restart the job's runner; it skips finished stages and resumes training from its checkpoint."""
+        if self.unfinished is not None and self.unfinished.spec is not None:
+            self.wizard.resume(self.unfinished.paths, self.unfinished.spec)
+
+    def action_new_job(self) -> None:
+        """Leave the unfinished job alone and set up a new one."""
+        self.wizard.start_new_job()
+
+    def action_view_finished(self) -> None:
+        """Open the summary of the last finished job."""
+        if self.finished is not None and self.finished.spec is not None:
+            self.wizard.attach(self.finished.paths, self.finished.spec)
+
+    def action_next(self) -> None:
+        """Start setting up a job."""
+        if self.unfinished is None:
+            self.wizard.start_new_job()

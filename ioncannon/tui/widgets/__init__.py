@@ -1,0 +1,1 @@
+"""Reusable widgets: progress panel, loss sparkline, image preview."""

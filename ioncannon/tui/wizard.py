@@ -1,0 +1,91 @@
+"""The wizard's steps and the rules for moving between them (pure: no Textual, no engine I/O)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+
+class Step(str, Enum):
+    WELCOME = "welcome"
+    PHOTOS = "photos"
+    CHECK = "check"
+    SUBJECT = "subject"
+    HARDWARE = "hardware"
+    TRAIN = "train"
+    GENERATE = "generate"
+    FINISH = "finish"
+
+    @classmethod
+    def parse(cls, value: str | None) -> Step:
+        """A saved step name, or WELCOME for anything unknown (an older or damaged session file)."""
+        try:
+            return cls(value)
+        except ValueError:
+            return cls.WELCOME
+
+
+ORDER: tuple[Step, ...] = tuple(Step)
+SETUP_STEPS: tuple[Step, ...] = (Step.PHOTOS, Step.CHECK, Step.SUBJECT, Step.HARDWARE)
+JOB_STEPS: tuple[Step, ...] = (Step.TRAIN, Step.GENERATE, Step.FINISH)
+# Stages after training belong to the generate screen: export, then the prompt pack, then packaging.
+GENERATE_STAGES: frozenset[str] = frozenset({"export", "generate", "package"})
+LIVE_STATUSES: frozenset[str] = frozenset({"running", "stopping"})
+
+ResumeAction = Literal["attach", "resume", "none"]
+
+
+def next_step(step: Step) -> Step | None:
+    """The step after `step` in a setup walk; None past the hardware step (the job drives from there)."""
+    if step is Step.WELCOME:
+        return Step.PHOTOS
+    if step in SETUP_STEPS:
+        return ORDER[ORDER.index(step) + 1]
+    return None
+
+
+def previous_step(step: Step) -> Step | None:
+    """Where `escape` goes; None once a job exists (its screens are left with quit, not back)."""
+    if step in SETUP_STEPS:
+        return ORDER[ORDER.index(step) - 1]
+    return None
+
+
+def opening_step(saved: Step) -> Step:
+    """Where a (re)started wizard opens: mid-setup on the saved screen, otherwise on welcome.
+
+    Welcome is where a live or dead job is offered for attach / resume, so a job step never
+    reopens blind: the job may have finished, failed or lost its runner while nobody watched.
+    """
+    if saved in SETUP_STEPS:
+        return saved
+    return Step.WELCOME
+
+
+def job_step(status: str, stage: str | None) -> Step:
+    """The screen that shows a job in this state."""
+    if status == "finished":
+        return Step.FINISH
+    if stage in GENERATE_STAGES:
+        return Step.GENERATE
+    return Step.TRAIN
+
+
+def follow_job(current: Step, status: str, stage: str | None) -> Step:
+    """Where a job screen moves as the job advances: only forward, never back to training."""
+    target = job_step(status, stage)
+    if current not in JOB_STEPS:
+        return current
+    return target if ORDER.index(target) > ORDER.index(current) else current
+
+
+def resume_action(status: str, alive: bool) -> ResumeAction:
+    """What welcome offers for an unfinished job: watch its live runner, or restart a dead one."""
+    if status == "finished":
+        return "none"
+    return "attach" if alive else "resume"
+
+
+def is_live(status: str, alive: bool) -> bool:
+    """Whether quitting should warn that the job keeps running."""
+    return alive and status not in ("finished", "failed", "stopped")
