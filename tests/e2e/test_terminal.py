@@ -1,0 +1,85 @@
+"""The real CLI in a real terminal (tmux): walk the demo, kill the terminal mid-training, come back."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ioncannon.engine.job import JobPaths
+from ioncannon.engine.runner import runner_pid, wait_for_exit
+from ioncannon.engine.state import read_state
+from tests.e2e.tmuxdriver import Tmux
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture
+def tmux():
+    driver = Tmux(80, 24)
+    yield driver
+    driver.close()
+
+
+def _job(workdir: Path) -> JobPaths:
+    (root,) = [p for p in workdir.iterdir() if (p / ".ioncannon" / "job.json").exists()]
+    return JobPaths(root)
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_demo_survives_a_killed_terminal_and_reattaches(tmux: Tmux, tmp_path: Path) -> None:
+    wd = tmp_path / "work"
+    ioncannon = f"{sys.executable} -m ioncannon --workdir {wd}"
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "TERM": "xterm-256color"}
+
+    tmux.start("first", f"{ioncannon} --demo", env)
+    tmux.wait_for("first", "Press", 30)
+    tmux.send("first", "Enter")
+    tmux.wait_for("first", "Photos")
+    tmux.send("first", "Enter")
+    tmux.wait_for("first", "photos will be used", 60)
+    tmux.send("first", "Enter")
+    tmux.wait_for("first", "a photo of zwx person")
+    tmux.send("first", "Enter")
+    tmux.wait_for("first", "Hardware and plan")
+    tmux.wait_for("first", "for the whole job", 60)  # the probe finished and a plan fits
+    tmux.send("first", "Enter")
+    tmux.wait_for("first", "Start training?")
+    tmux.send("first", "Enter")
+
+    _wait(lambda: any(p.is_dir() for p in wd.iterdir() if (p / ".ioncannon" / "job.json").exists()), 30, "the job")
+    paths = _job(wd)
+    _wait(lambda: read_state(paths).stage == "train" and read_state(paths).done > 0, 180, "training to start")
+    screen = tmux.wait_for("first", "steps", 30)
+    assert "Train" in screen
+
+    tmux.kill_session("first")  # the SSH link drops: the terminal and the TUI die
+    time.sleep(1.0)
+    assert runner_pid(paths) is not None, "the runner must outlive the terminal"
+    step_at_kill = read_state(paths).done
+
+    tmux.start("second", ioncannon, env)  # the person types `ioncannon` again (no --demo)
+    tmux.wait_for("second", paths.root.name, 30)
+    tmux.send("second", "Enter")  # attach
+    state = read_state(paths)
+    if state.status == "running" and state.stage == "train":
+        tmux.wait_for("second", "steps", 30)
+        _wait(lambda: read_state(paths).done > step_at_kill or read_state(paths).stage != "train", 60, "progress")
+
+    assert wait_for_exit(paths, 300)
+    final = read_state(paths)
+    assert final.status == "finished", (final.message, final.hint)
+    tmux.wait_for("second", "DESTROY", 60)  # the finish screen's last words
+    collages = sorted(paths.root.glob("outputs/zwx_*/zwx_*-0000.jpg"))
+    assert len(collages) >= 8
+    assert (paths.root / "trained_models" / "zwx_model.safetensors").exists()
