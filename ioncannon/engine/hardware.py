@@ -1,0 +1,248 @@
+"""Probe the GPU, RAM and disk, and pick the training plan that fits the card."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ioncannon.engine.job import TrainPlan
+from ioncannon.engine.presets import PRESETS, demo_plan, preset_plan
+
+if TYPE_CHECKING:
+    from ioncannon.engine.job import JobSpec
+
+__all__ = [
+    "GpuInfo", "HardwareInfo", "PlanChoice", "NothingFits", "PRESETS", "probe", "choose_plan", "plan_options",
+    "estimate_seconds", "step_down", "plan_key",
+]
+
+
+@dataclass
+class GpuInfo:
+    index: int
+    name: str
+    total_gib: float
+    free_gib: float
+
+
+@dataclass
+class HardwareInfo:
+    gpus: list[GpuInfo]
+    disk_free_gib: float
+    cpu_count: int
+    ram_gib: float
+
+    @property
+    def best_gpu(self) -> GpuInfo | None:
+        return max(self.gpus, key=lambda g: g.free_gib) if self.gpus else None
+
+
+@dataclass
+class PlanChoice:
+    plan: TrainPlan
+    label: str
+    why: str
+    predicted_peak_gib: float
+    predicted_steps_per_s: float
+    fits: bool
+
+
+class NothingFits(Exception):
+    """No plan fits the free GPU memory; the message says what would."""
+
+
+@dataclass(frozen=True)
+class _Profile:
+    key: str
+    label: str
+    mode: str
+    optimizer: str          # adamw = fp32 moments; adamw_bf16 = bf16 moments
+    checkpointing: bool
+    peak_gib: float         # measured on the H100 bench: SD1.5, 512 px, batch 1 + 1 class image
+    text_extra_gib: float   # added when the text encoder is trained too
+    h100_steps_per_s: float
+
+
+# Fastest first; step_down walks this list within one mode.
+_PROFILES: tuple[_Profile, ...] = (
+    _Profile("full-roomy", "Full fine-tune (fp32 optimizer states)", "full", "adamw", False, 11.7, 1.5, 23.5),
+    _Profile("full-12gb", "Full fine-tune (12 GB plan: bf16 optimizer states)", "full", "adamw_bf16", False, 8.5, 1.0,
+             24.6),
+    _Profile("full-10gb", "Full fine-tune (10 GB plan: + gradient checkpointing)", "full", "adamw_bf16", True, 7.2, 1.0,
+             20.6),
+    _Profile("lora", "LoRA", "lora", "adamw", False, 4.0, 0.4, 27.9),
+    _Profile("lora-8gb", "LoRA (8 GB plan: + gradient checkpointing)", "lora", "adamw", True, 2.4, 0.4, 20.9),
+)
+
+# Rough bf16 training speed relative to an H100 SXM, by GPU name.
+_GPU_SPEED: tuple[tuple[str, float], ...] = (
+    ("H200", 1.05), ("H100", 1.0), ("GH200", 1.0), ("B200", 1.6), ("A100", 0.5), ("L40", 0.45), ("4090", 0.45),
+    ("A6000", 0.3), ("3090", 0.3), ("A10", 0.2), ("4080", 0.35), ("4070", 0.22), ("L4", 0.15), ("3080", 0.25),
+    ("3060", 0.12), ("V100", 0.15), ("T4", 0.06),
+)
+_CPU_DEMO_STEPS_PER_S = 10.0
+
+
+def _gib(n: float) -> float:
+    return round(n / 2**30, 2)
+
+
+def probe(workdir: str | Path) -> HardwareInfo:
+    """What this machine has: GPUs with free memory, free disk under `workdir`, CPUs and RAM. Never raises."""
+    gpus: list[GpuInfo] = []
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            for i in range(torch.cuda.device_count()):
+                free, total = torch.cuda.mem_get_info(i)
+                gpus.append(GpuInfo(i, torch.cuda.get_device_name(i), _gib(total), _gib(free)))
+    except Exception:
+        gpus = []
+    try:
+        p = Path(workdir)
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        disk = _gib(shutil.disk_usage(p).free)
+    except Exception:
+        disk = 0.0
+    try:
+        ram = _gib(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        ram = 0.0
+    return HardwareInfo(gpus=gpus, disk_free_gib=disk, cpu_count=os.cpu_count() or 1, ram_gib=ram)
+
+
+def _speed_factor(name: str) -> float:
+    for needle, factor in _GPU_SPEED:
+        if needle.lower() in name.lower():
+            return factor
+    return 0.3
+
+
+def _margin_gib(gpu: GpuInfo) -> float:
+    # CUDA context, fragmentation and the preview decode need headroom beyond the training peak
+    return max(1.0, 0.06 * gpu.total_gib)
+
+
+def _profile_plan(profile: _Profile, preset: str) -> TrainPlan:
+    base = preset_plan(preset, profile.mode)
+    # a full checkpoint is 5-9 GB (weights + Adam moments) and takes seconds to write; at ~20 steps/s, 400 steps
+    # is under half a minute of work at risk
+    return dataclasses.replace(
+        base, mode=profile.mode, optimizer=profile.optimizer, gradient_checkpointing=profile.checkpointing,
+        precision="bf16", compile=True, checkpoint_every=400 if profile.mode == "full" else 200,
+    )
+
+
+def plan_key(plan: TrainPlan) -> str:
+    """Which memory profile a plan uses ('full-12gb', 'lora', ...; 'demo' for CPU plans)."""
+    if plan.precision == "fp32":
+        return "demo"
+    for p in _PROFILES:
+        if (p.mode, p.optimizer, p.checkpointing) == (plan.mode, plan.optimizer, plan.gradient_checkpointing):
+            return p.key
+    return "custom"
+
+
+def _choice(profile: _Profile, preset: str, gpu: GpuInfo) -> PlanChoice:
+    plan = _profile_plan(profile, preset)
+    peak = profile.peak_gib + (profile.text_extra_gib if plan.train_text_encoder else 0.0)
+    speed = profile.h100_steps_per_s * _speed_factor(gpu.name) * (0.89 if plan.train_text_encoder else 1.0)
+    fits = peak + _margin_gib(gpu) <= gpu.free_gib
+    why = (f"needs about {peak:.1f} GiB + {_margin_gib(gpu):.1f} GiB headroom; {gpu.name} has {gpu.free_gib:.1f} GiB free"
+           + ("" if fits else " — does not fit"))
+    return PlanChoice(plan, profile.label, why, round(peak, 1), round(speed, 1), fits)
+
+
+def plan_options(hw: HardwareInfo, demo: bool = False) -> list[PlanChoice]:
+    """Every plan for the best GPU (recommended recipe), fits true/false, for the hardware screen's override."""
+    if demo:
+        return [_demo_choice(hw)]
+    gpu = hw.best_gpu
+    if gpu is None:
+        return [PlanChoice(_profile_plan(p, "recommended"), p.label, "needs a CUDA GPU", p.peak_gib, 0.0, False)
+                for p in _PROFILES]
+    return [_choice(p, "recommended", gpu) for p in _PROFILES]
+
+
+def _demo_choice(hw: HardwareInfo) -> PlanChoice:
+    where = "the GPU" if hw.gpus else "the CPU"
+    return PlanChoice(demo_plan(), "Demo (tiny model)", f"tiny model, 64 px, fp32 on {where}; a few seconds a step",
+                      0.2, _CPU_DEMO_STEPS_PER_S, True)
+
+
+def choose_plan(hw: HardwareInfo, preset: str = "recommended", mode: str | None = None, demo: bool = False) -> PlanChoice:
+    """The fastest plan of `preset` that fits the best GPU with headroom (full fine-tune preferred).
+
+    No GPU: a demo gets the tiny CPU plan; a real model gets fits=False ("needs a CUDA GPU").
+    A GPU too small for every plan raises NothingFits with what would fit.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if demo or preset == "demo":
+        return _demo_choice(hw)
+    gpu = hw.best_gpu
+    modes = [mode] if mode else ["full", "lora"]
+    if gpu is None:
+        profile = next(p for p in _PROFILES if p.mode == modes[0])
+        plan = _profile_plan(profile, preset)
+        return PlanChoice(plan, profile.label, "needs a CUDA GPU: none is visible (check `nvidia-smi`), or run the demo",
+                          profile.peak_gib, 0.0, False)
+    candidates = [_choice(p, preset, gpu) for p in _PROFILES if p.mode in modes]
+    for c in candidates:
+        if c.fits:
+            if mode is None and c.plan.mode == "lora":
+                c.why = f"a full fine-tune does not fit {gpu.free_gib:.1f} GiB free, so LoRA; " + c.why
+            return c
+    smallest = min(candidates, key=lambda c: c.predicted_peak_gib)
+    raise NothingFits(
+        f"{gpu.name} has {gpu.free_gib:.1f} GiB free, but the smallest plan ({smallest.label}) needs about "
+        f"{smallest.predicted_peak_gib + _margin_gib(gpu):.1f} GiB. Close other programs using the GPU "
+        "(`nvidia-smi` lists them) or rent a card with at least 8 GB."
+    )
+
+
+def step_down(plan: TrainPlan) -> TrainPlan | None:
+    """The next leaner plan of the same mode after running out of GPU memory; None when there is none."""
+    key = plan_key(plan)
+    if key == "demo":
+        if plan.gradient_checkpointing:
+            return None
+        return dataclasses.replace(plan, gradient_checkpointing=True)
+    same = [p for p in _PROFILES if p.mode == plan.mode]
+    keys = [p.key for p in same]
+    idx = keys.index(key) if key in keys else -1
+    if idx + 1 >= len(same):
+        return None
+    nxt = same[idx + 1]
+    return dataclasses.replace(plan, optimizer=nxt.optimizer, gradient_checkpointing=nxt.checkpointing)
+
+
+def profile_label(plan: TrainPlan) -> str:
+    key = plan_key(plan)
+    return next((p.label for p in _PROFILES if p.key == key), "Demo (tiny model)" if key == "demo" else "Custom plan")
+
+
+def estimate_seconds(spec: JobSpec, choice: PlanChoice) -> float:
+    """Whole job, roughly: model load, class images, caching, compile, training, checkpoints and generation."""
+    plan = choice.plan
+    gen = spec.generate
+    n_outputs = 12 * gen.images_per_prompt + gen.bare_token_images
+    class_images = plan.num_class_images if plan.prior_preservation else 0
+    if plan.precision == "fp32":  # the tiny demo: measured on 2 CPU cores
+        return 15.0 + plan.steps / max(choice.predicted_steps_per_s, 0.1) + 0.05 * (class_images + n_outputs)
+    factor = max(choice.predicted_steps_per_s / 23.5, 0.05)  # relative to an H100 running the roomy plan
+    images_per_s = 6.0 * factor
+    load = 40.0
+    compile_s = 40.0 if plan.compile else 10.0
+    train = plan.steps / max(choice.predicted_steps_per_s, 0.1)
+    checkpoints = (plan.steps // max(plan.checkpoint_every, 1)) * (12.0 if plan.mode == "full" else 1.0)
+    cache = 10.0 + 0.05 * class_images
+    gen_steps_scale = gen.steps / 25.0
+    generation = (class_images + n_outputs) * gen_steps_scale / images_per_s
+    return load + compile_s + train + checkpoints + cache + generation

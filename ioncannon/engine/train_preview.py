@@ -1,0 +1,51 @@
+"""Preview images during training: the instance prompt, a fixed seed, a few solver steps, decoded to PNG."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ioncannon.engine.fsio import atomic_write_bytes
+
+PREVIEW_STEPS = 20
+PREVIEW_GUIDANCE = 5.0
+
+
+@torch.no_grad()
+def render_preview(unet: Any, vae: Any, scheduler_config: dict[str, Any], cond: torch.Tensor, uncond: torch.Tensor,
+                   resolution: int, seed: int, device: torch.device, dtype: torch.dtype) -> np.ndarray:
+    """One image (H, W, 3 uint8) from the current UNet with classifier-free guidance."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    sched = DPMSolverMultistepScheduler.from_config(scheduler_config)
+    sched.set_timesteps(PREVIEW_STEPS, device=device)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    latents = torch.randn((1, 4, resolution // 8, resolution // 8), generator=gen).to(device)
+    latents = latents * sched.init_noise_sigma
+    embeds = torch.cat([uncond, cond]).to(device=device, dtype=dtype)
+    was_training = unet.training
+    unet.eval()
+    try:
+        for t in sched.timesteps:
+            model_in = sched.scale_model_input(torch.cat([latents] * 2), t).to(dtype)
+            noise_uncond, noise_cond = unet(model_in, t, embeds, return_dict=False)[0].float().chunk(2)
+            noise = noise_uncond + PREVIEW_GUIDANCE * (noise_cond - noise_uncond)
+            latents = sched.step(noise, t, latents, return_dict=False)[0]
+    finally:
+        unet.train(was_training)
+    vae_dtype = next(vae.parameters()).dtype
+    image = vae.decode((latents / vae.config.scaling_factor).to(device=device, dtype=vae_dtype), return_dict=False)[0]
+    image = ((image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return image[0].permute(1, 2, 0).cpu().numpy()
+
+
+def write_png(path: Path, pixels: np.ndarray) -> None:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,118 @@
+"""Plan choice for every card size, the CPU cases, step-down order and the probe."""
+
+from __future__ import annotations
+
+import pytest
+
+from ioncannon.engine.hardware import (
+    PRESETS, GpuInfo, HardwareInfo, NothingFits, choose_plan, estimate_seconds, plan_key, plan_options, probe, step_down,
+)
+from ioncannon.engine.job import JobSpec
+
+
+def card(total_gib: float, name: str = "NVIDIA Test GPU", used_gib: float = 0.5) -> HardwareInfo:
+    return HardwareInfo([GpuInfo(0, name, total_gib, total_gib - used_gib)], disk_free_gib=200.0, cpu_count=8, ram_gib=64.0)
+
+
+CPU_ONLY = HardwareInfo([], disk_free_gib=50.0, cpu_count=2, ram_gib=16.0)
+
+
+@pytest.mark.parametrize(("total", "expected"), [
+    (8, "lora"), (12, "full-12gb"), (16, "full-roomy"), (24, "full-roomy"), (80, "full-roomy"),
+])
+def test_recommended_plan_for_each_card(total: float, expected: str) -> None:
+    choice = choose_plan(card(total))
+    assert plan_key(choice.plan) == expected
+    assert choice.fits
+    assert choice.predicted_peak_gib + 1.0 <= total - 0.5
+    assert choice.plan.precision == "bf16"
+    assert choice.predicted_steps_per_s > 0
+
+
+def test_ten_gb_card_gets_full_fine_tune_with_checkpointing() -> None:
+    choice = choose_plan(card(10, used_gib=1.5))
+    assert plan_key(choice.plan) == "full-10gb"
+    assert choice.plan.gradient_checkpointing
+
+
+def test_lora_fallback_says_why() -> None:
+    choice = choose_plan(card(8))
+    assert choice.plan.mode == "lora"
+    assert "full fine-tune does not fit" in choice.why
+
+
+def test_classic_preset_is_the_notebook_recipe() -> None:
+    plan = choose_plan(card(24), preset="classic").plan
+    assert (plan.mode, plan.learning_rate, plan.batch_size, plan.steps, plan.train_text_encoder) == ("full", 1e-6, 1, 1000, True)
+    assert set(PRESETS) >= {"classic", "recommended"}
+    assert all(len(text.splitlines()) == 1 for text in PRESETS.values())
+
+
+def test_training_the_text_encoder_needs_more_memory() -> None:
+    classic = choose_plan(card(80), preset="classic")
+    recommended = choose_plan(card(80))
+    assert classic.predicted_peak_gib > recommended.predicted_peak_gib
+
+
+def test_forced_lora_mode_on_a_big_card() -> None:
+    assert choose_plan(card(80), mode="lora").plan.mode == "lora"
+
+
+def test_nothing_fits_a_tiny_card() -> None:
+    with pytest.raises(NothingFits, match="8 GB"):
+        choose_plan(card(3))
+
+
+def test_busy_card_counts_free_not_total_memory() -> None:
+    assert plan_key(choose_plan(card(24, used_gib=16)).plan) == "lora"
+
+
+def test_plan_options_lists_every_plan_with_fit() -> None:
+    options = plan_options(card(12))
+    keys = [plan_key(o.plan) for o in options]
+    assert keys == ["full-roomy", "full-12gb", "full-10gb", "lora", "lora-8gb"]
+    assert [o.fits for o in options] == [False, True, True, True, True]
+
+
+def test_cpu_demo_gets_a_tiny_fp32_plan() -> None:
+    choice = choose_plan(CPU_ONLY, demo=True)
+    assert choice.fits
+    assert choice.plan.precision == "fp32" and not choice.plan.compile
+    assert choice.plan.steps <= 100
+
+
+def test_cpu_with_a_real_model_does_not_fit() -> None:
+    choice = choose_plan(CPU_ONLY)
+    assert not choice.fits
+    assert "needs a CUDA GPU" in choice.why
+
+
+def test_step_down_walks_leaner_plans_of_the_same_mode() -> None:
+    plan = choose_plan(card(80)).plan
+    seen = [plan_key(plan)]
+    while (plan := step_down(plan)) is not None:
+        seen.append(plan_key(plan))
+    assert seen == ["full-roomy", "full-12gb", "full-10gb"]
+    lora = choose_plan(card(80), mode="lora").plan
+    assert plan_key(step_down(lora)) == "lora-8gb"
+    assert step_down(step_down(lora)) is None
+
+
+def test_estimate_grows_with_steps_and_a_slower_card() -> None:
+    spec = JobSpec(name="j", photos_dir="/x", identifier="zq", class_name="dog")
+    fast = choose_plan(card(80, name="NVIDIA H100 80GB HBM3"))
+    slow = choose_plan(card(24, name="NVIDIA GeForce RTX 3090"))
+    assert 60 < estimate_seconds(spec, fast) < estimate_seconds(spec, slow)
+    longer = type(fast)(fast.plan.__class__(**{**fast.plan.__dict__, "steps": 4000}), fast.label, fast.why,
+                        fast.predicted_peak_gib, fast.predicted_steps_per_s, True)
+    assert estimate_seconds(spec, longer) > estimate_seconds(spec, fast)
+    demo = choose_plan(CPU_ONLY, demo=True)
+    assert estimate_seconds(spec.replace(demo=True, train=demo.plan), demo) < 180
+
+
+def test_probe_never_raises(tmp_path) -> None:
+    hw = probe(tmp_path / "does" / "not" / "exist")
+    assert hw.cpu_count >= 1
+    assert hw.disk_free_gib > 0
+    assert hw.ram_gib > 0
+    assert isinstance(hw.gpus, list)
