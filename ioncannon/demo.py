@@ -5,18 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ioncannon.assets import assets_dir
-from ioncannon.engine.job import GeneratePlan, JobSpec, TrainPlan
+from ioncannon.engine import presets
+from ioncannon.engine.job import GeneratePlan, JobSpec
 
 DEMO_IDENTIFIER = "zwx"
 DEMO_CLASS = "person"
 DEMO_RESOLUTION = 64
 
-# Small enough that every stage runs for real on two CPU cores in about two minutes.
-DEMO_TRAIN_PLAN = TrainPlan(
-    mode="full", preset="demo", steps=60, learning_rate=1e-4, batch_size=1, train_text_encoder=False,
-    prior_preservation=True, num_class_images=8, precision="fp32", optimizer="adamw", compile=False,
-    checkpoint_every=20, keep_checkpoints=2, sample_every=30,
-)
+# Small enough that generation takes seconds on two CPU cores, yet every prompt gets a collage.
 DEMO_GENERATE_PLAN = GeneratePlan(sampler="dpm", steps=10, guidance=7.0, images_per_prompt=4, batch_size=4, bare_token_images=4)
 
 
@@ -46,6 +42,6 @@ def demo_spec(
         resolution=DEMO_RESOLUTION,
         device="cpu",
         demo=True,
-        train=DEMO_TRAIN_PLAN,
+        train=presets.demo_plan(),
         generate=DEMO_GENERATE_PLAN,
     )

@@ -12,7 +12,7 @@ PRESETS: dict[str, str] = {
         "UNet at lr 2e-6 for 800 steps with the text encoder frozen (its prompts are cached, so steps are faster "
         "and faces overfit less); LoRA: rank 16, lr 1e-4, 1,000 steps."
     ),
-    "demo": "A tiny model on the CPU: 80 quick steps that show every stage working, not a useful model.",
+    "demo": "A tiny model on the CPU: 400 quick steps that show every stage working, not a useful model.",
 }
 
 
@@ -35,11 +35,12 @@ def preset_plan(preset: str, mode: str = "full") -> TrainPlan:
 
 
 def demo_plan() -> TrainPlan:
-    # lr is far above real recipes: the random tiny model must visibly move in 80 CPU steps
+    # lr is far above real recipes so the random tiny model visibly moves; 400 steps keep the
+    # training screen live for a few seconds on two CPU cores
     return TrainPlan(
-        mode="full", preset="demo", steps=80, learning_rate=1e-3, batch_size=1, train_text_encoder=False,
+        mode="full", preset="demo", steps=400, learning_rate=3e-4, batch_size=1, train_text_encoder=False,
         num_class_images=8, precision="fp32", optimizer="adamw", gradient_checkpointing=False, compile=False,
-        checkpoint_every=40, keep_checkpoints=2, sample_every=40,
+        checkpoint_every=100, keep_checkpoints=2, sample_every=100,
     )
 
 

@@ -78,7 +78,7 @@ def test_cpu_demo_gets_a_tiny_fp32_plan() -> None:
     choice = choose_plan(CPU_ONLY, demo=True)
     assert choice.fits
     assert choice.plan.precision == "fp32" and not choice.plan.compile
-    assert choice.plan.steps <= 100
+    assert choice.plan.steps <= 500  # about 15 s of training on two CPU cores
 
 
 def test_cpu_with_a_real_model_does_not_fit() -> None:
