@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from ioncannon.engine.job import JobPaths
 from ioncannon.engine.runner import runner_pid, wait_for_exit
 from ioncannon.engine.state import read_state
 from tests.e2e.tmuxdriver import Tmux
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -28,13 +30,9 @@ def _job(workdir: Path) -> JobPaths:
     return JobPaths(root)
 
 
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+def _steps_on_screen(screen: str) -> int:
+    found = re.search(r"(\d+)/(\d+) steps", screen)
+    return int(found.group(1)) if found else -1
 
 
 def test_demo_survives_a_killed_terminal_and_reattaches(tmux: Tmux, tmp_path: Path) -> None:
@@ -57,9 +55,9 @@ def test_demo_survives_a_killed_terminal_and_reattaches(tmux: Tmux, tmp_path: Pa
     tmux.wait_for("first", "Start training?")
     tmux.send("first", "Enter")
 
-    _wait(lambda: any(p.is_dir() for p in wd.iterdir() if (p / ".ioncannon" / "job.json").exists()), 30, "the job")
+    wait_until(lambda: any(p.is_dir() for p in wd.iterdir() if (p / ".ioncannon" / "job.json").exists()), 30, "the job")
     paths = _job(wd)
-    _wait(lambda: read_state(paths).stage == "train" and read_state(paths).done > 0, 180, "training to start")
+    wait_until(lambda: read_state(paths).stage == "train" and read_state(paths).done > 0, 180, "training to start")
     screen = tmux.wait_for("first", "steps", 30)
     assert "Train" in screen
 
@@ -71,10 +69,10 @@ def test_demo_survives_a_killed_terminal_and_reattaches(tmux: Tmux, tmp_path: Pa
     tmux.start("second", ioncannon, env)  # the person types `ioncannon` again (no --demo)
     tmux.wait_for("second", paths.root.name, 30)
     tmux.send("second", "Enter")  # attach
-    state = read_state(paths)
-    if state.status == "running" and state.stage == "train":
-        tmux.wait_for("second", "steps", 30)
-        _wait(lambda: read_state(paths).done > step_at_kill or read_state(paths).stage != "train", 60, "progress")
+    first_seen = _steps_on_screen(tmux.wait_for("second", "steps", 30))
+    assert first_seen >= step_at_kill
+    # the attached screen shows the live job advancing
+    wait_until(lambda: _steps_on_screen(tmux.screen("second")) > first_seen, 60, "the step counter to advance")
 
     assert wait_for_exit(paths, 300)
     final = read_state(paths)

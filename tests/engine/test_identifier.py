@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from ioncannon.engine.identifier import CLASSES, COMMON_WORDS, lint_identifier
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
 
 
 @pytest.fixture(scope="module")
@@ -25,24 +12,10 @@ def tokenizer(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - trans
     """A real CLIPTokenizer over a small BPE vocabulary that knows a few whole words."""
     from transformers import CLIPTokenizer
 
-    folder = tmp_path_factory.mktemp("tok")
-    alphabet = list(_bytes_to_unicode().values())
-    vocab = {ch: i for i, ch in enumerate(alphabet)}
-    for ch in alphabet:
-        vocab[ch + "</w>"] = len(vocab)
-    merges: list[str] = []
-    for word in ("man", "dog", "ship", "zwx", "sks", "qkv", "bdr", "photo", "of"):
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
-        cur = pieces[0]
-        for nxt in pieces[1:]:
-            if f"{cur} {nxt}" not in merges:
-                merges.append(f"{cur} {nxt}")
-            cur += nxt
-            vocab.setdefault(cur, len(vocab))
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    from ioncannon.engine.models import write_tiny_tokenizer
+
+    words = ("man", "dog", "ship", "zwx", "sks", "qkv", "bdr", "photo", "of")
+    folder = write_tiny_tokenizer(tmp_path_factory.mktemp("tok"), words)
     return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,9 @@ from ioncannon.engine.events import CheckpointSaved, Progress, RunnerStarted, St
 from ioncannon.engine.jobs import create_job, find_job
 from ioncannon.engine.runner import runner_pid, start_runner, wait_for_exit
 from ioncannon.engine.state import EventTail, read_state
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_kill_dash_nine_then_resume_continues_from_checkpoint(workdir: Path) -> None:
@@ -46,9 +37,9 @@ def test_kill_dash_nine_then_resume_continues_from_checkpoint(workdir: Path) -> 
         saved.extend(e.step for e in log.read_new() if isinstance(e, CheckpointSaved))
         return state.stage == "train" and state.done >= 14 and bool(saved)
 
-    _wait(training_past_first_checkpoint, 240, "training to pass its first checkpoint")
+    wait_until(training_past_first_checkpoint, 240, "training to pass its first checkpoint")
     os.kill(first_pid, signal.SIGKILL)
-    _wait(lambda: runner_pid(paths) is None, 30, "the lock to be released")
+    wait_until(lambda: runner_pid(paths) is None, 30, "the lock to be released")
 
     job = find_job(workdir, "killed")
     assert job is not None and job_status(job)["status"] == "interrupted"
