@@ -1,4 +1,8 @@
-"""Benchmark the product's generation path on a random-weight SD1.5-shaped model: images/s, peak GiB, MFU, start-up."""
+"""Benchmark the product's generation path on a random-weight SD1.5-shaped model: images/s, peak GiB, MFU, start-up.
+
+`--gpus N` runs the class-image stage on one GPU and then sharded over N GPUs (the runner's launcher, one process
+per GPU) and prints the scaling efficiency measured in the same run.
+"""
 
 from __future__ import annotations
 
@@ -79,13 +83,17 @@ def save_model(parts: Components, workdir: Path) -> Path:
     return model
 
 
-def class_images_run(model: Path, workdir: Path, count: int, batch: int) -> dict[str, float | int]:
-    """The class-image stage end to end (load from disk, start-up, generate, cache) with product defaults."""
-    from ioncannon.engine.generate import run_class_images
+def class_images_run(model: Path, workdir: Path, count: int, batch: int, gpus: int = 1) -> dict[str, float | int]:
+    """The class-image stage end to end (load from disk, start-up, generate, cache) with product defaults.
+
+    gpus > 1 goes through the runner's stage hook, which shards the images over one process per GPU.
+    """
+    from ioncannon.engine.events import Progress
+    from ioncannon.engine.stages import stage_function
 
     torch._dynamo.reset()
     spec = JobSpec(name="bench", photos_dir=str(workdir), identifier="sks", class_name="man", base_model=str(model),
-                   resolution=512, device="cuda", train=TrainPlan(num_class_images=count),
+                   resolution=512, device="cuda", train=TrainPlan(num_class_images=count, num_processes=gpus),
                    generate=GeneratePlan(batch_size=batch))
     paths = JobPaths(workdir / "job")
     paths.ensure()
@@ -94,11 +102,25 @@ def class_images_run(model: Path, workdir: Path, count: int, batch: int) -> dict
                        device=torch.device("cuda"))
     torch.cuda.synchronize()
     t0 = time.perf_counter()
-    run_class_images(ctx)
+    stage_function("class_images")(ctx)
     torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     made = len(list(paths.class_images("man").glob("*.png")))
-    return {"class_images": made, "seconds": round(seconds, 1), "compile_env": os.environ.get("IONCANNON_COMPILE", "policy")}
+    # the render rate leaves out model loading and compiling; with several GPUs it is the sum over them
+    rates = [e.rate for e in events if isinstance(e, Progress) and e.rate > 0]
+    return {"class_images": made, "seconds": round(seconds, 1), "gpus": gpus,
+            "render_images_per_s": round(rates[-1], 2) if rates else 0.0,
+            "compile_env": os.environ.get("IONCANNON_COMPILE", "policy")}
+
+
+def scaling(one: dict, many: dict, gpus: int) -> dict[str, float | int]:
+    """N-GPU throughput against N x one GPU (1.0 = perfect), for rendering alone and for the whole stage."""
+    wall_1 = one["class_images"] / max(one["seconds"], 1e-9)
+    wall_n = many["class_images"] / max(many["seconds"], 1e-9)
+    r1, rn = one["render_images_per_s"], many["render_images_per_s"]
+    return {"gpus": gpus, "render_images_per_s_1": r1, "render_images_per_s_n": rn,
+            "render_efficiency": round(rn / (gpus * r1), 3) if r1 else 0.0,
+            "stage_efficiency": round(wall_n / (gpus * wall_1), 3) if wall_1 else 0.0}
 
 
 def main() -> None:
@@ -112,6 +134,8 @@ def main() -> None:
     parser.add_argument("--class-batch", type=int, default=16)
     parser.add_argument("--workdir", default="", help="where the compile cache and saved model live")
     parser.add_argument("--json", default="", help="append one JSON line per result here")
+    parser.add_argument("--gpus", type=int, default=1,
+                        help="run the class-image stage on 1 GPU, then sharded over this many, and print the scaling")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if not torch.cuda.is_available():
@@ -133,6 +157,19 @@ def main() -> None:
         module.to("cuda", dtype)
     flops = flops_per_image(parts, args.steps, 512, dtype)
     record({"tflop_per_image": round(flops / 1e12, 2), "limit_images_per_s": round(H100_PEAK / flops, 1)})
+    if args.gpus > 1:
+        # the same compile policy for both runs (default: eager), so the ratio measures sharding alone
+        os.environ.setdefault("IONCANNON_COMPILE", "0")
+        model = save_model(parts, workdir)
+        del parts
+        torch.cuda.empty_cache()
+        count = max(args.class_images, 16 * args.gpus)
+        one = class_images_run(model, workdir / "gpus-1", count, args.class_batch, gpus=1)
+        record(one)
+        many = class_images_run(model, workdir / f"gpus-{args.gpus}", count, args.class_batch, gpus=args.gpus)
+        record(many)
+        record(scaling(one, many, args.gpus))
+        return
     if args.class_images:
         # first, on a cold compile cache: what the first job on a fresh box sees
         record(class_images_run(save_model(parts, workdir), workdir, args.class_images, args.class_batch))

@@ -1,4 +1,8 @@
-"""Training speed on the GPU: every plan on a random-weight SD1.5 at 512 px with prior preservation, via the product's stage code."""
+"""Training speed on the GPU: every plan on a random-weight SD1.5 at 512 px with prior preservation, via the product's stage code.
+
+`--gpus N` also runs each plan data-parallel on N GPUs (one process each, the runner's launcher) and prints the
+scaling efficiency against one GPU measured in the same run.
+"""
 
 from __future__ import annotations
 
@@ -48,8 +52,30 @@ def _random_pngs(folder: Path, n: int, size: int, seed: int) -> None:
         Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC).save(folder / f"img {i:03d}.png")
 
 
-def run_one(name: str, steps: int, workdir: Path) -> dict:
-    """One plan in this process: build the model on the GPU, run the cache and training stages, measure."""
+def random_sd15():  # -> Components; module level so every GPU process of a launch can build its own copy
+    import torch
+
+    from ioncannon.engine.models import build_components
+
+    with torch.device("cuda", torch.cuda.current_device()):  # a CPU init of 1 B params takes longer than the run
+        return build_components("sd15", seed=0)
+
+
+def scaling(one: dict, many: dict, gpus: int) -> dict:
+    """Images a second on N GPUs against N x one GPU (1.0 = perfect)."""
+    rate_1 = one["steps_per_s"] * one.get("global_batch", 1)
+    rate_n = many["steps_per_s"] * many.get("global_batch", gpus)
+    return {"plan": one["plan"], "gpus": gpus, "images_per_s_1": round(rate_1, 2), "images_per_s_n": round(rate_n, 2),
+            "speed_up": round(rate_n / rate_1, 2) if rate_1 else 0.0,
+            "efficiency": round(rate_n / (gpus * rate_1), 3) if rate_1 else 0.0}
+
+
+def run_one(name: str, steps: int, workdir: Path, gpus: int = 1) -> dict:
+    """One plan in this process: build the model on the GPU, run the cache and training stages, measure.
+
+    With gpus > 1 the training stage runs through the runner's launcher, one process per GPU; the per-GPU batch
+    and the step count stay as on one GPU, so steps/s compare directly.
+    """
     import torch
 
     from ioncannon.engine.context import StageContext
@@ -58,7 +84,7 @@ def run_one(name: str, steps: int, workdir: Path) -> dict:
     from ioncannon.engine.train import run_cache, run_training
 
     device = torch.device("cuda")
-    plan = _plan(name, steps)
+    plan = dataclasses.replace(_plan(name, steps), num_processes=gpus)
     root = Path(tempfile.mkdtemp(dir=workdir, prefix=f"{name}-"))
     spec = JobSpec(name=name, photos_dir=str(root), identifier="zq", class_name="person", base_model="random-sd15",
                    resolution=512, device="cuda", train=plan)
@@ -82,7 +108,13 @@ def run_one(name: str, steps: int, workdir: Path) -> dict:
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
-    run_training(ctx, components)
+    if gpus > 1:
+        from ioncannon.engine.distributed import launch
+
+        launch("train", ctx, gpus, stage_kwargs={"components": random_sd15})
+        components.unet.to("cuda")  # for the FLOP count below
+    else:
+        run_training(ctx, components)
     total_s = time.perf_counter() - t
     stats = json.loads((paths.meta / "train_stats.json").read_text())
     flops = _flops(components, plan)
@@ -91,7 +123,7 @@ def run_one(name: str, steps: int, workdir: Path) -> dict:
         "plan": name, "steps_per_s": rate, "peak_gib": stats.get("peak_gib"), "mfu": flops * rate / H100_BF16_FLOPS,
         "tflop_per_step": flops / 1e12, "build_s": build_s, "cache_s": cache_s, "setup_s": stats.get("setup_s"),
         "compile_s": stats.get("first_steps_s"), "train_s": total_s, "mode": stats.get("mode"),
-        "gpu": torch.cuda.get_device_name(0),
+        "gpu": torch.cuda.get_device_name(0), "gpus": stats.get("processes", 1), "global_batch": stats.get("global_batch", 1),
     }
 
 
@@ -181,18 +213,25 @@ def main() -> None:
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--timeout", type=int, default=400)
     ap.add_argument("--smoke", action="store_true", help="check previews, checkpoints and resume instead of speed")
+    ap.add_argument("--gpus", type=int, default=1,
+                    help="also run each plan data-parallel on this many GPUs and print the scaling efficiency")
+    ap.add_argument("--procs", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     workdir = Path(args.workdir)
     if args.smoke:
         smoke(workdir)
         return
     if args.one:
-        print("RESULT " + json.dumps(run_one(args.one, args.steps, workdir)), flush=True)
+        print("RESULT " + json.dumps(run_one(args.one, args.steps, workdir, args.procs)), flush=True)
         return
     rows = []
-    for name in args.plans.split(","):
+    runs = [(name, 1) for name in args.plans.split(",")]
+    if args.gpus > 1:
+        runs = [(name, g) for name in args.plans.split(",") for g in (1, args.gpus)]
+    for name, gpus in runs:
         # one process per plan: clean peak-memory numbers, and a failing plan cannot take the others down
-        cmd = [sys.executable, __file__, "--one", name, "--steps", str(args.steps), "--workdir", str(workdir)]
+        cmd = [sys.executable, __file__, "--one", name, "--steps", str(args.steps), "--workdir", str(workdir),
+               "--procs", str(gpus)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=os.environ.copy())
             out = proc.stdout + proc.stderr
@@ -207,6 +246,9 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     print()
+    if args.gpus > 1:
+        print_scaling(rows, args.gpus)
+        return
     print("| plan | steps/s | peak GiB | MFU | TFLOP/step | start-up s (build / cache / setup / compile) | step |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
@@ -216,6 +258,19 @@ def main() -> None:
         print(f"| {r['plan']} | {r['steps_per_s']:.1f} | {r['peak_gib']:.1f} | {100 * r['mfu']:.1f}% | "
               f"{r['tflop_per_step']:.2f} | {r['build_s']:.0f} / {r['cache_s']:.0f} / {r['setup_s']:.0f} / "
               f"{r['compile_s']:.0f} | {r['mode']} |")
+
+
+def print_scaling(rows: list[dict], gpus: int) -> None:
+    """Pairs of (1 GPU, N GPUs) rows as a table of images/s, speed-up and efficiency."""
+    print(f"| plan | 1 GPU images/s | {gpus} GPUs images/s | speed-up | scaling efficiency | steps/s (1 / {gpus}) |")
+    print("|---|---|---|---|---|---|")
+    for one, many in zip(rows[0::2], rows[1::2]):
+        if "error" in one or "error" in many:
+            print(f"| {one['plan']} | failed: {one.get('error') or many.get('error')} | | | | |")
+            continue
+        s = scaling(one, many, gpus)
+        print(f"| {s['plan']} | {s['images_per_s_1']:.1f} | {s['images_per_s_n']:.1f} | {s['speed_up']:.2f}x | "
+              f"{100 * s['efficiency']:.0f}% | {one['steps_per_s']:.1f} / {many['steps_per_s']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,12 @@ def fixed_batches(jobs: list[ImageJob], batch_size: int) -> list[list[ImageJob]]
     return [jobs[i : i + size] for i in range(0, len(jobs), size)]
 
 
+def shard(batches: list[list[ImageJob]], rank: int, world: int) -> list[list[ImageJob]]:
+    """Rank `rank`'s share of whole batches (every world-th one): disjoint, complete, and each batch is the
+    same as one process would make, so a shard's pixels equal the single-process ones."""
+    return batches[rank::world]
+
+
 def render(
     sampler: ImageSampler,
     batches: list[list[ImageJob]],

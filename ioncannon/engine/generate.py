@@ -18,7 +18,8 @@ from ioncannon.engine.context import StageContext, StageError
 from ioncannon.engine.events import CollageReady, Message, Progress, SampleReady
 from ioncannon.engine.fsio import write_json
 from ioncannon.engine.gen_adapters import merge_adapters
-from ioncannon.engine.gen_batches import ImageJob, fixed_batches, render
+from ioncannon.engine.distributed import image_shard
+from ioncannon.engine.gen_batches import ImageJob, fixed_batches, render, shard
 from ioncannon.engine.gen_sampler import ImageSampler
 from ioncannon.engine.job import JobSpec
 from ioncannon.engine.models import Components, ModelLoadError, load_components
@@ -139,6 +140,27 @@ def class_cache_dir(ctx: StageContext) -> Path:
     return folder
 
 
+def _class_jobs(ctx: StageContext) -> list[ImageJob]:
+    cache = class_cache_dir(ctx)
+    return [ImageJob(cache / f"{i:04d}.png", ctx.spec.class_prompt, "", CLASS_SEED + i)
+            for i in range(ctx.spec.train.num_class_images)]
+
+
+def class_images_missing(ctx: StageContext) -> int:
+    """How many class images neither the job nor the shared cache has yet (0 without prior preservation)."""
+    if not ctx.spec.train.prior_preservation:
+        return 0
+    job_dir = ctx.paths.class_images(ctx.spec.class_name)
+    return sum(1 for j in _class_jobs(ctx) if not j.path.exists() and not (job_dir / j.path.name).exists())
+
+
+def _link_ready(job_dir: Path, batch: list[ImageJob]) -> None:
+    for job in batch:
+        target = job_dir / job.path.name
+        if job.path.exists() and not target.exists():
+            _link_or_copy(job.path, target)
+
+
 def run_class_images(ctx: StageContext) -> None:
     """Give the job `num_class_images` images of its class, reusing and topping up the shared cache."""
     spec = ctx.spec
@@ -152,12 +174,9 @@ def run_class_images(ctx: StageContext) -> None:
     names = [f"{i:04d}.png" for i in range(count)]
 
     def link_ready(batch: list[ImageJob]) -> None:
-        for job in batch:
-            target = job_dir / job.path.name
-            if job.path.exists() and not target.exists():
-                _link_or_copy(job.path, target)
+        _link_ready(job_dir, batch)
 
-    cached = [ImageJob(cache / n, spec.class_prompt, "", CLASS_SEED + i) for i, n in enumerate(names)]
+    cached = _class_jobs(ctx)
     link_ready(cached)
     missing = [j for j in cached if not (job_dir / j.path.name).exists()]
     have = count - len(missing)
@@ -168,20 +187,40 @@ def run_class_images(ctx: StageContext) -> None:
     if have:
         ctx.emit(Message(level="info", text=f"{have} class images reused from the cache; making {len(missing)} more."))
     ctx.log.info("class images: %d cached, %d to make in %s", have, len(missing), cache)
+    rank, world = image_shard()  # several GPUs: this process makes every world-th batch
+    batches = shard(fixed_batches(missing, spec.generate.batch_size), rank, world)
+    if not batches:
+        return
     try:
         parts = load_components(spec.base_model, dtype=ctx.dtype)
     except ModelLoadError as exc:
         raise StageError(str(exc), "Class images are drawn by the base model; fix the model source and resume.") from exc
-    sampler = make_sampler(ctx, parts, len(missing))
+    sampler = make_sampler(ctx, parts, sum(len(b) for b in batches))
     try:
         render(
-            sampler, fixed_batches(missing, spec.generate.batch_size), stage="class_images", emit=ctx.emit,
-            check_stop=ctx.check_stop, announce=False, on_batch_written=link_ready, already_done=have,
+            sampler, batches, stage="class_images", emit=ctx.emit,
+            check_stop=ctx.check_stop, announce=False, on_batch_written=link_ready, already_done=have if rank == 0 else 0,
         )
     finally:
         del sampler, parts
         release(ctx.device)
-    ctx.emit(SampleReady(stage="class_images", path=str(job_dir / names[0]), label=spec.class_name))
+    if world == 1:
+        ctx.emit(SampleReady(stage="class_images", path=str(job_dir / names[0]), label=spec.class_name))
+
+
+def finish_class_images(ctx: StageContext) -> None:
+    """After every shard finished: link all class images into the job and show the first one."""
+    spec = ctx.spec
+    job_dir = ctx.paths.class_images(spec.class_name)
+    jobs = _class_jobs(ctx)
+    _link_ready(job_dir, jobs)
+    lacking = [j.path.name for j in jobs if not (job_dir / j.path.name).exists()]
+    if lacking:
+        raise StageError(f"{len(lacking)} class images are missing after generation (e.g. {lacking[0]}).",
+                         "Resume the job: the class-image stage makes only the missing ones.")
+    ctx.emit(Progress(stage="class_images", done=len(jobs), total=len(jobs), label=spec.class_name))
+    if jobs:
+        ctx.emit(SampleReady(stage="class_images", path=str(job_dir / jobs[0].path.name), label=spec.class_name))
 
 
 # --------------------------------------------------------------------------- prompt pack
@@ -227,11 +266,17 @@ def write_contact_sheet(ctx: StageContext, sets: list[OutputSet]) -> Path | None
     return sheet
 
 
+def pack_images_missing(ctx: StageContext) -> int:
+    return sum(1 for s in plan_outputs(ctx.spec, ctx.paths.outputs) for j in s.jobs if not j.path.exists())
+
+
 def generate_pack(ctx: StageContext, load: Callable[[], Components]) -> list[OutputSet]:
     """Make every missing image, collage and the contact sheet; `load()` returns the trained Components."""
     sets = plan_outputs(ctx.spec, ctx.paths.outputs)
     by_keyword = {s.keyword: s for s in sets}
-    jobs = [j for s in sets for j in s.jobs]
+    rank, world = image_shard()  # several GPUs: this process makes every world-th batch, collages come after
+    batches = shard(fixed_batches([j for s in sets for j in s.jobs], ctx.spec.generate.batch_size), rank, world)
+    jobs = [j for b in batches for j in b]
     missing = sum(1 for j in jobs if not j.path.exists())
     if missing:
         parts = load()
@@ -249,19 +294,26 @@ def generate_pack(ctx: StageContext, load: Callable[[], Components]) -> list[Out
 
         try:
             render(
-                sampler, fixed_batches(jobs, ctx.spec.generate.batch_size), stage="generate", emit=ctx.emit,
-                check_stop=ctx.check_stop, on_batch_written=collage_when_complete,
+                sampler, batches, stage="generate", emit=ctx.emit,
+                check_stop=ctx.check_stop, on_batch_written=collage_when_complete if world == 1 else None,
             )
         finally:
             del sampler, parts
             release(ctx.device)
     else:
         ctx.emit(Progress(stage="generate", done=len(jobs), total=len(jobs), label="all images exist"))
+    if world == 1:
+        finish_pack(ctx, sets)
+    return sets
+
+
+def finish_pack(ctx: StageContext, sets: list[OutputSet] | None = None) -> None:
+    """Collages of complete prompts that lack one, then the contact sheet (once, after every shard)."""
+    sets = plan_outputs(ctx.spec, ctx.paths.outputs) if sets is None else sets
     for output in sets:
         if output.complete and not output.collage.exists():
             write_collage(ctx, output)
     write_contact_sheet(ctx, sets)
-    return sets
 
 
 def run_generate(ctx: StageContext) -> None:

@@ -40,6 +40,7 @@ class TrainPlan:
     keep_checkpoints: int = 2
     sample_every: int = 200
     seed: int = 1234
+    num_processes: int = 1  # GPUs used, one process each; batch_size is per process (see hardware.data_parallel)
 
 
 @dataclass(frozen=True)

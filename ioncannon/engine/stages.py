@@ -35,9 +35,17 @@ STAGE_TITLES: dict[str, str] = {
 }
 
 
-def stage_function(stage: str) -> StageFunction:
+def raw_stage_function(stage: str) -> Callable[..., None]:
+    """The stage's own function, run in this process."""
     module, _, name = STAGE_FUNCTIONS[stage].partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+def stage_function(stage: str) -> StageFunction:
+    # multi-GPU hook: image and training stages run one process per GPU when the plan asks for several
+    from ioncannon.engine.distributed import across_processes
+
+    return across_processes(stage, raw_stage_function(stage))
 
 
 def run_prepare(ctx: StageContext) -> None:

@@ -14,6 +14,7 @@ import torch
 from ioncannon.engine.cache import TrainCache, load_cache, run_cache
 from ioncannon.engine.checkpoint import CheckpointStore, LoadedCheckpoint, capture_rng, restore_rng
 from ioncannon.engine.context import StageContext, StageError, StopRequested
+from ioncannon.engine.distributed import broadcast_from_first, process_rank, sync_rng_from_first
 from ioncannon.engine.events import CheckpointSaved, Message, Progress, SampleReady
 from ioncannon.engine.fsio import StateFileError, read_json, write_json
 from ioncannon.engine.hardware import profile_label, step_down
@@ -22,7 +23,7 @@ from ioncannon.engine.train_preview import render_preview, write_png
 from ioncannon.engine.train_step import Trainer, is_finite
 from ioncannon.engine.trained import lora_info, publish_trained, trained_info
 
-__all__ = ["run_cache", "run_training", "active_plan"]
+__all__ = ["run_cache", "run_training", "active_plan", "training_finished", "step_down_after_oom"]
 
 ComponentSource = Any  # Components, a zero-argument factory returning them, or None (load spec.base_model)
 _PROGRESS_EVERY_S = 0.25
@@ -58,14 +59,20 @@ def _components(source: ComponentSource, ctx: StageContext) -> Any:
     return source() if callable(source) else source
 
 
+def training_finished(ctx: StageContext) -> bool:
+    """True once weights for this plan's steps and base model are published."""
+    info = trained_info(ctx.paths)
+    return bool(info and info["steps"] >= active_plan(ctx).steps and info["base_model"] == ctx.spec.base_model)
+
+
 def run_training(ctx: StageContext, components: ComponentSource = None) -> None:
     """The stage: train (or resume) until plan.steps, then publish the weights to `.ioncannon/trained/`."""
-    spec = ctx.spec
     plan = active_plan(ctx)
     store = CheckpointStore(ctx.paths.checkpoints, plan.keep_checkpoints, ctx.emit, ctx.log)
-    info = trained_info(ctx.paths)
-    if info and info["steps"] >= plan.steps and info["base_model"] == spec.base_model:
-        store.clear()  # a kill between publishing and cleaning up left them behind
+    rank, world = process_rank()  # several GPUs: rank 0 alone writes files
+    if training_finished(ctx):
+        if rank == 0:
+            store.clear()  # a kill between publishing and cleaning up left them behind
         ctx.emit(Message("info", "Training already finished; using the trained weights."))
         return
     cache = load_cache(ctx)
@@ -81,6 +88,8 @@ def run_training(ctx: StageContext, components: ComponentSource = None) -> None:
             return
         except torch.OutOfMemoryError:
             ctx.log.warning("out of GPU memory with plan %s", plan, exc_info=True)
+            if world > 1:
+                raise  # the other ranks wait in a collective: the launcher stops them all and steps down
             out_of_memory = True
         if out_of_memory:  # outside the except block, so the traceback's tensors can be freed
             del comps
@@ -88,6 +97,12 @@ def run_training(ctx: StageContext, components: ComponentSource = None) -> None:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             plan = _step_down(ctx, plan, store, reloadable=components is None or callable(components))
+
+
+def step_down_after_oom(ctx: StageContext) -> TrainPlan:
+    """Record the next leaner plan after a multi-GPU launch ran out of memory (StageError when none is left)."""
+    plan = active_plan(ctx)
+    return _step_down(ctx, plan, CheckpointStore(ctx.paths.checkpoints, plan.keep_checkpoints, ctx.emit, ctx.log), True)
 
 
 def _step_down(ctx: StageContext, plan: TrainPlan, store: CheckpointStore, reloadable: bool) -> TrainPlan:
@@ -173,7 +188,9 @@ def _train(ctx: StageContext, comps: Any, cache: TrainCache, plan: TrainPlan, st
     stats: dict[str, Any] = {"plan": dataclasses.asdict(plan), "device": str(device)}
     t0 = time.perf_counter()
     trainer = Trainer(comps, plan, cache, device, ctx.log)
-    store.clean_staging()
+    first = trainer.rank == 0
+    if first:
+        store.clean_staging()
     ckpt = store.load_latest(accept=_accept(trainer, spec.base_model))
     start, history = 0, []
     if ckpt is not None:
@@ -182,8 +199,15 @@ def _train(ctx: StageContext, comps: Any, cache: TrainCache, plan: TrainPlan, st
         restore_rng(ckpt.optimizer, ckpt.state["rng"])
         start, history = min(ckpt.step, plan.steps), list(ckpt.state.get("loss_history", []))
         ctx.emit(Message("info", f"Resuming training at step {start} of {plan.steps}."))
+        saved_world = ckpt.state.get("processes", 1)
+        if saved_world != trainer.world:
+            ctx.emit(Message("info", f"The checkpoint was trained on {saved_world} GPU(s), this run uses "
+                                     f"{trainer.world}: the global batch changes from here on."))
     del ckpt
-    vae = comps.vae.to(device=device, dtype=trainer.weight_dtype) if plan.sample_every > 0 else None
+    if trainer.world > 1:  # every rank starts from rank 0's weights and random state, as DDP does
+        broadcast_from_first([trainer.flat.data])
+        sync_rng_from_first(device)
+    vae = comps.vae.to(device=device, dtype=trainer.weight_dtype) if plan.sample_every > 0 and first else None
     if device.type == "cuda":
         torch.cuda.synchronize()
     stats["setup_s"] = round(time.perf_counter() - t0, 2)
@@ -216,7 +240,7 @@ def _train(ctx: StageContext, comps: Any, cache: TrainCache, plan: TrainPlan, st
             _preview(ctx, trainer, vae, cache, done)
             live.paused += time.perf_counter() - t
             stats.setdefault("preview_s", []).append(round(time.perf_counter() - t, 2))
-        if ckpt_due or (stopping and done != last_saved and done < total):
+        if first and (ckpt_due or (stopping and done != last_saved and done < total)):
             t = time.perf_counter()
             _save(ctx, store, trainer, done, live.history)
             last_saved = done
@@ -231,7 +255,10 @@ def _train(ctx: StageContext, comps: Any, cache: TrainCache, plan: TrainPlan, st
         t_s, step_s, paused_s = live.steady_from
         stats["steady_steps_per_s"] = round((total - step_s) / max(end - t_s - (live.paused - paused_s), 1e-9), 3)
     stats.update(train_s=round(end - first_t, 2), steps=total - start, mode=trainer.mode,
-                 peak_gib=round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None)
+                 peak_gib=round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
+                 processes=trainer.world, global_batch=plan.batch_size * trainer.world)
+    if not first:
+        return
     _publish(ctx, trainer, plan)
     store.clear()
     write_json(ctx.paths.meta / "train_stats.json", stats)
@@ -241,7 +268,7 @@ def _train(ctx: StageContext, comps: Any, cache: TrainCache, plan: TrainPlan, st
 def _save(ctx: StageContext, store: CheckpointStore, trainer: Trainer, step: int, history: list[float]) -> None:
     rng_tensors, rng_plain = capture_rng()
     state = {"plan": dataclasses.asdict(trainer.plan), "layout": trainer.layout(), "rng": rng_plain,
-             "loss_history": history[-_HISTORY:], "base_model": ctx.spec.base_model}
+             "loss_history": history[-_HISTORY:], "base_model": ctx.spec.base_model, "processes": trainer.world}
     path = store.save(step, trainer.flat.named_tensors(), {**trainer.optimizer_tensors(), **rng_tensors}, state)
     ctx.emit(CheckpointSaved(step=step, path=str(path)))
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ioncannon.engine.cache import TrainCache
+from ioncannon.engine.distributed import all_agree, average_gradients, process_rank
 from ioncannon.engine.job import TrainPlan
 from ioncannon.engine.presets import warmup_steps
 
@@ -112,6 +113,8 @@ class Trainer:
                  log: logging.Logger | None = None) -> None:
         self.plan, self.cache, self.device = plan, cache, device
         self.log = log or logging.getLogger("ioncannon")
+        # several GPUs: plan.batch_size is per process; the global batch is batch_size x world
+        self.rank, self.world = process_rank()
         cuda = device.type == "cuda"
         self.weight_dtype = torch.bfloat16 if (cuda and plan.precision == "bf16") else torch.float32
         self.unet = components.unet
@@ -151,6 +154,8 @@ class Trainer:
         self._graph: torch.cuda.CUDAGraph | None = None
         self._eager_steps = 0
         self._use_graph = cuda
+        if self.world > 1 and os.environ.get("IONCANNON_DIST_CUDA_GRAPH") == "0":
+            self._use_graph = False  # escape hatch while NCCL capture is unproven on a given driver
         if cuda and plan.compile:
             # the optimizer compiles in seconds and is the bulk of the win; compiling the UNet costs minutes of
             # start-up for every new plan, so it stays opt-in
@@ -200,14 +205,26 @@ class Trainer:
         c, dev, plan = self.cache, self.device, self.plan
         self.prior = plan.prior_preservation and c.class_mean.shape[0] > 0
         b = plan.batch_size
-        self.inst_schedule = torch.from_numpy(data_schedule(c.instance_mean.shape[0], plan.steps, b, plan.seed)).to(dev)
+        g = b * self.world  # every rank draws the global batch's schedule and noise, then keeps its own rows
+        mine = slice(self.rank * b, (self.rank + 1) * b)
+
+        def schedule(n: int, seed: int) -> torch.Tensor:
+            rows_of_all = data_schedule(n, plan.steps, g, seed)
+            return torch.from_numpy(np.ascontiguousarray(rows_of_all[:, mine])).to(dev)
+
+        self.inst_schedule = schedule(c.instance_mean.shape[0], plan.seed)
         self.inst_mean = c.instance_mean.to(dev)
         rows = 2 * b if self.prior else b
         if self.prior:
-            self.cls_schedule = torch.from_numpy(
-                data_schedule(c.class_mean.shape[0], plan.steps, b, plan.seed + 1)).to(dev)
+            self.cls_schedule = schedule(c.class_mean.shape[0], plan.seed + 1)
             self.cls_mean = c.class_mean.to(dev)
         shape = (rows, *c.instance_mean.shape[1:])
+        if self.world > 1:
+            global_rows = 2 * g if self.prior else g
+            self._noise_all = torch.zeros((global_rows, *shape[1:]), device=dev)
+            self._t_all = torch.zeros(global_rows, dtype=torch.long, device=dev)
+            own = list(range(mine.start, mine.stop)) + (list(range(g + mine.start, g + mine.stop)) if self.prior else [])
+            self._own_rows = torch.tensor(own, dtype=torch.long, device=dev)
         self.inputs = StepInputs(
             inst_idx=torch.zeros(b, dtype=torch.long, device=dev), cls_idx=torch.zeros(b, dtype=torch.long, device=dev),
             noise=torch.zeros(shape, device=dev),
@@ -230,6 +247,12 @@ class Trainer:
         if self.prior:
             x.cls_idx.copy_(self.cls_schedule[step])
         self._gen.manual_seed(self.plan.seed * 1_000_003 + step)
+        if self.world > 1:  # the same draws as one process with the global batch, so the runs agree
+            torch.randn(self._noise_all.shape, generator=self._gen, out=self._noise_all)
+            torch.randint(0, self.num_timesteps, self._t_all.shape, generator=self._gen, out=self._t_all)
+            torch.index_select(self._noise_all, 0, self._own_rows, out=x.noise)
+            torch.index_select(self._t_all, 0, self._own_rows, out=x.timesteps)
+            return
         torch.randn(x.noise.shape, generator=self._gen, out=x.noise)
         torch.randint(0, self.num_timesteps, x.timesteps.shape, generator=self._gen, out=x.timesteps)
 
@@ -263,8 +286,10 @@ class Trainer:
         self.flat.grad.zero_()
         total = self.loss()
         total.backward()
-        self._update(self.flat.data, self.flat.grad, self.m, self.v, self.opt_step)
         self.loss_out.copy_(total.detach())
+        if self.world > 1:  # data parallel: every rank applies the mean gradient, so the weights stay identical
+            average_gradients(self.flat.grad, self.loss_out)
+        self._update(self.flat.data, self.flat.grad, self.m, self.v, self.opt_step)
 
     def run_step(self, step: int) -> torch.Tensor:
         """Run training step `step` (0-based); returns the loss as a device tensor (no host sync)."""
@@ -308,13 +333,21 @@ class Trainer:
             torch.cuda.synchronize()
             with torch.cuda.graph(graph):
                 self._body()
+            captured: Exception | None = None
+        except Exception as exc:  # capture limits vary by model and library version: eager is slower, not wrong
+            captured = exc
+        # a graph holding a collective must be replayed by every rank or by none
+        if captured is None and (self.world == 1 or all_agree(True)):
             self._graph = graph
             self.mode += "+cudagraph"
-        except Exception as exc:  # capture limits vary by model and library version: eager is slower, not wrong
-            self.log.warning("CUDA graph capture failed, training without it: %s", exc, exc_info=True)
-            self._use_graph = False
-            self._graph = None
-            torch.cuda.synchronize()
+            return
+        if captured is not None and self.world > 1:
+            all_agree(False)
+        self.log.warning("CUDA graph capture failed, training without it: %s", captured or "failed on another GPU",
+                         exc_info=captured)
+        self._use_graph = False
+        self._graph = None
+        torch.cuda.synchronize()
 
     # ------------------------------------------------------------------ state
     def optimizer_tensors(self) -> dict[str, torch.Tensor]:
