@@ -147,6 +147,63 @@ def scheduler_config() -> dict[str, Any]:
     )
 
 
+def _make_encoder_image_preserving(vae: Any) -> None:
+    """Turn the tiny VAE's random encoder into a fixed colour map of 8x8 average-pooled pixels.
+
+    A random encoder's latents barely differ between pictures (its last GroupNorm and shrinking random layers
+    wash them out), so a tiny-model DreamBooth run would have no subject to learn. With this encoder, latents
+    keep the picture's colours and layout, scaled latents are of order one as SD's are, and the shapes and the
+    file format stay those of a real AutoencoderKL; the decoder stays random.
+    """
+    enc = vae.encoder
+    with torch.no_grad():
+        # zero residual branches make every resnet and the attention an identity (shortcuts copy channels)
+        for block in [*enc.down_blocks, enc.mid_block]:
+            for resnet in block.resnets:
+                resnet.conv2.weight.zero_()
+                resnet.conv2.bias.zero_()
+                if resnet.conv_shortcut is not None:
+                    _copy_channels(resnet.conv_shortcut, [(o, o % resnet.conv_shortcut.in_channels)
+                                                          for o in range(resnet.conv_shortcut.out_channels)])
+        for attention in enc.mid_block.attentions:
+            attention.to_out[0].weight.zero_()
+            attention.to_out[0].bias.zero_()
+        for block in enc.down_blocks:
+            for down in block.downsamplers or []:
+                # the stride-2 taps at (0..1, 0..1) never reach the right/bottom padding: an exact 2x2 mean
+                down.conv.weight.zero_()
+                down.conv.bias.zero_()
+                for c in range(down.conv.out_channels):
+                    down.conv.weight[c, c, 0:2, 0:2] = 0.25
+        # channels in groups of four, (R, G, B, 1): the constant keeps the last GroupNorm from erasing
+        # each picture's overall colour
+        _copy_channels(enc.conv_in, [(o, o % 4) for o in range(enc.conv_in.out_channels) if o % 4 < 3])
+        enc.conv_in.bias[3::4] = 1.0
+        # GroupNorm output z lands in SiLU's near-linear range: silu(0.5 z + 2) ~ 1.762 + 0.545 z
+        enc.conv_norm_out.weight.fill_(0.5)
+        enc.conv_norm_out.bias.fill_(2.0)
+        gain = 1.0 / (vae.config.scaling_factor * 0.545)
+        out = enc.conv_out
+        out.weight.zero_()
+        latent = vae.config.latent_channels
+        for c in range(3):
+            out.weight[c, c, 1, 1] = gain
+        out.weight[3, 0:3, 1, 1] = gain / 3  # the fourth channel: brightness
+        out.bias[:latent] = -1.762 * gain
+        out.bias[latent:] = -4.0  # log-variance: a narrow posterior, as in SD's VAE
+        _copy_channels(vae.quant_conv, [(c, c) for c in range(vae.quant_conv.out_channels)])
+
+
+def _copy_channels(conv: torch.nn.Conv2d, pairs: list[tuple[int, int]]) -> None:
+    """Set conv to output[o] = input[i] for each (o, i) pair, through the kernel's centre tap; others zero."""
+    conv.weight.zero_()
+    if conv.bias is not None:
+        conv.bias.zero_()
+    kh, kw = conv.kernel_size
+    for o, i in pairs:
+        conv.weight[o, i, kh // 2, kw // 2] = 1.0
+
+
 def build_components(size: str = "tiny", seed: int = 0, tokenizer_dir: str | Path | None = None) -> Components:
     """Random-weight components of the real SD1.5 shapes ("sd15") or a tiny CPU-friendly model ("tiny")."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
@@ -160,6 +217,8 @@ def build_components(size: str = "tiny", seed: int = 0, tokenizer_dir: str | Pat
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(**unet_config(size))
     vae = AutoencoderKL(**vae_config(size))
+    if size == "tiny":
+        _make_encoder_image_preserving(vae)
     text_encoder = CLIPTextModel(CLIPTextConfig(**text_config(size, len(tokenizer))))
     return Components(unet, vae, text_encoder, tokenizer, DDPMScheduler(**scheduler_config()), source=f"random-{size}")
 

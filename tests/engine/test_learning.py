@@ -1,14 +1,14 @@
-"""Training on the tiny model learns the subject under its identifier prompt (the prompts start out alike)."""
+"""Training on the tiny model puts the subject under its identifier: the two prompts start alike and end apart."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ioncannon.engine.cache import KEY_FILE, TENSORS_FILE, _inputs, cache_key, load_cache, run_cache
-from ioncannon.engine.fsio import write_json
+from ioncannon.engine.cache import load_cache, run_cache
 from ioncannon.engine.models import load_components
 from ioncannon.engine.train import run_training
 from ioncannon.engine.trained import load_trained
@@ -18,73 +18,63 @@ try:
 except ImportError:
     from test_train_support import make_job, one_thread, tiny_model  # noqa: F401
 
-
-def _sd_scale_latents(ctx, photos: int, class_images: int) -> torch.Tensor:
-    """Swap the cached latents for SD-scaled ones (std ~1, like SD's VAE after scaling).
-
-    The tiny VAE has random weights: its latents barely differ between pictures (mean gaps ~0.02), so there
-    would be no subject to learn. The prompts and their embeddings stay exactly as the cache stage wrote them.
-    """
-    from safetensors.torch import load_file, save_file
-
-    g = torch.Generator().manual_seed(7)
-    subject = torch.randn(1, 4, 8, 8, generator=g)
-    instance = subject + 0.1 * torch.randn(2 * photos, 4, 8, 8, generator=g)
-    klass = torch.randn(class_images, 4, 8, 8, generator=g)
-    path = ctx.paths.cache / TENSORS_FILE
-    tensors = load_file(str(path))
-    tensors.update(instance_mean=instance, class_mean=klass)
-    save_file(tensors, str(path))
-    samples, klass_files = _inputs(ctx)
-    write_json(ctx.paths.cache / KEY_FILE, {"key": cache_key(ctx, samples, klass_files), "scaling_factor": 0.18215,
-                                            "instance_images": photos, "class_images": class_images})
-    return instance[:photos]
+# Far above a real recipe's rate so the random tiny model learns in seconds; at a few hundred steps the UNet
+# has only just started to read the prompt, so fewer steps make the gap below flaky.
+_STEPS = 500
+_LEARNING_RATE = 1.5e-3
+# Where the prompt decides the loss. Below ~300 the noisy input shows the picture plainly; above ~800 the clean
+# latent is under 4% of the noisy input's power, so the epsilon loss is the same noise-prediction floor whatever
+# the model believes the picture is (measured: the gap there is a few percent even once the prompt is learned).
+_T_LOW, _T_HIGH = 300, 800
+_NOISE_DRAWS = 8  # (noise, timestep) pairs per latent, the same before and after training
 
 
-def _losses(unet, scheduler, latents: torch.Tensor, cache) -> dict[str, float]:
-    """Denoising error on the subject's latents under each prompt, same noise and timesteps for both.
-
-    Measured as the error of the implied clean latent at high noise, where the noisy input alone says little
-    about which member of the class it was: exactly where the prompt has to carry the subject.
-    """
+def _denoising_losses(components: Any, latents: torch.Tensor, ids: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The training loss (epsilon MSE) on `latents` under each prompt, with one fixed set of noise and timesteps."""
     g = torch.Generator().manual_seed(0)
-    x0 = latents.repeat(16, 1, 1, 1)
+    x0 = latents.repeat(_NOISE_DRAWS, 1, 1, 1)
     noise = torch.randn(x0.shape, generator=g)
-    t = torch.linspace(850, 999, x0.shape[0]).long()
-    noisy = scheduler.add_noise(x0, noise, t)
-    ac = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
-    out = {}
+    t = torch.randint(_T_LOW, _T_HIGH, (x0.shape[0],), generator=g)
+    noisy = components.noise_scheduler.add_noise(x0, noise, t)
+    out: dict[str, float] = {}
     with torch.no_grad():
-        for name, embeds in (("identifier", cache.instance_embeds), ("class", cache.class_embeds)):
-            eps = unet(noisy, t, embeds.expand(x0.shape[0], -1, -1)).sample
-            x0_hat = (noisy - (1 - ac).sqrt() * eps) / ac.sqrt()
-            out[name] = F.mse_loss(x0_hat, x0).item()
+        for name, prompt_ids in ids.items():
+            embeds = components.text_encoder(prompt_ids)[0].expand(x0.shape[0], -1, -1)
+            pred = components.unet(noisy, t, embeds).sample
+            out[name] = F.mse_loss(pred, noise).item()
     return out
 
 
-def _embed_again(components, ctx, cache):
-    """Prompt embeddings from the trained text encoder (the recipe trains it, as the classic preset does)."""
-    with torch.no_grad():
-        cache.instance_embeds = components.text_encoder(cache.instance_ids)[0]
-        cache.class_embeds = components.text_encoder(cache.class_ids)[0]
-    return cache
+def _measure(components: Any, subject: torch.Tensor, klass: torch.Tensor, instance_ids: torch.Tensor,
+             class_ids: torch.Tensor) -> dict[str, float]:
+    on_subject = _denoising_losses(components, subject, {"identifier": instance_ids, "class": class_ids})
+    on_class_images = _denoising_losses(components, klass, {"class": class_ids})
+    return {**on_subject, "class_on_class_images": on_class_images["class"]}
 
 
 def test_identifier_prompt_learns_the_subject(tmp_path: Path, tiny_model: Path) -> None:
-    ctx, _ = make_job(tmp_path, tiny_model, photos=4, class_images=8, steps=100, learning_rate=1e-3, train_text_encoder=True,
-                      checkpoint_every=0, sample_every=0)
+    # the real stages on a job with prior preservation: subject photos, class images of other colours
+    ctx, _ = make_job(tmp_path, tiny_model, photos=4, class_images=8, steps=_STEPS, learning_rate=_LEARNING_RATE,
+                      prior_preservation=True, checkpoint_every=0, sample_every=0)
     run_cache(ctx)
-    subject = _sd_scale_latents(ctx, 4, 8)
     cache = load_cache(ctx)
     assert cache is not None
-    base = load_components(str(tiny_model))
-    before = _losses(base.unet, base.noise_scheduler, subject, cache)
+    subject, klass = cache.instance_mean, cache.class_mean
+    # the subject must differ from the class in latent space, or there would be nothing to learn
+    gap = (subject.mean(0) - klass.mean(0)).square().mean().sqrt()
+    assert gap > 2 * (subject - subject.mean(0)).square().mean().sqrt(), "the tiny VAE keeps pictures apart"
+
+    before = _measure(load_components(str(tiny_model)), subject, klass, cache.instance_ids, cache.class_ids)
     run_training(ctx)
-    trained = load_trained(ctx)
-    cache = _embed_again(trained, ctx, cache)
-    after = _losses(trained.unet, base.noise_scheduler, subject, cache)
-    assert abs(before["identifier"] - before["class"]) < 0.05 * before["class"], "untrained: the prompts are alike"
+    after = _measure(load_trained(ctx), subject, klass, cache.instance_ids, cache.class_ids)
+    for name, losses in (("before", before), ("after", after)):
+        print(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+    margin = 1 - after["identifier"] / after["class"]
+    print(f"identifier below class after training by {margin:.1%}")
+
+    assert abs(before["identifier"] - before["class"]) < 0.05 * before["class"], "untrained, the prompts are alike"
     assert after["identifier"] < 0.5 * before["identifier"], "training fits the subject"
-    # Not asserted: identifier loss clearly below class loss. On this random tiny model the gap stays within ~1%
-    # even after 300 steps (a fixed 256-value latent is recognisable from the noisy input itself, so the UNet has
-    # no need for the prompt); that check belongs to a model with a real VAE.
+    assert margin > 0.15, "the identifier, not the class word, carries the subject"
+    # prior preservation: the class prompt learned the class images and still means them, not the subject
+    assert after["class_on_class_images"] < 0.5 * before["class_on_class_images"]
+    assert after["class_on_class_images"] < after["class"], "the class prompt did not drift to the subject"
