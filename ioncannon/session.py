@@ -13,6 +13,11 @@ from ioncannon.engine.job import DEFAULT_BASE_MODEL
 SESSION_FILE = "session.json"
 CLASS_CHOICES: tuple[str, ...] = ("man", "woman", "person", "dog", "cat", "custom")
 PRESET_CHOICES: tuple[str, ...] = ("recommended", "classic")
+# Images per prompt of each run length; "bare" makes only the bare-token likeness check.
+RUN_LENGTHS: dict[str, int] = {"bare": 0, "short": 16, "medium": 64, "long": 100}
+# The demo keeps its own tiny count, so it stays a few-minutes run on a CPU.
+DEMO_RUN_LENGTH = "demo"
+STYLE_FIELDS: tuple[str, ...] = ("keyword", "prompt", "negative", "seed", "enabled")
 
 
 @dataclass
@@ -33,6 +38,10 @@ class WizardSession:
     preset: str = "recommended"
     mode: str | None = None  # None: the plan picks full or LoRA from free VRAM
     job_name: str | None = None  # set once the hardware step created the job
+    # The prompt pack as edited on the prompts screen (dicts of STYLE_FIELDS); None: the plan's pack as shipped.
+    prompt_styles: list[dict[str, Any]] | None = None
+    run_length: str = "short"  # a key of RUN_LENGTHS, or DEMO_RUN_LENGTH
+    budget: str = ""  # the budget cap as typed ("20" dollars, "90m" minutes); empty: no cap
 
     @property
     def class_name(self) -> str:
@@ -62,14 +71,30 @@ class WizardSession:
             session.mode = None
         if not isinstance(session.hourly_price, (int, float)) or isinstance(session.hourly_price, bool):
             session.hourly_price = None
+        if not _valid_styles(session.prompt_styles):
+            session.prompt_styles = None
+        if session.run_length not in (*RUN_LENGTHS, DEMO_RUN_LENGTH):
+            session.run_length = default.run_length
+        if not isinstance(session.budget, str):
+            session.budget = ""
         return session
 
     def for_new_job(self) -> WizardSession:
         """A fresh start that keeps what a person types once: price, base model, preset."""
         return WizardSession(
             step="photos", demo=self.demo, base_model=self.base_model,
-            hourly_price=self.hourly_price, preset=self.preset,
+            hourly_price=self.hourly_price, preset=self.preset, prompt_styles=self.prompt_styles,
+            run_length=self.run_length, budget=self.budget,
         )
+
+
+def _valid_styles(styles: object) -> bool:
+    """None, or a list of style tables with every field (a hand-edited file may hold anything)."""
+    if styles is None:
+        return True
+    return isinstance(styles, list) and all(
+        isinstance(s, dict) and all(name in s for name in STYLE_FIELDS) for s in styles
+    )
 
 
 def session_file(workdir: str | Path) -> Path:
@@ -86,6 +111,7 @@ def load_session(workdir: str | Path, demo: bool = False) -> WizardSession:
         # The demo's answers must not leak into a real run (or the other way round).
         fresh = session.for_new_job()
         fresh.step, fresh.demo, fresh.base_model = "welcome", demo, DEFAULT_BASE_MODEL
+        fresh.prompt_styles, fresh.run_length = None, WizardSession().run_length
         return fresh
     return session
 

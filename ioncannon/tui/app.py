@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from textual import work
 from textual.app import App
@@ -28,6 +29,7 @@ from ioncannon.tui.screens.generate import GenerateScreen
 from ioncannon.tui.screens.hardware import HardwareScreen
 from ioncannon.tui.screens.job import JobScreen
 from ioncannon.tui.screens.photos import PhotosScreen
+from ioncannon.tui.screens.prompts import PromptsScreen
 from ioncannon.tui.screens.subject import SubjectScreen
 from ioncannon.tui.screens.train import TrainScreen
 from ioncannon.tui.screens.welcome import WelcomeScreen
@@ -80,6 +82,10 @@ class IonCannonApp(App[None]):
         self.clock = clock
         self.proc = proc  # where the cost meter reads the box's uptime
         self._hardware_probe = hardware_probe
+        self._tokenizers: dict[str, Any] = {}  # base model -> its CLIP tokenizer, or None where it can't be had
+        # Workers that import torch/diffusers/transformers take turns: diffusers' lazy imports are not
+        # safe from two threads at once (a half-initialised module raises ImportError).
+        self.engine_import_lock = threading.RLock()
 
     # ------------------------------------------------------------------ facts screens ask for
 
@@ -108,6 +114,34 @@ class IonCannonApp(App[None]):
 
         return probe(self.workdir)
 
+    def lint_tokenizer(self) -> Any | None:
+        """The base model's CLIP tokenizer for the identifier linter, or None (then it lints syntax only).
+
+        Slow the first time (imports transformers; the demo makes its tiny model): call from a worker.
+        """
+        from ioncannon.tui.tokenizer import load_clip_tokenizer
+
+        key = "demo" if self.demo else self.store.session.base_model
+        if key in self._tokenizers:
+            return self._tokenizers[key]
+        tokenizer = None
+        try:
+            with self.engine_import_lock:
+                if self.demo:
+                    from ioncannon.demo import ensure_demo_model
+
+                    source = str(ensure_demo_model(self.workdir))
+                else:
+                    source = key
+                tokenizer = load_clip_tokenizer(source, download=False)
+            if tokenizer is None and not self.demo:
+                # Fetching its few text files may wait on the network: not while holding up the hardware probe.
+                tokenizer = load_clip_tokenizer(key)
+        except Exception:  # a missing tokenizer only costs the token count
+            log.debug("no tokenizer for the linter", exc_info=True)
+        self._tokenizers[key] = tokenizer
+        return tokenizer
+
     # ------------------------------------------------------------------ moving between steps
 
     def on_mount(self) -> None:
@@ -123,7 +157,7 @@ class IonCannonApp(App[None]):
 
             return FinishScreen(self.job.paths, self.job.spec)
         screens: dict[Step, type[WizardScreen]] = {
-            Step.PHOTOS: PhotosScreen, Step.CHECK: CheckScreen, Step.SUBJECT: SubjectScreen,
+            Step.PHOTOS: PhotosScreen, Step.CHECK: CheckScreen, Step.SUBJECT: SubjectScreen, Step.PROMPTS: PromptsScreen,
             Step.HARDWARE: HardwareScreen, Step.TRAIN: TrainScreen, Step.GENERATE: GenerateScreen,
         }
         return screens.get(step, PhotosScreen)()
@@ -168,13 +202,14 @@ class IonCannonApp(App[None]):
     def _prefill_demo(self) -> None:
         """The demo's answers: its sample photos and subject; every screen still shows them."""
         from ioncannon.demo import DEMO_CLASS, DEMO_IDENTIFIER, demo_photos_dir
+        from ioncannon.session import DEMO_RUN_LENGTH
 
         session = self.store.session
         changes: dict[str, object] = {}
         if not session.photos_dir:
             changes["photos_dir"] = str(demo_photos_dir())
         if not session.identifier:
-            changes.update(identifier=DEMO_IDENTIFIER, class_choice=DEMO_CLASS)
+            changes.update(identifier=DEMO_IDENTIFIER, class_choice=DEMO_CLASS, run_length=DEMO_RUN_LENGTH)
         if changes:
             self.store.update(**changes)
 

@@ -75,3 +75,30 @@ def rate(value: float, unit: str = "it") -> str:
 
 def gib(value: float) -> str:
     return f"{value:.1f} GiB"
+
+
+def parse_budget(text: str) -> tuple[float | None, float | None]:
+    """A typed cap as (dollars, minutes): `20`/`$20` → dollars; `90m`, `90 min`, `1.5h` → minutes; empty → no cap.
+
+    Raises ValueError saying what to type instead.
+    """
+    cleaned = text.strip().lower().replace(",", ".").replace(" ", "")
+    if not cleaned:
+        return None, None
+    units = (("minutes", 1.0), ("minute", 1.0), ("mins", 1.0), ("min", 1.0), ("m", 1.0),
+             ("hours", 60.0), ("hour", 60.0), ("hrs", 60.0), ("hr", 60.0), ("h", 60.0))
+    for suffix, scale in units:
+        if cleaned.endswith(suffix):
+            number = _positive(cleaned.removesuffix(suffix), text)
+            return None, number * scale
+    return _positive(cleaned.lstrip("$€£"), text), None
+
+
+def _positive(number: str, typed: str) -> float:
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"'{typed.strip()}' is not a budget: type dollars (20) or minutes (90m)") from None
+    if not 0 < value < 1_000_000 or value != value:
+        raise ValueError("a budget cap is more than zero")
+    return value

@@ -11,6 +11,7 @@ class Step(str, Enum):
     PHOTOS = "photos"
     CHECK = "check"
     SUBJECT = "subject"
+    PROMPTS = "prompts"
     HARDWARE = "hardware"
     TRAIN = "train"
     GENERATE = "generate"
@@ -26,7 +27,8 @@ class Step(str, Enum):
 
 
 ORDER: tuple[Step, ...] = tuple(Step)
-SETUP_STEPS: tuple[Step, ...] = (Step.PHOTOS, Step.CHECK, Step.SUBJECT, Step.HARDWARE)
+# The prompt pack is chosen before the hardware step, so its estimate counts the images it will make.
+SETUP_STEPS: tuple[Step, ...] = (Step.PHOTOS, Step.CHECK, Step.SUBJECT, Step.PROMPTS, Step.HARDWARE)
 JOB_STEPS: tuple[Step, ...] = (Step.TRAIN, Step.GENERATE, Step.FINISH)
 # Stages after training belong to the generate screen: export, then the prompt pack, then packaging.
 GENERATE_STAGES: frozenset[str] = frozenset({"export", "generate", "package"})

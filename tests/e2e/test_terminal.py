@@ -49,6 +49,8 @@ def test_demo_survives_a_killed_terminal_and_reattaches(tmux: Tmux, tmp_path: Pa
     tmux.send("first", "Enter")
     tmux.wait_for("first", "a photo of zwx person")
     tmux.send("first", "Enter")
+    tmux.wait_for("first", "images each")  # the prompt pack: Enter takes it as it is
+    tmux.send("first", "Enter")
     tmux.wait_for("first", "Hardware and plan")
     tmux.wait_for("first", "for the whole job", 60)  # the probe finished and a plan fits
     tmux.send("first", "Enter")

@@ -48,6 +48,9 @@ def isolated_box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The remembered hourly price and other per-user settings go to a throwaway folder."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    # The identifier linter looks for the base model's tokenizer: never on the network, never in this box's cache.
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture

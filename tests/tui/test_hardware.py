@@ -51,3 +51,37 @@ async def test_a_card_too_small_for_every_plan_is_refused(tui_workdir: Path, tmp
         message = shown(app.screen.query_one("#hardware-message", Static))
         assert "Can't start" in message and "NVIDIA T400" in message
     assert not any(p.is_dir() for p in tui_workdir.iterdir())  # no job was created
+
+
+async def test_budget_cap_in_dollars_or_minutes_reaches_the_spec(tui_workdir: Path, tmp_path: Path) -> None:
+    app = open_on_hardware(tui_workdir, tmp_path, L4)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None,
+                       what="plan")
+        screen = app.screen
+        assert isinstance(screen, HardwareScreen)
+        note = screen.query_one("#hardware-budget-note", Static)
+        await pilot.press("tab", *"20")  # dollars, but no hourly price yet
+        assert "needs the price per hour" in shown(note)
+        await pilot.press("ctrl+n")
+        assert not isinstance(app.screen, ChoiceDialog)
+        assert "needs the price per hour" in shown(screen.query_one("#hardware-message", Static))
+
+        await pilot.press("shift+tab", *"2.5")
+        assert "stops the job at $20.00 (after 8 h 00 min)" in shown(note)
+        spec = screen.spec_for("x")
+        assert (spec.budget_money, spec.budget_minutes, spec.hourly_price) == (20.0, None, 2.5)
+
+        await pilot.press("tab", "ctrl+u", *"90m")
+        assert "stops the job after 1 h 30 min, ≈ $3.75" in shown(note)
+        assert (screen.spec_for("x").budget_money, screen.spec_for("x").budget_minutes) == (None, 90.0)
+        assert load_session(tui_workdir).budget == "90m"
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="confirm")
+        assert "stops itself after 1 h 30 min" in shown(app.screen.query_one(".dialog-body", Static))
+        await pilot.press("escape")
+
+        await pilot.press("ctrl+u", *"soon")
+        assert "not a budget" in shown(note)
+        await pilot.press("ctrl+n")
+        assert "Budget cap" in shown(screen.query_one("#hardware-message", Static))

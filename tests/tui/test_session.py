@@ -65,3 +65,19 @@ def test_a_new_job_keeps_what_is_typed_once() -> None:
     assert (fresh.hourly_price, fresh.base_model, fresh.preset) == (2.0, "my/model", "classic")
     assert (fresh.identifier, fresh.photos_dir, fresh.job_name) == ("", "", None)
     assert (fresh.excluded, fresh.step) == ([], "photos")
+
+
+def test_prompt_answers_survive_and_damage_falls_back(tmp_path: Path) -> None:
+    style = {"keyword": "pirate", "prompt": "a pirate {token}", "negative": "", "seed": 5, "enabled": False}
+    store = SessionStore.open(tmp_path)
+    store.update(prompt_styles=[style], run_length="long", budget="90m")
+    again = load_session(tmp_path)
+    assert (again.prompt_styles, again.run_length, again.budget) == ([style], "long", "90m")
+    fresh = again.for_new_job()  # the pack, its length and the cap are typed once
+    assert (fresh.prompt_styles, fresh.run_length, fresh.budget) == ([style], "long", "90m")
+
+    data = json.loads(session_file(tmp_path).read_text())
+    data.update(prompt_styles=[{"keyword": "x"}], run_length="forever", budget=20)
+    session_file(tmp_path).write_text(json.dumps(data))
+    damaged = load_session(tmp_path)
+    assert (damaged.prompt_styles, damaged.run_length, damaged.budget) == (None, "short", "")

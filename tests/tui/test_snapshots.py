@@ -153,8 +153,18 @@ def test_subject_with_a_warning(box: Path, snap_compare: Callable[..., bool]) ->
     assert snap_compare(make_app(box))
 
 
+def test_prompts(box: Path, snap_compare: Callable[..., bool]) -> None:
+    saved_session(box, step="prompts", photos_dir="photos", identifier="zwx", run_length="medium")
+    assert snap_compare(make_app(box), press=["down", "down", "space"])
+
+
+def test_prompts_edit_dialog_says_what_the_pack_refuses(box: Path, snap_compare: Callable[..., bool]) -> None:
+    saved_session(box, step="prompts", photos_dir="photos", identifier="zwx")
+    assert snap_compare(make_app(box), press=["e", "ctrl+u", *"no token here", "enter"])
+
+
 def test_hardware_plan_time_and_cost(box: Path, snap_compare: Callable[..., bool]) -> None:
-    saved_session(box, step="hardware", photos_dir="photos", identifier="zwx", hourly_price=2.49)
+    saved_session(box, step="hardware", photos_dir="photos", identifier="zwx", hourly_price=2.49, budget="20")
 
     async def probed(pilot: Pilot[None]) -> None:
         app = pilot.app

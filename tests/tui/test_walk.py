@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Input, Static
 from ioncannon.demo import demo_photos_dir
 from ioncannon.engine.job import load_spec
 from ioncannon.engine.jobs import list_jobs
+from ioncannon.engine.prompts import load_pack
 from ioncannon.session import load_session
 from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.dialogs import ChoiceDialog
@@ -18,6 +19,8 @@ from ioncannon.tui.screens.check import CheckScreen
 from ioncannon.tui.screens.generate import GenerateScreen
 from ioncannon.tui.screens.hardware import HardwareScreen
 from ioncannon.tui.screens.photos import PhotosScreen
+from ioncannon.tui.screens.prompts import PromptsScreen
+from ioncannon.tui.screens.style_dialog import StyleDialog
 from ioncannon.tui.screens.subject import SubjectScreen
 from ioncannon.tui.screens.train import TrainScreen
 from ioncannon.tui.screens.welcome import WelcomeScreen
@@ -84,9 +87,26 @@ async def test_keyboard_walk_from_welcome_to_finish(tui_workdir: Path, small_dem
         shoot(app, "subject")
         await pilot.press("ctrl+n")
 
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptsScreen), what="prompts")
+        prompts = app.screen
+        assert isinstance(prompts, PromptsScreen)
+        assert [s.keyword for s in prompts.pack_styles] == ["oil", "comic"]
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, StyleDialog), what="style dialog")
+        await pilot.press(*"Pirate", "enter")  # the pack refuses an upper-case keyword: said inline
+        assert isinstance(app.screen, StyleDialog)
+        assert "lower-case" in shown(app.screen.query_one("#style-error", Static))
+        await pilot.press("ctrl+u", *"pirate", "tab", "ctrl+e", *"as a pirate", "enter")
+        await wait_for(pilot, lambda: app.screen is prompts, what="back on prompts")
+        assert [s.keyword for s in prompts.pack_styles] == ["oil", "comic", "pirate"]
+        await pilot.press("up", "space")  # comic off
+        assert [s["enabled"] for s in load_session(tui_workdir, demo=True).prompt_styles or []] == [True, False, True]
+        shoot(app, "prompts")
+        await pilot.press("enter")
+
         await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None,
                        timeout=120, what="hardware probe and the demo model")
-        await pilot.press(*"1.5")
+        await pilot.press(*"1.5", "tab", *"90m")
         shoot(app, "hardware")
         await pilot.press("ctrl+n")
         await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="confirm dialog")
@@ -107,8 +127,14 @@ async def test_keyboard_walk_from_welcome_to_finish(tui_workdir: Path, small_dem
     assert spec.excluded == (dropped.file,) and spec.crops == {first.file: chosen_crop}
     samples = sorted(job.paths.training_samples("person").glob("qwv person_*.png"))
     assert len(samples) == used_before - 1
+    assert spec.budget_minutes == 90 and spec.budget_money is None
+    # the job ran its own copy of the pack as edited: the added style in, the one turned off out
+    pack = load_pack(spec.generate.prompt_pack)
+    assert Path(spec.generate.prompt_pack).is_relative_to(job.paths.meta)
+    assert [(s.keyword, s.enabled) for s in pack] == [("oil", True), ("comic", False), ("pirate", True)]
     collages = {p.parent.name for p in job.paths.outputs.glob("qwv_*/qwv_*-0000.jpg")}
-    assert {"qwv_oil", "qwv_comic"} <= collages
+    assert collages == {"qwv_bare", "qwv_oil", "qwv_pirate"}
+    assert len(list(job.paths.outputs.glob("qwv_pirate/samples/*.png"))) == spec.generate.images_per_prompt == 2
 
     # next time, welcome offers the finished job's results
     again = IonCannonApp(tui_workdir, demo=True, proc=tmp_path / "no-proc")

@@ -13,7 +13,7 @@ def test_setup_walks_forward_one_step_at_a_time() -> None:
     walk = [Step.WELCOME]
     while (step := next_step(walk[-1])) is not None:
         walk.append(step)
-    assert walk == [Step.WELCOME, Step.PHOTOS, Step.CHECK, Step.SUBJECT, Step.HARDWARE, Step.TRAIN]
+    assert walk == [Step.WELCOME, Step.PHOTOS, Step.CHECK, Step.SUBJECT, Step.PROMPTS, Step.HARDWARE, Step.TRAIN]
 
 
 @pytest.mark.parametrize("step", [Step.TRAIN, Step.GENERATE, Step.FINISH])
@@ -23,7 +23,7 @@ def test_job_steps_have_no_next_key(step: Step) -> None:
 
 
 def test_back_retraces_setup_and_stops_at_welcome() -> None:
-    assert [previous_step(s) for s in SETUP_STEPS] == [Step.WELCOME, Step.PHOTOS, Step.CHECK, Step.SUBJECT]
+    assert [previous_step(s) for s in SETUP_STEPS] == [Step.WELCOME, Step.PHOTOS, Step.CHECK, Step.SUBJECT, Step.PROMPTS]
     assert previous_step(Step.WELCOME) is None
 
 

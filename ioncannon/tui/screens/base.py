@@ -23,6 +23,7 @@ STEP_TITLES: dict[Step, str] = {
     Step.PHOTOS: "Photos",
     Step.CHECK: "Check the photos",
     Step.SUBJECT: "Subject",
+    Step.PROMPTS: "Prompts",
     Step.HARDWARE: "Hardware and plan",
     Step.TRAIN: "Training",
     Step.GENERATE: "Generating images",

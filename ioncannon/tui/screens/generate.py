@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
@@ -10,6 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
+from ioncannon.tui import gallery
 from ioncannon.tui.jobview import JobView
 from ioncannon.tui.screens.job import JobScreen
 from ioncannon.tui.widgets.preview import ImagePreview
@@ -29,13 +31,17 @@ class GenerateScreen(JobScreen):
 
     STEP = Step.GENERATE
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("left,p", "page(-1)", "Prev collage"),
-        Binding("right,n", "page(1)", "Next collage"),
+        Binding("left,p", "page(-1)", "Prev"),
+        Binding("right,n", "page(1)", "Next"),
+        Binding("down,j", "step(1)", "Images"),
+        Binding("up,k", "step(-1)", "Images", show=False),
+        Binding("s", "star", "Star"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.page = -1  # -1 follows the newest collage; paging pins one
+        self.image = -1  # -1 shows the collage itself; 0.. one of the images it was made of
         self._shown = ""
 
     def compose_body(self) -> ComposeResult:
@@ -70,18 +76,33 @@ class GenerateScreen(JobScreen):
             text.append("waiting for the first images…", style="dim")
         return text
 
-    def _show_collage(self, view: JobView) -> None:
-        collages = view.collages
+    def shown(self) -> gallery.Shown | None:
+        """The collage (or one of its images) the preview is on."""
+        collages = self.wizard.job_view.collages
         if not collages:
-            return
+            return None
         index = len(collages) - 1 if self.page < 0 else min(self.page, len(collages) - 1)
         collage = collages[index]
-        key = f"{collage.path}#{index}/{len(collages)}"
-        if key == self._shown:
+        images = gallery.images_of(collage.path) if self.image >= 0 else []
+        image_index = min(self.image, len(images) - 1)
+        image = images[image_index] if image_index >= 0 else None
+        return gallery.Shown(collage.keyword, Path(collage.path), image, index, len(collages), image_index,
+                             len(images))
+
+    def _show_collage(self, view: JobView, force: bool = False) -> None:
+        shown = self.shown()
+        if shown is None or self.wizard.job is None:
+            return
+        stars = gallery.star_caption(self.wizard.job.paths, shown)
+        key = f"{shown.path}#{shown.index}/{shown.count}{stars}"
+        if key == self._shown and not force:
             return
         self._shown = key
-        caption = f"{index + 1}/{len(collages)} {collage.keyword}  (←/→ page)"
-        self.query_one(ImagePreview).show(collage.path, caption)
+        where = f"{shown.index + 1}/{shown.count} {shown.keyword}"
+        if shown.image is not None:
+            where += f" · image {shown.image_index + 1}/{shown.image_count}"
+        caption = f"{where}  {stars}".rstrip()
+        self.query_one(ImagePreview).show(shown.path, caption)
 
     def action_page(self, delta: int) -> None:
         """Show the previous or next finished collage."""
@@ -90,4 +111,27 @@ class GenerateScreen(JobScreen):
             return
         current = len(collages) - 1 if self.page < 0 else self.page
         self.page = max(0, min(len(collages) - 1, current + delta))
+        self.image = -1
         self._show_collage(self.wizard.job_view)
+
+    def action_step(self, delta: int) -> None:
+        """Step from the collage through the images it was made of, and back."""
+        shown = self.shown()
+        if shown is None:
+            return
+        if self.page < 0:
+            self.page = shown.index  # looking at images pins the collage: a new one must not pull the view away
+        count = len(gallery.images_of(shown.collage))
+        self.image = max(-1, min(count - 1, shown.image_index + delta))
+        self._show_collage(self.wizard.job_view)
+
+    def action_star(self) -> None:
+        """Star the image on show, or all images of the collage on show, for the starred-only bundle."""
+        shown = self.shown()
+        if shown is None or self.wizard.job is None:
+            return
+        starred = gallery.toggle(self.wizard.job.paths, shown)
+        if starred is None:
+            self.notify("The contact sheet has no images of its own: star a prompt's collage or images.")
+            return
+        self._show_collage(self.wizard.job_view, force=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -14,9 +15,11 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Static
 
 from ioncannon.engine.costs import remember_hourly_price, remembered_hourly_price
-from ioncannon.engine.job import JobSpec
+from ioncannon.engine.job import JobPaths, JobSpec
+from ioncannon.engine.prompts import save_pack
 from ioncannon.engine.presets import PRESETS
 from ioncannon.tui import format as fmt
+from ioncannon.tui import pack
 from ioncannon.tui.dialogs import Choice, ChoiceDialog
 from ioncannon.tui.screens.base import DEMO_NOTE, WizardScreen
 from ioncannon.tui.widgets.meter import CostMeter
@@ -24,7 +27,6 @@ from ioncannon.tui.wizard import Step
 
 if TYPE_CHECKING:
     from ioncannon.engine.hardware import HardwareInfo, PlanChoice
-    from ioncannon.engine.job import JobPaths
 
 
 def looks_like_path(source: str) -> bool:
@@ -64,6 +66,11 @@ class HardwareScreen(WizardScreen):
                             restrict=r"[$0-9.,]*", max_length=10, compact=True)
                 yield Static("", id="hardware-cost")
             with Horizontal(classes="field compact"):
+                yield Label("Budget cap", classes="field-label")
+                yield Input(value=session.budget, placeholder="none", id="hardware-budget",
+                            restrict=r"[$0-9.,a-zA-Z ]*", max_length=12, compact=True)
+                yield Static("", id="hardware-budget-note")
+            with Horizontal(classes="field compact"):
                 yield Label("Base model", classes="field-label")
                 yield Input(value=session.base_model, id="hardware-model", disabled=self.wizard.demo, compact=True)
             yield Static("", id="hardware-message")
@@ -78,8 +85,9 @@ class HardwareScreen(WizardScreen):
     @work(thread=True, exclusive=True, group="probe", exit_on_error=False)
     def probe(self) -> None:
         """GPU, VRAM and disk (imports torch, so off the screen's thread); the demo's tiny model too."""
-        info = self.wizard.probe_hardware()
-        spec = self._base_spec(info)
+        with self.wizard.engine_import_lock:
+            info = self.wizard.probe_hardware()
+            spec = self._base_spec(info)
         self.app.call_from_thread(self._probed, info, spec)
 
     def _base_spec(self, info: HardwareInfo) -> JobSpec:
@@ -121,11 +129,28 @@ class HardwareScreen(WizardScreen):
         """The job this screen would start, exactly as shown."""
         assert self.base_spec is not None and self.choice is not None
         session = self.session
+        money, minutes = self.budget()
+        generate = dataclasses.replace(
+            self.base_spec.generate, prompt_pack=str(self.pack_path(name)),
+            images_per_prompt=pack.images_per_prompt(session.run_length, self.base_spec.generate),
+        )
         return self.base_spec.replace(
             name=name, train=self.choice.plan, hourly_price=session.hourly_price,
             crops=dict(session.crops), excluded=tuple(session.excluded), kept=tuple(session.kept),
             base_model=self.base_spec.base_model if self.wizard.demo else session.base_model.strip(),
+            budget_money=money, budget_minutes=minutes, generate=generate,
         )
+
+    def pack_path(self, name: str) -> Path:
+        """The job's own copy of the prompt pack: later edits of the wizard's pack don't change a started job."""
+        return JobPaths(self.wizard.workdir.expanduser().resolve() / name).meta / pack.PACK_FILE
+
+    def budget(self) -> tuple[float | None, float | None]:
+        """The typed cap as (dollars, minutes); (None, None) when empty or unreadable (the note says why)."""
+        try:
+            return fmt.parse_budget(self.session.budget)
+        except ValueError:
+            return None, None
 
     def _redraw(self) -> None:
         self.query_one("#hardware-facts", Static).update(self._facts())
@@ -189,7 +214,28 @@ class HardwareScreen(WizardScreen):
         verdict = "fits" if any(o.fits for o in other) else "does not fit"
         return Text(f"{name} from {fmt.gib(leanest.predicted_peak_gib)}: {verdict} (ctrl+l switches)", style="dim")
 
+    def _redraw_budget(self) -> None:
+        self.query_one("#hardware-budget-note", Static).update(self._budget_note())
+
+    def _budget_note(self) -> Text:
+        price = self.session.hourly_price
+        try:
+            money, minutes = fmt.parse_budget(self.session.budget)
+        except ValueError as exc:
+            return Text(str(exc), style="bold red")
+        if money is not None:
+            if price is None:
+                return Text("a dollar cap needs the price per hour above", style="yellow")
+            seconds = money / price * 3600 if price > 0 else None
+            after = f" (after {fmt.rough_duration(seconds).removeprefix('about ')})" if seconds is not None else ""
+            return Text(f"stops the job at {fmt.money(money)}{after}")
+        if minutes is not None:
+            cost = f", ≈ {fmt.cost(minutes * 60, price)}" if price is not None else ""
+            return Text(f"stops the job after {fmt.rough_duration(minutes * 60).removeprefix('about ')}{cost}")
+        return Text("optional: dollars (20) or minutes (90m); it checkpoints and stops", style="dim")
+
     def _redraw_cost(self) -> None:
+        self._redraw_budget()
         cost = self.query_one("#hardware-cost", Static)
         if self.estimate_s is None:
             cost.update("")
@@ -214,6 +260,12 @@ class HardwareScreen(WizardScreen):
                 pass  # an unwritable config dir only costs the convenience
         self.query_one(CostMeter).hourly_price = price
         self._redraw_cost()
+
+    @on(Input.Changed, "#hardware-budget")
+    def budget_changed(self, event: Input.Changed) -> None:
+        """Remember the budget cap and say what it means."""
+        self.wizard.store.update(budget=event.value.strip())
+        self._redraw_budget()
 
     @on(Input.Changed, "#hardware-model")
     def model_changed(self, event: Input.Changed) -> None:
@@ -259,6 +311,12 @@ class HardwareScreen(WizardScreen):
             return "Still probing the machine; a moment."
         if self.choice is None or not self.choice.fits:
             return f"Can't start: {self.refusal}"
+        try:
+            money, _minutes = fmt.parse_budget(self.session.budget)
+        except ValueError as exc:
+            return f"Budget cap: {exc}."
+        if money is not None and self.session.hourly_price is None:
+            return "A budget in dollars needs the price per hour: type it, or give the cap in minutes (90m)."
         model = self.session.base_model.strip()
         if not self.wizard.demo:
             if not model:
@@ -273,9 +331,15 @@ class HardwareScreen(WizardScreen):
             return
         price = self.session.hourly_price
         cost = f", about {fmt.cost(self.estimate_s, price)}" if price is not None else ""
+        money, minutes = self.budget()
+        cap = ""
+        if money is not None:
+            cap = f" It stops itself at {fmt.money(money)}."
+        elif minutes is not None:
+            cap = f" It stops itself after {fmt.rough_duration(minutes * 60).removeprefix('about ')}."
         body = (
             f"This creates a job in {self.wizard.workdir} and starts training now "
-            f"({fmt.rough_duration(self.estimate_s)}{cost}).\n"
+            f"({fmt.rough_duration(self.estimate_s)}{cost}).{cap}\n"
             "It runs on its own: you can close this terminal and come back with `ioncannon`."
         )
         self.app.push_screen(
@@ -299,7 +363,9 @@ class HardwareScreen(WizardScreen):
         try:
             name = new_job_name(self.wizard.workdir, self.session.identifier)
             spec = self.spec_for(name)
+            styles = pack.starting_styles(self.session.prompt_styles, self.wizard.demo)
             paths = create_job(self.wizard.workdir, spec)
+            save_pack(spec.generate.prompt_pack, styles)
             start_runner(paths, self.wizard.workdir)
         except Exception as exc:
             self.app.call_from_thread(self._start_failed, exc)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, RadioButton, RadioSet, Static
 
 from ioncannon.session import CLASS_CHOICES
-from ioncannon.tui.screens.base import WizardScreen
+from ioncannon.tui.screens.base import DEMO_NOTE, WizardScreen
 from ioncannon.tui.wizard import Step
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ class SubjectScreen(WizardScreen):
     def __init__(self) -> None:
         super().__init__()
         self.lint: IdentifierLint | None = None
+        self.tokenizer: Any | None = None  # the base model's, once a worker has it; until then syntax checks only
 
     def compose_body(self) -> ComposeResult:
         session = self.session
@@ -60,6 +61,18 @@ class SubjectScreen(WizardScreen):
         radio._selected = CLASS_CHOICES.index(self.session.class_choice)
         self._show_custom()
         self.query_one("#subject-identifier", Input).focus()
+        self._answers_changed()
+        self.fetch_tokenizer()
+
+    @work(thread=True, exclusive=True, group="tokenizer", exit_on_error=False)
+    def fetch_tokenizer(self) -> None:
+        """Load the base model's tokenizer off the screen's thread; re-lint with it if it comes."""
+        tokenizer = self.wizard.lint_tokenizer()
+        if tokenizer is not None:
+            self.app.call_from_thread(self._tokenizer_arrived, tokenizer)
+
+    def _tokenizer_arrived(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
         self._answers_changed()
 
     def _show_custom(self) -> None:
@@ -97,10 +110,10 @@ class SubjectScreen(WizardScreen):
         self._redraw()
 
     def _lint(self) -> None:
-        """Syntax, common-word and class-collision checks: pure Python, fast enough to run on every key."""
+        """Syntax, common-word and class-collision checks, and token counts once the tokenizer is here."""
         from ioncannon.engine.identifier import lint_identifier
 
-        self.lint = lint_identifier(self.session.identifier, self.session.class_name, tokenizer=None)
+        self.lint = lint_identifier(self.session.identifier, self.session.class_name, tokenizer=self.tokenizer)
 
     def _redraw(self) -> None:
         lint_box = self.query_one("#subject-lint", Static)
@@ -109,13 +122,18 @@ class SubjectScreen(WizardScreen):
         text = Text()
         if lint is not None:
             if lint.ok and not lint.warnings and self.session.identifier:
-                text.append(f"✓ '{self.session.identifier}' looks like a good rare word.", style="green")
+                text.append(f"✓ '{self.session.identifier}' looks like a good rare word", style="green")
+                one_token = " and is one token for the model's tokenizer" if lint.token_count == 1 else ""
+                text.append(one_token + ".\n", style="green")
             for error in lint.errors:
                 text.append(f"✗ {error}\n", style="bold red")
             for warning in lint.warnings:
                 text.append(f"⚠ {warning}\n", style="yellow")
             if lint.suggestions and (lint.errors or lint.warnings):
                 text.append("try: " + ", ".join(lint.suggestions), style="dim")
+            elif self.wizard.demo and lint.token_count is not None and lint.token_count > 1:
+                text.append(f"({DEMO_NOTE}: its tokenizer knows few words, so most identifiers split)", style="dim")
+        text.rstrip()
         lint_box.update(text)
         prompt = (lint.prompt if lint is not None else "") or self._fallback_prompt()
         prompt_text = Text()

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 INTRO = (
     "1. Pick a folder with 8–20 photos of one person, pet or thing.\n"
-    "2. Check them, name the subject, confirm the GPU plan.\n"
+    "2. Check them, name the subject, pick the prompts, confirm the GPU plan.\n"
     "3. Training and generation run on their own: close this terminal any time\n"
     "   and type [b]ioncannon[/b] to come back."
 )
