@@ -262,11 +262,21 @@ def profile_label(plan: TrainPlan) -> str:
     return next((p.label for p in _PROFILES if p.key == key), "Demo (tiny model)" if key == "demo" else "Custom plan")
 
 
+def _enabled_styles(pack: str) -> int:
+    """How many prompts the job will render (the pack the user edited, else the built-in one)."""
+    from ioncannon.engine.prompts import PromptPackError, load_pack
+
+    try:
+        return sum(1 for style in load_pack(pack or None) if style.enabled)
+    except (PromptPackError, OSError):
+        return 12  # an unreadable pack fails later with its own message; estimate a typical one
+
+
 def estimate_seconds(spec: JobSpec, choice: PlanChoice) -> float:
     """Whole job, roughly: model load, class images, caching, compile, training, checkpoints and generation."""
     plan = choice.plan
     gen = spec.generate
-    n_outputs = 12 * gen.images_per_prompt + gen.bare_token_images
+    n_outputs = _enabled_styles(gen.prompt_pack) * gen.images_per_prompt + gen.bare_token_images
     class_images = plan.num_class_images if plan.prior_preservation else 0
     if plan.precision == "fp32":  # the tiny demo: measured on 2 CPU cores
         return 15.0 + plan.steps / max(choice.predicted_steps_per_s, 0.1) + 0.05 * (class_images + n_outputs)

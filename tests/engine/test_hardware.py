@@ -110,6 +110,23 @@ def test_estimate_grows_with_steps_and_a_slower_card() -> None:
     assert estimate_seconds(spec.replace(demo=True, train=demo.plan), demo) < 180
 
 
+def test_estimate_counts_the_styles_the_user_left_on(tmp_path) -> None:
+    import dataclasses
+
+    from ioncannon.engine.prompts import load_pack, save_pack
+
+    styles = load_pack()
+    few = tmp_path / "few.toml"
+    save_pack(few, [dataclasses.replace(s, enabled=i < 2) for i, s in enumerate(styles)])
+    spec = JobSpec(name="j", photos_dir="/x", identifier="zq", class_name="dog")
+    choice = choose_plan(card(80, name="NVIDIA H100 80GB HBM3"))
+    full = estimate_seconds(spec, choice)
+    trimmed = estimate_seconds(spec.replace(generate=dataclasses.replace(spec.generate, prompt_pack=str(few))), choice)
+    per_image = 1 / 6.0  # the estimate's images/s on an H100
+    saved = (len(styles) - 2) * spec.generate.images_per_prompt * per_image
+    assert full - trimmed == pytest.approx(saved, rel=1e-6)
+
+
 def test_probe_never_raises(tmp_path) -> None:
     hw = probe(tmp_path / "does" / "not" / "exist")
     assert hw.cpu_count >= 1
