@@ -52,6 +52,20 @@ def _random_pngs(folder: Path, n: int, size: int, seed: int) -> None:
         Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC).save(folder / f"img {i:03d}.png")
 
 
+def _bench_job(workdir: Path, name: str, plan, photos: int, class_images: int):  # -> (JobSpec, JobPaths)
+    """A 512 px job of random photos and class images, as the prepare and class-image stages would leave it."""
+    from ioncannon.engine.job import JobPaths, JobSpec, save_spec
+
+    root = Path(tempfile.mkdtemp(dir=workdir, prefix=f"{name}-"))
+    spec = JobSpec(name=name, photos_dir=str(root), identifier="zq", class_name="person", base_model="random-sd15",
+                   resolution=512, device="cuda", train=plan)
+    paths = JobPaths(root / "job")
+    save_spec(paths, spec)
+    _random_pngs(paths.training_samples("person"), photos, 512, 0)
+    _random_pngs(paths.class_images("person"), class_images, 512, 1)
+    return spec, paths
+
+
 def random_sd15():  # -> Components; module level so every GPU process of a launch can build its own copy
     import torch
 
@@ -79,19 +93,12 @@ def run_one(name: str, steps: int, workdir: Path, gpus: int = 1) -> dict:
     import torch
 
     from ioncannon.engine.context import StageContext
-    from ioncannon.engine.job import JobPaths, JobSpec, save_spec
     from ioncannon.engine.models import build_components
     from ioncannon.engine.train import run_cache, run_training
 
     device = torch.device("cuda")
     plan = dataclasses.replace(_plan(name, steps), num_processes=gpus)
-    root = Path(tempfile.mkdtemp(dir=workdir, prefix=f"{name}-"))
-    spec = JobSpec(name=name, photos_dir=str(root), identifier="zq", class_name="person", base_model="random-sd15",
-                   resolution=512, device="cuda", train=plan)
-    paths = JobPaths(root / "job")
-    save_spec(paths, spec)
-    _random_pngs(paths.training_samples("person"), 10, 512, 0)
-    _random_pngs(paths.class_images("person"), 50, 512, 1)
+    spec, paths = _bench_job(workdir, name, plan, photos=10, class_images=50)
     events: list = []
     ctx = StageContext(spec=spec, paths=paths, workdir=workdir, emit=events.append, should_stop=lambda: False,
                        device=device)
@@ -156,7 +163,6 @@ def smoke(workdir: Path) -> None:
 
     from ioncannon.engine.context import StageContext, StopRequested
     from ioncannon.engine.events import CheckpointSaved, Message, SampleReady
-    from ioncannon.engine.job import JobPaths, JobSpec, save_spec
     from ioncannon.engine.models import build_components
     from ioncannon.engine.train import run_cache, run_training
     from ioncannon.engine.trained import apply_trained, trained_info
@@ -167,13 +173,7 @@ def smoke(workdir: Path) -> None:
 
     for name, steps, stop_at in (("lora", 40, 25), ("full-12gb", 30, 0)):
         plan = dataclasses.replace(_plan(name, steps), checkpoint_every=10 if name == "lora" else 15, sample_every=20)
-        root = Path(tempfile.mkdtemp(dir=workdir, prefix=f"smoke-{name}-"))
-        spec = JobSpec(name=name, photos_dir=str(root), identifier="zq", class_name="person", base_model="random-sd15",
-                       resolution=512, device="cuda", train=plan)
-        paths = JobPaths(root / "job")
-        save_spec(paths, spec)
-        _random_pngs(paths.training_samples("person"), 6, 512, 0)
-        _random_pngs(paths.class_images("person"), 12, 512, 1)
+        spec, paths = _bench_job(workdir, f"smoke-{name}", plan, photos=6, class_images=12)
         events: list = []
         calls = {"n": 0}
 
