@@ -42,6 +42,7 @@ class WizardSession:
     prompt_styles: list[dict[str, Any]] | None = None
     run_length: str = "short"  # a key of RUN_LENGTHS, or DEMO_RUN_LENGTH
     budget: str = ""  # the budget cap as typed ("20" dollars, "90m" minutes); empty: no cap
+    all_gpus: bool = False  # train data-parallel on every GPU the plan fits (asked only on multi-GPU boxes)
 
     @property
     def class_name(self) -> str:
@@ -77,14 +78,16 @@ class WizardSession:
             session.run_length = default.run_length
         if not isinstance(session.budget, str):
             session.budget = ""
+        if not isinstance(session.all_gpus, bool):
+            session.all_gpus = default.all_gpus
         return session
 
     def for_new_job(self) -> WizardSession:
-        """A fresh start that keeps what a person types once: price, base model, preset."""
+        """A fresh start that keeps what a person types once: price, base model, preset, GPUs used."""
         return WizardSession(
             step="photos", demo=self.demo, base_model=self.base_model,
             hourly_price=self.hourly_price, preset=self.preset, prompt_styles=self.prompt_styles,
-            run_length=self.run_length, budget=self.budget,
+            run_length=self.run_length, budget=self.budget, all_gpus=self.all_gpus,
         )
 
 

@@ -1,4 +1,4 @@
-"""The hardware screen's keys: preset and mode switch the plan the job would run, and are remembered."""
+"""The hardware screen's keys: preset, mode and GPUs switch the plan the job would run, and are remembered."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 from textual.widgets import Static
 
-from ioncannon.engine.hardware import GpuInfo, HardwareInfo
+from ioncannon.engine.hardware import GpuInfo, HardwareInfo, choose_plan
+from ioncannon.engine.job import JobPaths, load_spec
 from ioncannon.session import SessionStore, WizardSession, load_session
 from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.dialogs import ChoiceDialog
@@ -15,11 +16,14 @@ from ioncannon.tui.screens.hardware import HardwareScreen
 from .conftest import shown, wait_for
 
 L4 = HardwareInfo(gpus=[GpuInfo(0, "NVIDIA L4", 22.5, 22.0)], disk_free_gib=200.0, cpu_count=8, ram_gib=31.0)
+TWO_H100 = HardwareInfo(gpus=[GpuInfo(i, "NVIDIA H100 80GB HBM3", 79.1, 78.6) for i in range(2)],
+                        disk_free_gib=412.3, cpu_count=32, ram_gib=251.0)
 TINY_CARD = HardwareInfo(gpus=[GpuInfo(0, "NVIDIA T400", 2.0, 1.8)], disk_free_gib=200.0, cpu_count=8, ram_gib=31.0)
 
 
-def open_on_hardware(workdir: Path, tmp_path: Path, hardware: HardwareInfo) -> IonCannonApp:
-    SessionStore(workdir, WizardSession()).update(step="hardware", photos_dir=str(tmp_path), identifier="zwx")
+def open_on_hardware(workdir: Path, tmp_path: Path, hardware: HardwareInfo, **answers: object) -> IonCannonApp:
+    SessionStore(workdir, WizardSession()).update(step="hardware", photos_dir=str(tmp_path), identifier="zwx",
+                                                  **answers)
     return IonCannonApp(workdir, hardware_probe=lambda _: hardware, proc=tmp_path / "no-proc")
 
 
@@ -85,3 +89,54 @@ async def test_budget_cap_in_dollars_or_minutes_reaches_the_spec(tui_workdir: Pa
         assert "not a budget" in shown(note)
         await pilot.press("ctrl+n")
         assert "Budget cap" in shown(screen.query_one("#hardware-message", Static))
+
+
+async def test_two_gpus_offer_data_parallel_and_the_job_runs_on_both(tui_workdir: Path, tmp_path: Path) -> None:
+    app = open_on_hardware(tui_workdir, tmp_path, TWO_H100)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None,
+                       what="plan")
+        screen = app.screen
+        assert isinstance(screen, HardwareScreen) and screen.choice is not None
+        facts = screen.query_one("#hardware-facts", Static)
+        # one GPU until the person asks for all: the offer states the per-GPU batch and the learning-rate scaling
+        single = choose_plan(TWO_H100)
+        assert screen.choice.plan == single.plan and screen.choice.plan.num_processes == 1
+        assert "2 × NVIDIA H100 80GB HBM3" in shown(facts) and "use all 2 (ctrl+g)" in shown(facts)
+        assert "per GPU" in shown(facts) and "global batch 2" in shown(facts) and "sqrt(2)" in shown(facts)
+        assert "All GPUs" in {b.binding.description for b in screen.active_bindings.values() if b.binding.show}
+        one_gpu_estimate = screen.estimate_s
+
+        await pilot.press("ctrl+g")
+        plan = screen.choice.plan
+        assert plan.num_processes == 2 and plan.batch_size == single.plan.batch_size
+        assert plan.steps == single.plan.steps // 2 and plan.learning_rate > single.plan.learning_rate
+        assert "training on all 2" in shown(facts) and "on 2 GPUs" in shown(screen.query_one("#hardware-plan", Static))
+        assert screen.estimate_s is not None and one_gpu_estimate is not None and screen.estimate_s < one_gpu_estimate
+        assert load_session(tui_workdir).all_gpus is True
+        await pilot.press("ctrl+g")
+        assert screen.choice.plan.num_processes == 1 and load_session(tui_workdir).all_gpus is False
+        await pilot.press("ctrl+g")
+
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="confirm")
+        assert "on 2 GPUs, one process each" in shown(app.screen.query_one(".dialog-body", Static))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: load_session(tui_workdir).job_name is not None, what="the job")
+    job = JobPaths(tui_workdir / str(load_session(tui_workdir).job_name))
+    spec = load_spec(job)
+    assert spec.train.num_processes == 2 and spec.train == plan
+
+
+async def test_one_gpu_has_no_gpus_key(tui_workdir: Path, tmp_path: Path) -> None:
+    app = open_on_hardware(tui_workdir, tmp_path, L4, all_gpus=True)  # remembered from a bigger box
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None,
+                       what="plan")
+        screen = app.screen
+        assert isinstance(screen, HardwareScreen) and screen.choice is not None
+        assert screen.session.all_gpus and screen.parallel is None and screen.choice.plan.num_processes == 1
+        assert "ctrl+g" not in shown(screen.query_one("#hardware-facts", Static))
+        assert "All GPUs" not in {b.binding.description for b in screen.active_bindings.values() if b.binding.show}
+        await pilot.press("ctrl+g")
+        assert screen.choice.plan.num_processes == 1

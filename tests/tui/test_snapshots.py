@@ -40,6 +40,8 @@ from .conftest import shown, wait_for
 NOW = 1_800_000_000.0
 H100 = HardwareInfo(gpus=[GpuInfo(0, "NVIDIA H100 80GB HBM3", 79.1, 78.6)], disk_free_gib=412.3,
                     cpu_count=16, ram_gib=125.7)
+TWO_H100 = HardwareInfo(gpus=[GpuInfo(i, "NVIDIA H100 80GB HBM3", 79.1, 78.6) for i in range(2)],
+                        disk_free_gib=412.3, cpu_count=32, ram_gib=251.0)
 NO_GPU = HardwareInfo(gpus=[], disk_free_gib=41.0, cpu_count=2, ram_gib=23.5)
 
 
@@ -184,6 +186,17 @@ def test_hardware_refuses_without_a_gpu(box: Path, snap_compare: Callable[..., b
         await pilot.press("ctrl+n")
 
     assert snap_compare(make_app(box, hardware=NO_GPU), run_before=probed)
+
+
+def test_hardware_offers_all_gpus(box: Path, snap_compare: Callable[..., bool]) -> None:
+    saved_session(box, step="hardware", photos_dir="photos", identifier="zwx", hourly_price=2.49)
+
+    async def probed(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None,
+                       what="plan")
+
+    assert snap_compare(make_app(box, hardware=TWO_H100), run_before=probed)
 
 
 def training_events(paths: JobPaths) -> list[Event]:

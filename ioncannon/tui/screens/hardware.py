@@ -40,6 +40,7 @@ class HardwareScreen(WizardScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+p", "switch_preset", "Preset"),
         Binding("ctrl+l", "switch_mode", "Full/LoRA"),
+        Binding("ctrl+g", "switch_gpus", "All GPUs"),
         Binding("ctrl+n", "next", "Start…"),
     ]
 
@@ -47,7 +48,9 @@ class HardwareScreen(WizardScreen):
         super().__init__()
         self.hardware: HardwareInfo | None = None
         self.base_spec: JobSpec | None = None
-        self.choice: PlanChoice | None = None
+        self.choice: PlanChoice | None = None  # what would run: `single`, or `parallel` when all GPUs are chosen
+        self.single: PlanChoice | None = None
+        self.parallel: PlanChoice | None = None  # `single` over every GPU it fits; None on 0-1 GPU
         self.options: list[PlanChoice] = []
         self.refusal = ""
         self.estimate_s: float | None = None
@@ -115,10 +118,12 @@ class HardwareScreen(WizardScreen):
             return
         session = self.session
         try:
-            self.choice = hardware.choose_plan(self.hardware, session.preset, session.mode, self.wizard.demo)
-            self.refusal = "" if self.choice.fits else self.choice.why
+            self.single = hardware.choose_plan(self.hardware, session.preset, session.mode, self.wizard.demo)
+            self.refusal = "" if self.single.fits else self.single.why
         except hardware.NothingFits as exc:
-            self.choice, self.refusal = None, str(exc)
+            self.single, self.refusal = None, str(exc)
+        self.parallel = hardware.data_parallel(self.single, self.hardware) if self.single is not None else None
+        self.choice = self.parallel if session.all_gpus and self.parallel is not None else self.single
         self.options = hardware.plan_options(self.hardware, self.wizard.demo)
         self.estimate_s = None
         if self.choice is not None and self.choice.fits:
@@ -167,11 +172,39 @@ class HardwareScreen(WizardScreen):
         gpu = info.best_gpu
         if gpu is None:
             table.add_row("GPU", Text("none visible (CUDA not available)", style="yellow"))
-        else:
+        elif len(info.gpus) == 1:
             table.add_row("GPU", f"{gpu.name} · {fmt.gib(gpu.free_gib)} free of {fmt.gib(gpu.total_gib)}")
+        else:
+            table.add_row("GPUs", self._gpus_summary(info))
+            for line in self._gpus_offer():
+                table.add_row("", line)
         table.add_row("Disk", f"{fmt.gib(info.disk_free_gib)} free in {self.wizard.workdir}")
         table.add_row("CPU / RAM", f"{info.cpu_count} cores · {fmt.gib(info.ram_gib)}")
         return table
+
+    @staticmethod
+    def _gpus_summary(info: HardwareInfo) -> str:
+        names = {g.name for g in info.gpus}
+        what = f"{len(info.gpus)} × {info.gpus[0].name}" if len(names) == 1 else " + ".join(g.name for g in info.gpus)
+        frees = {g.free_gib for g in info.gpus}
+        if len(frees) == 1:
+            return f"{what} · {fmt.gib(frees.pop())} free each"
+        return f"{what} · " + ", ".join(f"{g.free_gib:.1f}" for g in info.gpus) + " GiB free"
+
+    def _gpus_offer(self) -> list[Text]:
+        """Training on one GPU or all of them (ctrl+g), and what all of them changes: batch, steps, learning rate."""
+        single, parallel = self.single, self.parallel
+        if parallel is None or single is None:
+            if single is None or not single.fits or self.wizard.demo:
+                return []
+            return [Text("training on one: the others lack the free memory for this plan", style="dim")]
+        n = parallel.plan.num_processes
+        if self.choice is parallel:
+            head = Text.assemble((f"training on all {n}", "bold green"), " — one only (ctrl+g)")
+        else:
+            head = Text.assemble("training on one — ", (f"use all {n} (ctrl+g)", "bold"))
+        # the memory row already says what fits; keep only the scaling here
+        return [head, Text(parallel.why.removesuffix(f"; {single.why}"), style="dim")]
 
     def _plan(self) -> Table:
         table = Table.grid(padding=(0, 1))
@@ -189,12 +222,13 @@ class HardwareScreen(WizardScreen):
         label = choice.label if plan.mode == "full" else f"{choice.label} rank {plan.lora_rank}"
         table.add_row("Plan", Text.assemble((label, "bold green"), f" · {preset} preset"))
         table.add_row("", Text(PRESETS.get(preset, ""), style="dim"))
-        table.add_row("Recipe", f"{plan.steps} steps · lr {plan.learning_rate:g} · {plan.precision} · "
+        table.add_row("Recipe", f"{plan.steps} steps · lr {plan.learning_rate:.3g} · {plan.precision} · "
                                 f"{plan.num_class_images} class images"
                                 + (" · text encoder trained" if plan.train_text_encoder else ""))
         speed = f" · ≈ {choice.predicted_steps_per_s:g} it/s" if choice.predicted_steps_per_s else ""
-        table.add_row("Memory", f"peak ≈ {fmt.gib(choice.predicted_peak_gib)}{speed}")
-        table.add_row("", Text(choice.why, style="dim"))
+        each = " per GPU" if plan.num_processes > 1 else ""
+        table.add_row("Memory", f"peak ≈ {fmt.gib(choice.predicted_peak_gib)}{each}{speed}")
+        table.add_row("", Text((self.single or choice).why, style="dim"))
         if self.estimate_s is not None:
             table.add_row("Time", f"{fmt.rough_duration(self.estimate_s)} for the whole job")
         others = self._other_modes(plan.mode)
@@ -290,10 +324,17 @@ class HardwareScreen(WizardScreen):
         self.wizard.store.update(mode="lora" if current == "full" else "full")
         self._recompute()
 
+    def action_switch_gpus(self) -> None:
+        """Switch between one GPU and all of them (data parallel, one process each)."""
+        self.wizard.store.update(all_gpus=self.choice is not self.parallel)
+        self._recompute()
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """The demo always runs its tiny plan: no preset or mode to switch."""
+        """The demo always runs its tiny plan: no preset or mode to switch; GPUs only where several fit the plan."""
         if action in ("switch_preset", "switch_mode"):
             return not self.wizard.demo
+        if action == "switch_gpus":
+            return self.parallel is not None
         return True
 
     # ------------------------------------------------------------------ go
@@ -337,8 +378,11 @@ class HardwareScreen(WizardScreen):
             cap = f" It stops itself at {fmt.money(money)}."
         elif minutes is not None:
             cap = f" It stops itself after {fmt.rough_duration(minutes * 60).removeprefix('about ')}."
+        processes = self.choice.plan.num_processes if self.choice is not None else 1
+        gpus = len(self.hardware.gpus) if self.hardware is not None else 0
+        where = f"on {processes} GPUs, one process each " if processes > 1 else "on one GPU " if gpus > 1 else ""
         body = (
-            f"This creates a job in {self.wizard.workdir} and starts training now "
+            f"This creates a job in {self.wizard.workdir} and starts training now {where}"
             f"({fmt.rough_duration(self.estimate_s)}{cost}).{cap}\n"
             "It runs on its own: you can close this terminal and come back with `ioncannon`."
         )
