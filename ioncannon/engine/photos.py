@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
 from PIL import Image
 
+from ioncannon.engine.fsio import atomic_write_bytes
 from ioncannon.engine.photo_decode import (
     SNIFF_BYTES,
     DecodedPhoto,
@@ -303,18 +304,10 @@ def render_crop(folder: str | Path, finding: PhotoFinding, crop: CropMode, resol
 
 
 def _write_png(image: Image.Image, target: Path) -> None:
-    """Write atomically: a 0600 temp file in the same folder, fsync, rename over the target."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG", compress_level=6)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write atomically and private (0600): copies of a person's face stay theirs."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=6)
+    atomic_write_bytes(target, buf.getvalue(), mode=0o600)
 
 
 def normalise(

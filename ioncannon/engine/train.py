@@ -19,7 +19,8 @@ from ioncannon.engine.events import CheckpointSaved, Message, Progress, SampleRe
 from ioncannon.engine.fsio import StateFileError, read_json, write_json
 from ioncannon.engine.hardware import profile_label, step_down
 from ioncannon.engine.job import TrainPlan
-from ioncannon.engine.train_preview import render_preview, write_png
+from ioncannon.engine.gen_batches import write_png
+from ioncannon.engine.train_preview import render_preview
 from ioncannon.engine.train_step import Trainer, is_finite
 from ioncannon.engine.trained import lora_info, publish_trained, trained_info
 

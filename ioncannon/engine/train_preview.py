@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ioncannon.engine.fsio import atomic_write_bytes
 
 PREVIEW_STEPS = 20
 PREVIEW_GUIDANCE = 5.0
@@ -41,11 +38,3 @@ def render_preview(unet: Any, vae: Any, scheduler_config: dict[str, Any], cond: 
     image = vae.decode((latents / vae.config.scaling_factor).to(device=device, dtype=vae_dtype), return_dict=False)[0]
     image = ((image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return image[0].permute(1, 2, 0).cpu().numpy()
-
-
-def write_png(path: Path, pixels: np.ndarray) -> None:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
