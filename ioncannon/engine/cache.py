@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -14,7 +13,7 @@ import torch
 
 from ioncannon.engine.context import StageContext, StageError
 from ioncannon.engine.events import Message, Progress
-from ioncannon.engine.fsio import StateFileError, read_json, write_json
+from ioncannon.engine.fsio import StateFileError, read_json, save_tensors, write_json
 
 CACHE_FORMAT = 1
 TENSORS_FILE = "train_cache.safetensors"
@@ -138,8 +137,6 @@ def load_cache(ctx: StageContext) -> TrainCache | None:
 
 def run_cache(ctx: StageContext, components: Any = None) -> None:
     """Encode photos (+ mirrored copies), class images and prompts once; skip when the cache is current."""
-    from safetensors.torch import save_file
-
     instance, klass = _inputs(ctx)
     if load_cache(ctx) is not None:
         ctx.emit(Message("info", "Latent cache is up to date."))
@@ -176,11 +173,7 @@ def run_cache(ctx: StageContext, components: Any = None) -> None:
     tensors["empty_embeds"], _ = _embed(components, "", device)
     folder = ctx.paths.cache
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{TENSORS_FILE}.{os.getpid()}.tmp"
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, folder / TENSORS_FILE)
+    save_tensors(folder / TENSORS_FILE, tensors)
     # the key goes last: a kill before this line leaves a cache that load_cache treats as stale
     write_json(folder / KEY_FILE, {"key": cache_key(ctx, instance, klass), "scaling_factor": scale,
                                    "instance_images": len(instance), "class_images": len(klass)})

@@ -17,7 +17,7 @@ import torch
 
 from ioncannon.engine.context import StageError
 from ioncannon.engine.events import Emit, Message
-from ioncannon.engine.fsio import StateFileError, free_bytes, fsync_dir, read_json, write_json
+from ioncannon.engine.fsio import StateFileError, free_bytes, fsync_dir, read_json, save_tensors, write_json
 
 CHECKPOINT_FORMAT = 1
 WEIGHTS = "weights.safetensors"
@@ -73,14 +73,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    from safetensors.torch import save_file
-
-    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path))
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
 def _write_manifest(staging: Path, step: int, files: list[str]) -> None:
     entries = {name: {"sha256": sha256_file(staging / name), "bytes": (staging / name).stat().st_size} for name in files}
     write_json(staging / MANIFEST, {"format": CHECKPOINT_FORMAT, "step": step, "files": entries})
@@ -132,8 +124,8 @@ class CheckpointStore:
             )
         staging = self.folder / f".staging-step_{step:08d}-{os.getpid()}"
         staging.mkdir()
-        _write_tensors(staging / WEIGHTS, weights)
-        _write_tensors(staging / OPTIMIZER, optimizer)
+        save_tensors(staging / WEIGHTS, weights)
+        save_tensors(staging / OPTIMIZER, optimizer)
         write_json(staging / STATE, {"format": CHECKPOINT_FORMAT, "step": step, **state})
         _write_manifest(staging, step, [WEIGHTS, OPTIMIZER, STATE])
         fsync_dir(staging)

@@ -13,7 +13,7 @@ import torch
 
 from ioncannon.engine.context import StageContext, StageError
 from ioncannon.engine.events import Message, Progress
-from ioncannon.engine.fsio import atomic_write_text, free_bytes, fsync_dir
+from ioncannon.engine.fsio import atomic_write_text, free_bytes, fsync_dir, save_tensors
 from ioncannon.engine.gen_adapters import (
     adapter_metadata,
     has_adapters,
@@ -61,18 +61,6 @@ def pickle_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in PICKLE_SUFFIXES)
 
 
-def _save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """safetensors to a temp name, fsync, rename: a reader never sees half a file."""
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(f".{path.name}.partial")
-    save_file(tensors, str(tmp), metadata=metadata)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
 def _publish_folder(tmp: Path, final: Path) -> None:
     if final.exists():
         shutil.rmtree(final)
@@ -118,11 +106,11 @@ def write_lora_files(parts: Components, targets: ExportTargets, spec: JobSpec) -
         _publish_folder(tmp, targets.lora_diffusers)
     if not targets.lora_kohya.exists():
         meta = {**_metadata(spec), "ss_network_module": "networks.lora"}
-        _save_safetensors(kohya_state_dict(parts.unet, parts.text_encoder), targets.lora_kohya, meta)
+        save_tensors(targets.lora_kohya, kohya_state_dict(parts.unet, parts.text_encoder), meta)
 
 
 def write_single_file(parts: Components, target: Path, spec: JobSpec) -> None:
-    _save_safetensors(to_ldm_checkpoint(parts.unet, parts.vae, parts.text_encoder, torch.float16), target, _metadata(spec))
+    save_tensors(target, to_ldm_checkpoint(parts.unet, parts.vae, parts.text_encoder, torch.float16), _metadata(spec))
 
 
 def write_diffusers_folder(parts: Components, target: Path) -> None:

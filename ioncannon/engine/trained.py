@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ioncannon.engine.fsio import StateFileError, fsync_dir, read_json, write_json
+from ioncannon.engine.fsio import StateFileError, fsync_dir, read_json, save_tensors, write_json
 from ioncannon.engine.job import JobPaths
 
 if TYPE_CHECKING:
@@ -38,14 +38,6 @@ def lora_info(rank: int, alpha: float | None = None, with_text: bool = False) ->
     }
 
 
-def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    from safetensors.torch import save_file
-
-    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path))
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
 def publish_trained(
     paths: JobPaths,
     *,
@@ -62,9 +54,9 @@ def publish_trained(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     full = mode == "full"
-    _save_tensors(staging / (UNET_FULL if full else UNET_LORA), unet_state)
+    save_tensors(staging / (UNET_FULL if full else UNET_LORA), unet_state)
     if text_state:
-        _save_tensors(staging / (TEXT_FULL if full else TEXT_LORA), text_state)
+        save_tensors(staging / (TEXT_FULL if full else TEXT_LORA), text_state)
     write_json(staging / INFO_FILE, {
         "mode": mode,
         "steps": int(steps),
