@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import os
@@ -22,7 +21,7 @@ from ioncannon.engine.distributed import image_shard
 from ioncannon.engine.gen_batches import ImageJob, fixed_batches, render, shard
 from ioncannon.engine.gen_sampler import ImageSampler
 from ioncannon.engine.job import JobSpec
-from ioncannon.engine.models import Components, ModelLoadError, load_components
+from ioncannon.engine.models import Components, ModelLoadError, load_components, release
 from ioncannon.engine.prompts import PromptPackError, enabled_styles, load_pack
 
 CLASS_SEED = 20_000          # class image i uses seed CLASS_SEED + i, so a top-up continues the same series
@@ -93,12 +92,6 @@ def make_sampler(ctx: StageContext, parts: Components, images: int) -> ImageSamp
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()
     return sampler
-
-
-def release(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ioncannon.engine.job import TrainPlan
 from ioncannon.engine import presets
+from ioncannon.engine.fsio import free_bytes
+from ioncannon.engine.job import TrainPlan
 from ioncannon.engine.presets import PRESETS, preset_plan
 
 if TYPE_CHECKING:
@@ -105,10 +105,7 @@ def probe(workdir: str | Path) -> HardwareInfo:
     except Exception:
         gpus = []
     try:
-        p = Path(workdir)
-        while not p.exists() and p != p.parent:
-            p = p.parent
-        disk = _gib(shutil.disk_usage(p).free)
+        disk = _gib(free_bytes(workdir))
     except Exception:
         disk = 0.0
     try:

@@ -329,6 +329,15 @@ def _explain_load_failure(source: str, exc: Exception) -> str:
     return f"Could not load base model {source!r}: {text.splitlines()[0][:300]}"
 
 
+def release(device: torch.device) -> None:
+    """Give freed model memory back, so the next stage (or a leaner plan) can use it."""
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def resolve_device(preference: str = "auto") -> torch.device:
     if preference == "cpu":
         return torch.device("cpu")

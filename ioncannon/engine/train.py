@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import math
 import os
 import time
@@ -18,8 +17,9 @@ from ioncannon.engine.distributed import broadcast_from_first, process_rank, syn
 from ioncannon.engine.events import CheckpointSaved, Message, Progress, SampleReady
 from ioncannon.engine.fsio import StateFileError, read_json, write_json
 from ioncannon.engine.hardware import profile_label, step_down
-from ioncannon.engine.job import TrainPlan
 from ioncannon.engine.gen_batches import write_png
+from ioncannon.engine.job import TrainPlan
+from ioncannon.engine.models import release
 from ioncannon.engine.train_preview import render_preview
 from ioncannon.engine.train_step import Trainer, is_finite
 from ioncannon.engine.trained import lora_info, publish_trained, trained_info
@@ -94,9 +94,7 @@ def run_training(ctx: StageContext, components: ComponentSource = None) -> None:
             out_of_memory = True
         if out_of_memory:  # outside the except block, so the traceback's tensors can be freed
             del comps
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            release(ctx.device)
             plan = _step_down(ctx, plan, store, reloadable=components is None or callable(components))
 
 
