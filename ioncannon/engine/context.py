@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from ioncannon.engine.events import Emit, Event
+from ioncannon.engine.events import Emit
 from ioncannon.engine.job import JobPaths, JobSpec
 
 
@@ -50,6 +50,3 @@ class StageContext:
     def check_stop(self) -> None:
         if self.should_stop():
             raise StopRequested()
-
-    def send(self, event: Event) -> None:
-        self.emit(event)

@@ -135,10 +135,6 @@ def build_download_commands(address: SshAddress, targets: Sequence[Path], local_
     return DownloadCommands(scp, rsync, address.note, tuple(targets))
 
 
-def download_commands_for(paths: JobPaths, spec: JobSpec, env: Mapping[str, str] | None = None) -> DownloadCommands:
-    return build_download_commands(detect_address(env), download_targets(paths, spec))
-
-
 def download_text(commands: DownloadCommands, address_source: str = "") -> str:
     """The body of DOWNLOAD.txt: the commands and what to do with them."""
     where = {

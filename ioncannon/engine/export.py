@@ -26,7 +26,6 @@ from ioncannon.engine.ldm_keys import to_ldm_checkpoint
 from ioncannon.engine.models import Components
 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
-LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 
 
 @dataclass(frozen=True)

@@ -91,8 +91,8 @@ class JobSpec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobSpec:
         data = {k: v for k, v in data.items() if k != "schema_version"}
-        train = _known(TrainPlan, data.pop("train", {}) or {})
-        gen = _known(GeneratePlan, data.pop("generate", {}) or {})
+        train = from_known_fields(TrainPlan, data.pop("train", {}) or {})
+        gen = from_known_fields(GeneratePlan, data.pop("generate", {}) or {})
         fields = _known_fields(cls, data)
         fields["excluded"] = tuple(fields.get("excluded", ()))
         fields["kept"] = tuple(fields.get("kept", ()))
@@ -107,7 +107,8 @@ def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in names}
 
 
-def _known(cls: type, data: dict[str, Any]) -> Any:
+def from_known_fields(cls: type, data: dict[str, Any]) -> Any:
+    """An instance of dataclass `cls` from the keys of `data` it knows (newer files may carry more)."""
     return cls(**_known_fields(cls, data))
 
 

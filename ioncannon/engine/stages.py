@@ -24,17 +24,6 @@ STAGE_FUNCTIONS: dict[str, str] = {
     "package": "ioncannon.engine.stages:run_package",
 }
 
-STAGE_TITLES: dict[str, str] = {
-    "prepare": "Prepare photos",
-    "class_images": "Class images",
-    "cache": "Cache latents",
-    "train": "Train",
-    "export": "Export model",
-    "generate": "Generate prompt pack",
-    "package": "Package",
-}
-
-
 def raw_stage_function(stage: str) -> Callable[..., None]:
     """The stage's own function, run in this process."""
     module, _, name = STAGE_FUNCTIONS[stage].partition(":")
@@ -92,10 +81,6 @@ def run_package(ctx: StageContext) -> None:
         "outputs": sorted(p.name for p in paths.outputs.glob("*")) if paths.outputs.exists() else [],
     }
     atomic_write_text(paths.meta / "summary.json", json.dumps(summary, indent=2) + "\n")
-    try:
-        from ioncannon.engine import download
-    except ImportError:
-        return
-    writer = getattr(download, "write_download_file", None)
-    if writer is not None:
-        writer(paths)
+    from ioncannon.engine.download import write_download_file
+
+    write_download_file(paths, spec)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ioncannon.engine.events import Event, parse_event
 from ioncannon.engine.fsio import StateFileError, read_json, write_json
-from ioncannon.engine.job import JobPaths
+from ioncannon.engine.job import JobPaths, from_known_fields
 
 LIVE_STATUSES = ("running", "stopping")
 
@@ -40,8 +40,7 @@ class JobState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobState:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return from_known_fields(cls, data)
 
     @property
     def finished(self) -> bool:
