@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ioncannon.engine import costs
+
 STAGE_LABELS: dict[str, str] = {
     "prepare": "photos",
     "class_images": "class images",
@@ -42,19 +44,15 @@ def cost(seconds: float, hourly_price: float | None) -> str:
     """Cost of `seconds` at the hourly price, or a hint to type the price."""
     if hourly_price is None:
         return "type the hourly price to see the cost"
-    return money(seconds / 3600 * hourly_price)
+    return money(costs.spend(hourly_price, seconds))
 
 
 def parse_price(text: str) -> float | None:
-    """`2.5`, `$2.50`, `2,50` → 2.5; empty or nonsense → None."""
-    cleaned = text.strip().lstrip("$€£").strip().replace(",", ".")
-    if not cleaned:
-        return None
+    """The engine's price reader (`2.5`, `$2.50`, `2,50/h` → 2.5) for a field being typed: None until valid."""
     try:
-        value = float(cleaned)
+        return costs.parse_price(text)
     except ValueError:
         return None
-    return value if 0 <= value < 1000 else None
 
 
 def bar(done: int, total: int, width: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
@@ -98,7 +99,11 @@ class FinishScreen(Screen[None]):
             yield Static("Stopping the meter", classes="finish-heading")
             yield Static(id="finish-stopping", classes="finish-section")
         yield Static(self._last_words(), id="finish-destroy")
-        yield CostMeter(self.hourly_price, self.started_at)
+        # the wizard's clock and /proc, so the meter agrees with every other screen (and tests can fix them)
+        yield CostMeter(
+            self.hourly_price, self.started_at,
+            clock=getattr(self.app, "clock", time.time), proc=getattr(self.app, "proc", Path("/proc")),
+        )
         yield Footer()
 
     def on_mount(self) -> None:

@@ -284,14 +284,9 @@ class HardwareScreen(WizardScreen):
 
     @on(Input.Changed, "#hardware-price")
     def price_changed(self, event: Input.Changed) -> None:
-        """Remember the hourly price (it is kept for later jobs too)."""
+        """Keep the typed hourly price with the wizard's answers (this box remembers it once the job starts)."""
         price = fmt.parse_price(event.value)
         self.wizard.store.update(hourly_price=price)
-        if price is not None:
-            try:
-                remember_hourly_price(price)  # the finish screen and later jobs on this box use it too
-            except OSError:
-                pass  # an unwritable config dir only costs the convenience
         self.query_one(CostMeter).hourly_price = price
         self._redraw_cost()
 
@@ -410,6 +405,11 @@ class HardwareScreen(WizardScreen):
             styles = pack.starting_styles(self.session.prompt_styles, self.wizard.demo)
             paths = create_job(self.wizard.workdir, spec)
             save_pack(spec.generate.prompt_pack, styles)
+            if spec.hourly_price is not None:
+                try:
+                    remember_hourly_price(spec.hourly_price)  # the finish screen and later jobs on this box use it
+                except OSError:
+                    pass  # an unwritable config dir only costs the convenience
             start_runner(paths, self.wizard.workdir)
         except Exception as exc:
             self.app.call_from_thread(self._start_failed, exc)
