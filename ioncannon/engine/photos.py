@@ -111,6 +111,17 @@ def usable(findings: Iterable[PhotoFinding]) -> list[PhotoFinding]:
     return sorted(keep, key=lambda f: (f.file.casefold(), f.file))
 
 
+def is_dropped(finding: PhotoFinding, excluded: Iterable[str], kept: Iterable[str]) -> bool:
+    """The person's choice wins: a file they dropped is out; one the doctor dropped is out unless they kept it."""
+    return finding.file in excluded or (finding.drop and finding.file not in kept)
+
+
+def apply_choices(findings: Iterable[PhotoFinding], excluded: Iterable[str], kept: Iterable[str]) -> list[PhotoFinding]:
+    """The findings with the check screen's drop/keep choices applied (what prepare will write)."""
+    excluded, kept = set(excluded), set(kept)
+    return [replace(f, drop=is_dropped(f, excluded, kept)) for f in findings]
+
+
 def count_finding(findings: Iterable[PhotoFinding]) -> PhotoFinding | None:
     """A folder-level flag when there are too few or too many usable photos, else None."""
     n = len(usable(findings))

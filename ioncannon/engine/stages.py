@@ -46,10 +46,7 @@ def run_prepare(ctx: StageContext) -> None:
         findings = photos.scan_folder(spec.photos_dir, resolution=spec.resolution)
     except photos.PhotoFolderError as exc:
         raise StageError(str(exc), "Check the photo folder, then resume the job.") from exc
-    findings = [f for f in findings if f.file not in spec.excluded]
-    for finding in findings:
-        if finding.file in spec.kept:  # the user overrode the doctor's "drop" (e.g. a near-duplicate)
-            finding.drop = False
+    findings = photos.apply_choices(findings, spec.excluded, spec.kept)
     if not photos.usable(findings):
         raise StageError(
             f"No usable photos in {spec.photos_dir}.",

@@ -98,16 +98,18 @@ class CheckScreen(WizardScreen):
     # ------------------------------------------------------------------ what the person decided
 
     def dropped(self, finding: PhotoFinding) -> bool:
-        session = self.session
-        return finding.file in session.excluded or (finding.drop and finding.file not in session.kept)
+        from ioncannon.engine.photos import is_dropped
+
+        return is_dropped(finding, self.session.excluded, self.session.kept)
 
     def crop_of(self, finding: PhotoFinding) -> str:
         return self.session.crops.get(finding.file) or finding.crop or "centre"
 
     def used(self) -> list[PhotoFinding]:
         """The photos that will be trained on, in the order their copies are numbered."""
-        keep = [f for f in self.findings if f.status in USABLE_STATUSES and not self.dropped(f)]
-        return sorted(keep, key=lambda f: (f.file.casefold(), f.file))
+        from ioncannon.engine.photos import apply_choices, usable
+
+        return usable(apply_choices(self.findings, self.session.excluded, self.session.kept))
 
     def _status(self, finding: PhotoFinding) -> str:
         if finding.status in USABLE_STATUSES and self.dropped(finding):
