@@ -154,6 +154,7 @@ class Runner:
         from ioncannon.engine.context import StageContext, StageError, StopRequested
         from ioncannon.engine.stages import stage_function
 
+        self._t0 = time.time()  # run time counts from here, as started_at does (not from the library imports)
         resumed = bool(self.state.stages_done) or self.state.status in ("running", "stopped", "failed", "stopping")
         self.state.status, self.state.pid = "running", os.getpid()
         self.state.message = self.state.hint = ""
