@@ -36,7 +36,7 @@ from ioncannon.engine.provider import (
     console_where,
     detect_provider,
 )
-from ioncannon.engine.state import read_state
+from ioncannon.engine.state import JobState, read_state
 from ioncannon.engine.wipe import NOT_A_SECURE_ERASE, WipeReceipt, plan_wipe
 from ioncannon.tui.screens.finish_dialogs import BundleDialog, DestroyDialog, PriceDialog, WipeDialog
 from ioncannon.tui.widgets.meter import CostMeter
@@ -80,6 +80,7 @@ class FinishScreen(Screen[None]):
         self.hourly_price = spec.hourly_price if spec.hourly_price is not None else remembered_hourly_price()
         self.started_at = job_started_at(paths)
         self.commands: DownloadCommands | None = None
+        self.job_state = JobState()  # read on every refresh_sections()
 
     # ------------------------------------------------------------------ layout
 
@@ -113,6 +114,7 @@ class FinishScreen(Screen[None]):
 
     def refresh_sections(self) -> None:
         """Re-read the job folder (after a bundle, a wipe or a new price)."""
+        self.job_state = read_state(self.paths)  # once per refresh: the outcome and money sections share it
         try:
             self.commands = write_download_file(self.paths, self.spec, self.env)
         except OSError as exc:
@@ -130,7 +132,7 @@ class FinishScreen(Screen[None]):
     # ------------------------------------------------------------------ sections
 
     def _outcome(self) -> Text:
-        state = read_state(self.paths)
+        state = self.job_state
         if state.status == "finished":
             return Text.assemble(("✔ Done. ", "bold green"), f"{self.spec.instance_prompt} is trained and its images are made.")
         if state.status == "stopped" and state.message.startswith("budget reached"):
@@ -166,8 +168,8 @@ class FinishScreen(Screen[None]):
         return text
 
     def _money(self) -> Text:
-        now = time.time()
-        state = read_state(self.paths)
+        now = getattr(self.app, "clock", time.time)()  # the wizard's clock, as the meter below uses
+        state = self.job_state
         since_start = None if self.started_at is None else now - self.started_at
         text = _row("job time", f"{format_clock(since_start)} since it started · {format_clock(state.elapsed_s)} running")
         if self.hourly_price is None:
