@@ -90,8 +90,9 @@ def list_jobs(workdir: str | Path) -> list[JobSummary]:
     return jobs
 
 
-def find_unfinished(workdir: str | Path) -> JobSummary | None:
-    for job in list_jobs(workdir):
+def find_unfinished(workdir: str | Path, jobs: list[JobSummary] | None = None) -> JobSummary | None:
+    """The newest job not yet finished (from `jobs` when the caller already listed them)."""
+    for job in list_jobs(workdir) if jobs is None else jobs:
         if not job.state.finished and job.spec is not None:
             return job
     return None

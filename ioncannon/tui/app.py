@@ -165,10 +165,11 @@ class IonCannonApp(App[None]):
     def _welcome(self) -> WelcomeScreen:
         from ioncannon.engine.jobs import find_unfinished, list_jobs
 
-        unfinished = find_unfinished(self.workdir)
+        jobs = list_jobs(self.workdir)  # one scan: each job's lock is probed and its files read
+        unfinished = find_unfinished(self.workdir, jobs)
         finished = None
         if unfinished is None:
-            finished = next((j for j in list_jobs(self.workdir) if j.state.finished and j.spec is not None), None)
+            finished = next((j for j in jobs if j.state.finished and j.spec is not None), None)
         return WelcomeScreen(unfinished, finished)
 
     def go(self, step: Step) -> None:
