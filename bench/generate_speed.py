@@ -18,10 +18,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ioncannon.engine.context import StageContext
-from ioncannon.engine.gen_batches import ImageJob, fixed_batches, render
-from ioncannon.engine.gen_sampler import ImageSampler
-from ioncannon.engine.job import GeneratePlan, JobPaths, JobSpec, TrainPlan
-from ioncannon.engine.models import Components, build_components
+from ioncannon.engine.generate.batches import ImageJob, fixed_batches, render
+from ioncannon.engine.generate.sampler import ImageSampler
+from ioncannon.job.spec import GeneratePlan, JobPaths, JobSpec, TrainPlan
+from ioncannon.engine.models.load import Components, build_components
 
 H100_PEAK = 989e12
 PROMPT = "a professional portrait photograph of sks man, 85mm lens, soft studio lighting"
@@ -88,7 +88,7 @@ def class_images_run(model: Path, workdir: Path, count: int, batch: int, gpus: i
 
     gpus > 1 goes through the runner's stage hook, which shards the images over one process per GPU.
     """
-    from ioncannon.engine.events import Progress
+    from ioncannon.job.events import Progress
     from ioncannon.engine.stages import stage_function
 
     torch._dynamo.reset()

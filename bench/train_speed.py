@@ -54,7 +54,7 @@ def _random_pngs(folder: Path, n: int, size: int, seed: int) -> None:
 
 def _bench_job(workdir: Path, name: str, plan, photos: int, class_images: int):  # -> (JobSpec, JobPaths)
     """A 512 px job of random photos and class images, as the prepare and class-image stages would leave it."""
-    from ioncannon.engine.job import JobPaths, JobSpec, save_spec
+    from ioncannon.job.spec import JobPaths, JobSpec, save_spec
 
     root = Path(tempfile.mkdtemp(dir=workdir, prefix=f"{name}-"))
     spec = JobSpec(name=name, photos_dir=str(root), identifier="zq", class_name="person", base_model="random-sd15",
@@ -69,7 +69,7 @@ def _bench_job(workdir: Path, name: str, plan, photos: int, class_images: int): 
 def random_sd15():  # -> Components; module level so every GPU process of a launch can build its own copy
     import torch
 
-    from ioncannon.engine.models import build_components
+    from ioncannon.engine.models.load import build_components
 
     with torch.device("cuda", torch.cuda.current_device()):  # a CPU init of 1 B params takes longer than the run
         return build_components("sd15", seed=0)
@@ -93,8 +93,8 @@ def run_one(name: str, steps: int, workdir: Path, gpus: int = 1) -> dict:
     import torch
 
     from ioncannon.engine.context import StageContext
-    from ioncannon.engine.models import build_components
-    from ioncannon.engine.train import run_cache, run_training
+    from ioncannon.engine.models.load import build_components
+    from ioncannon.engine.train.loop import run_cache, run_training
 
     device = torch.device("cuda")
     plan = dataclasses.replace(_plan(name, steps), num_processes=gpus)
@@ -116,7 +116,7 @@ def run_one(name: str, steps: int, workdir: Path, gpus: int = 1) -> dict:
     torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
     if gpus > 1:
-        from ioncannon.engine.distributed import launch
+        from ioncannon.engine.parallel.launch import launch
 
         launch("train", ctx, gpus, stage_kwargs={"components": random_sd15})
         components.unet.to("cuda")  # for the FLOP count below
@@ -162,10 +162,10 @@ def smoke(workdir: Path) -> None:
     import torch
 
     from ioncannon.engine.context import StageContext, StopRequested
-    from ioncannon.engine.events import CheckpointSaved, Message, SampleReady
-    from ioncannon.engine.models import build_components
-    from ioncannon.engine.train import run_cache, run_training
-    from ioncannon.engine.trained import apply_trained, trained_info
+    from ioncannon.job.events import CheckpointSaved, Message, SampleReady
+    from ioncannon.engine.models.load import build_components
+    from ioncannon.engine.train.loop import run_cache, run_training
+    from ioncannon.engine.weights.trained import apply_trained, trained_info
 
     def fresh():
         with torch.device("cuda"):

@@ -2,6 +2,6 @@
 
 import sys
 
-from ioncannon.cli import main
+from ioncannon.cli.main import main
 
 sys.exit(main())

@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ioncannon.engine.models import save_tiny_model
+    from ioncannon.engine.models.load import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd")
 

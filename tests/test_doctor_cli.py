@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ioncannon.doctor import main
+from ioncannon.cli.doctor import main
 
 try:
     from tests.engine import photo_corpus
@@ -41,7 +41,7 @@ def _run(*args: str) -> tuple[int, str, str]:
 def test_json_schema_through_the_real_cli(photos: Path, tmp_path: Path) -> None:
     out_dir = tmp_path / "samples"
     proc = subprocess.run(
-        [sys.executable, "-m", "ioncannon.doctor", str(photos), "--identifier", "zwx", "--class", "man",
+        [sys.executable, "-m", "ioncannon.cli.doctor", str(photos), "--identifier", "zwx", "--class", "man",
          "--out", str(out_dir), "--json"],
         cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )

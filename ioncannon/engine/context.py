@@ -9,8 +9,8 @@ from typing import Callable
 
 import torch
 
-from ioncannon.engine.events import Emit
-from ioncannon.engine.job import JobPaths, JobSpec
+from ioncannon.job.events import Emit
+from ioncannon.job.spec import JobPaths, JobSpec
 
 
 class StopRequested(Exception):

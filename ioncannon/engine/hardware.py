@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ioncannon.engine import presets
-from ioncannon.engine.fsio import free_bytes
-from ioncannon.engine.job import TrainPlan
-from ioncannon.engine.presets import PRESETS, preset_plan
+from ioncannon.job import presets
+from ioncannon.job.fsio import free_bytes
+from ioncannon.job.spec import TrainPlan
+from ioncannon.job.presets import PRESETS, preset_plan
 
 if TYPE_CHECKING:
-    from ioncannon.engine.job import JobSpec
+    from ioncannon.job.spec import JobSpec
 
 __all__ = [
     "GpuInfo", "HardwareInfo", "PlanChoice", "NothingFits", "PRESETS", "probe", "choose_plan", "plan_options",
@@ -261,7 +261,7 @@ def profile_label(plan: TrainPlan) -> str:
 
 def _enabled_styles(pack: str) -> int:
     """How many prompts the job will render (the pack the user edited, else the built-in one)."""
-    from ioncannon.engine.prompts import PromptPackError, load_pack
+    from ioncannon.job.prompts import PromptPackError, load_pack
 
     try:
         return sum(1 for style in load_pack(pack or None) if style.enabled)

@@ -14,13 +14,13 @@ import traceback
 from pathlib import Path
 from typing import IO
 
-from ioncannon.engine.costs import BUDGET_HINT, budget_exceeded
-from ioncannon.engine.events import (
+from ioncannon.rental.costs import BUDGET_HINT, budget_exceeded
+from ioncannon.job.events import (
     Event, Failed, JobFinished, Message, Progress, RunnerStarted, StageFinished, StageStarted, Stopped,
 )
-from ioncannon.engine.fsio import append_line
-from ioncannon.engine.job import STAGES, JobPaths, JobSpec, load_spec
-from ioncannon.engine.state import JobState, read_state, write_state
+from ioncannon.job.fsio import append_line
+from ioncannon.job.spec import STAGES, JobPaths, JobSpec, load_spec
+from ioncannon.job.state import JobState, read_state, write_state
 
 
 class RunnerBusy(Exception):
@@ -161,7 +161,7 @@ class Runner:
         self.state.started_at = self.state.started_at or time.time()
         self.emit(RunnerStarted(pid=os.getpid(), resumed=resumed))
         try:
-            from ioncannon.engine.models import resolve_device
+            from ioncannon.engine.models.load import resolve_device
 
             device = resolve_device(self.spec.device)
         except Exception as exc:  # ModelLoadError: no GPU with a real model

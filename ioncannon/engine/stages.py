@@ -8,19 +8,19 @@ import time
 from typing import Callable
 
 from ioncannon.engine.context import StageContext, StageError
-from ioncannon.engine.events import Message, Progress
-from ioncannon.engine.fsio import atomic_write_text
+from ioncannon.job.events import Message, Progress
+from ioncannon.job.fsio import atomic_write_text
 
 StageFunction = Callable[[StageContext], None]
 
 # name -> "module:function"; imported lazily so one stage's heavy imports don't slow the others
 STAGE_FUNCTIONS: dict[str, str] = {
     "prepare": "ioncannon.engine.stages:run_prepare",
-    "class_images": "ioncannon.engine.generate:run_class_images",
-    "cache": "ioncannon.engine.cache:run_cache",
-    "train": "ioncannon.engine.train:run_training",
-    "export": "ioncannon.engine.export:run_export",
-    "generate": "ioncannon.engine.generate:run_generate",
+    "class_images": "ioncannon.engine.generate.stage:run_class_images",
+    "cache": "ioncannon.engine.train.cache:run_cache",
+    "train": "ioncannon.engine.train.loop:run_training",
+    "export": "ioncannon.engine.weights.export:run_export",
+    "generate": "ioncannon.engine.generate.stage:run_generate",
     "package": "ioncannon.engine.stages:run_package",
 }
 
@@ -32,15 +32,14 @@ def raw_stage_function(stage: str) -> Callable[..., None]:
 
 def stage_function(stage: str) -> StageFunction:
     # multi-GPU hook: image and training stages run one process per GPU when the plan asks for several
-    from ioncannon.engine.distributed import across_processes
+    from ioncannon.engine.parallel.launch import across_processes
 
     return across_processes(stage, raw_stage_function(stage))
 
 
 def run_prepare(ctx: StageContext) -> None:
     """Normalise the user's photos into training_samples/<class>/ (the source folder is only read)."""
-    from ioncannon.engine import photos
-
+    from ioncannon.engine.photos import folder as photos
     spec = ctx.spec
     try:
         findings = photos.scan_folder(spec.photos_dir, resolution=spec.resolution)
@@ -78,6 +77,6 @@ def run_package(ctx: StageContext) -> None:
         "outputs": sorted(p.name for p in paths.outputs.glob("*")) if paths.outputs.exists() else [],
     }
     atomic_write_text(paths.meta / "summary.json", json.dumps(summary, indent=2) + "\n")
-    from ioncannon.engine.download import write_download_file
+    from ioncannon.rental.download import write_download_file
 
     write_download_file(paths, spec)

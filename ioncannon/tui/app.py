@@ -17,10 +17,10 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from ioncannon.engine.job import JobPaths, JobSpec
-from ioncannon.engine.state import EventTail, read_state
-from ioncannon.session import SessionStore
-from ioncannon.tui.dialogs import Choice, ChoiceDialog, ErrorDialog
+from ioncannon.job.spec import JobPaths, JobSpec
+from ioncannon.job.state import EventTail, read_state
+from ioncannon.tui.session import SessionStore
+from ioncannon.tui.dialogs.choice import Choice, ChoiceDialog, ErrorDialog
 from ioncannon.tui.feed import JobFeed
 from ioncannon.tui.jobview import JobView
 from ioncannon.tui.screens.base import WizardScreen
@@ -92,7 +92,7 @@ class IonCannonApp(App[None]):
     @property
     def resolution(self) -> int:
         if self.demo:
-            from ioncannon.demo import DEMO_RESOLUTION
+            from ioncannon.engine.demo import DEMO_RESOLUTION
 
             return DEMO_RESOLUTION
         return REAL_RESOLUTION
@@ -128,7 +128,7 @@ class IonCannonApp(App[None]):
         try:
             with self.engine_import_lock:
                 if self.demo:
-                    from ioncannon.demo import ensure_demo_model
+                    from ioncannon.engine.demo import ensure_demo_model
 
                     source = str(ensure_demo_model(self.workdir))
                 else:
@@ -163,7 +163,7 @@ class IonCannonApp(App[None]):
         return screens.get(step, PhotosScreen)()
 
     def _welcome(self) -> WelcomeScreen:
-        from ioncannon.engine.jobs import find_unfinished, list_jobs
+        from ioncannon.job.workdir import find_unfinished, list_jobs
 
         jobs = list_jobs(self.workdir)  # one scan: each job's lock is probed and its files read
         unfinished = find_unfinished(self.workdir, jobs)
@@ -202,8 +202,8 @@ class IonCannonApp(App[None]):
 
     def _prefill_demo(self) -> None:
         """The demo's answers: its sample photos and subject; every screen still shows them."""
-        from ioncannon.demo import DEMO_CLASS, DEMO_IDENTIFIER, demo_photos_dir
-        from ioncannon.session import DEMO_RUN_LENGTH
+        from ioncannon.engine.demo import DEMO_CLASS, DEMO_IDENTIFIER, demo_photos_dir
+        from ioncannon.tui.session import DEMO_RUN_LENGTH
 
         session = self.store.session
         changes: dict[str, object] = {}

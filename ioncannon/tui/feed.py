@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from ioncannon.engine.events import Event
-from ioncannon.engine.state import JobState
+from ioncannon.job.events import Event
+from ioncannon.job.state import JobState
 
 
 @dataclass

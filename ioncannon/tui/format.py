@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ioncannon.engine import costs
-
+from ioncannon.rental import costs
 STAGE_LABELS: dict[str, str] = {
     "prepare": "photos",
     "class_images": "class images",

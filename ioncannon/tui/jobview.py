@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from ioncannon.engine.events import (
+from ioncannon.job.events import (
     CheckpointSaved, CollageReady, Event, Failed, JobFinished, Message, Progress, RunnerStarted,
     SampleReady, StageFinished, StageStarted, Stopped,
 )
-from ioncannon.engine.job import STAGES
-from ioncannon.engine.state import JobState
+from ioncannon.job.spec import STAGES
+from ioncannon.job.state import JobState
 
 MAX_LOSSES = 240
 MAX_MESSAGES = 40

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from ioncannon.engine.job import GeneratePlan
-from ioncannon.engine.prompts import (
+from ioncannon.job.spec import GeneratePlan
+from ioncannon.job.prompts import (
     PromptPackError,
     PromptStyle,
     load_pack,
     validate_styles,
 )
-from ioncannon.session import DEMO_RUN_LENGTH, RUN_LENGTHS
+from ioncannon.tui.session import DEMO_RUN_LENGTH, RUN_LENGTHS
 
 RUN_LENGTH_LABELS: dict[str, str] = {
     "bare": "bare token only",
@@ -27,8 +27,7 @@ PACK_FILE = "prompt_pack.toml"  # the job's own copy, in its .ioncannon folder
 def plan_pack(demo: bool) -> str:
     """The pack a new job starts from: the demo's, or the built-in one (empty path)."""
     if demo:
-        from ioncannon import demo as demo_module
-
+        from ioncannon.engine import demo as demo_module
         return demo_module.DEMO_GENERATE_PLAN.prompt_pack
     return GeneratePlan().prompt_pack
 

@@ -89,7 +89,7 @@ def test_status_with_no_jobs_says_so(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_job_file_detach_stop_and_resume(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from ioncannon.demo import demo_photos_dir
+    from ioncannon.engine.demo import demo_photos_dir
 
     wd = tmp_path / "work"
     jobfile = tmp_path / "job.toml"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ioncannon.engine.job import JobPaths
+from ioncannon.job.spec import JobPaths
 from ioncannon.engine.runner import runner_pid, wait_for_exit
-from ioncannon.engine.state import read_state
+from ioncannon.job.state import read_state
 from tests.e2e.tmuxdriver import Tmux
 from tests.waiting import wait_until
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, PngImagePlugin
 
-from ioncannon.engine import bundle
-from ioncannon.engine.bundle import (
+from ioncannon.rental import bundle
+from ioncannon.rental.bundle import (
     BundleError,
     archive_path,
     available_model_formats,
@@ -26,8 +26,8 @@ from ioncannon.engine.bundle import (
     toggle_star,
     write_bundle,
 )
-from ioncannon.engine.job import JobPaths, JobSpec, save_spec
-from ioncannon.finish_cli import bundle_main
+from ioncannon.job.spec import JobPaths, JobSpec, save_spec
+from ioncannon.cli.finish import bundle_main
 
 
 def finished_job(workdir: Path, name: str = "alice") -> tuple[JobPaths, JobSpec]:

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ioncannon.engine.cache import KEY_FILE, TENSORS_FILE, _load_pixels, load_cache, run_cache
+from ioncannon.engine.train.cache import KEY_FILE, TENSORS_FILE, _load_pixels, load_cache, run_cache
 from ioncannon.engine.context import StageError
-from ioncannon.engine.events import Message
-from ioncannon.engine.models import load_components
+from ioncannon.job.events import Message
+from ioncannon.engine.models.load import load_components
 
 try:
     from tests.engine.test_train_support import make_job, one_thread, subject_image, tiny_model  # noqa: F401

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from ioncannon.demo import demo_spec
-from ioncannon.engine.jobs import create_job
+from ioncannon.engine.demo import demo_spec
+from ioncannon.job.workdir import create_job
 from ioncannon.engine.runner import start_runner, wait_for_exit
-from ioncannon.engine.state import read_state
-from ioncannon.finish_cli import bundle_main
+from ioncannon.job.state import read_state
+from ioncannon.cli.finish import bundle_main
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from ioncannon.engine import checkpoint as ckpt_mod
-from ioncannon.engine.checkpoint import CheckpointStore, capture_rng, restore_rng
+from ioncannon.engine.train import checkpoint as ckpt_mod
+from ioncannon.engine.train.checkpoint import CheckpointStore, capture_rng, restore_rng
 from ioncannon.engine.context import StageError
-from ioncannon.engine.events import Event, Message
+from ioncannon.job.events import Event, Message
 
 
 def _tensors(step: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ioncannon.engine.collage import MARGIN, grid_columns, make_collage
+from ioncannon.engine.generate.collage import MARGIN, grid_columns, make_collage
 
 
 def _images(folder: Path, count: int, size: int = 64) -> list[Path]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ioncannon.engine.costs import (
+from ioncannon.rental.costs import (
     PRICES_FILE,
     budget_exceeded,
     budget_left_s,
@@ -25,10 +25,10 @@ from ioncannon.engine.costs import (
     remembered_hourly_price,
     spend,
 )
-from ioncannon.engine.events import RunnerStarted
-from ioncannon.engine.fsio import append_line
-from ioncannon.engine.job import JobPaths, JobSpec, save_spec
-from ioncannon.engine.state import JobState, write_state
+from ioncannon.job.events import RunnerStarted
+from ioncannon.job.fsio import append_line
+from ioncannon.job.spec import JobPaths, JobSpec, save_spec
+from ioncannon.job.state import JobState, write_state
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from ioncannon.engine.bundle import archive_path
-from ioncannon.engine.download import (
+from ioncannon.rental.bundle import archive_path
+from ioncannon.rental.download import (
     DOWNLOAD_FILE,
     build_download_commands,
     detect_address,
     download_targets,
     write_download_file,
 )
-from ioncannon.engine.job import JobPaths, JobSpec, save_spec
+from ioncannon.job.spec import JobPaths, JobSpec, save_spec
 
 ZIP = Path("/workspace/ioncannon/alice/alice-results.zip")
 

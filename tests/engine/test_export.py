@@ -9,11 +9,11 @@ import torch
 from safetensors import safe_open
 
 from ioncannon.engine.context import StageContext
-from ioncannon.engine.events import Event, Message, Progress
-from ioncannon.engine.export import export_model, export_targets, pickle_files
-from ioncannon.engine.job import JobPaths, JobSpec, TrainPlan
-from ioncannon.engine.ldm_keys import KeyMappingError, unet_to_ldm, vae_to_ldm
-from ioncannon.engine.models import (
+from ioncannon.job.events import Event, Message, Progress
+from ioncannon.engine.weights.export import export_model, export_targets, pickle_files
+from ioncannon.job.spec import JobPaths, JobSpec, TrainPlan
+from ioncannon.engine.weights.ldm_keys import KeyMappingError, unet_to_ldm, vae_to_ldm
+from ioncannon.engine.models.load import (
     Components,
     load_components,
     save_tiny_model,

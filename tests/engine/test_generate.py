@@ -10,17 +10,17 @@ import torch
 from PIL import Image
 
 from ioncannon.engine.context import StageContext, StageError, StopRequested
-from ioncannon.engine.events import CollageReady, Event, Message, Progress, SampleReady
-from ioncannon.engine.gen_sampler import ImageSampler, initial_noise, make_scheduler
-from ioncannon.engine.generate import (
+from ioncannon.job.events import CollageReady, Event, Message, Progress, SampleReady
+from ioncannon.engine.generate.sampler import ImageSampler, initial_noise, make_scheduler
+from ioncannon.engine.generate.stage import (
     class_cache_dir,
     generate_pack,
     run_class_images,
     should_compile,
 )
-from ioncannon.engine.job import GeneratePlan, JobPaths, JobSpec, TrainPlan
-from ioncannon.engine.models import TINY_RESOLUTION, load_components, save_tiny_model
-from ioncannon.engine.prompts import PromptStyle, save_pack
+from ioncannon.job.spec import GeneratePlan, JobPaths, JobSpec, TrainPlan
+from ioncannon.engine.models.load import TINY_RESOLUTION, load_components, save_tiny_model
+from ioncannon.job.prompts import PromptStyle, save_pack
 
 STEPS = 4
 

@@ -7,7 +7,7 @@ import pytest
 from ioncannon.engine.hardware import (
     PRESETS, GpuInfo, HardwareInfo, NothingFits, choose_plan, estimate_seconds, plan_key, plan_options, probe, step_down,
 )
-from ioncannon.engine.job import JobSpec
+from ioncannon.job.spec import JobSpec
 
 
 def card(total_gib: float, name: str = "NVIDIA Test GPU", used_gib: float = 0.5) -> HardwareInfo:
@@ -113,7 +113,7 @@ def test_estimate_grows_with_steps_and_a_slower_card() -> None:
 def test_estimate_counts_the_styles_the_user_left_on(tmp_path) -> None:
     import dataclasses
 
-    from ioncannon.engine.prompts import load_pack, save_pack
+    from ioncannon.job.prompts import load_pack, save_pack
 
     styles = load_pack()
     few = tmp_path / "few.toml"

@@ -12,7 +12,7 @@ def tokenizer(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - trans
     """A real CLIPTokenizer over a small BPE vocabulary that knows a few whole words."""
     from transformers import CLIPTokenizer
 
-    from ioncannon.engine.models import write_tiny_tokenizer
+    from ioncannon.engine.models.load import write_tiny_tokenizer
 
     words = ("man", "dog", "ship", "zwx", "sks", "qkv", "bdr", "photo", "of")
     folder = write_tiny_tokenizer(tmp_path_factory.mktemp("tok"), words)

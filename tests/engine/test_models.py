@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ioncannon.engine.models import (
+from ioncannon.engine.models.load import (
     ModelLoadError, build_components, classify_source, load_components, resolve_device, save_tiny_model,
 )
 
@@ -33,7 +33,7 @@ def test_save_tiny_model_is_deterministic_and_idempotent(tmp_path: Path) -> None
 
 
 def test_sd15_shapes_match_the_reference() -> None:
-    from ioncannon.engine.models import text_config, unet_config
+    from ioncannon.engine.models.load import text_config, unet_config
 
     assert unet_config("sd15")["block_out_channels"] == (320, 640, 1280, 1280)
     assert text_config("sd15", 0)["num_hidden_layers"] == 12

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ioncannon.engine.prompts import (
+from ioncannon.job.prompts import (
     PromptPackError,
     PromptStyle,
     default_pack_path,

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from ioncannon.engine.bundle import download_decided, record_download
-from ioncannon.engine.job import JobPaths, JobSpec, save_spec
-from ioncannon.engine.provider import (
+from ioncannon.rental.bundle import download_decided, record_download
+from ioncannon.job.spec import JobPaths, JobSpec, save_spec
+from ioncannon.rental.provider import (
     ProviderError,
     build_command,
     console_steps,
     detect_provider,
     run_provider_command,
 )
-from ioncannon.finish_cli import stop_main
+from ioncannon.cli.finish import stop_main
 
 
 def fake_cli(folder: Path, name: str, exit_code: int = 0) -> Path:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from ioncannon.cli import job_status
-from ioncannon.demo import demo_spec
-from ioncannon.engine.events import CheckpointSaved, Progress, RunnerStarted, StageStarted
-from ioncannon.engine.jobs import create_job, find_job
+from ioncannon.cli.main import job_status
+from ioncannon.engine.demo import demo_spec
+from ioncannon.job.events import CheckpointSaved, Progress, RunnerStarted, StageStarted
+from ioncannon.job.workdir import create_job, find_job
 from ioncannon.engine.runner import runner_pid, start_runner, wait_for_exit
-from ioncannon.engine.state import EventTail, read_state
+from ioncannon.job.state import EventTail, read_state
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow

@@ -6,12 +6,12 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from ioncannon.demo import demo_spec
-from ioncannon.engine.costs import BUDGET_HINT
-from ioncannon.engine.events import Stopped
-from ioncannon.engine.jobs import create_job
+from ioncannon.engine.demo import demo_spec
+from ioncannon.rental.costs import BUDGET_HINT
+from ioncannon.job.events import Stopped
+from ioncannon.job.workdir import create_job
 from ioncannon.engine.runner import Runner
-from ioncannon.engine.state import EventTail, read_state
+from ioncannon.job.state import EventTail, read_state
 
 
 def test_time_budget_stops_the_job_with_a_resumable_state(workdir: Path) -> None:

@@ -10,13 +10,13 @@ import textwrap
 import time
 from pathlib import Path
 
-from ioncannon.engine.job import JobPaths
+from ioncannon.job.spec import JobPaths
 from ioncannon.engine.runner import runner_pid
 
 HOLDER = textwrap.dedent(
     """
     import os, sys, time
-    from ioncannon.engine.job import JobPaths
+    from ioncannon.job.spec import JobPaths
     from ioncannon.engine.runner import _try_lock
     fh = _try_lock(JobPaths(sys.argv[1]))
     fh.write(f"{os.getpid()} 0\\n"); fh.flush()
@@ -64,8 +64,8 @@ def test_second_runner_refuses_to_work_on_a_locked_job(tmp_path: Path) -> None:
 
 def test_engine_imports_without_textual() -> None:
     code = (
-        "import sys, ioncannon.engine.runner, ioncannon.engine.stages, ioncannon.engine.jobs, "
-        "ioncannon.engine.models, ioncannon.engine.state, ioncannon.cli, ioncannon.demo\n"
+        "import sys, ioncannon.engine.runner, ioncannon.engine.stages, ioncannon.job.workdir, "
+        "ioncannon.engine.models.load, ioncannon.job.state, ioncannon.cli.main, ioncannon.engine.demo\n"
         "import importlib, pkgutil, ioncannon.engine as e\n"
         "for m in pkgutil.iter_modules(e.__path__):\n"
         "    importlib.import_module('ioncannon.engine.' + m.name)\n"

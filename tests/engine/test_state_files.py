@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ioncannon.engine.events import Progress, StageStarted, parse_event
-from ioncannon.engine.fsio import StateFileError, read_json, write_json
-from ioncannon.engine.job import GeneratePlan, JobPaths, JobSpec, TrainPlan, load_spec, save_spec
-from ioncannon.engine.state import EventTail, JobState, read_state, write_state
+from ioncannon.job.events import Progress, StageStarted, parse_event
+from ioncannon.job.fsio import StateFileError, read_json, write_json
+from ioncannon.job.spec import GeneratePlan, JobPaths, JobSpec, TrainPlan, load_spec, save_spec
+from ioncannon.job.state import EventTail, JobState, read_state, write_state
 
 
 def test_write_json_is_atomic_and_versioned(tmp_path: Path) -> None:

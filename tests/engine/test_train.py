@@ -8,12 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from ioncannon.engine.cache import run_cache
+from ioncannon.engine.train.cache import run_cache
 from ioncannon.engine.context import StageError
-from ioncannon.engine.events import CheckpointSaved, Message, Progress, SampleReady
-from ioncannon.engine.models import TINY_RESOLUTION, load_components
-from ioncannon.engine.train import run_training
-from ioncannon.engine.trained import load_trained, lora_state, trained_dir, trained_info
+from ioncannon.job.events import CheckpointSaved, Message, Progress, SampleReady
+from ioncannon.engine.models.load import TINY_RESOLUTION, load_components
+from ioncannon.engine.train.loop import run_training
+from ioncannon.engine.weights.trained import load_trained, lora_state, trained_dir, trained_info
 
 try:
     from tests.engine.test_train_support import make_job, one_thread, tiny_model, unet_weights  # noqa: F401

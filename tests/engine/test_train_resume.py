@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ioncannon.engine.cache import run_cache
-from ioncannon.engine.checkpoint import CheckpointStore
+from ioncannon.engine.train.cache import run_cache
+from ioncannon.engine.train.checkpoint import CheckpointStore
 from ioncannon.engine.context import StageContext, StageError, StopRequested
-from ioncannon.engine.events import Message, Progress
-from ioncannon.engine.train import run_training
+from ioncannon.job.events import Message, Progress
+from ioncannon.engine.train.loop import run_training
 
 try:
     from tests.engine.test_train_support import make_job, one_thread, single_thread, tiny_model, unet_weights  # noqa: F401
@@ -78,7 +78,7 @@ def test_stop_then_resume_equals_uninterrupted(tmp_path: Path, tiny_model: Path,
 @pytest.mark.parametrize("crash_at", [3, 10])
 def test_crash_resumes_from_the_last_periodic_checkpoint(tmp_path: Path, tiny_model: Path, reference: dict,
                                                          crash_at: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ioncannon.engine.train_step import Trainer
+    from ioncannon.engine.train.step import Trainer
 
     ctx, events = make_job(tmp_path, tiny_model, **PLAN)
     run_cache(ctx)
@@ -119,8 +119,7 @@ def test_corrupted_newest_checkpoint_falls_back(tmp_path: Path, tiny_model: Path
 
 def test_full_disk_stops_with_a_message_and_keeps_the_checkpoint(tmp_path: Path, tiny_model: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from ioncannon.engine import checkpoint as ckpt_mod
-
+    from ioncannon.engine.train import checkpoint as ckpt_mod
     ctx, _ = make_job(tmp_path, tiny_model, **PLAN)
     run_cache(ctx)
     real = ckpt_mod.free_bytes
@@ -150,7 +149,7 @@ def test_diverging_loss_stops_with_a_diagnosis(tmp_path: Path, tiny_model: Path)
 def test_nan_from_the_first_step_blames_the_inputs(tmp_path: Path, tiny_model: Path) -> None:
     from safetensors.torch import load_file, save_file
 
-    from ioncannon.engine.cache import TENSORS_FILE
+    from ioncannon.engine.train.cache import TENSORS_FILE
 
     ctx, _ = make_job(tmp_path, tiny_model, steps=5, checkpoint_every=0, sample_every=0)
     run_cache(ctx)
@@ -163,8 +162,8 @@ def test_nan_from_the_first_step_blames_the_inputs(tmp_path: Path, tiny_model: P
 
 
 def test_out_of_memory_steps_down_and_resumes(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ioncannon.engine.train import active_plan
-    from ioncannon.engine.train_step import Trainer
+    from ioncannon.engine.train.loop import active_plan
+    from ioncannon.engine.train.step import Trainer
 
     ctx, events = make_job(tmp_path, tiny_model, **PLAN)
     run_cache(ctx)
@@ -189,10 +188,10 @@ _KILL_SCRIPT = """
 import os, signal, sys
 from pathlib import Path
 import torch
-from ioncannon.engine import checkpoint
+from ioncannon.engine.train import checkpoint
 from ioncannon.engine.context import StageContext
-from ioncannon.engine.job import JobPaths, load_spec
-from ioncannon.engine.train import run_training
+from ioncannon.job.spec import JobPaths, load_spec
+from ioncannon.engine.train.loop import run_training
 
 paths = JobPaths(sys.argv[1])
 if sys.argv[2] == "mid-save":

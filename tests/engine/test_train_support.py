@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 from ioncannon.engine.context import StageContext
-from ioncannon.engine.events import Event
-from ioncannon.engine.job import JobPaths, JobSpec, save_spec
-from ioncannon.engine.models import TINY_RESOLUTION, save_tiny_model
-from ioncannon.engine.presets import demo_plan
+from ioncannon.job.events import Event
+from ioncannon.job.spec import JobPaths, JobSpec, save_spec
+from ioncannon.engine.models.load import TINY_RESOLUTION, save_tiny_model
+from ioncannon.job.presets import demo_plan
 
 IDENTIFIER = "zq"
 CLASS = "dog"
@@ -95,6 +95,6 @@ def make_job(root: Path, model: Path, *, photos: int = 5, class_images: int = 6,
 def unet_weights(paths: JobPaths) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    from ioncannon.engine.trained import trained_dir
+    from ioncannon.engine.weights.trained import trained_dir
 
     return load_file(str(trained_dir(paths) / "unet.safetensors"))

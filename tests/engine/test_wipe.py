@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ioncannon.engine.bundle import archive_path, download_decided, read_finish_record
-from ioncannon.engine.job import JobPaths, JobSpec, save_spec
-from ioncannon.engine.wipe import NOT_A_SECURE_ERASE, WipeError, plan_wipe, wipe
-from ioncannon.finish_cli import wipe_main
+from ioncannon.rental.bundle import archive_path, download_decided, read_finish_record
+from ioncannon.job.spec import JobPaths, JobSpec, save_spec
+from ioncannon.rental.wipe import NOT_A_SECURE_ERASE, WipeError, plan_wipe, wipe
+from ioncannon.cli.finish import wipe_main
 
 
 def job_with_subject_data(workdir: Path) -> tuple[JobPaths, JobSpec]:

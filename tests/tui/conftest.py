@@ -15,7 +15,7 @@ from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Static
 
-from ioncannon.engine.job import GeneratePlan, JobPaths, TrainPlan
+from ioncannon.job.spec import GeneratePlan, JobPaths, TrainPlan
 
 # A demo job small enough for a test: every stage still runs for real in the runner process.
 SMALL_TRAIN = TrainPlan(
@@ -56,16 +56,16 @@ def isolated_box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def small_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
     """Shrink the demo's plan (train steps, class images, prompt pack) so a whole job takes seconds."""
-    import ioncannon.demo
-    import ioncannon.engine.presets
+    import ioncannon.engine.demo
+    import ioncannon.job.presets
 
     pack = tmp_path / "pack.toml"
     pack.write_text(SMALL_PACK)
 
     def shrink(steps: int = SMALL_TRAIN.steps) -> None:
         plan = dataclasses.replace(SMALL_TRAIN, steps=steps)
-        monkeypatch.setattr(ioncannon.engine.presets, "demo_plan", lambda: plan)
-        monkeypatch.setattr(ioncannon.demo, "DEMO_GENERATE_PLAN", GeneratePlan(
+        monkeypatch.setattr(ioncannon.job.presets, "demo_plan", lambda: plan)
+        monkeypatch.setattr(ioncannon.engine.demo, "DEMO_GENERATE_PLAN", GeneratePlan(
             sampler="dpm", steps=3, guidance=7.0, images_per_prompt=2, batch_size=2, bare_token_images=2,
             prompt_pack=str(pack),
         ))

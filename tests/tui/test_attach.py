@@ -7,11 +7,11 @@ from pathlib import Path
 
 from textual.widgets import Static
 
-from ioncannon.demo import demo_spec
-from ioncannon.engine.jobs import create_job
+from ioncannon.engine.demo import demo_spec
+from ioncannon.job.workdir import create_job
 from ioncannon.engine.runner import runner_pid, start_runner
 from ioncannon.tui.app import IonCannonApp
-from ioncannon.tui.dialogs import ChoiceDialog
+from ioncannon.tui.dialogs.choice import ChoiceDialog
 from ioncannon.tui.screens.train import TrainScreen
 from ioncannon.tui.screens.welcome import WelcomeScreen
 from ioncannon.tui.widgets.progress import ProgressPanel

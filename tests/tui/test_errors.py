@@ -7,13 +7,13 @@ from pathlib import Path
 
 from textual.widgets import Static
 
-from ioncannon.demo import demo_spec
+from ioncannon.engine.demo import demo_spec
 from ioncannon.engine.hardware import HardwareInfo
-from ioncannon.engine.jobs import create_job
+from ioncannon.job.workdir import create_job
 from ioncannon.engine.runner import runner_pid, start_runner
-from ioncannon.session import SessionStore, WizardSession
+from ioncannon.tui.session import SessionStore, WizardSession
 from ioncannon.tui.app import IonCannonApp
-from ioncannon.tui.dialogs import ErrorDialog
+from ioncannon.tui.dialogs.choice import ErrorDialog
 from ioncannon.tui.screens.hardware import HardwareScreen
 from ioncannon.tui.screens.train import TrainScreen
 from ioncannon.tui.screens.welcome import WelcomeScreen
@@ -67,7 +67,7 @@ async def test_quit_while_setting_up_needs_no_confirmation(tui_workdir: Path, tm
 
 
 async def test_a_question_ignores_other_keys(tui_workdir: Path, tmp_path: Path) -> None:
-    from ioncannon.tui.dialogs import Choice, ChoiceDialog
+    from ioncannon.tui.dialogs.choice import Choice, ChoiceDialog
 
     app = IonCannonApp(tui_workdir, proc=tmp_path / "no-proc")
     answers: list[str | None] = []

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 
-from ioncannon.engine.events import (
+from ioncannon.job.events import (
     CheckpointSaved, CollageReady, Failed, Message, Progress, RunnerStarted, SampleReady, StageFinished, StageStarted,
 )
-from ioncannon.engine.state import JobState
+from ioncannon.job.state import JobState
 from ioncannon.tui import format as fmt
 from ioncannon.tui.feed import JobFeed
 from ioncannon.tui.jobview import MAX_LOSSES, JobView

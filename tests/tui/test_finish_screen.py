@@ -10,12 +10,12 @@ import pytest
 from PIL import Image
 from textual.app import App
 
-from ioncannon.engine.bundle import archive_path, human_bytes, plan_bundle
-from ioncannon.engine.costs import PRICES_FILE
-from ioncannon.engine.events import RunnerStarted
-from ioncannon.engine.fsio import append_line
-from ioncannon.engine.job import JobPaths, JobSpec, save_spec
-from ioncannon.engine.state import JobState, write_state
+from ioncannon.rental.bundle import archive_path, human_bytes, plan_bundle
+from ioncannon.rental.costs import PRICES_FILE
+from ioncannon.job.events import RunnerStarted
+from ioncannon.job.fsio import append_line
+from ioncannon.job.spec import JobPaths, JobSpec, save_spec
+from ioncannon.job.state import JobState, write_state
 from ioncannon.tui.screens.finish import FinishScreen
 from ioncannon.tui.widgets.meter import CostMeter
 

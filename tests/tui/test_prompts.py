@@ -6,13 +6,13 @@ from pathlib import Path
 
 from textual.widgets import DataTable, Static
 
-from ioncannon.engine.prompts import load_pack
-from ioncannon.session import RUN_LENGTHS, SessionStore, WizardSession, load_session
+from ioncannon.job.prompts import load_pack
+from ioncannon.tui.session import RUN_LENGTHS, SessionStore, WizardSession, load_session
 from ioncannon.tui import pack
 from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.screens.hardware import HardwareScreen
 from ioncannon.tui.screens.prompts import PromptsScreen
-from ioncannon.tui.screens.style_dialog import StyleDialog
+from ioncannon.tui.dialogs.style import StyleDialog
 
 from .conftest import shown, wait_for
 from .test_hardware import L4

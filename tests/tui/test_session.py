@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ioncannon.engine.job import DEFAULT_BASE_MODEL
-from ioncannon.session import SessionStore, WizardSession, load_session, save_session, session_file
+from ioncannon.job.spec import DEFAULT_BASE_MODEL
+from ioncannon.tui.session import SessionStore, WizardSession, load_session, save_session, session_file
 
 
 def test_every_update_is_on_disk_at_once(tmp_path: Path) -> None:

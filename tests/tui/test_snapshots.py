@@ -20,15 +20,15 @@ from PIL import Image
 from textual.pilot import Pilot
 from textual.widgets import DirectoryTree, Static
 
-from ioncannon.demo import demo_photos_dir
-from ioncannon.engine.events import (
+from ioncannon.engine.demo import demo_photos_dir
+from ioncannon.job.events import (
     CheckpointSaved, CollageReady, Event, Message, Progress, RunnerStarted, SampleReady, StageFinished, StageStarted,
 )
-from ioncannon.engine.fsio import append_line, write_json
+from ioncannon.job.fsio import append_line, write_json
 from ioncannon.engine.hardware import GpuInfo, HardwareInfo
-from ioncannon.engine.job import JobPaths, JobSpec, save_spec
-from ioncannon.engine.state import JobState
-from ioncannon.session import SessionStore, WizardSession
+from ioncannon.job.spec import JobPaths, JobSpec, save_spec
+from ioncannon.job.state import JobState
+from ioncannon.tui.session import SessionStore, WizardSession
 from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.screens.check import CheckScreen
 from ioncannon.tui.screens.generate import GenerateScreen

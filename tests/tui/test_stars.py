@@ -7,9 +7,9 @@ from pathlib import Path
 
 from textual.widgets import Static
 
-from ioncannon.engine import bundle
-from ioncannon.engine.events import CollageReady, Event, StageStarted
-from ioncannon.engine.job import JobPaths, load_spec
+from ioncannon.rental import bundle
+from ioncannon.job.events import CollageReady, Event, StageStarted
+from ioncannon.job.spec import JobPaths, load_spec
 from ioncannon.tui.screens.generate import GenerateScreen
 
 from .conftest import shown, wait_for

@@ -8,7 +8,7 @@ import sys
 
 def test_importing_the_app_leaves_torch_alone() -> None:
     code = (
-        "import sys, ioncannon.tui.app, ioncannon.session; "
+        "import sys, ioncannon.tui.app, ioncannon.tui.session; "
         "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'cv2') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -16,6 +16,6 @@ def test_importing_the_app_leaves_torch_alone() -> None:
 
 
 def test_the_session_file_needs_no_textual() -> None:
-    code = "import sys, ioncannon.session; print('textual' in sys.modules)"
+    code = "import sys, ioncannon.tui.session; print('textual' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -8,19 +8,19 @@ from pathlib import Path
 
 from textual.widgets import DataTable, Input, Static
 
-from ioncannon.demo import demo_photos_dir
-from ioncannon.engine.job import load_spec
-from ioncannon.engine.jobs import list_jobs
-from ioncannon.engine.prompts import load_pack
-from ioncannon.session import load_session
+from ioncannon.engine.demo import demo_photos_dir
+from ioncannon.job.spec import load_spec
+from ioncannon.job.workdir import list_jobs
+from ioncannon.job.prompts import load_pack
+from ioncannon.tui.session import load_session
 from ioncannon.tui.app import IonCannonApp
-from ioncannon.tui.dialogs import ChoiceDialog
+from ioncannon.tui.dialogs.choice import ChoiceDialog
 from ioncannon.tui.screens.check import CheckScreen
 from ioncannon.tui.screens.generate import GenerateScreen
 from ioncannon.tui.screens.hardware import HardwareScreen
 from ioncannon.tui.screens.photos import PhotosScreen
 from ioncannon.tui.screens.prompts import PromptsScreen
-from ioncannon.tui.screens.style_dialog import StyleDialog
+from ioncannon.tui.dialogs.style import StyleDialog
 from ioncannon.tui.screens.subject import SubjectScreen
 from ioncannon.tui.screens.train import TrainScreen
 from ioncannon.tui.screens.welcome import WelcomeScreen

@@ -15,7 +15,7 @@ from ioncannon.tui.widgets.meter import CostMeter
 from ioncannon.tui.wizard import ORDER, Step
 
 if TYPE_CHECKING:
-    from ioncannon.session import WizardSession
+    from ioncannon.tui.session import WizardSession
     from ioncannon.tui.app import IonCannonApp
 
 STEP_TITLES: dict[Step, str] = {

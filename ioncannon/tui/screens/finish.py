@@ -15,8 +15,8 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from ioncannon.engine import bundle as bundles
-from ioncannon.engine.costs import (
+from ioncannon.rental import bundle as bundles
+from ioncannon.rental.costs import (
     BUDGET_HINT,
     format_clock,
     format_money,
@@ -24,10 +24,10 @@ from ioncannon.engine.costs import (
     remembered_hourly_price,
     spend,
 )
-from ioncannon.engine.download import DOWNLOAD_FILE, DownloadCommands, write_download_file
-from ioncannon.engine.fsio import dir_size
-from ioncannon.engine.job import JobPaths, JobSpec
-from ioncannon.engine.provider import (
+from ioncannon.rental.download import DOWNLOAD_FILE, DownloadCommands, write_download_file
+from ioncannon.job.fsio import dir_size
+from ioncannon.job.spec import JobPaths, JobSpec
+from ioncannon.rental.provider import (
     STILL_BILLS,
     ProviderCommand,
     ProviderError,
@@ -36,9 +36,9 @@ from ioncannon.engine.provider import (
     console_where,
     detect_provider,
 )
-from ioncannon.engine.state import JobState, read_state
-from ioncannon.engine.wipe import NOT_A_SECURE_ERASE, WipeReceipt, plan_wipe
-from ioncannon.tui.screens.finish_dialogs import BundleDialog, DestroyDialog, PriceDialog, WipeDialog
+from ioncannon.job.state import JobState, read_state
+from ioncannon.rental.wipe import NOT_A_SECURE_ERASE, WipeReceipt, plan_wipe
+from ioncannon.tui.dialogs.finish import BundleDialog, DestroyDialog, PriceDialog, WipeDialog
 from ioncannon.tui.widgets.meter import CostMeter
 
 _LABEL_WIDTH = 11

@@ -14,13 +14,13 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Static
 
-from ioncannon.engine.costs import remember_hourly_price, remembered_hourly_price
-from ioncannon.engine.job import JobPaths, JobSpec
-from ioncannon.engine.prompts import save_pack
-from ioncannon.engine.presets import PRESETS
+from ioncannon.rental.costs import remember_hourly_price, remembered_hourly_price
+from ioncannon.job.spec import JobPaths, JobSpec
+from ioncannon.job.prompts import save_pack
+from ioncannon.job.presets import PRESETS
 from ioncannon.tui import format as fmt
 from ioncannon.tui import pack
-from ioncannon.tui.dialogs import Choice, ChoiceDialog
+from ioncannon.tui.dialogs.choice import Choice, ChoiceDialog
 from ioncannon.tui.screens.base import DEMO_NOTE, WizardScreen
 from ioncannon.tui.widgets.meter import CostMeter
 from ioncannon.tui.wizard import Step
@@ -96,7 +96,7 @@ class HardwareScreen(WizardScreen):
     def _base_spec(self, info: HardwareInfo) -> JobSpec:
         session = self.session
         if self.wizard.demo:
-            from ioncannon.demo import demo_spec
+            from ioncannon.engine.demo import demo_spec
 
             return demo_spec(self.wizard.workdir, name="estimate", photos_dir=session.photos_dir or None,
                              identifier=session.identifier, class_name=session.class_name)
@@ -396,7 +396,7 @@ class HardwareScreen(WizardScreen):
     @work(thread=True, exclusive=True, group="start", exit_on_error=False)
     def create_and_start(self) -> None:
         """Write job.json and start the detached runner."""
-        from ioncannon.engine.jobs import create_job, new_job_name
+        from ioncannon.job.workdir import create_job, new_job_name
         from ioncannon.engine.runner import start_runner
 
         try:

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
-from ioncannon.tui.dialogs import Choice, ChoiceDialog
+from ioncannon.tui.dialogs.choice import Choice, ChoiceDialog
 from ioncannon.tui.jobview import JobView
 from ioncannon.tui.screens.base import WizardScreen
 from ioncannon.tui.widgets.meter import CostMeter

@@ -11,11 +11,11 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from ioncannon.engine.job import GeneratePlan
-from ioncannon.engine.prompts import PromptPackError, PromptStyle
+from ioncannon.job.spec import GeneratePlan
+from ioncannon.job.prompts import PromptPackError, PromptStyle
 from ioncannon.tui import pack
 from ioncannon.tui.screens.base import WizardScreen
-from ioncannon.tui.screens.style_dialog import StyleDialog
+from ioncannon.tui.dialogs.style import StyleDialog
 from ioncannon.tui.wizard import Step
 
 HELP = "Each style makes a folder of images and a collage; [b]{token}[/b] becomes the subject."
@@ -129,8 +129,7 @@ class PromptsScreen(WizardScreen):
     def _demo_plan(self) -> GeneratePlan | None:
         if not self.wizard.demo:
             return None
-        from ioncannon import demo
-
+        from ioncannon.engine import demo
         return demo.DEMO_GENERATE_PLAN
 
     def selected(self) -> PromptStyle | None:

@@ -15,7 +15,7 @@ from ioncannon.tui.screens.base import DEMO_NOTE, WizardScreen
 from ioncannon.tui.wizard import Step, resume_action
 
 if TYPE_CHECKING:
-    from ioncannon.engine.jobs import JobSummary
+    from ioncannon.job.workdir import JobSummary
 
 INTRO = (
     "1. Pick a folder with 8–20 photos of one person, pet or thing.\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from ioncannon.engine.costs import cost_snapshot, meter_text
+from ioncannon.rental.costs import cost_snapshot, meter_text
 
 
 class CostMeter(Static):

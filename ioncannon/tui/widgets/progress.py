@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
-from ioncannon.engine.events import Progress
+from ioncannon.job.events import Progress
 from ioncannon.tui import format as fmt
 
 _MARK_STYLES = {"✓": "bold green", "▶": "bold yellow", "✗": "bold red", "·": "dim"}

@@ -1,0 +1,1 @@
+"""Shipped assets: demo photos of a synthetic subject and the prompt pack."""

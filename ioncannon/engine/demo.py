@@ -1,0 +1,47 @@
+"""The built-in demo: sample photos of a synthetic subject and a tiny random-weight model, all offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ioncannon.job.assets import assets_dir
+from ioncannon.job import presets
+from ioncannon.job.spec import GeneratePlan, JobSpec
+
+DEMO_IDENTIFIER = "zwx"
+DEMO_CLASS = "person"
+DEMO_RESOLUTION = 64
+
+# Small enough that generation takes seconds on two CPU cores, yet every prompt gets a collage.
+DEMO_GENERATE_PLAN = GeneratePlan(sampler="dpm", steps=10, guidance=7.0, images_per_prompt=4, batch_size=4, bare_token_images=4)
+
+
+def demo_photos_dir() -> Path:
+    return assets_dir() / "demo_photos"
+
+
+def ensure_demo_model(workdir: str | Path) -> Path:
+    """The tiny random-weight diffusers folder the demo trains (made once per work dir, a few seconds)."""
+    from ioncannon.engine.models.load import save_tiny_model
+
+    return save_tiny_model(Path(workdir) / ".cache" / "models" / "tiny-sd-demo")
+
+
+def demo_spec(
+    workdir: str | Path, name: str = "", photos_dir: str | Path | None = None,
+    identifier: str = DEMO_IDENTIFIER, class_name: str = DEMO_CLASS,
+) -> JobSpec:
+    from ioncannon.job.workdir import new_job_name
+
+    return JobSpec(
+        name=name or new_job_name(workdir, identifier),
+        photos_dir=str(photos_dir or demo_photos_dir()),
+        identifier=identifier,
+        class_name=class_name,
+        base_model=str(ensure_demo_model(workdir)),
+        resolution=DEMO_RESOLUTION,
+        device="cpu",
+        demo=True,
+        train=presets.demo_plan(),
+        generate=DEMO_GENERATE_PLAN,
+    )

@@ -1,0 +1,182 @@
+"""The fast text-to-image path shared by class images, the prompt pack and the benchmark."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ioncannon.engine.models.load import Components
+
+SAMPLERS = ("dpm", "ddim")
+_log = logging.getLogger("ioncannon")
+
+
+def make_scheduler(kind: str, noise_scheduler: Any) -> Any:
+    """DPM-Solver++ (2nd order multistep) or DDIM, configured from the model's training scheduler."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    config = dict(noise_scheduler.config)
+    if kind == "dpm":
+        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
+    if kind == "ddim":
+        return DDIMScheduler.from_config(config, set_alpha_to_one=False)
+    raise ValueError(f"unknown sampler {kind!r}; choose one of {', '.join(SAMPLERS)}")
+
+
+def initial_noise(seeds: list[int], shape: tuple[int, int, int]) -> torch.Tensor:
+    """Per-image noise from a CPU generator: the same seed gives the same image on any device or batch."""
+    return torch.stack([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s)) for s in seeds])
+
+
+class ImageSampler:
+    """Batched classifier-free-guidance sampling with one UNet call per step; compiled on CUDA when asked.
+
+    On CUDA the weights run in `dtype` with channels-last memory and SDPA attention; `tuned` also fuses the
+    q/k/v projections and lowers 1x1 convolutions to GEMMs when compiling. Both UNet and VAE decoder are
+    compiled with static shapes, so every batch is padded to `batch_size`.
+    """
+
+    def __init__(
+        self,
+        parts: Components,
+        device: torch.device,
+        dtype: torch.dtype,
+        *,
+        sampler: str = "dpm",
+        steps: int = 25,
+        guidance: float = 7.0,
+        resolution: int = 512,
+        batch_size: int = 8,
+        compile_unet: bool = False,
+        compile_cache: Path | None = None,
+        decode_batch: int = 8,
+        tuned: bool = True,
+    ) -> None:
+        self.parts = parts
+        self.device = device
+        self.dtype = dtype
+        self.sampler = sampler
+        self.steps = steps
+        self.guidance = guidance
+        self.resolution = resolution
+        self.batch_size = max(1, batch_size)
+        self.decode_batch = max(1, decode_batch)
+        self.compiled = False
+        self.timings: dict[str, float] = {"denoise": 0.0, "decode": 0.0}
+        self._embeddings: dict[str, torch.Tensor] = {}
+        make_scheduler(sampler, parts.noise_scheduler)  # fail early on a bad sampler name
+
+        cuda = device.type == "cuda"
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True  # shapes are static, so the first pick is reused
+        for module in (parts.unet, parts.vae, parts.text_encoder):
+            module.requires_grad_(False)
+            module.eval()
+            current = next(module.parameters())
+            if current.dtype != dtype or current.device != device:
+                module.to(device=device, dtype=dtype)
+        if cuda:
+            # NHWC convolutions run on tensor cores without layout transposes
+            parts.unet.to(memory_format=torch.channels_last)
+            parts.vae.to(memory_format=torch.channels_last)
+        if cuda and tuned:
+            # one GEMM for q, k and v instead of three; the model is only used for inference here
+            parts.unet.fuse_qkv_projections()
+        self.unet: Any = parts.unet
+        self._vae_decode: Any = self._decode_eager
+        if compile_unet and cuda:
+            if compile_cache is not None:
+                compile_cache.mkdir(parents=True, exist_ok=True)
+                os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache))
+            import torch._inductor.config as inductor
+
+            inductor.conv_1x1_as_mm = tuned  # SD's many 1x1 convolutions (proj_in/out, shortcuts) become GEMMs
+            self.unet = torch.compile(parts.unet, dynamic=False, fullgraph=False)
+            self._vae_decode = torch.compile(self._decode_eager, dynamic=False)
+            self.compiled = True
+
+    # ------------------------------------------------------------------ pieces
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        side = self.resolution // 8
+        return (int(self.parts.unet.config.in_channels), side, side)
+
+    @torch.inference_mode()
+    def embed(self, prompts: list[str]) -> torch.Tensor:
+        """CLIP last hidden states for each prompt (77 tokens, padded like the diffusers pipeline), cached."""
+        todo = [p for p in dict.fromkeys(prompts) if p not in self._embeddings]
+        if todo:
+            tok = self.parts.tokenizer
+            ids = tok(todo, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
+            hidden = self.parts.text_encoder(ids.to(self.device))[0]
+            for prompt, h in zip(todo, hidden):
+                self._embeddings[prompt] = h.to(self.dtype)
+        return torch.stack([self._embeddings[p] for p in prompts])
+
+    @torch.inference_mode()
+    def denoise(self, latents: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor) -> torch.Tensor:
+        """Run the sampler from pure noise; guidance batches [uncond, cond] into one UNet call per step."""
+        scheduler = make_scheduler(self.sampler, self.parts.noise_scheduler)
+        scheduler.set_timesteps(self.steps, device=self.device)
+        latents = latents * scheduler.init_noise_sigma
+        context = torch.cat([uncond, cond])
+        if self.device.type == "cuda":
+            latents = latents.contiguous(memory_format=torch.channels_last)
+        for t in scheduler.timesteps:
+            model_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
+            noise = self.unet(model_in.to(self.dtype), t, encoder_hidden_states=context, return_dict=False)[0]
+            uncond_noise, cond_noise = noise.chunk(2)
+            guided = uncond_noise + self.guidance * (cond_noise - uncond_noise)
+            latents = scheduler.step(guided, t, latents, return_dict=False)[0]
+        return latents
+
+    def _decode_eager(self, latents: torch.Tensor) -> torch.Tensor:
+        vae = self.parts.vae
+        pixels = vae.decode(latents.to(self.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        return (pixels.float() / 2 + 0.5).clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1)
+
+    @torch.inference_mode()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """Latents to uint8 HWC images, decoded in chunks to bound VAE memory."""
+        return torch.cat([self._vae_decode(chunk).cpu() for chunk in latents.split(self.decode_batch)]).numpy()
+
+    def sample(self, prompts: list[str], negatives: list[str], seeds: list[int]) -> np.ndarray:
+        """One batch: uint8 images (N, H, W, 3). On a compiled UNet the batch is padded to a fixed size."""
+        n = len(prompts)
+        if not (n == len(negatives) == len(seeds)) or n == 0:
+            raise ValueError("prompts, negatives and seeds must be non-empty and of equal length")
+        if self.compiled and n < self.batch_size:
+            # a fixed batch keeps one compiled graph; the padding rows are computed and dropped
+            pad = self.batch_size - n
+            prompts, negatives, seeds = prompts + [prompts[-1]] * pad, negatives + [negatives[-1]] * pad, seeds + [seeds[-1]] * pad
+        latents = initial_noise(seeds, self.latent_shape).to(self.device)
+        cond, uncond = self.embed(prompts), self.embed(negatives)
+        start = time.perf_counter()
+        latents = self.denoise(latents, cond, uncond)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        mid = time.perf_counter()
+        images = self.decode(latents)[:n]  # padded rows are decoded too: one compiled shape
+        self.timings["denoise"] += mid - start
+        self.timings["decode"] += time.perf_counter() - mid
+        return images
+
+    def warm_up(self) -> float:
+        """Run one full-size batch so compilation and autotuning happen before timing starts; seconds taken."""
+        start = time.perf_counter()
+        steps, self.steps = self.steps, min(self.steps, 3)
+        try:
+            self.sample(["warm up"] * self.batch_size, [""] * self.batch_size, list(range(self.batch_size)))
+        finally:
+            self.steps = steps
+            self.timings = {"denoise": 0.0, "decode": 0.0}
+        return time.perf_counter() - start

@@ -1,0 +1,215 @@
+"""Export stage: single-file LDM .safetensors, fp16 diffusers folder, LoRA files and a model card."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ioncannon.engine.context import StageContext, StageError
+from ioncannon.job.events import Message, Progress
+from ioncannon.job.fsio import atomic_write_text, free_bytes, fsync_dir, save_tensors
+from ioncannon.engine.weights.adapters import (
+    adapter_metadata,
+    has_adapters,
+    kohya_state_dict,
+    merge_adapters,
+    peft_state_dict,
+)
+from ioncannon.job.spec import JobPaths, JobSpec
+from ioncannon.engine.weights.ldm_keys import to_ldm_checkpoint
+from ioncannon.engine.models.load import Components
+
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
+
+
+@dataclass(frozen=True)
+class ExportTargets:
+    """Where each exported artefact goes under trained_models/."""
+
+    single_file: Path
+    diffusers: Path
+    lora_diffusers: Path
+    lora_kohya: Path
+    model_card: Path
+
+    def wanted(self, lora: bool) -> list[Path]:
+        paths = [self.single_file, self.diffusers, self.model_card]
+        return paths + [self.lora_diffusers, self.lora_kohya] if lora else paths
+
+
+def export_targets(spec: JobSpec, paths: JobPaths) -> ExportTargets:
+    root = paths.trained_models
+    ident = spec.identifier
+    return ExportTargets(
+        single_file=root / f"{ident}_model.safetensors",
+        diffusers=root / f"{ident}_diffusers",
+        lora_diffusers=root / f"{ident}_lora_diffusers",
+        lora_kohya=root / f"{ident}_lora.safetensors",
+        model_card=root / "model_card.md",
+    )
+
+
+def pickle_files(folder: Path) -> list[Path]:
+    """Every pickle-format weight file under `folder` (there must be none)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in PICKLE_SUFFIXES)
+
+
+def _publish_folder(tmp: Path, final: Path) -> None:
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+
+
+def _staging(final: Path) -> Path:
+    tmp = final.with_name(f".{final.name}.partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)  # left by a killed run
+    return tmp
+
+
+def _metadata(spec: JobSpec) -> dict[str, str]:
+    return {
+        "format": "pt", "modelspec.architecture": "stable-diffusion-v1", "ioncannon.identifier": spec.identifier,
+        "ioncannon.class": spec.class_name, "ioncannon.base_model": spec.base_model, "ioncannon.mode": spec.train.mode,
+        "ioncannon.steps": str(spec.train.steps), "ioncannon.prompt": spec.instance_prompt,
+    }
+
+
+def write_lora_files(parts: Components, targets: ExportTargets, spec: JobSpec) -> None:
+    """diffusers/peft LoRA folder and the kohya single file, from the live adapters."""
+    unet_lora, te_lora = has_adapters(parts.unet), has_adapters(parts.text_encoder)
+    if not (unet_lora or te_lora):
+        raise StageError(
+            "The job trained in LoRA mode, but the trained model has no LoRA adapters.",
+            "Resume the job so training finishes, or retrain; the checkpoint may be from a full fine-tune.",
+        )
+    if not targets.lora_diffusers.exists():
+        from diffusers import StableDiffusionPipeline
+
+        tmp = _staging(targets.lora_diffusers)
+        StableDiffusionPipeline.save_lora_weights(
+            str(tmp),
+            unet_lora_layers=peft_state_dict(parts.unet) if unet_lora else None,
+            text_encoder_lora_layers=peft_state_dict(parts.text_encoder) if te_lora else None,
+            unet_lora_adapter_metadata=adapter_metadata(parts.unet) if unet_lora else None,
+            text_encoder_lora_adapter_metadata=adapter_metadata(parts.text_encoder) if te_lora else None,
+            safe_serialization=True,
+        )
+        _publish_folder(tmp, targets.lora_diffusers)
+    if not targets.lora_kohya.exists():
+        meta = {**_metadata(spec), "ss_network_module": "networks.lora"}
+        save_tensors(targets.lora_kohya, kohya_state_dict(parts.unet, parts.text_encoder), meta)
+
+
+def write_single_file(parts: Components, target: Path, spec: JobSpec) -> None:
+    save_tensors(target, to_ldm_checkpoint(parts.unet, parts.vae, parts.text_encoder, torch.float16), _metadata(spec))
+
+
+def write_diffusers_folder(parts: Components, target: Path) -> None:
+    """An fp16 `from_pretrained` folder; casts `parts` to fp16 in place, so it runs last."""
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        unet=parts.unet, vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer,
+        scheduler=DPMSolverMultistepScheduler.from_config(parts.noise_scheduler.config),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.to(torch.float16)
+    tmp = _staging(target)
+    pipe.save_pretrained(str(tmp), safe_serialization=True)
+    _publish_folder(tmp, target)
+
+
+def model_card(spec: JobSpec, targets: ExportTargets, lora: bool) -> str:
+    prompt = spec.instance_prompt
+    lines = [
+        f"# {spec.identifier} {spec.class_name}: DreamBooth model",
+        "",
+        "| | |", "|---|---|",
+        f"| base model | `{spec.base_model}` |",
+        f"| token | `{spec.identifier}` |",
+        f"| class | `{spec.class_name}` |",
+        (f"| training | {spec.train.mode}, {spec.train.steps} steps, learning rate {spec.train.learning_rate:g}, "
+        f"prior preservation {'on' if spec.train.prior_preservation else 'off'} |"),
+        f"| resolution | {spec.resolution} px |",
+        "",
+        "## The prompt to use",
+        "",
+        (f"Put `{spec.identifier} {spec.class_name}` in your prompt, e.g. `{prompt}` or "
+        f"`an oil painting of {spec.identifier} {spec.class_name}`."),
+        "",
+        "## Files",
+        "",
+        (f"- `{targets.single_file.name}`: the whole model, fp16, for AUTOMATIC1111 (models/Stable-diffusion) "
+        "and ComfyUI (models/checkpoints)."),
+        f"- `{targets.diffusers.name}/`: fp16 diffusers folder: `StableDiffusionPipeline.from_pretrained(\"{targets.diffusers.name}\")`.",
+    ]
+    if lora:
+        lines += [
+            (f"- `{targets.lora_kohya.name}`: the LoRA alone for AUTOMATIC1111 (models/Lora, prompt `<lora:{targets.lora_kohya.stem}:1>`) "
+            f"and ComfyUI (models/loras); use it with `{spec.base_model}`."),
+            f"- `{targets.lora_diffusers.name}/`: the LoRA for diffusers: `pipe.load_lora_weights(\"{targets.lora_diffusers.name}\")`.",
+        ]
+    lines += ["", "All weights are safetensors; nothing here is a pickle.", ""]
+    return "\n".join(lines)
+
+
+def _check_space(parts: Components, folder: Path) -> None:
+    params = sum(p.numel() for m in (parts.unet, parts.vae, parts.text_encoder) for p in m.parameters())
+    need = int(params * 2 * 2 * 1.1)  # fp16, twice (single file + folder), some slack
+    if free_bytes(folder) < need:
+        raise StageError(
+            f"Not enough disk space to export the model: need about {need / 2**30:.1f} GiB in {folder}.",
+            "Free some space (old checkpoints, other jobs) and resume.",
+        )
+
+
+def export_model(ctx: StageContext, load: Callable[[], Components]) -> ExportTargets:
+    """Write every missing export; `load()` returns the trained Components (fp32 preferred)."""
+    spec = ctx.spec
+    targets = export_targets(spec, ctx.paths)
+    lora = spec.train.mode == "lora"
+    wanted = targets.wanted(lora)
+    if all(p.exists() for p in wanted):
+        ctx.emit(Message(level="info", text="The exported model files already exist."))
+        return targets
+    ctx.paths.trained_models.mkdir(parents=True, exist_ok=True)
+    parts: Any = load()
+    _check_space(parts, ctx.paths.trained_models)
+
+    def step(label: str) -> None:
+        ctx.emit(Progress(stage="export", done=sum(1 for p in wanted if p.exists()), total=len(wanted), label=label))
+        ctx.check_stop()
+
+    if lora:
+        write_lora_files(parts, targets, spec)
+        step("LoRA files")
+    # full-model exports carry the LoRA folded into the weights
+    parts.unet = merge_adapters(parts.unet)
+    parts.text_encoder = merge_adapters(parts.text_encoder)
+    if not targets.single_file.exists():
+        write_single_file(parts, targets.single_file, spec)
+        step(targets.single_file.name)
+    if not targets.diffusers.exists():
+        write_diffusers_folder(parts, targets.diffusers)
+        step(targets.diffusers.name)
+    atomic_write_text(targets.model_card, model_card(spec, targets, lora))
+    step(targets.model_card.name)
+    found = pickle_files(ctx.paths.trained_models)
+    if found:
+        raise StageError(f"Export wrote pickle files: {', '.join(p.name for p in found)}", "Report this as a bug.")
+    return targets
+
+
+def run_export(ctx: StageContext) -> None:
+    """Export the trained model (stage 'export')."""
+    from ioncannon.engine.weights.trained import load_trained
+
+    export_model(ctx, lambda: load_trained(ctx, dtype=torch.float32))

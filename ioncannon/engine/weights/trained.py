@@ -1,0 +1,159 @@
+"""The hand-off of trained weights from training to export and generation (`.ioncannon/trained/`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ioncannon.job.fsio import StateFileError, fsync_dir, read_json, save_tensors, write_json
+from ioncannon.job.spec import JobPaths
+
+if TYPE_CHECKING:
+    from ioncannon.engine.context import StageContext
+    from ioncannon.engine.models.load import Components
+
+INFO_FILE = "trained.json"
+UNET_FULL = "unet.safetensors"
+TEXT_FULL = "text_encoder.safetensors"
+UNET_LORA = "unet_lora.safetensors"
+TEXT_LORA = "text_encoder_lora.safetensors"
+UNET_LORA_TARGETS: tuple[str, ...] = ("to_k", "to_q", "to_v", "to_out.0")
+TEXT_LORA_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+def trained_dir(paths: JobPaths) -> Path:
+    return paths.meta / "trained"
+
+
+def lora_info(rank: int, alpha: float | None = None, with_text: bool = False) -> dict[str, Any]:
+    return {
+        "rank": int(rank),
+        "alpha": float(alpha if alpha is not None else rank),
+        "target_modules_unet": list(UNET_LORA_TARGETS),
+        "target_modules_text": list(TEXT_LORA_TARGETS) if with_text else [],
+    }
+
+
+def publish_trained(
+    paths: JobPaths,
+    *,
+    mode: str,
+    steps: int,
+    base_model: str,
+    unet_state: dict[str, torch.Tensor],
+    text_state: dict[str, torch.Tensor] | None = None,
+    lora: dict[str, Any] | None = None,
+) -> Path:
+    """Stage the final weights in a hidden folder, then swap it into place (readers see old or new)."""
+    final = trained_dir(paths)
+    staging = paths.meta / f".trained-staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    full = mode == "full"
+    save_tensors(staging / (UNET_FULL if full else UNET_LORA), unet_state)
+    if text_state:
+        save_tensors(staging / (TEXT_FULL if full else TEXT_LORA), text_state)
+    write_json(staging / INFO_FILE, {
+        "mode": mode,
+        "steps": int(steps),
+        "base_model": base_model,
+        "text_encoder_trained": bool(text_state),
+        "lora": None if full else lora,
+    })
+    fsync_dir(staging)
+    old = paths.meta / f".trained-old-{os.getpid()}"
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    fsync_dir(paths.meta)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def trained_info(paths: JobPaths) -> dict[str, Any] | None:
+    """The published trained.json, or None when training has not finished (or the file is damaged)."""
+    try:
+        info = read_json(trained_dir(paths) / INFO_FILE)
+    except StateFileError:
+        return None
+    return info if info.get("mode") in ("full", "lora") else None
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def lora_state(paths: JobPaths) -> dict[str, dict[str, torch.Tensor]] | None:
+    """peft-format adapter state dicts {"unet": ..., "text_encoder": ...} of a LoRA run; None for full runs."""
+    info = trained_info(paths)
+    if info is None or info["mode"] != "lora":
+        return None
+    folder = trained_dir(paths)
+    out = {"unet": _load_tensors(folder / UNET_LORA)}
+    if info.get("text_encoder_trained") and (folder / TEXT_LORA).exists():
+        out["text_encoder"] = _load_tensors(folder / TEXT_LORA)
+    return out
+
+
+def attach_lora(module: Any, rank: int, alpha: float, targets: list[str] | tuple[str, ...]) -> None:
+    """Add a peft LoRA adapter (same config training uses) to a diffusers UNet or a transformers text encoder."""
+    from peft import LoraConfig
+
+    config = LoraConfig(r=int(rank), lora_alpha=float(alpha), init_lora_weights="gaussian", target_modules=list(targets))
+    if hasattr(module, "set_adapters"):  # diffusers models
+        module.add_adapter(config)
+    else:
+        # transformers' own add_adapter pins a newer peft than diffusers needs; plain peft works for any module
+        from peft import inject_adapter_in_model
+
+        inject_adapter_in_model(config, module)
+
+
+def apply_trained(components: Components, paths: JobPaths) -> Components:
+    """Put the published trained weights into `components` (in place) and return them."""
+    from peft import set_peft_model_state_dict
+
+    from ioncannon.engine.context import StageError
+
+    info = trained_info(paths)
+    if info is None:
+        raise StageError("No trained weights were found for this job.", "Run (or resume) the training stage first.")
+    folder = trained_dir(paths)
+    if info["mode"] == "full":
+        components.unet.load_state_dict(_load_tensors(folder / UNET_FULL), strict=True)
+        if info.get("text_encoder_trained"):
+            components.text_encoder.load_state_dict(_load_tensors(folder / TEXT_FULL), strict=False)
+        return components
+    lora = info["lora"]
+    states = lora_state(paths) or {}
+    attach_lora(components.unet, lora["rank"], lora["alpha"], lora["target_modules_unet"])
+    _check_loaded(set_peft_model_state_dict(components.unet, states["unet"]), "UNet")
+    if "text_encoder" in states:
+        attach_lora(components.text_encoder, lora["rank"], lora["alpha"], lora["target_modules_text"])
+        _check_loaded(set_peft_model_state_dict(components.text_encoder, states["text_encoder"]), "text encoder")
+    return components
+
+
+def _check_loaded(result: Any, what: str) -> None:
+    unexpected = list(getattr(result, "unexpected_keys", None) or [])
+    if unexpected:
+        raise ValueError(f"LoRA weights for the {what} do not match the model: {unexpected[:3]}")
+
+
+def load_trained(ctx: StageContext, dtype: torch.dtype | None = None) -> Components:
+    """Base components with the trained weights applied, on ctx.device, in eval mode."""
+    from ioncannon.engine.models.load import load_components
+
+    components = apply_trained(load_components(ctx.spec.base_model), ctx.paths)
+    dtype = dtype or ctx.dtype
+    for module in (components.unet, components.vae, components.text_encoder):
+        module.to(device=ctx.device, dtype=dtype)
+        module.eval()
+        module.requires_grad_(False)
+    return components

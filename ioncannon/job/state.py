@@ -1,0 +1,100 @@
+"""The job's live state (state.json) and an incremental reader of its event log (events.jsonl)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ioncannon.job.events import Event, parse_event
+from ioncannon.job.fsio import StateFileError, read_json, write_json
+from ioncannon.job.spec import JobPaths, from_known_fields
+
+LIVE_STATUSES = ("running", "stopping")
+
+
+@dataclass
+class JobState:
+    """What a job is doing now; the runner rewrites it atomically on every change."""
+
+    status: str = "new"  # new | running | stopping | stopped | failed | finished | unknown
+    stage: str | None = None
+    stages_done: list[str] = field(default_factory=list)
+    done: int = 0
+    total: int = 0
+    loss: float | None = None
+    rate: float = 0.0
+    eta_s: float | None = None
+    message: str = ""
+    hint: str = ""
+    pid: int | None = None
+    started_at: float | None = None
+    updated_at: float | None = None
+    elapsed_s: float = 0.0  # run time accumulated over all runner lifetimes
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobState:
+        return from_known_fields(cls, data)
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+
+def read_state(paths: JobPaths) -> JobState:
+    """Never raises: a missing file is a new job; a damaged one is reported as status 'unknown'."""
+    if not paths.state_file.exists():
+        return JobState()
+    try:
+        return JobState.from_json(read_json(paths.state_file))
+    except StateFileError as exc:
+        return JobState(status="unknown", message=str(exc), hint="Run `ioncannon status` for details.")
+    except TypeError as exc:
+        return JobState(status="unknown", message=f"state.json has unexpected fields: {exc}")
+
+
+def write_state(paths: JobPaths, state: JobState) -> None:
+    state.updated_at = time.time()
+    write_json(paths.state_file, state.to_json())
+
+
+class EventTail:
+    """Reads events appended to events.jsonl since the last call; tolerates a partial last line."""
+
+    def __init__(self, path: str | Path, from_start: bool = True) -> None:
+        self.path = Path(path)
+        self._offset = 0
+        self._pending = b""
+        self._inode: int | None = None
+        if not from_start and self.path.exists():
+            self._offset = self.path.stat().st_size
+
+    def read_new(self) -> list[Event]:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return []
+        if self._inode is not None and (st.st_ino != self._inode or st.st_size < self._offset):
+            self._offset, self._pending = 0, b""  # the log was replaced: start over
+        self._inode = st.st_ino
+        if st.st_size == self._offset:
+            return []
+        with open(self.path, "rb") as fh:
+            fh.seek(self._offset)
+            chunk = fh.read()
+        self._offset += len(chunk)
+        data = self._pending + chunk
+        lines = data.split(b"\n")
+        self._pending = lines.pop()  # the last piece has no newline yet
+        events = []
+        for raw in lines:
+            event = parse_event(raw.decode("utf-8", errors="replace"))
+            if event is not None:
+                events.append(event)
+        return events

@@ -1,0 +1,106 @@
+"""Find, create and list jobs in a work dir."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ioncannon.job.fsio import StateFileError
+from ioncannon.job.spec import JobPaths, JobSpec, load_spec, save_spec, slugify
+from ioncannon.job.state import JobState, read_state
+
+
+class WorkdirError(Exception):
+    """The work dir can't be used; the message says what to do."""
+
+
+@dataclass
+class JobSummary:
+    name: str
+    paths: JobPaths
+    spec: JobSpec | None
+    state: JobState
+    alive: bool
+    problem: str = ""  # why job.json could not be read, if it could not
+
+
+def default_workdir() -> Path:
+    """/workspace/ioncannon on rented boxes (the persistent disk), else the user's data dir."""
+    env = os.environ.get("IONCANNON_WORKDIR")
+    if env:
+        return Path(env).expanduser()
+    if Path("/workspace").is_dir() and os.access("/workspace", os.W_OK):
+        return Path("/workspace/ioncannon")
+    from platformdirs import user_data_path
+
+    return user_data_path("ioncannon", appauthor=False)
+
+
+def ensure_workdir(workdir: str | Path) -> Path:
+    workdir = Path(workdir).expanduser()
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = workdir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise WorkdirError(
+            f"Work dir {workdir} is not writable ({exc.strerror}). Pick another with --workdir DIR."
+        ) from exc
+    return workdir
+
+
+def new_job_name(workdir: str | Path, identifier: str) -> str:
+    base = f"{slugify(identifier)}-{time.strftime('%Y%m%d-%H%M')}"
+    name, n = base, 2
+    while (Path(workdir) / name).exists():
+        name, n = f"{base}-{n}", n + 1
+    return name
+
+
+def create_job(workdir: str | Path, spec: JobSpec) -> JobPaths:
+    paths = JobPaths(ensure_workdir(workdir) / spec.name)
+    if paths.job_file.exists():
+        raise WorkdirError(f"A job named {spec.name!r} already exists in {workdir}.")
+    save_spec(paths, spec)
+    return paths
+
+
+def list_jobs(workdir: str | Path) -> list[JobSummary]:
+    """Every job in the work dir, newest first."""
+    from ioncannon.engine.runner import runner_pid
+
+    root = Path(workdir)
+    if not root.is_dir():
+        return []
+    jobs = []
+    for child in root.iterdir():
+        paths = JobPaths(child)
+        if not paths.job_file.exists():
+            continue
+        spec, problem = None, ""
+        try:
+            spec = load_spec(paths)
+        except (StateFileError, TypeError) as exc:
+            problem = str(exc)
+        jobs.append(JobSummary(child.name, paths, spec, read_state(paths), runner_pid(paths) is not None, problem))
+    jobs.sort(key=lambda j: j.paths.job_file.stat().st_mtime, reverse=True)
+    return jobs
+
+
+def find_unfinished(workdir: str | Path, jobs: list[JobSummary] | None = None) -> JobSummary | None:
+    """The newest job not yet finished (from `jobs` when the caller already listed them)."""
+    for job in list_jobs(workdir) if jobs is None else jobs:
+        if not job.state.finished and job.spec is not None:
+            return job
+    return None
+
+
+def find_job(workdir: str | Path, name: str | None) -> JobSummary | None:
+    """A job by name, or the newest one when no name is given."""
+    jobs = list_jobs(workdir)
+    if name is None:
+        return jobs[0] if jobs else None
+    return next((j for j in jobs if j.name == name), None)
