@@ -65,6 +65,7 @@ class JobSpec:
     identifier: str
     class_name: str
     base_model: str = DEFAULT_BASE_MODEL
+    family: str = "sd15"  # sd15 | sdxl | flux (job/families.py); job.json files from before families read as sd15
     resolution: int = 512
     device: str = "auto"  # auto | cuda | cpu
     hourly_price: float | None = None
@@ -76,6 +77,11 @@ class JobSpec:
     kept: tuple[str, ...] = ()  # photo files the doctor would drop (near-duplicates) that the user keeps
     train: TrainPlan = field(default_factory=TrainPlan)
     generate: GeneratePlan = field(default_factory=GeneratePlan)
+
+    def __post_init__(self) -> None:
+        from ioncannon.job.families import family_info  # families reads GeneratePlan from this module
+
+        family_info(self.family)  # an unknown family fails here, at the door, not stages later
 
     @property
     def instance_prompt(self) -> str:
