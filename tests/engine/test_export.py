@@ -154,4 +154,4 @@ def test_sd15_layout_agrees_with_diffusers_own_converter() -> None:
 
 def test_an_unknown_weight_is_refused() -> None:
     with pytest.raises(KeyMappingError, match="no place"):
-        unet_to_ldm({"add_embedding.linear_1.weight": torch.zeros(1)}, unet_config("tiny"))
+        unet_to_ldm({"controlnet_cond_embedding.conv_in.weight": torch.zeros(1)}, unet_config("tiny"))

@@ -17,7 +17,7 @@ A family (one module per family, looked up with `family_for(name)`) owns:
   `vae_dtype(dtype)`, the dtype its VAE decodes in safely;
 - export layouts: `pipeline(parts)` (the diffusers folder), `save_lora(parts, folder)` (diffusers/peft
   LoRA), `kohya_lora(parts)` (the kohya/A1111/ComfyUI LoRA file), `single_file(parts, dtype)` (the
-  original-layout checkpoint) and `metadata_architecture`;
+  original-layout checkpoint), `metadata_architecture` and `card_notes(spec)` for the model card;
 - plans per VRAM: `info.profiles` (job/families.py, torch-free, so the wizard reads them without torch).
 
 Stages never test which family they run; they call these.
@@ -32,6 +32,7 @@ import torch
 
 from ioncannon.engine.models.load import Components, ModelLoadError, classify_source
 from ioncannon.job.families import FamilyInfo, detect_family, family_info, mismatch_message
+from ioncannon.job.spec import JobSpec
 
 Conditioning = dict[str, torch.Tensor]
 
@@ -143,6 +144,10 @@ class Family:
 
     def single_file(self, parts: Components, dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def card_notes(self, spec: JobSpec) -> list[str]:
+        """Family-specific paragraphs for the model card (how to get good images out of it)."""
+        return []
 
 
 def _known() -> list[FamilyInfo]:

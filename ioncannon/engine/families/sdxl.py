@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ioncannon.engine.families.base import Conditioning, Family, clip_tokens
+from ioncannon.job.spec import JobSpec
 from ioncannon.engine.models.load import (
     Components,
     ModelLoadError,
@@ -209,6 +210,12 @@ class SDXL(Family):
         from ioncannon.engine.weights.sdxl_keys import to_sgm_checkpoint
 
         return to_sgm_checkpoint(parts.unet, parts.vae, parts.text_encoder, parts.text_encoder_2, dtype)
+
+
+    def card_notes(self, spec: JobSpec) -> list[str]:
+        return [f"SDXL works best at {spec.resolution}×{spec.resolution} px with guidance around "
+                f"{spec.generate.guidance:g}; decode with the VAE in bf16 or fp32 (in fp16 it overflows into "
+                "black images)."]
 
 
 FAMILY = SDXL()

@@ -21,7 +21,7 @@ from ioncannon.engine.parallel.launch import image_shard
 from ioncannon.engine.generate.batches import ImageJob, fixed_batches, render, shard
 from ioncannon.engine.generate.sampler import ImageSampler
 from ioncannon.job.spec import JobSpec
-from ioncannon.engine.models.load import Components, ModelLoadError, load_components, release
+from ioncannon.engine.models.load import Components, ModelLoadError, release
 from ioncannon.job.prompts import PromptPackError, enabled_styles, load_pack
 
 CLASS_SEED = 20_000          # class image i uses seed CLASS_SEED + i, so a top-up continues the same series
@@ -124,6 +124,7 @@ def class_cache_dir(ctx: StageContext) -> Path:
     plan = spec.generate
     key = {
         "model": _model_identity(spec.base_model), "prompt": spec.class_prompt, "resolution": spec.resolution,
+        **({"family": spec.family} if spec.family != "sd15" else {}),  # sd15 keys stay those of existing caches
         "sampler": f"{plan.sampler}-{plan.steps}-{plan.guidance:g}",
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -184,8 +185,10 @@ def run_class_images(ctx: StageContext) -> None:
     batches = shard(fixed_batches(missing, spec.generate.batch_size), rank, world)
     if not batches:
         return
+    from ioncannon.engine.families import family_for
+
     try:
-        parts = load_components(spec.base_model, dtype=ctx.dtype)
+        parts = family_for(spec.family).load(spec.base_model, dtype=ctx.dtype)
     except ModelLoadError as exc:
         raise StageError(str(exc), "Class images are drawn by the base model; fix the model source and resume.") from exc
     sampler = make_sampler(ctx, parts, sum(len(b) for b in batches))
@@ -275,6 +278,8 @@ def generate_pack(ctx: StageContext, load: Callable[[], Components]) -> list[Out
         parts = load()
         parts.unet = merge_adapters(parts.unet)  # one merged weight runs faster than base + adapter
         parts.text_encoder = merge_adapters(parts.text_encoder)
+        if parts.text_encoder_2 is not None:
+            parts.text_encoder_2 = merge_adapters(parts.text_encoder_2)
         sampler = make_sampler(ctx, parts, missing)
         written: set[str] = set()
 
