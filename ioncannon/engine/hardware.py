@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GpuInfo", "HardwareInfo", "PlanChoice", "NothingFits", "PRESETS", "probe", "choose_plan", "plan_options",
-    "estimate_seconds", "step_down", "plan_key", "data_parallel", "scale_for_processes",
+    "estimate_seconds", "step_down", "plan_key", "data_parallel", "scale_for_processes", "default_family",
 ]
 
 
@@ -223,6 +223,18 @@ def choose_plan(hw: HardwareInfo, preset: str = "recommended", mode: str | None 
         f"{smallest.predicted_peak_gib + _margin_gib(gpu):.1f} GiB. Close other programs using the GPU "
         f"(`nvidia-smi` lists them) or rent a card with at least {family_info(family).min_vram_gib:.0f} GB."
     )
+
+
+def default_family(hw: HardwareInfo, demo: bool = False) -> str:
+    """SDXL where a plan of it fits a card of its class (12 GB and up), SD 1.5 otherwise (and for the CPU demo)."""
+    gpu = hw.best_gpu
+    sdxl = family_info("sdxl")
+    if demo or gpu is None or gpu.total_gib < sdxl.min_vram_gib:
+        return "sd15"
+    try:
+        return "sdxl" if choose_plan(hw, family="sdxl").fits else "sd15"
+    except NothingFits:
+        return "sd15"
 
 
 def step_down(plan: TrainPlan, family: str = "sd15") -> TrainPlan | None:

@@ -62,15 +62,15 @@ _SD15_PROFILES: tuple[PlanProfile, ...] = (
 
 # SDXL at 1024 px: a 2.57 B-parameter UNet. Full fine-tunes hold bf16 weights and grads plus two moments
 # (2.57 B x (2 + 2 + 4 + 4) bytes = 31 GB with fp32 moments, 21 GB with bf16) before activations, so they need
-# a 40-80 GB card; LoRA keeps only the frozen bf16 UNet (5.1 GB) and activations. Estimates until measured.
+# a 40-80 GB card (estimated, not yet measured); LoRA keeps only the frozen bf16 UNet (5.1 GB) and activations.
+# LoRA rows: bench/sdxl_speed.py on an H200 (6.58 and 4.80 steps/s, peak allocated 20.2 and 6.5 GiB), / 1.05.
 _SDXL_PROFILES: tuple[PlanProfile, ...] = (
     PlanProfile("full-roomy", "Full UNet fine-tune (fp32 optimizer states)", "full", "adamw", False, 52.0, 3.0, 3.0,
                 measured=False),
     PlanProfile("full-40gb", "Full UNet fine-tune (40 GB plan: bf16 states + gradient checkpointing)", "full",
                 "adamw_bf16", True, 30.0, 3.0, 2.2, measured=False),
-    PlanProfile("lora", "LoRA (24 GB plan)", "lora", "adamw", False, 21.0, 1.5, 4.0, measured=False),
-    PlanProfile("lora-12gb", "LoRA (12 GB plan: + gradient checkpointing)", "lora", "adamw", True, 10.0, 1.0, 3.0,
-                measured=False),
+    PlanProfile("lora", "LoRA (24 GB plan)", "lora", "adamw", False, 20.2, 1.5, 6.3),
+    PlanProfile("lora-12gb", "LoRA (12 GB plan: + gradient checkpointing)", "lora", "adamw", True, 6.5, 1.0, 4.6),
 )
 
 # Flux.1's plans belong to its own family module; until it lands the wizard does not offer it.
