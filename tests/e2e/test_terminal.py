@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ioncannon.job.spec import JobPaths
-from ioncannon.engine.runner import runner_pid, wait_for_exit
+from ioncannon.job.lock import runner_pid, wait_for_exit
+from ioncannon.job.paths import JobPaths
 from ioncannon.job.state import read_state
 from tests.e2e.tmuxdriver import Tmux
 from tests.waiting import wait_until

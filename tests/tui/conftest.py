@@ -15,7 +15,8 @@ from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Static
 
-from ioncannon.job.spec import GeneratePlan, JobPaths, TrainPlan
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import GeneratePlan, TrainPlan
 
 # A demo job small enough for a test: every stage still runs for real in the runner process.
 SMALL_TRAIN = TrainPlan(
@@ -84,7 +85,7 @@ def tui_workdir(tmp_path: Path) -> Iterator[Path]:
 
 
 def stop_all_runners(workdir: Path) -> None:
-    from ioncannon.engine.runner import request_stop, runner_pid, wait_for_exit
+    from ioncannon.job.lock import request_stop, runner_pid, wait_for_exit
 
     for job in workdir.iterdir():
         paths = JobPaths(job)

@@ -7,11 +7,12 @@ from pathlib import Path
 from textual.widgets import Static
 
 from ioncannon.engine.hardware import GpuInfo, HardwareInfo, choose_plan
-from ioncannon.job.spec import JobPaths, load_spec
-from ioncannon.tui.session import SessionStore, WizardSession, load_session
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import load_spec
 from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.dialogs.choice import ChoiceDialog
 from ioncannon.tui.screens.hardware import HardwareScreen
+from ioncannon.tui.session import SessionStore, WizardSession, load_session
 
 from .conftest import shown, wait_for
 

@@ -116,9 +116,11 @@ class ImageSampler:
         todo = [p for p in dict.fromkeys(prompts) if p not in self._embeddings]
         if todo:
             tok = self.parts.tokenizer
-            ids = tok(todo, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
+            ids = tok(
+                todo, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt"
+            ).input_ids
             hidden = self.parts.text_encoder(ids.to(self.device))[0]
-            for prompt, h in zip(todo, hidden):
+            for prompt, h in zip(todo, hidden, strict=True):
                 self._embeddings[prompt] = h.to(self.dtype)
         return torch.stack([self._embeddings[p] for p in prompts])
 
@@ -157,7 +159,11 @@ class ImageSampler:
         if self.compiled and n < self.batch_size:
             # a fixed batch keeps one compiled graph; the padding rows are computed and dropped
             pad = self.batch_size - n
-            prompts, negatives, seeds = prompts + [prompts[-1]] * pad, negatives + [negatives[-1]] * pad, seeds + [seeds[-1]] * pad
+            prompts, negatives, seeds = (
+                prompts + [prompts[-1]] * pad,
+                negatives + [negatives[-1]] * pad,
+                seeds + [seeds[-1]] * pad,
+            )
         latents = initial_noise(seeds, self.latent_shape).to(self.device)
         cond, uncond = self.embed(prompts), self.embed(negatives)
         start = time.perf_counter()

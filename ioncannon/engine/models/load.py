@@ -13,15 +13,102 @@ import torch
 TINY_RESOLUTION = 64
 
 # Words the tiny tokenizer knows whole; everything else falls back to single characters.
-_TINY_WORDS = (
-    "a an the of in on at with and by for to from photo portrait picture painting drawing sketch "
-    "man woman person dog cat boy girl face close up closeup studio light lighting black white "
-    "colour color oil watercolour watercolor comic book cyberpunk fantasy anime pencil charcoal "
-    "cinematic dramatic soft golden hour sharp focus detailed high quality style art digital "
-    "background city night neon forest castle armor knight astronaut space suit vintage film "
-    "pop poster mosaic marble statue sculpture clay render pixel low poly blurry ugly deformed "
-    "bad anatomy text watermark signature lowres cropped"
-).split()
+_TINY_WORDS = [
+    "a",
+    "an",
+    "the",
+    "of",
+    "in",
+    "on",
+    "at",
+    "with",
+    "and",
+    "by",
+    "for",
+    "to",
+    "from",
+    "photo",
+    "portrait",
+    "picture",
+    "painting",
+    "drawing",
+    "sketch",
+    "man",
+    "woman",
+    "person",
+    "dog",
+    "cat",
+    "boy",
+    "girl",
+    "face",
+    "close",
+    "up",
+    "closeup",
+    "studio",
+    "light",
+    "lighting",
+    "black",
+    "white",
+    "colour",
+    "color",
+    "oil",
+    "watercolour",
+    "watercolor",
+    "comic",
+    "book",
+    "cyberpunk",
+    "fantasy",
+    "anime",
+    "pencil",
+    "charcoal",
+    "cinematic",
+    "dramatic",
+    "soft",
+    "golden",
+    "hour",
+    "sharp",
+    "focus",
+    "detailed",
+    "high",
+    "quality",
+    "style",
+    "art",
+    "digital",
+    "background",
+    "city",
+    "night",
+    "neon",
+    "forest",
+    "castle",
+    "armor",
+    "knight",
+    "astronaut",
+    "space",
+    "suit",
+    "vintage",
+    "film",
+    "pop",
+    "poster",
+    "mosaic",
+    "marble",
+    "statue",
+    "sculpture",
+    "clay",
+    "render",
+    "pixel",
+    "low",
+    "poly",
+    "blurry",
+    "ugly",
+    "deformed",
+    "bad",
+    "anatomy",
+    "text",
+    "watermark",
+    "signature",
+    "lowres",
+    "cropped",
+]
 
 
 @dataclass
@@ -53,7 +140,7 @@ def _bytes_to_unicode() -> dict[int, str]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
+    return dict(zip(bs, (chr(c) for c in cs), strict=True))
 
 
 def write_tiny_tokenizer(folder: str | Path, words: tuple[str, ...] | list[str] = _TINY_WORDS) -> Path:
@@ -261,7 +348,9 @@ def classify_source(source: str) -> str:
     return "hub"
 
 
-def load_components(source: str, dtype: torch.dtype = torch.float32, single_file_config: str | None = None) -> Components:
+def load_components(
+    source: str, dtype: torch.dtype = torch.float32, single_file_config: str | None = None
+) -> Components:
     """Load UNet, VAE, text encoder, tokenizer and DDPM scheduler from any supported source."""
     from diffusers import DDPMScheduler
 
@@ -300,7 +389,9 @@ def _load_single_file(path: str, dtype: torch.dtype, config: str | None) -> Any:
         kwargs["config"] = config
         kwargs["local_files_only"] = True
     try:
-        return StableDiffusionPipeline.from_single_file(path, safety_checker=None, requires_safety_checker=False, **kwargs)
+        return StableDiffusionPipeline.from_single_file(
+            path, safety_checker=None, requires_safety_checker=False, **kwargs
+        )
     except Exception as exc:
         raise ModelLoadError(_explain_load_failure(path, exc)) from exc
 

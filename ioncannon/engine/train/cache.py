@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from ioncannon.engine.context import StageContext, StageError
+from ioncannon.engine.context import StageContext
+from ioncannon.engine.weights.files import save_tensors
+from ioncannon.job.errors import StageError
 from ioncannon.job.events import Message, Progress
-from ioncannon.job.fsio import StateFileError, read_json, save_tensors, write_json
+from ioncannon.job.fsio import StateFileError, read_json, write_json
 
 CACHE_FORMAT = 1
 TENSORS_FILE = "train_cache.safetensors"

@@ -11,9 +11,8 @@ from typing import Any
 
 import torch
 
-from ioncannon.engine.context import StageContext, StageError
-from ioncannon.job.events import Message, Progress
-from ioncannon.job.fsio import atomic_write_text, free_bytes, fsync_dir, save_tensors
+from ioncannon.engine.context import StageContext
+from ioncannon.engine.models.load import Components
 from ioncannon.engine.weights.adapters import (
     adapter_metadata,
     has_adapters,
@@ -21,9 +20,13 @@ from ioncannon.engine.weights.adapters import (
     merge_adapters,
     peft_state_dict,
 )
-from ioncannon.job.spec import JobPaths, JobSpec
+from ioncannon.engine.weights.files import save_tensors
 from ioncannon.engine.weights.ldm_keys import to_ldm_checkpoint
-from ioncannon.engine.models.load import Components
+from ioncannon.job.errors import StageError
+from ioncannon.job.events import Message, Progress
+from ioncannon.job.fsio import atomic_write_text, free_bytes, fsync_dir
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec
 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 
@@ -132,30 +135,42 @@ def model_card(spec: JobSpec, targets: ExportTargets, lora: bool) -> str:
     lines = [
         f"# {spec.identifier} {spec.class_name}: DreamBooth model",
         "",
-        "| | |", "|---|---|",
+        "| | |",
+        "|---|---|",
         f"| base model | `{spec.base_model}` |",
         f"| token | `{spec.identifier}` |",
         f"| class | `{spec.class_name}` |",
-        (f"| training | {spec.train.mode}, {spec.train.steps} steps, learning rate {spec.train.learning_rate:g}, "
-        f"prior preservation {'on' if spec.train.prior_preservation else 'off'} |"),
+        (
+            f"| training | {spec.train.mode}, {spec.train.steps} steps, learning rate {spec.train.learning_rate:g}, "
+            f"prior preservation {'on' if spec.train.prior_preservation else 'off'} |"
+        ),
         f"| resolution | {spec.resolution} px |",
         "",
         "## The prompt to use",
         "",
-        (f"Put `{spec.identifier} {spec.class_name}` in your prompt, e.g. `{prompt}` or "
-        f"`an oil painting of {spec.identifier} {spec.class_name}`."),
+        (
+            f"Put `{spec.identifier} {spec.class_name}` in your prompt, e.g. `{prompt}` or "
+            f"`an oil painting of {spec.identifier} {spec.class_name}`."
+        ),
         "",
         "## Files",
         "",
-        (f"- `{targets.single_file.name}`: the whole model, fp16, for AUTOMATIC1111 (models/Stable-diffusion) "
-        "and ComfyUI (models/checkpoints)."),
-        f"- `{targets.diffusers.name}/`: fp16 diffusers folder: `StableDiffusionPipeline.from_pretrained(\"{targets.diffusers.name}\")`.",
+        (
+            f"- `{targets.single_file.name}`: the whole model, fp16, for AUTOMATIC1111 (models/Stable-diffusion) "
+            "and ComfyUI (models/checkpoints)."
+        ),
+        f"- `{targets.diffusers.name}/`: fp16 diffusers folder: "
+        f'`StableDiffusionPipeline.from_pretrained("{targets.diffusers.name}")`.',
     ]
     if lora:
         lines += [
-            (f"- `{targets.lora_kohya.name}`: the LoRA alone for AUTOMATIC1111 (models/Lora, prompt `<lora:{targets.lora_kohya.stem}:1>`) "
-            f"and ComfyUI (models/loras); use it with `{spec.base_model}`."),
-            f"- `{targets.lora_diffusers.name}/`: the LoRA for diffusers: `pipe.load_lora_weights(\"{targets.lora_diffusers.name}\")`.",
+            (
+                f"- `{targets.lora_kohya.name}`: the LoRA alone for AUTOMATIC1111 "
+                f"(models/Lora, prompt `<lora:{targets.lora_kohya.stem}:1>`) "
+                f"and ComfyUI (models/loras); use it with `{spec.base_model}`."
+            ),
+            f"- `{targets.lora_diffusers.name}/`: the LoRA for diffusers: "
+            f'`pipe.load_lora_weights("{targets.lora_diffusers.name}")`.',
         ]
     lines += ["", "All weights are safetensors; nothing here is a pickle.", ""]
     return "\n".join(lines)

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ioncannon.job.fsio import StateFileError, fsync_dir, read_json, save_tensors, write_json
-from ioncannon.job.spec import JobPaths
+from ioncannon.engine.weights.files import save_tensors
+from ioncannon.job.fsio import StateFileError, fsync_dir, read_json, write_json
+from ioncannon.job.paths import JobPaths
 
 if TYPE_CHECKING:
     from ioncannon.engine.context import StageContext
@@ -23,10 +24,6 @@ UNET_LORA = "unet_lora.safetensors"
 TEXT_LORA = "text_encoder_lora.safetensors"
 UNET_LORA_TARGETS: tuple[str, ...] = ("to_k", "to_q", "to_v", "to_out.0")
 TEXT_LORA_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
-
-
-def trained_dir(paths: JobPaths) -> Path:
-    return paths.meta / "trained"
 
 
 def lora_info(rank: int, alpha: float | None = None, with_text: bool = False) -> dict[str, Any]:
@@ -49,7 +46,7 @@ def publish_trained(
     lora: dict[str, Any] | None = None,
 ) -> Path:
     """Stage the final weights in a hidden folder, then swap it into place (readers see old or new)."""
-    final = trained_dir(paths)
+    final = paths.trained
     staging = paths.meta / f".trained-staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -77,7 +74,7 @@ def publish_trained(
 def trained_info(paths: JobPaths) -> dict[str, Any] | None:
     """The published trained.json, or None when training has not finished (or the file is damaged)."""
     try:
-        info = read_json(trained_dir(paths) / INFO_FILE)
+        info = read_json(paths.trained / INFO_FILE)
     except StateFileError:
         return None
     return info if info.get("mode") in ("full", "lora") else None
@@ -94,7 +91,7 @@ def lora_state(paths: JobPaths) -> dict[str, dict[str, torch.Tensor]] | None:
     info = trained_info(paths)
     if info is None or info["mode"] != "lora":
         return None
-    folder = trained_dir(paths)
+    folder = paths.trained
     out = {"unet": _load_tensors(folder / UNET_LORA)}
     if info.get("text_encoder_trained") and (folder / TEXT_LORA).exists():
         out["text_encoder"] = _load_tensors(folder / TEXT_LORA)
@@ -105,7 +102,9 @@ def attach_lora(module: Any, rank: int, alpha: float, targets: list[str] | tuple
     """Add a peft LoRA adapter (same config training uses) to a diffusers UNet or a transformers text encoder."""
     from peft import LoraConfig
 
-    config = LoraConfig(r=int(rank), lora_alpha=float(alpha), init_lora_weights="gaussian", target_modules=list(targets))
+    config = LoraConfig(
+        r=int(rank), lora_alpha=float(alpha), init_lora_weights="gaussian", target_modules=list(targets)
+    )
     if hasattr(module, "set_adapters"):  # diffusers models
         module.add_adapter(config)
     else:
@@ -119,12 +118,12 @@ def apply_trained(components: Components, paths: JobPaths) -> Components:
     """Put the published trained weights into `components` (in place) and return them."""
     from peft import set_peft_model_state_dict
 
-    from ioncannon.engine.context import StageError
+    from ioncannon.job.errors import StageError
 
     info = trained_info(paths)
     if info is None:
         raise StageError("No trained weights were found for this job.", "Run (or resume) the training stage first.")
-    folder = trained_dir(paths)
+    folder = paths.trained
     if info["mode"] == "full":
         components.unet.load_state_dict(_load_tensors(folder / UNET_FULL), strict=True)
         if info.get("text_encoder_trained"):
