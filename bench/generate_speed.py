@@ -18,10 +18,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ioncannon.engine.context import StageContext
-from ioncannon.engine.generate.batches import ImageJob, fixed_batches, render
+from ioncannon.engine.generate.batches import fixed_batches, render
 from ioncannon.engine.generate.sampler import ImageSampler
-from ioncannon.job.spec import GeneratePlan, JobPaths, JobSpec, TrainPlan
 from ioncannon.engine.models.load import Components, build_components
+from ioncannon.job.outputs import ImageJob
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import GeneratePlan, JobSpec, TrainPlan
 
 H100_PEAK = 989e12
 PROMPT = "a professional portrait photograph of sks man, 85mm lens, soft studio lighting"
@@ -55,15 +57,29 @@ def measure(parts: Components, dtype: torch.dtype, batch: int, compile_unet: boo
         jobs = [ImageJob(Path(out) / f"{i:04d}.png", PROMPT, NEGATIVE, 1000 + i, "bench") for i in range(images)]
         torch.cuda.synchronize()
         t1 = time.perf_counter()
-        render(sampler, fixed_batches(jobs, batch), stage="bench", emit=lambda e: None, check_stop=lambda: None, announce=False)
+        render(
+            sampler,
+            fixed_batches(jobs, batch),
+            stage="bench",
+            emit=lambda e: None,
+            check_stop=lambda: None,
+            announce=False,
+        )
         torch.cuda.synchronize()
         seconds = time.perf_counter() - t1
     rate = images / seconds
     row = {
-        "batch": batch, "compile": compile_unet, "tuned": tuned, "dtype": str(dtype).replace("torch.", ""), "images": images,
-        "images_per_s": round(rate, 2), "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-        "mfu_pct": round(100 * rate * flops / H100_PEAK, 1), "startup_s": round(startup, 1),
-        "denoise_s": round(sampler.timings["denoise"], 2), "decode_s": round(sampler.timings["decode"], 2),
+        "batch": batch,
+        "compile": compile_unet,
+        "tuned": tuned,
+        "dtype": str(dtype).replace("torch.", ""),
+        "images": images,
+        "images_per_s": round(rate, 2),
+        "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "mfu_pct": round(100 * rate * flops / H100_PEAK, 1),
+        "startup_s": round(startup, 1),
+        "denoise_s": round(sampler.timings["denoise"], 2),
+        "decode_s": round(sampler.timings["decode"], 2),
     }
     del sampler
     return row
@@ -88,8 +104,8 @@ def class_images_run(model: Path, workdir: Path, count: int, batch: int, gpus: i
 
     gpus > 1 goes through the runner's stage hook, which shards the images over one process per GPU.
     """
-    from ioncannon.job.events import Progress
     from ioncannon.engine.stages import stage_function
+    from ioncannon.job.events import Progress
 
     torch._dynamo.reset()
     spec = JobSpec(name="bench", photos_dir=str(workdir), identifier="sks", class_name="man", base_model=str(model),
@@ -125,8 +141,12 @@ def scaling(one: dict, many: dict, gpus: int) -> dict[str, float | int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--variants", default="eager:4:plain,eager:16:plain,compile:16:plain,compile:16:tuned,eager:16:tuned,compile:8:tuned",
-                        help="comma-separated eager|compile:batch:plain|tuned, in this order (tuned fuses q/k/v in place: put plain first)")
+    parser.add_argument(
+        "--variants",
+        default="eager:4:plain,eager:16:plain,compile:16:plain,compile:16:tuned,eager:16:tuned,compile:8:tuned",
+        help="comma-separated eager|compile:batch:plain|tuned, in this order "
+        "(tuned fuses q/k/v in place: put plain first)",
+    )
     parser.add_argument("--images", type=int, default=64, help="images per measured variant")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"))
@@ -152,7 +172,13 @@ def main() -> None:
 
     t0 = time.perf_counter()
     parts = build_components("sd15")
-    record({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "build_s": round(time.perf_counter() - t0, 1)})
+    record(
+        {
+            "device": torch.cuda.get_device_name(),
+            "torch": torch.__version__,
+            "build_s": round(time.perf_counter() - t0, 1),
+        }
+    )
     for module in (parts.unet, parts.vae, parts.text_encoder):
         module.to("cuda", dtype)
     flops = flops_per_image(parts, args.steps, 512, dtype)

@@ -50,7 +50,7 @@ def build(workdir: Path) -> Any:
     """Random real-size SDXL on the GPU (fp32, as loaded for training) and a saved fp16 diffusers folder of it."""
     import torch
 
-    from ioncannon.engine.families import family_for
+    from ioncannon.engine.models.registry import family_for
 
     sdxl = family_for("sdxl")
     t = time.perf_counter()
@@ -102,7 +102,7 @@ def unet_flops(parts: Any, batch: int, backward: bool) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ioncannon.engine.families import family_for
+    from ioncannon.engine.models.registry import family_for
 
     unet = parts.unet
     dtype = next(unet.parameters()).dtype
@@ -131,7 +131,8 @@ def our_training(parts: Any, workdir: Path, key: str, steps: int) -> dict[str, A
     from ioncannon.engine.context import StageContext
     from ioncannon.engine.hardware import GpuInfo, HardwareInfo, plan_key, plan_options
     from ioncannon.engine.train.loop import run_cache, run_training
-    from ioncannon.job.spec import JobPaths, JobSpec, save_spec
+    from ioncannon.job.paths import JobPaths
+    from ioncannon.job.spec import JobSpec, save_spec
 
     hw = HardwareInfo([GpuInfo(0, "NVIDIA H200", 139.8, 139.0)], 100.0, 16, 128.0)
     plan = next(c.plan for c in plan_options(hw, family="sdxl") if plan_key(c.plan, "sdxl") == key)
@@ -184,8 +185,8 @@ class SmiPeak:
     def _poll(self) -> None:
         while not self._stop.is_set():
             try:
-                out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                                     capture_output=True, text=True, timeout=5).stdout
+                query = ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"]
+                out = subprocess.run(query, capture_output=True, text=True, timeout=5).stdout
                 for line in out.strip().splitlines():
                     pid, used = (int(x) for x in line.split(","))
                     if pid == self.pid:
@@ -220,14 +221,16 @@ def report():
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
     skip = min(5, max(len(stamps) - 2, 0))
     rate = (len(stamps) - 1 - skip) / (stamps[-1] - stamps[skip]) if len(stamps) - skip > 1 else 0.0
-    print("DIFFUSERS " + json.dumps({"steps": len(stamps), "steps_per_s": round(rate, 3), "torch_peak_gib": round(peak, 2)}), flush=True)
+    row = {"steps": len(stamps), "steps_per_s": round(rate, 3), "torch_peak_gib": round(peak, 2)}
+    print("DIFFUSERS " + json.dumps(row), flush=True)
 atexit.register(report)
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 '''
 
 
-def diffusers_training(script: Path, model: Path, workdir: Path, steps: int, rank: int, timeout: float) -> dict[str, Any]:
+def diffusers_training(script: Path, model: Path, workdir: Path, steps: int, rank: int,
+                       timeout: float) -> dict[str, Any]:
     photos, klass = workdir / "dreambooth" / "photos", workdir / "dreambooth" / "class"
     random_pngs(photos, 10, 0, "sks man")
     random_pngs(klass, 20, 1, "class")

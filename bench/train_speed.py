@@ -1,4 +1,4 @@
-"""Training speed on the GPU: every plan on a random-weight SD1.5 at 512 px with prior preservation, via the product's stage code.
+"""Training speed on the GPU: every plan on a random-weight SD1.5, 512 px, prior preservation, the product's stage code.
 
 `--gpus N` also runs each plan data-parallel on N GPUs (one process each, the runner's launcher) and prints the
 scaling efficiency against one GPU measured in the same run.
@@ -54,7 +54,8 @@ def _random_pngs(folder: Path, n: int, size: int, seed: int) -> None:
 
 def _bench_job(workdir: Path, name: str, plan, photos: int, class_images: int):  # -> (JobSpec, JobPaths)
     """A 512 px job of random photos and class images, as the prepare and class-image stages would leave it."""
-    from ioncannon.job.spec import JobPaths, JobSpec, save_spec
+    from ioncannon.job.paths import JobPaths
+    from ioncannon.job.spec import JobSpec, save_spec
 
     root = Path(tempfile.mkdtemp(dir=workdir, prefix=f"{name}-"))
     spec = JobSpec(name=name, photos_dir=str(root), identifier="zq", class_name="person", base_model="random-sd15",
@@ -127,10 +128,20 @@ def run_one(name: str, steps: int, workdir: Path, gpus: int = 1) -> dict:
     flops = _flops(components, plan)
     rate = stats.get("steady_steps_per_s") or 0.0
     return {
-        "plan": name, "steps_per_s": rate, "peak_gib": stats.get("peak_gib"), "mfu": flops * rate / H100_BF16_FLOPS,
-        "tflop_per_step": flops / 1e12, "build_s": build_s, "cache_s": cache_s, "setup_s": stats.get("setup_s"),
-        "compile_s": stats.get("first_steps_s"), "train_s": total_s, "mode": stats.get("mode"),
-        "gpu": torch.cuda.get_device_name(0), "gpus": stats.get("processes", 1), "global_batch": stats.get("global_batch", 1),
+        "plan": name,
+        "steps_per_s": rate,
+        "peak_gib": stats.get("peak_gib"),
+        "mfu": flops * rate / H100_BF16_FLOPS,
+        "tflop_per_step": flops / 1e12,
+        "build_s": build_s,
+        "cache_s": cache_s,
+        "setup_s": stats.get("setup_s"),
+        "compile_s": stats.get("first_steps_s"),
+        "train_s": total_s,
+        "mode": stats.get("mode"),
+        "gpu": torch.cuda.get_device_name(0),
+        "gpus": stats.get("processes", 1),
+        "global_batch": stats.get("global_batch", 1),
     }
 
 
@@ -161,11 +172,12 @@ def smoke(workdir: Path) -> None:
     """The product path on the GPU beyond raw speed: previews, checkpoints, stop + resume, hand-off, load_trained."""
     import torch
 
-    from ioncannon.engine.context import StageContext, StopRequested
-    from ioncannon.job.events import CheckpointSaved, Message, SampleReady
+    from ioncannon.engine.context import StageContext
     from ioncannon.engine.models.load import build_components
     from ioncannon.engine.train.loop import run_cache, run_training
     from ioncannon.engine.weights.trained import apply_trained, trained_info
+    from ioncannon.job.errors import StopRequested
+    from ioncannon.job.events import CheckpointSaved, Message, SampleReady
 
     def fresh():
         with torch.device("cuda"):
@@ -177,7 +189,7 @@ def smoke(workdir: Path) -> None:
         events: list = []
         calls = {"n": 0}
 
-        def should_stop() -> bool:
+        def should_stop(calls: dict[str, int] = calls, stop_at: int = stop_at) -> bool:
             calls["n"] += 1
             return stop_at > 0 and calls["n"] == stop_at
 
@@ -264,7 +276,7 @@ def print_scaling(rows: list[dict], gpus: int) -> None:
     """Pairs of (1 GPU, N GPUs) rows as a table of images/s, speed-up and efficiency."""
     print(f"| plan | 1 GPU images/s | {gpus} GPUs images/s | speed-up | scaling efficiency | steps/s (1 / {gpus}) |")
     print("|---|---|---|---|---|---|")
-    for one, many in zip(rows[0::2], rows[1::2]):
+    for one, many in zip(rows[0::2], rows[1::2], strict=True):
         if "error" in one or "error" in many:
             print(f"| {one['plan']} | failed: {one.get('error') or many.get('error')} | | | | |")
             continue

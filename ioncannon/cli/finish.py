@@ -7,6 +7,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ioncannon.cli import common
+from ioncannon.job.fsio import free_bytes
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec
 from ioncannon.rental.bundle import (
     DEFAULT_MODEL_FORMATS,
     MODEL_FORMATS,
@@ -19,8 +23,6 @@ from ioncannon.rental.bundle import (
     write_bundle,
 )
 from ioncannon.rental.download import write_download_file
-from ioncannon.job.fsio import StateFileError, free_bytes
-from ioncannon.job.spec import JobPaths, JobSpec, load_spec
 from ioncannon.rental.provider import (
     WHY_DESTROY,
     Action,
@@ -37,28 +39,15 @@ class JobNotFound(Exception):
     """No job matches; the message says where it looked."""
 
 
-def find_job(workdir: Path, job: str | None) -> tuple[JobPaths, JobSpec]:
+def find_job(args: argparse.Namespace) -> tuple[JobPaths, JobSpec]:
     """The named job in the work dir (or a job folder given as a path), else the newest one."""
-    from ioncannon.job import workdir as jobs
-    summary = jobs.find_job(workdir, job)
-    if summary is None and job and JobPaths(Path(job).expanduser()).job_file.is_file():
-        paths = JobPaths(Path(job).expanduser())
-        try:
-            return paths, load_spec(paths)
-        except StateFileError as exc:
-            raise JobNotFound(f"{paths.root}: {exc}") from exc
-    if summary is None:
-        where = f"no job called {job!r} in {workdir}" if job else f"no job in {workdir}"
-        raise JobNotFound(f"{where}: pass the job's name, or --workdir where your jobs are")
+    try:
+        summary = common.find_job(args)
+    except common.UserError as exc:
+        raise JobNotFound(str(exc)) from exc
     if summary.spec is None:
         raise JobNotFound(f"{summary.paths.root}: {summary.problem}")
     return summary.paths, summary.spec
-
-
-def _workdir(args: argparse.Namespace) -> Path:
-    from ioncannon.job.workdir import default_workdir
-
-    return args.workdir or default_workdir()
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -79,7 +68,7 @@ def _ask(prompt: str) -> str | None:
 
 def _load(args: argparse.Namespace) -> tuple[JobPaths, JobSpec] | None:
     try:
-        return find_job(_workdir(args), args.job)
+        return find_job(args)
     except JobNotFound as exc:
         print(f"ioncannon: {exc}", file=sys.stderr)
         return None
@@ -114,7 +103,10 @@ def bundle_main(argv: Sequence[str]) -> int:
         return 1
     counts = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(plan.counts.items()))
     print(f"Bundle of {spec.name}: {counts}")
-    print(f"  {human_bytes(plan.archive_bytes)} → {plan.archive}  ({human_bytes(free_bytes(plan.archive.parent))} free here)")
+    print(
+        f"  {human_bytes(plan.archive_bytes)} → {plan.archive}"
+        f"  ({human_bytes(free_bytes(plan.archive.parent))} free here)"
+    )
     if not args.yes:
         answer = _ask("Write it? [Y/n] ")
         if answer is None or answer.lower() not in ("", "y", "yes"):
@@ -191,7 +183,9 @@ def stop_main(argv: Sequence[str]) -> int:
     """Stop or destroy this rented instance with the provider's own CLI, after typed confirmation."""
     parser = _parser("ioncannon destroy", "Destroy (or stop) this rented instance from inside, via the provider's CLI.")
     parser.add_argument("--stop", action="store_true", help="only stop it (its disk keeps billing)")
-    parser.add_argument("--yes-i-downloaded", action="store_true", help="results are home (or not wanted): skip that question")
+    parser.add_argument(
+        "--yes-i-downloaded", action="store_true", help="results are home (or not wanted): skip that question"
+    )
     parser.add_argument("--yes", action="store_true", help="skip the typed confirmation (for scripts)")
     args = parser.parse_args(list(argv))
     info = detect_provider()
@@ -204,7 +198,7 @@ def stop_main(argv: Sequence[str]) -> int:
         return 1
     job = None
     try:
-        job = find_job(_workdir(args), args.job)
+        job = find_job(args)
     except JobNotFound:
         pass  # no job on this box: nothing to download first
     if args.yes_i_downloaded:

@@ -7,8 +7,13 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+
+from ioncannon.cli.common import UserError, find_job
+from ioncannon.cli.common import workdir as chosen_workdir
+from ioncannon.job.units import duration
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
 
@@ -33,31 +38,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except KeyboardInterrupt:
         return 130
-    except _UserError as exc:
+    except UserError as exc:
         print(f"ioncannon: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
 
-class _UserError(Exception):
-    pass
-
-
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--workdir", metavar="DIR", help="where jobs live (default: /workspace/ioncannon or your data dir)")
+    common.add_argument(
+        "--workdir", metavar="DIR", help="where jobs live (default: /workspace/ioncannon or your data dir)"
+    )
     parser = argparse.ArgumentParser(
         prog="ioncannon", parents=[common],
         description="DreamBooth-train Stable Diffusion on this GPU box. With no command: the keyboard wizard.",
         epilog="tools: ioncannon doctor PHOTO_DIR ... | bundle [JOB] | wipe [JOB] | destroy  (each has --help)",
     )
-    parser.add_argument("--demo", action="store_true", help="walk the wizard on built-in sample photos and a tiny model")
+    parser.add_argument(
+        "--demo", action="store_true", help="walk the wizard on built-in sample photos and a tiny model"
+    )
     parser.set_defaults(handler=_cmd_wizard)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common], help="run a job headless, one line per event")
     run.add_argument("jobfile", nargs="?", help="a job file (JSON or TOML with JobSpec fields)")
     run.add_argument("--demo", action="store_true", help="the built-in demo job")
-    run.add_argument("--family", choices=("sd15", "sdxl"), default="sd15", help="the demo's model family (default sd15)")
+    run.add_argument("--family", choices=("sd15", "sdxl"), default="sd15",
+                     help="the demo's model family (default sd15)")
     run.add_argument("--yes", "-y", action="store_true", help="start without asking to confirm the plan")
     run.add_argument("--detach", action="store_true", help="start the job and return at once")
     run.set_defaults(handler=_cmd_run)
@@ -67,7 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=_cmd_status)
 
-    resume = sub.add_parser("resume", parents=[common], help="restart a stopped or interrupted job from its last checkpoint")
+    resume = sub.add_parser(
+        "resume", parents=[common], help="restart a stopped or interrupted job from its last checkpoint"
+    )
     resume.add_argument("job", nargs="?")
     resume.add_argument("--detach", action="store_true")
     resume.set_defaults(handler=_cmd_resume)
@@ -78,22 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _workdir(args: argparse.Namespace) -> Path:
-    from ioncannon.job.workdir import WorkdirError, default_workdir, ensure_workdir
-
-    try:
-        return ensure_workdir(Path(args.workdir) if args.workdir else default_workdir())
-    except WorkdirError as exc:
-        raise _UserError(str(exc)) from exc
-
-
 # --------------------------------------------------------------------------- wizard
 
 
 def _cmd_wizard(args: argparse.Namespace) -> int:
     if not sys.stdin.isatty() or not sys.stdout.isatty():
-        raise _UserError("the wizard needs a terminal. For scripts use `ioncannon run JOBFILE --yes`.")
-    workdir = _workdir(args)
+        raise UserError("the wizard needs a terminal. For scripts use `ioncannon run JOBFILE --yes`.")
+    workdir = chosen_workdir(args)
     from ioncannon.tui.app import IonCannonApp
 
     IonCannonApp(workdir, demo=args.demo).run()
@@ -104,9 +103,9 @@ def _cmd_wizard(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    workdir = _workdir(args)
-    from ioncannon.job.workdir import create_job
-    from ioncannon.engine.runner import start_runner
+    workdir = chosen_workdir(args)
+    from ioncannon.job import handle
+    from ioncannon.job.errors import JobError
 
     if args.demo:
         from ioncannon.engine.demo import demo_spec
@@ -115,17 +114,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
     elif args.jobfile:
         spec = _spec_from_file(Path(args.jobfile), workdir)
     else:
-        raise _UserError("give a job file (`ioncannon run job.toml`) or `--demo`.")
-    _check_spec(spec)
+        raise UserError("give a job file (`ioncannon run job.toml`) or `--demo`.")
+    try:
+        handle.check_spec(spec)
+    except JobError as exc:
+        raise UserError(str(exc)) from exc
+    _check_gpu(spec)
     print(_plan_text(spec))
     if not args.yes:
         if not sys.stdin.isatty():
-            raise _UserError("not starting without confirmation: add --yes.")
+            raise UserError("not starting without confirmation: add --yes.")
         if input("Start this job? [y/N] ").strip().lower() not in ("y", "yes"):
             print("Not started.")
             return EXIT_OK
-    paths = create_job(workdir, spec)
-    pid = start_runner(paths, workdir)
+    try:
+        paths = handle.create(workdir, spec)
+    except JobError as exc:
+        raise UserError(f"{exc} Resume it with `ioncannon resume {spec.name}`, or give the job another name.") from exc
+    pid = handle.start(paths, workdir)
     print(f"job {spec.name} started (runner pid {pid}) in {paths.root}")
     return EXIT_OK if args.detach else _follow(paths)
 
@@ -135,20 +141,20 @@ def _spec_from_file(path: Path, workdir: Path) -> Any:
     from ioncannon.job.workdir import new_job_name
 
     if not path.is_file():
-        raise _UserError(f"job file {path} does not exist.")
+        raise UserError(f"job file {path} does not exist.")
     text = path.read_text(encoding="utf-8")
     try:
         if path.suffix == ".toml":
-            import tomllib
+            from ioncannon.job import toml
 
-            data = tomllib.loads(text)
+            data = toml.loads(text)
         else:
             data = json.loads(text)
     except ValueError as exc:
-        raise _UserError(f"job file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {exc}") from exc
+        raise UserError(f"job file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {exc}") from exc
     missing = [k for k in ("photos_dir", "identifier", "class_name") if not data.get(k)]
     if missing:
-        raise _UserError(f"job file {path} lacks {', '.join(missing)}.")
+        raise UserError(f"job file {path} lacks {', '.join(missing)}.")
     data.setdefault("name", new_job_name(workdir, str(data["identifier"])))
     if data.get("family"):  # the family's own base model and resolution unless the file names others
         from ioncannon.job.families import FAMILIES
@@ -161,20 +167,15 @@ def _spec_from_file(path: Path, workdir: Path) -> Any:
     try:
         return JobSpec.from_json(data)
     except (TypeError, ValueError) as exc:
-        raise _UserError(f"job file {path}: {exc}") from exc
+        raise UserError(f"job file {path}: {exc}") from exc
 
 
-def _check_spec(spec: Any) -> None:
-    if not spec.identifier.strip() or "/" in spec.identifier:
-        raise _UserError(f"identifier {spec.identifier!r} is not usable: use a short rare word without '/', e.g. zwx.")
-    photos = Path(spec.photos_dir).expanduser()
-    if not photos.is_dir():
-        raise _UserError(f"photo folder {photos} does not exist. Give the folder with the subject's photos.")
+def _check_gpu(spec: Any) -> None:
     if spec.device != "cpu":
         import torch
 
         if not torch.cuda.is_available():
-            raise _UserError(
+            raise UserError(
                 "no CUDA GPU is visible (check `nvidia-smi`). To run on the CPU anyway (only sensible for tiny "
                 'test models), set device = "cpu" in the job file; to see the product, try `ioncannon --demo`.'
             )
@@ -207,20 +208,22 @@ def format_event(event: Any) -> str:
         if event.loss is not None:
             parts.append(f"loss {event.loss:.4f}")
         if event.eta_s is not None:
-            parts.append(f"eta {_duration(event.eta_s)}")
+            parts.append(f"eta {duration(event.eta_s, 'short')}")
         text = "  ".join(parts)
     elif isinstance(event, ev.StageStarted):
         text = f"stage {event.stage} started {event.detail}".rstrip()
     elif isinstance(event, ev.StageFinished):
-        text = f"stage {event.stage} {'skipped' if event.skipped else 'done'} in {_duration(event.seconds)}"
+        text = f"stage {event.stage} {'skipped' if event.skipped else 'done'} in {duration(event.seconds, 'short')}"
     elif isinstance(event, ev.Failed):
         text = f"FAILED in {event.stage}: {event.message}" + (f"\n  what to do: {event.hint}" if event.hint else "")
     elif isinstance(event, ev.JobFinished):
-        text = f"job finished in {_duration(event.seconds)}; outputs in {event.outputs}"
+        text = f"job finished in {duration(event.seconds, 'short')}; outputs in {event.outputs}"
     elif isinstance(event, ev.Message):
         text = f"{event.level}: {event.text}"
     elif isinstance(event, (ev.SampleReady, ev.CollageReady, ev.CheckpointSaved)):
-        what = {"SampleReady": "image", "CollageReady": "collage", "CheckpointSaved": "checkpoint"}[type(event).__name__]
+        what = {"SampleReady": "image", "CollageReady": "collage", "CheckpointSaved": "checkpoint"}[
+            type(event).__name__
+        ]
         text = f"{what} {event.path}"
     elif isinstance(event, ev.Stopped):
         text = f"stopped: {event.reason}"
@@ -233,26 +236,25 @@ def format_event(event: Any) -> str:
 
 def _follow(paths: Any) -> int:
     from ioncannon.job import events as ev
-    from ioncannon.engine.runner import runner_pid
-    from ioncannon.job.state import EventTail, read_state
+    from ioncannon.job import handle
 
-    tail = EventTail(paths.events_file, from_start=False)
+    ends = {ev.JobFinished: EXIT_OK, ev.Failed: EXIT_FAILED, ev.Stopped: EXIT_STOPPED}
+    was_alive = True
     try:
-        while True:
-            for event in tail.read_new():
+        for news in handle.follow(paths):
+            for event in news.events:
                 print(format_event(event), flush=True)
-                if isinstance(event, (ev.JobFinished, ev.Failed, ev.Stopped)):
-                    return {ev.JobFinished: EXIT_OK, ev.Failed: EXIT_FAILED, ev.Stopped: EXIT_STOPPED}[type(event)]
-            if runner_pid(paths) is None:
-                time.sleep(0.3)
-                for event in tail.read_new():
-                    print(format_event(event), flush=True)
-                state = read_state(paths)
-                if state.status == "finished":
+                if type(event) in ends:
+                    return ends[type(event)]
+            if not news.alive:
+                if was_alive:  # one more look: the runner's last events may land just after it lets go of the lock
+                    was_alive = False
+                    continue
+                if news.state.status == "finished":
                     return EXIT_OK
-                print(f"the runner exited ({state.status}). Details: {paths.log_file}", file=sys.stderr)
+                print(f"the runner exited ({news.state.status}). Details: {paths.log_file}", file=sys.stderr)
                 return EXIT_FAILED
-            time.sleep(0.2)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("\nDetached. The job keeps running: `ioncannon status` shows it, `ioncannon stop` stops it.")
         return EXIT_OK
@@ -261,23 +263,11 @@ def _follow(paths: Any) -> int:
 # --------------------------------------------------------------------------- status / resume / stop
 
 
-def _job(args: argparse.Namespace) -> Any:
-    from ioncannon.job.workdir import find_job
-
-    workdir = _workdir(args)
-    job = find_job(workdir, args.job)
-    if job is None:
-        raise _UserError(f"no job {args.job!r} in {workdir}." if args.job else f"no jobs in {workdir} yet.")
-    return job
-
-
 def job_status(job: Any) -> dict[str, Any]:
-    from ioncannon.job.state import LIVE_STATUSES
+    from ioncannon.job.state import shown_status
 
     st = job.state
-    status = st.status
-    if status in LIVE_STATUSES and not job.alive:
-        status = "interrupted"
+    status = shown_status(st.status, job.alive)
     spec = job.spec
     return {
         "job": job.name,
@@ -305,7 +295,7 @@ def job_status(job: Any) -> dict[str, Any]:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    info = job_status(_job(args))
+    info = job_status(find_job(args))
     if args.json:
         print(json.dumps(info, indent=2))
         return EXIT_OK
@@ -317,11 +307,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if info["rate"]:
         line += f"   {info['rate']:.2f}/s"
     if info["eta_s"]:
-        line += f"   eta {_duration(info['eta_s'])}"
+        line += f"   eta {duration(info['eta_s'], 'short')}"
     print(f"job      {info['job']}")
     print(f"state    {line}")
     print(f"done     {', '.join(info['stages_done']) or '-'}")
-    print(f"elapsed  {_duration(info['elapsed_s'])}")
+    print(f"elapsed  {duration(info['elapsed_s'], 'short')}")
     if info["message"]:
         print(f"note     {info['message']}")
     if info["status"] == "interrupted":
@@ -334,42 +324,31 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from ioncannon.engine.runner import start_runner
+    from ioncannon.job import handle
 
-    job = _job(args)
+    job = find_job(args)
     if job.alive:
         print(f"job {job.name} is already running; following it (Ctrl+C detaches).")
         return _follow(job.paths)
     if job.state.finished:
         print(f"job {job.name} already finished; outputs in {job.paths.outputs}")
         return EXIT_OK
-    pid = start_runner(job.paths, _workdir(args))
+    pid = handle.resume(job, chosen_workdir(args))
     print(f"job {job.name} resumed (runner pid {pid})")
     return EXIT_OK if args.detach else _follow(job.paths)
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
-    from ioncannon.engine.runner import request_stop, wait_for_exit
+    from ioncannon.job import handle
 
-    job = _job(args)
-    if not request_stop(job.paths):
+    job = find_job(args)
+    if not handle.stop(job.paths):
         print(f"job {job.name} is not running.")
         return EXIT_OK
     print(f"asked job {job.name} to checkpoint and stop ...")
-    wait_for_exit(job.paths, 120)
+    handle.wait_until_exited(job.paths, 120)
     print("stopped. Resume with `ioncannon resume`.")
     return EXIT_OK
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s >= 3600:
-        return f"{s // 3600}h {s % 3600 // 60:02d}m"
-    if s >= 60:
-        return f"{s // 60}m {s % 60:02d}s"
-    return f"{s}s"
 
 
 if __name__ == "__main__":

@@ -1,1 +1,1 @@
-"""The engine: pure Python, torch and diffusers; it never imports the TUI."""
+"""The engine, run inside the detached runner: stages, photos, training, generation, weights; no TUI."""

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
+from ioncannon.job.errors import StopRequested
 from ioncannon.job.events import Emit
-from ioncannon.job.spec import JobPaths, JobSpec
-
-
-class StopRequested(Exception):
-    """Raised inside a stage after it saved its progress because the user (or SIGTERM) asked to stop."""
-
-
-class StageError(Exception):
-    """A failure the user can act on: `message` says what went wrong, `hint` what to do."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec
 
 
 @dataclass

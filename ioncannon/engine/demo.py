@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ioncannon.job.assets import assets_dir
 from ioncannon.job import presets
+from ioncannon.job.assets import assets_dir
 from ioncannon.job.spec import GeneratePlan, JobSpec
 
 DEMO_IDENTIFIER = "zwx"
@@ -13,7 +13,9 @@ DEMO_CLASS = "person"
 DEMO_RESOLUTION = 64
 
 # Small enough that generation takes seconds on two CPU cores, yet every prompt gets a collage.
-DEMO_GENERATE_PLAN = GeneratePlan(sampler="dpm", steps=10, guidance=7.0, images_per_prompt=4, batch_size=4, bare_token_images=4)
+DEMO_GENERATE_PLAN = GeneratePlan(
+    sampler="dpm", steps=10, guidance=7.0, images_per_prompt=4, batch_size=4, bare_token_images=4
+)
 
 
 def demo_photos_dir() -> Path:
@@ -22,7 +24,7 @@ def demo_photos_dir() -> Path:
 
 def ensure_demo_model(workdir: str | Path, family: str = "sd15") -> Path:
     """The tiny random-weight diffusers folder the demo trains (made once per work dir and family, a few seconds)."""
-    from ioncannon.engine.families import family_for
+    from ioncannon.engine.models.registry import family_for
 
     name = "tiny-sd-demo" if family == "sd15" else f"tiny-{family}-demo"
     return family_for(family).save_tiny(Path(workdir) / ".cache" / "models" / name)

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from ioncannon.job import presets
 from ioncannon.job.families import PlanProfile, family_info
 from ioncannon.job.fsio import free_bytes
-from ioncannon.job.spec import TrainPlan
 from ioncannon.job.presets import PRESETS, preset_plan
+from ioncannon.job.spec import TrainPlan
 
 if TYPE_CHECKING:
     from ioncannon.job.spec import JobSpec
@@ -135,8 +135,10 @@ def _choice(profile: PlanProfile, preset: str, gpu: GpuInfo, family: str = "sd15
     peak = profile.peak_gib + (profile.text_extra_gib if plan.train_text_encoder else 0.0)
     speed = profile.h100_steps_per_s * _speed_factor(gpu.name) * (0.89 if plan.train_text_encoder else 1.0)
     fits = peak + _margin_gib(gpu) <= gpu.free_gib
-    why = (f"needs about {peak:.1f} GiB{'' if profile.measured else ' (estimated)'} + {_margin_gib(gpu):.1f} GiB "
-           f"headroom; {gpu.name} has {gpu.free_gib:.1f} GiB free" + ("" if fits else " — does not fit"))
+    why = (
+        f"needs about {peak:.1f} GiB{'' if profile.measured else ' (estimated)'} + {_margin_gib(gpu):.1f} GiB "
+        f"headroom; {gpu.name} has {gpu.free_gib:.1f} GiB free" + ("" if fits else " — does not fit")
+    )
     return PlanChoice(plan, profile.label, why, round(peak, 1), round(speed, 1), fits)
 
 
@@ -153,8 +155,14 @@ def plan_options(hw: HardwareInfo, demo: bool = False, family: str = "sd15") -> 
 
 def _demo_choice(hw: HardwareInfo) -> PlanChoice:
     where = "the GPU" if hw.gpus else "the CPU"
-    return PlanChoice(presets.demo_plan(), "Demo (tiny model)", f"tiny model, 64 px, fp32 on {where}; dozens of steps a second",
-                      0.2, _CPU_DEMO_STEPS_PER_S, True)
+    return PlanChoice(
+        presets.demo_plan(),
+        "Demo (tiny model)",
+        f"tiny model, 64 px, fp32 on {where}; dozens of steps a second",
+        0.2,
+        _CPU_DEMO_STEPS_PER_S,
+        True,
+    )
 
 
 # Assumed, not yet measured: the step waits for one all-reduce of the gradients (~4 ms for SD1.5 over NVLink).
@@ -190,8 +198,9 @@ def data_parallel(choice: PlanChoice, hw: HardwareInfo) -> PlanChoice | None:
     return PlanChoice(plan, f"{choice.label} on {n} GPUs", why, choice.predicted_peak_gib, round(speed, 1), True)
 
 
-def choose_plan(hw: HardwareInfo, preset: str = "recommended", mode: str | None = None, demo: bool = False,
-                family: str = "sd15") -> PlanChoice:
+def choose_plan(
+    hw: HardwareInfo, preset: str = "recommended", mode: str | None = None, demo: bool = False, family: str = "sd15"
+) -> PlanChoice:
     """The fastest plan of `preset` and `family` that fits the best GPU with headroom (full fine-tune preferred).
 
     No GPU: a demo gets the tiny CPU plan; a real model gets fits=False ("needs a CUDA GPU").
@@ -209,8 +218,14 @@ def choose_plan(hw: HardwareInfo, preset: str = "recommended", mode: str | None 
     if gpu is None:
         profile = next(p for p in profiles if p.mode == modes[0])
         plan = _profile_plan(profile, preset, family)
-        return PlanChoice(plan, profile.label, "needs a CUDA GPU: none is visible (check `nvidia-smi`), or run the demo",
-                          profile.peak_gib, 0.0, False)
+        return PlanChoice(
+            plan,
+            profile.label,
+            "needs a CUDA GPU: none is visible (check `nvidia-smi`), or run the demo",
+            profile.peak_gib,
+            0.0,
+            False,
+        )
     candidates = [_choice(p, preset, gpu, family) for p in profiles if p.mode in modes]
     for c in candidates:
         if c.fits:

@@ -3,103 +3,32 @@
 from __future__ import annotations
 
 import argparse
-import fcntl
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import IO
 
-from ioncannon.rental.costs import BUDGET_HINT, budget_exceeded
 from ioncannon.job.events import (
-    Event, Failed, JobFinished, Message, Progress, RunnerStarted, StageFinished, StageStarted, Stopped,
+    Event,
+    Failed,
+    JobFinished,
+    Message,
+    Progress,
+    RunnerStarted,
+    StageFinished,
+    StageStarted,
+    Stopped,
 )
 from ioncannon.job.fsio import append_line
-from ioncannon.job.spec import STAGES, JobPaths, JobSpec, load_spec
+from ioncannon.job.lock import try_lock
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec, load_spec
+from ioncannon.job.stages import STAGE_NAMES
 from ioncannon.job.state import JobState, read_state, write_state
-
-
-class RunnerBusy(Exception):
-    """Another live runner already works on this job."""
-
-
-# --------------------------------------------------------------------------- lock
-
-
-def _try_lock(paths: JobPaths) -> IO[str] | None:
-    """Take the job's lock; None if a live process holds it. The kernel drops it when its holder dies."""
-    paths.meta.mkdir(parents=True, exist_ok=True)
-    fh = open(paths.lock_file, "a+", encoding="utf-8")
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.close()
-        return None
-    return fh
-
-
-def runner_pid(paths: JobPaths) -> int | None:
-    """The pid of the live runner holding the job's lock, else None (a stale lock is cleared)."""
-    if not paths.lock_file.exists():
-        return None
-    fh = _try_lock(paths)
-    if fh is not None:  # nobody holds it: whatever pid it names is dead
-        fh.truncate(0)
-        fh.close()
-        return None
-    try:
-        text = paths.lock_file.read_text(encoding="utf-8").strip()
-        return int(text.split()[0]) if text else -1
-    except (OSError, ValueError):
-        return -1
-
-
-def start_runner(paths: JobPaths, workdir: str | Path) -> int:
-    """Start the runner in its own session, so a dropped SSH link or a closed TUI leaves it running."""
-    if runner_pid(paths) is not None:
-        raise RunnerBusy(f"Job {paths.root.name} already has a running runner.")
-    paths.meta.mkdir(parents=True, exist_ok=True)
-    log = open(paths.log_file, "ab")
-    env = {k: v for k, v in os.environ.items()}
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ioncannon.engine.runner", str(paths.root), "--workdir", str(workdir)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True, env=env,
-    )
-    log.close()
-    # wait until it holds the lock (or died trying) so callers see a consistent picture
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        if runner_pid(paths) is not None or proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    return proc.pid
-
-
-def request_stop(paths: JobPaths) -> bool:
-    """Ask the runner to checkpoint and stop; False when no runner is alive."""
-    pid = runner_pid(paths)
-    if pid is None or pid <= 0:
-        return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def wait_for_exit(paths: JobPaths, timeout: float) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if runner_pid(paths) is None:
-            return True
-        time.sleep(0.1)
-    return runner_pid(paths) is None
-
+from ioncannon.rental.costs import BUDGET_HINT, budget_exceeded
 
 # --------------------------------------------------------------------------- the runner itself
 
@@ -151,8 +80,9 @@ class Runner:
 
     # the loop
     def run(self) -> int:
-        from ioncannon.engine.context import StageContext, StageError, StopRequested
+        from ioncannon.engine.context import StageContext
         from ioncannon.engine.stages import stage_function
+        from ioncannon.job.errors import StageError, StopRequested
 
         self._t0 = time.time()  # run time counts from here, as started_at does (not from the library imports)
         resumed = bool(self.state.stages_done) or self.state.status in ("running", "stopped", "failed", "stopping")
@@ -167,7 +97,7 @@ class Runner:
         except Exception as exc:  # ModelLoadError: no GPU with a real model
             return self._fail("prepare", str(exc), "")
         ctx = StageContext(self.spec, self.paths, self.workdir, self.emit, self.should_stop, device, self.log)
-        for stage in STAGES:
+        for stage in STAGE_NAMES:
             if stage in self.state.stages_done:
                 continue
             if self.should_stop():
@@ -212,7 +142,7 @@ class Runner:
 def _setup_logging(paths: JobPaths) -> logging.Logger:
     log = logging.getLogger("ioncannon")
     log.setLevel(logging.INFO)
-    handler = logging.StreamHandler(sys.stdout)  # stdout is runner.log (start_runner points it there)
+    handler = logging.StreamHandler(sys.stdout)  # stdout is runner.log (handle.start points it there)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     return log
@@ -226,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = JobPaths(args.job_root)
     lock = None
     for _ in range(20):  # a client may be probing the lock for a moment
-        lock = _try_lock(paths)
+        lock = try_lock(paths)
         if lock is not None:
             break
         time.sleep(0.05)

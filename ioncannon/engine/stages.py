@@ -1,33 +1,25 @@
-"""The job's stages in order; prepare and package live here, the rest in their own modules."""
+"""Resolves a registered stage to its function; prepare and package live here, the rest in their own rooms."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
-from typing import Callable
+from collections.abc import Callable
 
-from ioncannon.engine.context import StageContext, StageError
+from ioncannon.engine.context import StageContext
+from ioncannon.job.errors import StageError
 from ioncannon.job.events import Message, Progress
 from ioncannon.job.fsio import atomic_write_text
+from ioncannon.job.stages import load
+from ioncannon.job.stages import stage as stage_info
 
 StageFunction = Callable[[StageContext], None]
 
-# name -> "module:function"; imported lazily so one stage's heavy imports don't slow the others
-STAGE_FUNCTIONS: dict[str, str] = {
-    "prepare": "ioncannon.engine.stages:run_prepare",
-    "class_images": "ioncannon.engine.generate.stage:run_class_images",
-    "cache": "ioncannon.engine.train.cache:run_cache",
-    "train": "ioncannon.engine.train.loop:run_training",
-    "export": "ioncannon.engine.weights.export:run_export",
-    "generate": "ioncannon.engine.generate.stage:run_generate",
-    "package": "ioncannon.engine.stages:run_package",
-}
 
 def raw_stage_function(stage: str) -> Callable[..., None]:
     """The stage's own function, run in this process."""
-    module, _, name = STAGE_FUNCTIONS[stage].partition(":")
-    return getattr(importlib.import_module(module), name)
+    # imported only when the stage runs, so one stage's heavy imports don't slow the others
+    return load(stage_info(stage).run)
 
 
 def stage_function(stage: str) -> StageFunction:
@@ -73,10 +65,12 @@ def run_package(ctx: StageContext) -> None:
         "mode": spec.train.mode,
         "steps": spec.train.steps,
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "trained_models": sorted(p.name for p in paths.trained_models.glob("*")) if paths.trained_models.exists() else [],
+        "trained_models": sorted(p.name for p in paths.trained_models.glob("*"))
+        if paths.trained_models.exists()
+        else [],
         "outputs": sorted(p.name for p in paths.outputs.glob("*")) if paths.outputs.exists() else [],
     }
-    atomic_write_text(paths.meta / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(paths.summary_file, json.dumps(summary, indent=2) + "\n")
     from ioncannon.rental.download import write_download_file
 
     write_download_file(paths, spec)

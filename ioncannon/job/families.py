@@ -7,9 +7,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from ioncannon.job.spec import GeneratePlan
-
-FAMILY_NAMES: tuple[str, ...] = ("sd15", "sdxl", "flux")
+from ioncannon.job.spec import FAMILY_NAMES, GeneratePlan
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ import dataclasses
 from ioncannon.job.spec import TrainPlan
 
 PRESETS: dict[str, str] = {
-    "classic": "The original notebook's recipe: UNet + text encoder, lr 1e-6, 1 photo + 1 class image a step, 1,000 steps.",
+    "classic": (
+        "The original notebook's recipe: UNet + text encoder, lr 1e-6, 1 photo + 1 class image a step, 1,000 steps."
+    ),
     "recommended": (
         "UNet at lr 2e-6 for 800 steps with the text encoder frozen (its prompts are cached, so steps are faster "
         "and faces overfit less); LoRA: rank 16, lr 1e-4, 1,000 steps."

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
+from ioncannon.job import toml
 from ioncannon.job.fsio import atomic_write_text
 
 TOKEN = "{token}"
@@ -85,12 +84,14 @@ def load_pack(path: str | Path | None = None) -> list[PromptStyle]:
     """Read and validate a TOML pack (`[[style]]` tables); the built-in pack when `path` is None or empty."""
     pack = Path(path) if path else default_pack_path()
     try:
-        data = tomllib.loads(pack.read_text(encoding="utf-8"))
+        data = toml.loads(pack.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise PromptPackError(f"Prompt pack {pack} does not exist. Check the path, or leave it empty for the built-in pack.") from exc
+        raise PromptPackError(
+            f"Prompt pack {pack} does not exist. Check the path, or leave it empty for the built-in pack."
+        ) from exc
     except OSError as exc:
         raise PromptPackError(f"Prompt pack {pack} could not be read: {exc.strerror}.") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (toml.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PromptPackError(f"Prompt pack {pack.name} is not valid TOML: {exc}.") from exc
     tables = data.get("style", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
@@ -112,7 +113,7 @@ def save_pack(path: str | Path, styles: list[PromptStyle]) -> Path:
             for s in styles
         ]
     }
-    header = "# ioncannon prompt pack: {token} becomes the subject, e.g. \"sks man\". Seeds make images reproducible.\n\n"
+    header = '# ioncannon prompt pack: {token} becomes the subject, e.g. "sks man". Seeds make images reproducible.\n\n'
     atomic_write_text(path, header + tomli_w.dumps(body))
     return path
 

@@ -1,18 +1,17 @@
-"""JobSpec: every choice a run needs, frozen, saved as job.json; and the job's folder layout."""
+"""JobSpec: every choice a run needs, frozen, saved as job.json."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ioncannon.job.fsio import read_json, write_json
+from ioncannon.job.paths import JobPaths
 
+FAMILY_NAMES: tuple[str, ...] = ("sd15", "sdxl", "flux")  # job/families.py describes each
 DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-STAGES: tuple[str, ...] = ("prepare", "class_images", "cache", "train", "export", "generate", "package")
 
 Mode = Literal["full", "lora"]
 Precision = Literal["bf16", "fp16", "fp32"]
@@ -79,9 +78,8 @@ class JobSpec:
     generate: GeneratePlan = field(default_factory=GeneratePlan)
 
     def __post_init__(self) -> None:
-        from ioncannon.job.families import family_info  # families reads GeneratePlan from this module
-
-        family_info(self.family)  # an unknown family fails here, at the door, not stages later
+        if self.family not in FAMILY_NAMES:  # at the door, not stages later
+            raise ValueError(f"unknown model family {self.family!r}; choose one of {', '.join(FAMILY_NAMES)}")
 
     @property
     def instance_prompt(self) -> str:
@@ -108,12 +106,15 @@ class JobSpec:
         return dataclasses.replace(self, **changes)
 
 
+_T = TypeVar("_T")
+
+
 def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(cls)}
     return {k: v for k, v in data.items() if k in names}
 
 
-def from_known_fields(cls: type, data: dict[str, Any]) -> Any:
+def from_known_fields(cls: type[_T], data: dict[str, Any]) -> _T:
     """An instance of dataclass `cls` from the keys of `data` it knows (newer files may carry more)."""
     return cls(**_known_fields(cls, data))
 
@@ -121,70 +122,6 @@ def from_known_fields(cls: type, data: dict[str, Any]) -> Any:
 def slugify(text: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
     return slug or "job"
-
-
-class JobPaths:
-    """Where everything of one job lives on disk (DESIGN §3)."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
-    # what the user sees
-    def training_samples(self, class_name: str) -> Path:
-        return self.root / "training_samples" / class_name
-
-    def class_images(self, class_name: str) -> Path:
-        return self.root / "class_images" / class_name
-
-    @property
-    def trained_models(self) -> Path:
-        return self.root / "trained_models"
-
-    @property
-    def outputs(self) -> Path:
-        return self.root / "outputs"
-
-    # the product's own bookkeeping
-    @property
-    def meta(self) -> Path:
-        return self.root / ".ioncannon"
-
-    @property
-    def job_file(self) -> Path:
-        return self.meta / "job.json"
-
-    @property
-    def state_file(self) -> Path:
-        return self.meta / "state.json"
-
-    @property
-    def events_file(self) -> Path:
-        return self.meta / "events.jsonl"
-
-    @property
-    def log_file(self) -> Path:
-        return self.meta / "runner.log"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.meta / "lock"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.meta / "checkpoints"
-
-    @property
-    def cache(self) -> Path:
-        return self.meta / "cache"
-
-    @property
-    def previews(self) -> Path:
-        return self.meta / "previews"
-
-    def ensure(self) -> None:
-        for p in (self.root, self.meta):
-            p.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.meta, 0o700)
 
 
 def save_spec(paths: JobPaths, spec: JobSpec) -> None:

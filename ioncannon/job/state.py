@@ -11,9 +11,21 @@ from typing import Any
 
 from ioncannon.job.events import Event, parse_event
 from ioncannon.job.fsio import StateFileError, read_json, write_json
-from ioncannon.job.spec import JobPaths, from_known_fields
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import from_known_fields
 
-LIVE_STATUSES = ("running", "stopping")
+LIVE_STATUSES = ("running", "stopping")      # a runner should be holding the lock
+ENDED_STATUSES = ("finished", "failed", "stopped")
+
+
+def is_live(status: str, alive: bool) -> bool:
+    """Whether the job is at work now: quitting the wizard warns that it keeps running."""
+    return alive and status not in ENDED_STATUSES
+
+
+def shown_status(status: str, alive: bool) -> str:
+    """The status a person should read: a live status whose runner died is "interrupted"."""
+    return "interrupted" if status in LIVE_STATUSES and not alive else status
 
 
 @dataclass

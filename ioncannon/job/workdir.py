@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ioncannon.job.fsio import StateFileError
-from ioncannon.job.spec import JobPaths, JobSpec, load_spec, save_spec, slugify
+from ioncannon.job.lock import runner_pid
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec, load_spec, save_spec, slugify
 from ioncannon.job.state import JobState, read_state
 
 
@@ -70,24 +72,22 @@ def create_job(workdir: str | Path, spec: JobSpec) -> JobPaths:
 
 def list_jobs(workdir: str | Path) -> list[JobSummary]:
     """Every job in the work dir, newest first."""
-    from ioncannon.engine.runner import runner_pid
-
     root = Path(workdir)
     if not root.is_dir():
         return []
-    jobs = []
-    for child in root.iterdir():
-        paths = JobPaths(child)
-        if not paths.job_file.exists():
-            continue
-        spec, problem = None, ""
-        try:
-            spec = load_spec(paths)
-        except (StateFileError, TypeError) as exc:
-            problem = str(exc)
-        jobs.append(JobSummary(child.name, paths, spec, read_state(paths), runner_pid(paths) is not None, problem))
+    jobs = [summarise(JobPaths(child)) for child in root.iterdir() if JobPaths(child).job_file.exists()]
     jobs.sort(key=lambda j: j.paths.job_file.stat().st_mtime, reverse=True)
     return jobs
+
+
+def summarise(paths: JobPaths) -> JobSummary:
+    """One job's name, spec (None with the reason when job.json can't be read), state and whether it runs."""
+    spec, problem = None, ""
+    try:
+        spec = load_spec(paths)
+    except (StateFileError, TypeError) as exc:
+        problem = str(exc)
+    return JobSummary(paths.root.name, paths, spec, read_state(paths), runner_pid(paths) is not None, problem)
 
 
 def find_unfinished(workdir: str | Path, jobs: list[JobSummary] | None = None) -> JobSummary | None:

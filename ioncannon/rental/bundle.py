@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ioncannon import __version__
+from ioncannon.job.errors import StageError
 from ioncannon.job.fsio import StateFileError, free_bytes, read_json, write_json
-from ioncannon.job.spec import JobPaths, JobSpec, slugify
+from ioncannon.job.outputs import plan_outputs
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec, slugify
 
 MODEL_FORMATS: tuple[str, ...] = ("single", "diffusers", "lora")
 # The diffusers folder holds the same weights as the single file; most people want one copy home.
@@ -61,21 +64,17 @@ class BundlePlan:
 # --------------------------------------------------------------------------- starred images and the finish record
 
 
-def _starred_file(paths: JobPaths) -> Path:
-    return paths.meta / "starred.json"
-
-
 def load_starred(paths: JobPaths) -> list[str]:
     """Starred images as paths relative to the job folder (posix), in the order they were starred."""
     try:
-        starred = read_json(_starred_file(paths)).get("starred", [])
+        starred = read_json(paths.starred_file).get("starred", [])
     except StateFileError:
         return []
     return [s for s in starred if isinstance(s, str)]
 
 
 def save_starred(paths: JobPaths, relative_paths: Iterable[str]) -> None:
-    write_json(_starred_file(paths), {"starred": list(dict.fromkeys(relative_paths))})
+    write_json(paths.starred_file, {"starred": list(dict.fromkeys(relative_paths))})
 
 
 def toggle_star(paths: JobPaths, image: str | Path) -> bool:
@@ -94,14 +93,11 @@ def _relative(paths: JobPaths, image: Path) -> str:
     return (image.relative_to(paths.root) if image.is_absolute() else image).as_posix()
 
 
-def _finish_file(paths: JobPaths) -> Path:
-    return paths.meta / "finish.json"
-
 
 def read_finish_record(paths: JobPaths) -> dict[str, Any]:
     """What happened at the finish line: the bundle written, download confirmed or declined, the wipe."""
     try:
-        return read_json(_finish_file(paths))
+        return read_json(paths.finish_file)
     except StateFileError:
         return {}
 
@@ -109,7 +105,7 @@ def read_finish_record(paths: JobPaths) -> dict[str, Any]:
 def update_finish_record(paths: JobPaths, **changes: Any) -> dict[str, Any]:
     record = {k: v for k, v in read_finish_record(paths).items() if k != "schema_version"}
     record.update(changes)
-    write_json(_finish_file(paths), record)
+    write_json(paths.finish_file, record)
     return record
 
 
@@ -226,7 +222,9 @@ def plan_bundle(
     )
     for entry in entries:
         plan.counts[entry.kind] = plan.counts.get(entry.kind, 0) + 1
-    plan.archive_bytes = _zip_size([(e.name, e.size) for e in entries] + [(MANIFEST_NAME, len(_manifest_bytes(plan.manifest)))])
+    plan.archive_bytes = _zip_size(
+        [(e.name, e.size) for e in entries] + [(MANIFEST_NAME, len(_manifest_bytes(plan.manifest)))]
+    )
     return plan
 
 
@@ -242,11 +240,6 @@ def _public_settings(spec: JobSpec) -> dict[str, Any]:
 
 def _planned_prompts(paths: JobPaths, spec: JobSpec) -> dict[str, dict[str, Any]]:
     """Prompt, negative prompt and seeds per output folder, from the generator's own (deterministic) plan."""
-    try:
-        from ioncannon.engine.context import StageError
-        from ioncannon.engine.generate.stage import plan_outputs
-    except ImportError:
-        return {}
     try:
         sets = plan_outputs(spec, paths.outputs)
     except (StageError, OSError, ValueError):
@@ -288,7 +281,9 @@ def _image_notes(entries: list[BundleEntry]) -> dict[str, dict[str, str]]:
             continue
         try:
             with Image.open(entry.source) as im:
-                info = {k: str(v) for k, v in im.info.items() if k in ("prompt", "negative_prompt", "seed", "parameters")}
+                info = {
+                    k: str(v) for k, v in im.info.items() if k in ("prompt", "negative_prompt", "seed", "parameters")
+                }
         except OSError:
             continue
         if info:
@@ -373,7 +368,10 @@ def write_bundle(
             for entry, listed in zip(plan.entries, manifest["files"], strict=True):
                 digest = hashlib.sha256()
                 written = 0
-                with open(entry.source, "rb") as src, archive.open(_zip_info(entry.name, entry.source, entry.size), "w") as dst:
+                with (
+                    open(entry.source, "rb") as src,
+                    archive.open(_zip_info(entry.name, entry.source, entry.size), "w") as dst,
+                ):
                     while chunk := src.read(_CHUNK):
                         digest.update(chunk)
                         dst.write(chunk)

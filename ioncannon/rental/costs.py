@@ -11,7 +11,9 @@ from pathlib import Path
 
 from ioncannon.job.events import RunnerStarted, parse_event
 from ioncannon.job.fsio import StateFileError, read_json, write_json
-from ioncannon.job.spec import JobPaths, JobSpec
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec
+from ioncannon.job.units import money
 
 PRICES_FILE = "prices.json"
 # Provider variables that name this very instance; the first present keys the remembered price.
@@ -74,7 +76,9 @@ def parse_price(text: str) -> float:
     try:
         price = float(cleaned)
     except ValueError:
-        raise ValueError(f"{text.strip() or 'an empty price'!s} is not a price: type dollars per hour, e.g. 0.89") from None
+        raise ValueError(
+            f"{text.strip() or 'an empty price'!s} is not a price: type dollars per hour, e.g. 0.89"
+        ) from None
     if price < 0 or price != price or price > 1000:
         raise ValueError("an hourly price is between 0 and 1000 dollars")
     return price
@@ -175,35 +179,6 @@ def cost_snapshot(
     return CostSnapshot(hourly_price, elapsed, instance_uptime_s(proc))
 
 
-def format_clock(seconds: float | None) -> str:
-    """00:12:31 (hours grow past 99 rather than wrap)."""
-    if seconds is None:
-        return "--:--:--"
-    whole = int(max(0.0, seconds))
-    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
-
-
-def format_money(dollars: float | None) -> str:
-    if dollars is None:
-        return "$?"
-    return f"${dollars:,.2f}" if dollars >= 0.005 or dollars == 0 else "<$0.01"
-
-
-def meter_text(snapshot: CostSnapshot) -> str:
-    """The footer line: "⏱ 00:12:31 · $0.18 this job · $1.02 since boot"."""
-    parts = [f"⏱ {format_clock(snapshot.job_elapsed_s)}"]
-    if snapshot.hourly_price is None:
-        parts.append("price not set")
-        if snapshot.instance_uptime_s is not None:
-            parts.append(f"up {format_clock(snapshot.instance_uptime_s)}")
-        return " · ".join(parts)
-    if snapshot.job_elapsed_s is not None:
-        parts.append(f"{format_money(snapshot.job_spend)} this job")
-    if snapshot.instance_uptime_s is not None:
-        parts.append(f"{format_money(snapshot.instance_spend)} since boot")
-    return " · ".join(parts)
-
-
 # --------------------------------------------------------------------------- the budget cap
 
 
@@ -227,8 +202,8 @@ def budget_exceeded(
         spent = spend(spec.hourly_price, elapsed)
         if spent >= spec.budget_money:
             return (
-                f"budget reached: {format_money(spent)} of the {format_money(spec.budget_money)} cap "
-                f"at {format_money(spec.hourly_price)}/h"
+                f"budget reached: {money(spent)} of the {money(spec.budget_money)} cap "
+                f"at {money(spec.hourly_price)}/h"
             )
     return None
 

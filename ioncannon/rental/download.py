@@ -9,11 +9,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ioncannon.rental.bundle import archive_path
 from ioncannon.job.fsio import atomic_write_text
-from ioncannon.job.spec import JobPaths, JobSpec, load_spec
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec, load_spec
+from ioncannon.rental.bundle import archive_path
 
-DOWNLOAD_FILE = "DOWNLOAD.txt"
 # Bare words, not <HOST>: a pasted "<PORT>" is a shell redirection that creates stray files.
 HOST_PLACEHOLDER = "HOST"
 PORT_PLACEHOLDER = "PORT"
@@ -160,9 +160,9 @@ def download_text(commands: DownloadCommands, address_source: str = "") -> str:
 def write_download_file(
     paths: JobPaths, spec: JobSpec | None = None, env: Mapping[str, str] | None = None,
 ) -> DownloadCommands:
-    """Write DOWNLOAD.txt into the job folder and return the commands it holds (spec read from job.json if not given)."""
+    """Write DOWNLOAD.txt into the job folder; returns its commands (the spec is read from job.json if not given)."""
     spec = load_spec(paths) if spec is None else spec
     address = detect_address(env)
     commands = build_download_commands(address, download_targets(paths, spec))
-    atomic_write_text(paths.root / DOWNLOAD_FILE, download_text(commands, address.source))
+    atomic_write_text(paths.download_file, download_text(commands, address.source))
     return commands

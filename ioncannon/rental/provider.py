@@ -96,7 +96,9 @@ def build_command(info: ProviderInfo, action: Action, env: Mapping[str, str] | N
     env = os.environ if env is None else env
     if not info.can_act_from_inside:
         missing = "its CLI" if info.cli is None else "an API key" if info.credentials is None else "this instance's id"
-        raise ProviderError(f"{info.display_name} can't be asked from inside this box (missing {missing}); use the console")
+        raise ProviderError(
+            f"{info.display_name} can't be asked from inside this box (missing {missing}); use the console"
+        )
     assert info.cli is not None and info.instance_id is not None
     cli_name = Path(info.cli).name
     if info.name == "vast":

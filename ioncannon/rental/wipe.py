@@ -8,8 +8,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec
 from ioncannon.rental.bundle import archive_path, human_bytes, update_finish_record
-from ioncannon.job.spec import JobPaths, JobSpec
 
 NOT_A_SECURE_ERASE = (
     "Deleting files on a rented SSD or container layer is not a secure erase: the blocks can stay on "
@@ -55,7 +56,8 @@ class WipeReceipt:
         out += [f"  ✓ {i.label}: {short(i.path)} ({i.files} files, {human_bytes(i.bytes)})" for i in self.removed]
         out += [f"  ✗ {i.label}: {short(i.path)} could not be removed: {why}" for i, why in self.failed]
         out += [
-            f"Kept: {short(k)}" + (" (generic class images, not of your subject)" if Path(k).name == "class_images" else "")
+            f"Kept: {short(k)}"
+            + (" (generic class images, not of your subject)" if Path(k).name == "class_images" else "")
             for k in self.kept
         ]
         if self.originals:
@@ -70,14 +72,14 @@ def _subject_copies(paths: JobPaths, spec: JobSpec, include_results: bool) -> li
         ("latents cache", paths.cache),
         ("checkpoints", paths.checkpoints),
         ("training previews", paths.previews),
-        ("trained weights (working copy)", paths.meta / "trained"),
+        ("trained weights (working copy)", paths.trained),
     ]
     if include_results:
         places += [
             ("generated images", paths.outputs),
             ("trained models", paths.trained_models),
             ("results bundle", archive_path(paths, spec)),
-            ("starred list", paths.meta / "starred.json"),
+            ("starred list", paths.starred_file),
         ]
     return places
 
@@ -117,8 +119,10 @@ def _remove(path: Path) -> None:
 def wipe(paths: JobPaths, spec: JobSpec, include_results: bool = False) -> WipeReceipt:
     """Remove the subject's copies; the receipt lists only what is verifiably gone."""
     if not paths.job_file.is_file():
-        raise WipeError(f"{paths.root} doesn't look like an ioncannon job (no .ioncannon/job.json); nothing was removed")
-    from ioncannon.engine.runner import runner_pid
+        raise WipeError(
+            f"{paths.root} doesn't look like an ioncannon job (no .ioncannon/job.json); nothing was removed"
+        )
+    from ioncannon.job.lock import runner_pid
 
     pid = runner_pid(paths)
     if pid is not None:
@@ -150,7 +154,11 @@ def wipe(paths: JobPaths, spec: JobSpec, include_results: bool = False) -> WipeR
     )
     update_finish_record(
         paths,
-        wipe={"at": receipt.wiped_at, "include_results": include_results,
-              "removed": [asdict(i) for i in receipt.removed], "failed": [[asdict(i), why] for i, why in receipt.failed]},
+        wipe={
+            "at": receipt.wiped_at,
+            "include_results": include_results,
+            "removed": [asdict(i) for i in receipt.removed],
+            "failed": [[asdict(i), why] for i, why in receipt.failed],
+        },
     )
     return receipt

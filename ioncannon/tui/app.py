@@ -6,9 +6,10 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import App
@@ -17,9 +18,11 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from ioncannon.job.spec import JobPaths, JobSpec
-from ioncannon.job.state import EventTail, read_state
-from ioncannon.tui.session import SessionStore
+from ioncannon.job import handle
+from ioncannon.job.lock import RunnerBusy
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec
+from ioncannon.job.state import is_live, read_state
 from ioncannon.tui.dialogs.choice import Choice, ChoiceDialog, ErrorDialog
 from ioncannon.tui.feed import JobFeed
 from ioncannon.tui.jobview import JobView
@@ -33,7 +36,8 @@ from ioncannon.tui.screens.prompts import PromptsScreen
 from ioncannon.tui.screens.subject import SubjectScreen
 from ioncannon.tui.screens.train import TrainScreen
 from ioncannon.tui.screens.welcome import WelcomeScreen
-from ioncannon.tui.wizard import JOB_STEPS, Step, follow_job, is_live, job_step, next_step, opening_step, previous_step
+from ioncannon.tui.session import SessionStore
+from ioncannon.tui.wizard import JOB_STEPS, Step, follow_job, job_step, next_step, opening_step, previous_step
 
 if TYPE_CHECKING:
     from ioncannon.engine.hardware import HardwareInfo
@@ -157,8 +161,13 @@ class IonCannonApp(App[None]):
 
             return FinishScreen(self.job.paths, self.job.spec)
         screens: dict[Step, type[WizardScreen]] = {
-            Step.PHOTOS: PhotosScreen, Step.CHECK: CheckScreen, Step.SUBJECT: SubjectScreen, Step.PROMPTS: PromptsScreen,
-            Step.HARDWARE: HardwareScreen, Step.TRAIN: TrainScreen, Step.GENERATE: GenerateScreen,
+            Step.PHOTOS: PhotosScreen,
+            Step.CHECK: CheckScreen,
+            Step.SUBJECT: SubjectScreen,
+            Step.PROMPTS: PromptsScreen,
+            Step.HARDWARE: HardwareScreen,
+            Step.TRAIN: TrainScreen,
+            Step.GENERATE: GenerateScreen,
         }
         return screens.get(step, PhotosScreen)()
 
@@ -218,12 +227,10 @@ class IonCannonApp(App[None]):
 
     def attach(self, paths: JobPaths, spec: JobSpec) -> None:
         """Watch this job: read where it is now, show its screen and start pumping its events."""
-        from ioncannon.engine.runner import runner_pid
-
         self.job = JobLink(paths, spec)
         self.job_view, self.feed = JobView(), JobFeed()
         self.store.update(job_name=spec.name)
-        self.job_view.update_state(read_state(paths), runner_pid(paths) is not None)
+        self.job_view.update_state(read_state(paths), handle.is_alive(paths))
         self.go(job_step(self.job_view.state.status, self.job_view.state.stage))
         self.pump(paths)
 
@@ -233,34 +240,26 @@ class IonCannonApp(App[None]):
 
     @work(thread=True, exclusive=True, group="runner", exit_on_error=False)
     def _start_runner(self, paths: JobPaths, spec: JobSpec) -> None:
-        from ioncannon.engine.runner import RunnerBusy, start_runner
-
         try:
-            start_runner(paths, self.workdir)
+            handle.start(paths, self.workdir)
         except RunnerBusy:
             pass  # someone (another terminal) restarted it first: just watch
         self.call_from_thread(self.attach, paths, spec)
 
     def stop_job(self) -> None:
         """Ask the runner to checkpoint and stop; the screen shows it stopping, then stopped."""
-        from ioncannon.engine.runner import request_stop
-
-        if self.job is not None and not request_stop(self.job.paths):
+        if self.job is not None and not handle.stop(self.job.paths):
             self.notify("The runner had already exited.", severity="warning")
 
     @work(thread=True, exclusive=True, group="pump", exit_on_error=False)
     def pump(self, paths: JobPaths) -> None:
         """The one reader of the job's files: tails events.jsonl, reads state.json, wakes the UI coalesced."""
-        from ioncannon.engine.runner import runner_pid
-
         worker = get_current_worker()
-        feed, tail = self.feed, EventTail(paths.events_file, from_start=True)
-        while not worker.is_cancelled:
-            events = tail.read_new()
-            alive = runner_pid(paths) is not None
-            if feed.offer(events, read_state(paths), alive):
+        feed = self.feed
+        for news in handle.follow(paths, from_start=True, interval_s=self.PUMP_INTERVAL,
+                                  cancelled=lambda: worker.is_cancelled):
+            if feed.offer(news.events, news.state, news.alive):
                 self.post_message(JobChanged())
-            time.sleep(self.PUMP_INTERVAL)
 
     def on_job_changed(self, message: JobChanged) -> None:
         """Fold the news into the job view and let the job screen redraw once."""

@@ -2,41 +2,8 @@
 
 from __future__ import annotations
 
+from ioncannon.job.units import money
 from ioncannon.rental import costs
-STAGE_LABELS: dict[str, str] = {
-    "prepare": "photos",
-    "class_images": "class images",
-    "cache": "cache",
-    "train": "train",
-    "export": "export",
-    "generate": "generate",
-    "package": "package",
-}
-
-
-def duration(seconds: float | None) -> str:
-    """`4:05`, `1:02:03`, or `–` when unknown."""
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "–"
-    total = int(round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def rough_duration(seconds: float) -> str:
-    """A human estimate: `about 40 s`, `about 12 min`, `about 1 h 35 min`."""
-    if seconds < 90:
-        return f"about {max(1, round(seconds))} s"
-    minutes = round(seconds / 60)
-    if minutes < 90:
-        return f"about {minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"about {hours} h {minutes:02d} min"
-
-
-def money(amount: float) -> str:
-    return f"${amount:,.2f}"
 
 
 def cost(seconds: float, hourly_price: float | None) -> str:

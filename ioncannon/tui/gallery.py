@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ioncannon.job.paths import JobPaths
 from ioncannon.rental import bundle
-from ioncannon.job.spec import JobPaths
 
 STAR = "★"
 

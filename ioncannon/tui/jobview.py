@@ -6,10 +6,20 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ioncannon.job.events import (
-    CheckpointSaved, CollageReady, Event, Failed, JobFinished, Message, Progress, RunnerStarted,
-    SampleReady, StageFinished, StageStarted, Stopped,
+    CheckpointSaved,
+    CollageReady,
+    Event,
+    Failed,
+    JobFinished,
+    Message,
+    Progress,
+    RunnerStarted,
+    SampleReady,
+    StageFinished,
+    StageStarted,
+    Stopped,
 )
-from ioncannon.job.spec import STAGES
+from ioncannon.job.stages import STAGE_NAMES
 from ioncannon.job.state import JobState
 
 MAX_LOSSES = 240
@@ -93,7 +103,7 @@ class JobView:
     def stage_marks(self) -> list[tuple[str, str]]:
         """(stage, mark) for every stage in run order: ✓ done, ▶ running, ✗ failed, · waiting."""
         marks = []
-        for stage in STAGES:
+        for stage in STAGE_NAMES:
             if stage in self.stages_done:
                 mark = "✓"
             elif stage == self.stage and self.failed is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Literal
 
+from ioncannon.job.stages import STAGES
+
 
 class Step(str, Enum):
     WELCOME = "welcome"
@@ -31,8 +33,7 @@ ORDER: tuple[Step, ...] = tuple(Step)
 SETUP_STEPS: tuple[Step, ...] = (Step.PHOTOS, Step.CHECK, Step.SUBJECT, Step.PROMPTS, Step.HARDWARE)
 JOB_STEPS: tuple[Step, ...] = (Step.TRAIN, Step.GENERATE, Step.FINISH)
 # Stages after training belong to the generate screen: export, then the prompt pack, then packaging.
-GENERATE_STAGES: frozenset[str] = frozenset({"export", "generate", "package"})
-LIVE_STATUSES: frozenset[str] = frozenset({"running", "stopping"})
+GENERATE_STAGES: frozenset[str] = frozenset(s.name for s in STAGES if s.screen == "generate")
 
 ResumeAction = Literal["attach", "resume", "none"]
 
@@ -86,8 +87,3 @@ def resume_action(status: str, alive: bool) -> ResumeAction:
     if status == "finished":
         return "none"
     return "attach" if alive else "resume"
-
-
-def is_live(status: str, alive: bool) -> bool:
-    """Whether quitting should warn that the job keeps running."""
-    return alive and status not in ("finished", "failed", "stopped")

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import patience
+
 
 def ioncannon(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ioncannon", *args], capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "ioncannon", *args], capture_output=True, text=True, timeout=patience(timeout),
         stdin=subprocess.DEVNULL, **kw,
     )
 

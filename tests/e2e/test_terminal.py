@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ioncannon.job.spec import JobPaths
-from ioncannon.engine.runner import runner_pid, wait_for_exit
+from ioncannon.job.lock import runner_pid, wait_for_exit
+from ioncannon.job.paths import JobPaths
 from ioncannon.job.state import read_state
 from tests.e2e.tmuxdriver import Tmux
-from tests.waiting import wait_until
+from tests.waiting import patience, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -76,7 +76,7 @@ def test_demo_survives_a_killed_terminal_and_reattaches(tmux: Tmux, tmp_path: Pa
     # the attached screen shows the live job advancing
     wait_until(lambda: _steps_on_screen(tmux.screen("second")) > first_seen, 60, "the step counter to advance")
 
-    assert wait_for_exit(paths, 300)
+    assert wait_for_exit(paths, patience(300))
     final = read_state(paths)
     assert final.status == "finished", (final.message, final.hint)
     tmux.wait_for("second", "DESTROY", 60)  # the finish screen's last words

@@ -8,6 +8,8 @@ import subprocess
 import time
 import uuid
 
+from tests.waiting import patience
+
 
 class Tmux:
     """One tmux server (own socket, so tests never touch the user's tmux) running one session."""
@@ -41,14 +43,14 @@ class Tmux:
         return out.stdout
 
     def wait_for(self, session: str, text: str, timeout: float = 30.0) -> str:
-        deadline = time.time() + timeout
+        deadline = time.time() + patience(timeout)
         screen = ""
         while time.time() < deadline:
             screen = self.screen(session)
             if text in screen:
                 return screen
             time.sleep(0.25)
-        raise AssertionError(f"{text!r} did not appear within {timeout:.0f}s; the screen was:\n{screen}")
+        raise AssertionError(f"{text!r} did not appear within {patience(timeout):.0f}s; the screen was:\n{screen}")
 
     def kill_session(self, session: str) -> None:
         self._tmux("kill-session", "-t", session, check=False)

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, PngImagePlugin
 
+from ioncannon.cli.finish import bundle_main
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec, save_spec
 from ioncannon.rental import bundle
 from ioncannon.rental.bundle import (
     BundleError,
@@ -26,8 +29,6 @@ from ioncannon.rental.bundle import (
     toggle_star,
     write_bundle,
 )
-from ioncannon.job.spec import JobPaths, JobSpec, save_spec
-from ioncannon.cli.finish import bundle_main
 
 
 def finished_job(workdir: Path, name: str = "alice") -> tuple[JobPaths, JobSpec]:
@@ -83,11 +84,18 @@ def test_planned_size_is_the_written_size_and_the_manifest_hashes_every_file(tmp
     assert manifest["instance_prompt"] == "a photo of zwx woman"
     comic = next(n for n in manifest["generation"] if n["folder"] == "outputs/zwx_comic")
     assert comic["keyword"] == "comic" and "zwx woman" in comic["prompt"] and comic["negative_prompt"]
-    assert comic["seeds"] == {"0000.png": 1005, "0001.png": 1006, "0002.png": 1007}  # the pack's seed, then +1 per image
+    assert comic["seeds"] == {
+        "0000.png": 1005,
+        "0001.png": 1006,
+        "0002.png": 1007,
+    }  # the pack's seed, then +1 per image
     assert comic["note"] == "kept by hand"
     notes = manifest["image_prompts"]["outputs/zwx_oilpainting/samples/0002.png"]
     assert notes == {"prompt": "zwx woman, oilpainting", "seed": "9"}
-    assert "trained_models/README.md" in listed and "trained_models/zwx_lora_diffusers/pytorch_lora_weights.safetensors" in listed
+    assert (
+        "trained_models/README.md" in listed
+        and "trained_models/zwx_lora_diffusers/pytorch_lora_weights.safetensors" in listed
+    )
     assert not list(paths.root.glob(".*partial"))
 
 
@@ -112,7 +120,10 @@ def test_model_formats(tmp_path: Path) -> None:
     paths, spec = finished_job(tmp_path)
     assert available_model_formats(paths) == {"single": 30_000, "lora": 7_000, "diffusers": 25_000}
     names = {e.name for e in plan_bundle(paths, spec, model_formats=("diffusers",)).entries if e.kind == "model"}
-    assert names == {"trained_models/zwx_diffusers/unet/diffusion_pytorch_model.safetensors", "trained_models/README.md"}
+    assert names == {
+        "trained_models/zwx_diffusers/unet/diffusion_pytorch_model.safetensors",
+        "trained_models/README.md",
+    }
     names = {e.name for e in plan_bundle(paths, spec, model_formats=("lora",)).entries if e.kind == "model"}
     assert names == {
         "trained_models/zwx_lora.safetensors", "trained_models/zwx_lora_diffusers/pytorch_lora_weights.safetensors",
@@ -186,7 +197,9 @@ def test_bundle_command_shows_the_size_then_writes(
     assert f"scp -P 41022 root@203.0.113.7:{archive} ." in out
     assert f"scp -P 41022 root@203.0.113.7:{archive} ." in (paths.root / "DOWNLOAD.txt").read_text()
     assert read_finish_record(paths)["bundle"]["bytes"] == archive.stat().st_size
-    assert "trained_models/zwx_diffusers/unet/diffusion_pytorch_model.safetensors" in zipfile.ZipFile(archive).namelist()
+    assert (
+        "trained_models/zwx_diffusers/unet/diffusion_pytorch_model.safetensors" in zipfile.ZipFile(archive).namelist()
+    )
 
 
 def test_bundle_command_names_a_missing_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

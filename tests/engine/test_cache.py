@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ioncannon.engine.train.cache import KEY_FILE, TENSORS_FILE, _load_pixels, load_cache, run_cache
-from ioncannon.engine.context import StageError
-from ioncannon.job.events import Message
 from ioncannon.engine.models.load import load_components
+from ioncannon.engine.train.cache import KEY_FILE, TENSORS_FILE, _load_pixels, load_cache, run_cache
+from ioncannon.job.errors import StageError
+from ioncannon.job.events import Message
 
 try:
     from tests.engine.test_train_support import make_job, one_thread, subject_image, tiny_model  # noqa: F401
@@ -31,7 +31,9 @@ def test_cache_holds_photos_mirrors_class_images_and_prompts(tmp_path: Path, tin
     with torch.no_grad():
         plain = parts.vae.encode(pixels).latent_dist.mean * parts.vae.config.scaling_factor
         mirrored = parts.vae.encode(torch.flip(pixels, dims=[3])).latent_dist.mean * parts.vae.config.scaling_factor
-        ids = parts.tokenizer(ctx.spec.instance_prompt, padding="max_length", max_length=77, return_tensors="pt").input_ids
+        ids = parts.tokenizer(
+            ctx.spec.instance_prompt, padding="max_length", max_length=77, return_tensors="pt"
+        ).input_ids
         embeds = parts.text_encoder(ids)[0]
     assert torch.allclose(cache.instance_mean[1], plain[0], atol=1e-5)
     assert torch.allclose(cache.instance_mean[3 + 1], mirrored[0], atol=1e-5)
@@ -77,6 +79,8 @@ def test_prior_preservation_without_class_images_is_a_stage_error(tmp_path: Path
     with pytest.raises(StageError, match="No class images") as info:
         run_cache(ctx)
     assert info.value.hint
-    ctx.spec = ctx.spec.replace(train=ctx.spec.train.__class__(**{**ctx.spec.train.__dict__, "prior_preservation": False}))
+    ctx.spec = ctx.spec.replace(
+        train=ctx.spec.train.__class__(**{**ctx.spec.train.__dict__, "prior_preservation": False})
+    )
     run_cache(ctx)
     assert load_cache(ctx).class_mean.shape[0] == 0

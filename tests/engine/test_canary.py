@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ioncannon.engine.demo import demo_spec
-from ioncannon.job.workdir import create_job
-from ioncannon.engine.runner import start_runner, wait_for_exit
-from ioncannon.job.state import read_state
 from ioncannon.cli.finish import bundle_main
+from ioncannon.engine.demo import demo_spec
+from ioncannon.job import handle
+from ioncannon.job.lock import wait_for_exit
+from ioncannon.job.state import read_state
+from ioncannon.job.workdir import create_job
 
 pytestmark = pytest.mark.slow
 
@@ -25,11 +26,15 @@ def files_containing(root: Path, needle: bytes) -> list[Path]:
     return hits
 
 
-def test_a_planted_token_is_in_no_file_the_job_wrote(workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_planted_token_is_in_no_file_the_job_wrote(
+    workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     token = f"hf_canary{secrets.token_hex(12)}"
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         monkeypatch.setenv(name, token)
-    homes = {name: tmp_path / name.lower() for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "HF_HOME")}
+    homes = {
+        name: tmp_path / name.lower() for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "HF_HOME")
+    }
     for name, folder in homes.items():
         folder.mkdir()
         monkeypatch.setenv(name, str(folder))
@@ -41,7 +46,7 @@ def test_a_planted_token_is_in_no_file_the_job_wrote(workdir: Path, tmp_path: Pa
         generate=dataclasses.replace(spec.generate, steps=2, images_per_prompt=1, bare_token_images=1),
     )
     paths = create_job(workdir, spec)
-    start_runner(paths, workdir)
+    handle.start(paths, workdir)
     assert wait_for_exit(paths, 240), "the runner did not finish in time"
     state = read_state(paths)
     assert state.status == "finished", (state.message, state.hint)
@@ -50,5 +55,7 @@ def test_a_planted_token_is_in_no_file_the_job_wrote(workdir: Path, tmp_path: Pa
     written = [p for p in workdir.rglob("*") if p.is_file()]
     assert len(written) > 20 and any(p.suffix == ".zip" for p in written)  # the grep covers a real job
     assert (paths.root / "DOWNLOAD.txt").is_file() and paths.log_file.is_file() and paths.events_file.is_file()
-    leaks = files_containing(workdir, token.encode()) + [p for f in homes.values() for p in files_containing(f, token.encode())]
+    leaks = files_containing(workdir, token.encode()) + [
+        p for f in homes.values() for p in files_containing(f, token.encode())
+    ]
     assert leaks == []

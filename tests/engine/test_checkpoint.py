@@ -11,13 +11,16 @@ import torch
 
 from ioncannon.engine.train import checkpoint as ckpt_mod
 from ioncannon.engine.train.checkpoint import CheckpointStore, capture_rng, restore_rng
-from ioncannon.engine.context import StageError
+from ioncannon.job.errors import StageError
 from ioncannon.job.events import Event, Message
 
 
 def _tensors(step: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(step)
-    return {"w": torch.randn(64, 8, generator=g)}, {"opt.m": torch.randn(512, generator=g), "opt.step": torch.tensor(float(step))}
+    return {"w": torch.randn(64, 8, generator=g)}, {
+        "opt.m": torch.randn(512, generator=g),
+        "opt.step": torch.tensor(float(step)),
+    }
 
 
 def _save(store: CheckpointStore, step: int) -> Path:
@@ -29,7 +32,12 @@ def test_round_trip_and_manifest(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path / "ck", keep=2)
     path = _save(store, 7)
     assert path.name == "step_00000007"
-    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "optimizer.safetensors", "state.json", "weights.safetensors"]
+    assert sorted(p.name for p in path.iterdir()) == [
+        "manifest.json",
+        "optimizer.safetensors",
+        "state.json",
+        "weights.safetensors",
+    ]
     loaded = store.load_latest()
     assert loaded is not None and loaded.step == 7 and loaded.state["note"] == "s7"
     w, o = _tensors(7)

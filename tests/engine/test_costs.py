@@ -8,27 +8,27 @@ from pathlib import Path
 
 import pytest
 
+from ioncannon.job.events import RunnerStarted
+from ioncannon.job.fsio import append_line
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec, save_spec
+from ioncannon.job.state import JobState, write_state
+from ioncannon.job.units import duration, money
 from ioncannon.rental.costs import (
     PRICES_FILE,
     budget_exceeded,
     budget_left_s,
     cost_snapshot,
     estimate_cost,
-    format_clock,
-    format_money,
     instance_uptime_s,
     job_started_at,
     machine_key,
-    meter_text,
     parse_price,
     remember_hourly_price,
     remembered_hourly_price,
     spend,
 )
-from ioncannon.job.events import RunnerStarted
-from ioncannon.job.fsio import append_line
-from ioncannon.job.spec import JobPaths, JobSpec, save_spec
-from ioncannon.job.state import JobState, write_state
+from ioncannon.tui.widgets.meter import meter_text
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -92,7 +92,9 @@ def test_machine_key_prefers_the_provider_instance_id() -> None:
     assert machine_key({}).startswith("host:")
 
 
-@pytest.mark.parametrize(("typed", "price"), [("0.89", 0.89), ("$0.89/h", 0.89), ("0,89", 0.89), (" 1.2 /hr", 1.2), ("3", 3.0)])
+@pytest.mark.parametrize(
+    ("typed", "price"), [("0.89", 0.89), ("$0.89/h", 0.89), ("0,89", 0.89), (" 1.2 /hr", 1.2), ("3", 3.0)]
+)
 def test_parse_price_reads_what_people_type(typed: str, price: float) -> None:
     assert parse_price(typed) == pytest.approx(price)
 
@@ -121,8 +123,12 @@ def test_meter_text(tmp_path: Path) -> None:
 
 
 def test_formatting() -> None:
-    assert format_clock(0) == "00:00:00" and format_clock(360_001) == "100:00:01" and format_clock(None) == "--:--:--"
-    assert format_money(1234.5) == "$1,234.50" and format_money(0) == "$0.00" and format_money(0.001) == "<$0.01"
+    assert (
+        duration(0, "clock") == "00:00:00"
+        and duration(360_001, "clock") == "100:00:01"
+        and duration(None, "clock") == "--:--:--"
+    )
+    assert money(1234.5) == "$1,234.50" and money(0) == "$0.00" and money(0.001) == "<$0.01"
 
 
 def test_budget_in_minutes() -> None:

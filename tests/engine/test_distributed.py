@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from ioncannon.engine.train.cache import run_cache
-from ioncannon.engine.train.checkpoint import CheckpointStore
-from ioncannon.engine.context import StopRequested
-from ioncannon.engine.parallel.launch import launch
-from ioncannon.job.events import CheckpointSaved, Message, Progress
 from ioncannon.engine.hardware import GpuInfo, HardwareInfo, choose_plan, data_parallel
 from ioncannon.engine.models.load import load_components
+from ioncannon.engine.parallel.launch import launch
 from ioncannon.engine.stages import stage_function
+from ioncannon.engine.train.cache import run_cache
+from ioncannon.engine.train.checkpoint import CheckpointStore
 from ioncannon.engine.train.loop import run_training
+from ioncannon.job.errors import StopRequested
+from ioncannon.job.events import CheckpointSaved, Message, Progress
 
 try:
     from tests.engine.test_train_support import make_job, one_thread, tiny_model, unet_weights  # noqa: F401

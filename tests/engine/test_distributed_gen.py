@@ -14,15 +14,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ioncannon.engine.train.cache import run_cache
 from ioncannon.engine.context import StageContext
-from ioncannon.job.events import CollageReady, Event, Progress, SampleReady
-from ioncannon.engine.generate.batches import ImageJob, fixed_batches, shard
+from ioncannon.engine.generate.batches import fixed_batches, shard
 from ioncannon.engine.generate.stage import class_cache_dir
-from ioncannon.job.spec import GeneratePlan, JobPaths, save_spec
-from ioncannon.job.prompts import PromptStyle, save_pack
 from ioncannon.engine.stages import stage_function
+from ioncannon.engine.train.cache import run_cache
 from ioncannon.engine.train.loop import run_training
+from ioncannon.job.events import CollageReady, Event, Progress, SampleReady
+from ioncannon.job.outputs import ImageJob
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.prompts import PromptStyle, save_pack
+from ioncannon.job.spec import GeneratePlan, save_spec
 
 try:
     from tests.engine.test_train_support import CLASS, make_job, one_thread, tiny_model  # noqa: F401

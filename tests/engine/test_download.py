@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec, save_spec
 from ioncannon.rental.bundle import archive_path
 from ioncannon.rental.download import (
-    DOWNLOAD_FILE,
     build_download_commands,
     detect_address,
     download_targets,
     write_download_file,
 )
-from ioncannon.job.spec import JobPaths, JobSpec, save_spec
 
 ZIP = Path("/workspace/ioncannon/alice/alice-results.zip")
 
@@ -118,7 +118,7 @@ def test_download_file_points_at_the_folders_then_at_the_bundle(tmp_path: Path) 
     assert commands.rsync.startswith("rsync -rP -e 'ssh -p 41022' ")
     archive_path(paths, spec).write_bytes(b"zip")
     commands = write_download_file(paths, None, env)  # the spec is read from job.json
-    text = (paths.root / DOWNLOAD_FILE).read_text()
+    text = paths.download_file.read_text()
     assert commands.scp in text and commands.rsync in text and "YOUR computer" in text
     assert f"root@203.0.113.7:{archive_path(paths, spec)} ." in text and commands.scp.startswith("scp -P ")
     assert "PUBLIC_IPADDR" in text  # says where the address came from

@@ -9,10 +9,6 @@ import torch
 from safetensors import safe_open
 
 from ioncannon.engine.context import StageContext
-from ioncannon.job.events import Event, Message, Progress
-from ioncannon.engine.weights.export import export_model, export_targets, pickle_files
-from ioncannon.job.spec import JobPaths, JobSpec, TrainPlan
-from ioncannon.engine.weights.ldm_keys import KeyMappingError, unet_to_ldm, vae_to_ldm
 from ioncannon.engine.models.load import (
     Components,
     load_components,
@@ -20,6 +16,11 @@ from ioncannon.engine.models.load import (
     unet_config,
     vae_config,
 )
+from ioncannon.engine.weights.export import export_model, export_targets, pickle_files
+from ioncannon.engine.weights.ldm_keys import KeyMappingError, unet_to_ldm, vae_to_ldm
+from ioncannon.job.events import Event, Message, Progress
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec, TrainPlan
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,15 @@ def test_single_file_and_diffusers_folder_round_trip(tmp_path: Path, tiny_model:
             assert {fh.get_slice(k).get_dtype() for k in fh.keys()} == {"F16"}, path.name  # noqa: SIM118
 
     card = targets.model_card.read_text(encoding="utf-8")
-    for fact in (str(tiny_model), "`zwx`", "`cat`", "321 steps", "full", "a photo of zwx cat", targets.single_file.name):
+    for fact in (
+        str(tiny_model),
+        "`zwx`",
+        "`cat`",
+        "321 steps",
+        "full",
+        "a photo of zwx cat",
+        targets.single_file.name,
+    ):
         assert fact in card
     assert not targets.lora_kohya.exists()
     assert pickle_files(ctx.paths.root) == []

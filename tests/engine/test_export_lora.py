@@ -10,9 +10,10 @@ import torch
 from safetensors import safe_open
 
 from ioncannon.engine.context import StageContext
-from ioncannon.engine.weights.export import export_model, pickle_files
-from ioncannon.job.spec import JobPaths, JobSpec, TrainPlan
 from ioncannon.engine.models.load import Components, load_components, save_tiny_model
+from ioncannon.engine.weights.export import export_model, pickle_files
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec, TrainPlan
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
@@ -30,7 +31,9 @@ def lora_trained(model: Path) -> Components:
     parts = load_components(str(model))
     torch.manual_seed(3)
     parts.unet.add_adapter(LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, target_modules=UNET_TARGETS))
-    inject_adapter_in_model(LoraConfig(r=4, lora_alpha=2, init_lora_weights=False, target_modules=TEXT_TARGETS), parts.text_encoder)
+    inject_adapter_in_model(
+        LoraConfig(r=4, lora_alpha=2, init_lora_weights=False, target_modules=TEXT_TARGETS), parts.text_encoder
+    )
     return parts
 
 
@@ -64,7 +67,10 @@ def exported(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> tupl
 
 @pytest.fixture(scope="module")
 def images(tiny_model: Path) -> dict[str, np.ndarray]:
-    return {"trained": draw(pipeline(lora_trained(tiny_model))), "base": draw(pipeline(load_components(str(tiny_model))))}
+    return {
+        "trained": draw(pipeline(lora_trained(tiny_model))),
+        "base": draw(pipeline(load_components(str(tiny_model)))),
+    }
 
 
 def test_kohya_file_has_the_a1111_layout(exported: tuple[StageContext, object]) -> None:
@@ -97,7 +103,9 @@ def test_merged_exports_carry_the_lora(exported: tuple[StageContext, object], im
     from diffusers import DDPMScheduler, StableDiffusionPipeline
 
     ctx, targets = exported
-    folder = StableDiffusionPipeline.from_pretrained(str(targets.diffusers), local_files_only=True, torch_dtype=torch.float32)  # type: ignore[attr-defined]
+    folder = StableDiffusionPipeline.from_pretrained(
+        str(targets.diffusers), local_files_only=True, torch_dtype=torch.float32
+    )  # type: ignore[attr-defined]
     folder.set_progress_bar_config(disable=True)
     folder.scheduler = DDPMScheduler.from_config(folder.scheduler.config)  # the sampler the reference drew with
     got = draw(folder)

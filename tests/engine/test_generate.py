@@ -9,8 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ioncannon.engine.context import StageContext, StageError, StopRequested
-from ioncannon.job.events import CollageReady, Event, Message, Progress, SampleReady
+from ioncannon.engine.context import StageContext
 from ioncannon.engine.generate.sampler import ImageSampler, initial_noise, make_scheduler
 from ioncannon.engine.generate.stage import (
     class_cache_dir,
@@ -18,9 +17,12 @@ from ioncannon.engine.generate.stage import (
     run_class_images,
     should_compile,
 )
-from ioncannon.job.spec import GeneratePlan, JobPaths, JobSpec, TrainPlan
-from ioncannon.engine.models.load import TINY_RESOLUTION, load_components, save_tiny_model
+from ioncannon.engine.models.load import TINY_RESOLUTION, Components, load_components, save_tiny_model
+from ioncannon.job.errors import StageError, StopRequested
+from ioncannon.job.events import CollageReady, Event, Message, Progress, SampleReady
+from ioncannon.job.paths import JobPaths
 from ioncannon.job.prompts import PromptStyle, save_pack
+from ioncannon.job.spec import GeneratePlan, JobSpec, TrainPlan
 
 STEPS = 4
 
@@ -79,8 +81,16 @@ def test_fast_sampler_matches_the_diffusers_pipeline(tiny_model: Path, sampler: 
         requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
-    theirs = pipe(prompts, negative_prompt=negatives, latents=initial_noise(seeds, fast.latent_shape), num_inference_steps=STEPS,
-                  guidance_scale=7.0, height=TINY_RESOLUTION, width=TINY_RESOLUTION, output_type="np").images
+    theirs = pipe(
+        prompts,
+        negative_prompt=negatives,
+        latents=initial_noise(seeds, fast.latent_shape),
+        num_inference_steps=STEPS,
+        guidance_scale=7.0,
+        height=TINY_RESOLUTION,
+        width=TINY_RESOLUTION,
+        output_type="np",
+    ).images
     theirs = (theirs * 255).round().astype(np.uint8)
     assert ours.shape == (2, TINY_RESOLUTION, TINY_RESOLUTION, 3)
     assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
@@ -162,7 +172,9 @@ def two_style_pack(tmp_path: Path) -> str:
     return str(save_pack(tmp_path / "pack.toml", styles))
 
 
-def test_generate_writes_the_layout_collages_and_contact_sheet(tmp_path: Path, tiny_model: Path, two_style_pack: str) -> None:
+def test_generate_writes_the_layout_collages_and_contact_sheet(
+    tmp_path: Path, tiny_model: Path, two_style_pack: str
+) -> None:
     ctx = make_ctx(tmp_path, "g", tiny_model, events := [], pack=two_style_pack, per_prompt=3, bare=2)
     generate_pack(ctx, lambda: load_components(str(tiny_model)))
     out = ctx.paths.outputs
@@ -184,12 +196,22 @@ def test_generate_writes_the_layout_collages_and_contact_sheet(tmp_path: Path, t
     assert progress[-1].done == progress[-1].total == 8 and progress[-1].rate > 0
     assert {"bare", "oil", "comic"} <= {e.label for e in progress}
     # the bare token set shows the instance prompt's likeness, each style its own prompt and seed
-    bare0, oil0, oil1 = (pixels(out / f"sks_{k}" / "samples" / n) for k, n in (("bare", "0000.png"), ("oil", "0000.png"), ("oil", "0001.png")))
-    assert np.abs(bare0.astype(int) - oil0.astype(int)).max() > 10 and np.abs(oil0.astype(int) - oil1.astype(int)).max() > 10
+    bare0, oil0, oil1 = (
+        pixels(out / f"sks_{k}" / "samples" / n)
+        for k, n in (("bare", "0000.png"), ("oil", "0000.png"), ("oil", "0001.png"))
+    )
+    assert (
+        np.abs(bare0.astype(int) - oil0.astype(int)).max() > 10
+        and np.abs(oil0.astype(int) - oil1.astype(int)).max() > 10
+    )
 
 
-def test_resume_skips_existing_images_and_redraws_identical_pixels(tmp_path: Path, tiny_model: Path, two_style_pack: str) -> None:
-    load = lambda: load_components(str(tiny_model))
+def test_resume_skips_existing_images_and_redraws_identical_pixels(
+    tmp_path: Path, tiny_model: Path, two_style_pack: str
+) -> None:
+    def load() -> Components:
+        return load_components(str(tiny_model))
+
     ctx = make_ctx(tmp_path, "r", tiny_model, [], pack=two_style_pack, per_prompt=3, bare=2)
     generate_pack(ctx, load)
     samples = ctx.paths.outputs / "sks_oil" / "samples"
@@ -211,8 +233,12 @@ def test_resume_skips_existing_images_and_redraws_identical_pixels(tmp_path: Pat
     generate_pack(make_ctx(tmp_path, "r", tiny_model, [], pack=two_style_pack, per_prompt=3, bare=2), no_model)
 
 
-def test_a_stopped_run_keeps_its_images_and_finishes_identically(tmp_path: Path, tiny_model: Path, two_style_pack: str) -> None:
-    load = lambda: load_components(str(tiny_model))
+def test_a_stopped_run_keeps_its_images_and_finishes_identically(
+    tmp_path: Path, tiny_model: Path, two_style_pack: str
+) -> None:
+    def load() -> Components:
+        return load_components(str(tiny_model))
+
     whole = make_ctx(tmp_path, "whole", tiny_model, [], pack=two_style_pack, per_prompt=3, bare=2)
     generate_pack(whole, load)
 

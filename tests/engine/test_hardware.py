@@ -5,13 +5,24 @@ from __future__ import annotations
 import pytest
 
 from ioncannon.engine.hardware import (
-    PRESETS, GpuInfo, HardwareInfo, NothingFits, choose_plan, estimate_seconds, plan_key, plan_options, probe, step_down,
+    PRESETS,
+    GpuInfo,
+    HardwareInfo,
+    NothingFits,
+    choose_plan,
+    estimate_seconds,
+    plan_key,
+    plan_options,
+    probe,
+    step_down,
 )
 from ioncannon.job.spec import JobSpec
 
 
 def card(total_gib: float, name: str = "NVIDIA Test GPU", used_gib: float = 0.5) -> HardwareInfo:
-    return HardwareInfo([GpuInfo(0, name, total_gib, total_gib - used_gib)], disk_free_gib=200.0, cpu_count=8, ram_gib=64.0)
+    return HardwareInfo(
+        [GpuInfo(0, name, total_gib, total_gib - used_gib)], disk_free_gib=200.0, cpu_count=8, ram_gib=64.0
+    )
 
 
 CPU_ONLY = HardwareInfo([], disk_free_gib=50.0, cpu_count=2, ram_gib=16.0)
@@ -43,7 +54,13 @@ def test_lora_fallback_says_why() -> None:
 
 def test_classic_preset_is_the_notebook_recipe() -> None:
     plan = choose_plan(card(24), preset="classic").plan
-    assert (plan.mode, plan.learning_rate, plan.batch_size, plan.steps, plan.train_text_encoder) == ("full", 1e-6, 1, 1000, True)
+    assert (plan.mode, plan.learning_rate, plan.batch_size, plan.steps, plan.train_text_encoder) == (
+        "full",
+        1e-6,
+        1,
+        1000,
+        True,
+    )
     assert set(PRESETS) >= {"classic", "recommended"}
     assert all(len(text.splitlines()) == 1 for text in PRESETS.values())
 

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ioncannon.engine.train.cache import load_cache, run_cache
 from ioncannon.engine.models.load import load_components
+from ioncannon.engine.train.cache import load_cache, run_cache
 from ioncannon.engine.train.loop import run_training
 from ioncannon.engine.weights.trained import load_trained
 

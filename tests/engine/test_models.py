@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from ioncannon.engine.models.load import (
-    ModelLoadError, build_components, classify_source, load_components, resolve_device, save_tiny_model,
+    ModelLoadError,
+    build_components,
+    classify_source,
+    load_components,
+    resolve_device,
+    save_tiny_model,
 )
 
 
@@ -27,7 +32,7 @@ def test_tiny_model_folder_loads_with_real_shapes(tiny_model_dir: Path) -> None:
 def test_save_tiny_model_is_deterministic_and_idempotent(tmp_path: Path) -> None:
     a = load_components(str(save_tiny_model(tmp_path / "a", seed=3)))
     b = load_components(str(save_tiny_model(tmp_path / "b", seed=3)))
-    for (name, pa), (_, pb) in zip(a.unet.state_dict().items(), b.unet.state_dict().items()):
+    for (name, pa), (_, pb) in zip(a.unet.state_dict().items(), b.unet.state_dict().items(), strict=True):
         assert torch.equal(pa, pb), name
     assert save_tiny_model(tmp_path / "a", seed=99) == tmp_path / "a"  # existing folder is kept
 

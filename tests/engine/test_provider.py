@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from ioncannon.cli.finish import stop_main
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec, save_spec
 from ioncannon.rental.bundle import download_decided, record_download
-from ioncannon.job.spec import JobPaths, JobSpec, save_spec
 from ioncannon.rental.provider import (
     ProviderError,
     build_command,
@@ -17,7 +19,6 @@ from ioncannon.rental.provider import (
     detect_provider,
     run_provider_command,
 )
-from ioncannon.cli.finish import stop_main
 
 
 def fake_cli(folder: Path, name: str, exit_code: int = 0) -> Path:
@@ -25,7 +26,9 @@ def fake_cli(folder: Path, name: str, exit_code: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     record = folder / f"{name}.args"
     script = folder / name
-    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{record}"\necho "{name}: request accepted"\nexit {exit_code}\n')
+    script.write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$@" > "{record}"\necho "{name}: request accepted"\nexit {exit_code}\n'
+    )
     script.chmod(0o755)
     return record
 
@@ -47,7 +50,12 @@ def test_detects_vast_runpod_and_plain(box: Path) -> None:
     fake_cli(box, "runpodctl")
     path = os.environ["PATH"]
     vast = detect_provider({"CONTAINER_ID": "4242", "CONTAINER_API_KEY": "k", "PATH": path, "HOME": "/nonexistent"})
-    assert (vast.name, vast.instance_id, vast.cli, vast.credentials) == ("vast", "4242", str(box / "vastai"), "CONTAINER_API_KEY")
+    assert (vast.name, vast.instance_id, vast.cli, vast.credentials) == (
+        "vast",
+        "4242",
+        str(box / "vastai"),
+        "CONTAINER_API_KEY",
+    )
     assert vast.can_act_from_inside
     label_only = detect_provider({"VAST_CONTAINERLABEL": "C.777", "VAST_API_KEY": "k", "PATH": path})
     assert label_only.instance_id == "777" and label_only.credentials == "VAST_API_KEY"
@@ -124,7 +132,9 @@ def test_destroy_command_runs_the_cli_after_typed_confirmation(
     assert 'This will run:  vastai destroy instance 4242 --api-key "$CONTAINER_API_KEY"' in out and "key-1" not in out
 
 
-def test_stop_is_offered_but_warned_about(box: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_stop_is_offered_but_warned_about(
+    box: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     record = fake_cli(box, "runpodctl")
     monkeypatch.setenv("RUNPOD_POD_ID", "pod7")
     monkeypatch.setenv("RUNPOD_API_KEY", "k")

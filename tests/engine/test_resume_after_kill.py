@@ -11,10 +11,11 @@ import pytest
 
 from ioncannon.cli.main import job_status
 from ioncannon.engine.demo import demo_spec
+from ioncannon.job import handle
 from ioncannon.job.events import CheckpointSaved, Progress, RunnerStarted, StageStarted
-from ioncannon.job.workdir import create_job, find_job
-from ioncannon.engine.runner import runner_pid, start_runner, wait_for_exit
+from ioncannon.job.lock import runner_pid, wait_for_exit
 from ioncannon.job.state import EventTail, read_state
+from ioncannon.job.workdir import create_job, find_job
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -27,7 +28,7 @@ def test_kill_dash_nine_then_resume_continues_from_checkpoint(workdir: Path) -> 
         generate=dataclasses.replace(spec.generate, images_per_prompt=1, bare_token_images=1, steps=4),
     )
     paths = create_job(workdir, spec)
-    first_pid = start_runner(paths, workdir)
+    first_pid = handle.start(paths, workdir)
     log = EventTail(paths.events_file)
     saved: list[int] = []
 
@@ -47,7 +48,7 @@ def test_kill_dash_nine_then_resume_continues_from_checkpoint(workdir: Path) -> 
     last_checkpoint = max(saved)
 
     tail = EventTail(paths.events_file, from_start=False)
-    start_runner(paths, workdir)
+    handle.start(paths, workdir)
     assert wait_for_exit(paths, 300), "resumed runner did not finish"
     state = read_state(paths)
     assert state.status == "finished", (state.message, state.hint)

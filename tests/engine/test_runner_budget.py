@@ -7,11 +7,11 @@ import logging
 from pathlib import Path
 
 from ioncannon.engine.demo import demo_spec
-from ioncannon.rental.costs import BUDGET_HINT
-from ioncannon.job.events import Stopped
-from ioncannon.job.workdir import create_job
 from ioncannon.engine.runner import Runner
+from ioncannon.job.events import Stopped
 from ioncannon.job.state import EventTail, read_state
+from ioncannon.job.workdir import create_job
+from ioncannon.rental.costs import BUDGET_HINT
 
 
 def test_time_budget_stops_the_job_with_a_resumable_state(workdir: Path) -> None:

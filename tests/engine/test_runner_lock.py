@@ -10,14 +10,14 @@ import textwrap
 import time
 from pathlib import Path
 
-from ioncannon.job.spec import JobPaths
-from ioncannon.engine.runner import runner_pid
+from ioncannon.job.lock import runner_pid
+from ioncannon.job.paths import JobPaths
 
 HOLDER = textwrap.dedent(
     """
     import os, sys, time
-    from ioncannon.job.spec import JobPaths
-    from ioncannon.engine.runner import _try_lock
+    from ioncannon.job.paths import JobPaths
+    from ioncannon.job.lock import try_lock as _try_lock
     fh = _try_lock(JobPaths(sys.argv[1]))
     fh.write(f"{os.getpid()} 0\\n"); fh.flush()
     print("locked", flush=True)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ioncannon.engine.demo import demo_spec
-from ioncannon.engine.families import family_for
+from ioncannon.engine.models.registry import family_for
 from ioncannon.engine.runner import start_runner, wait_for_exit
 from ioncannon.engine.train.cache import load_cache, run_cache
 from ioncannon.engine.train.loop import run_training

@@ -1,4 +1,4 @@
-"""The training stage end to end on the tiny model: hand-off files, load_trained, events, previews, idempotence, LoRA."""
+"""The training stage end to end on the tiny model: hand-off files, load_trained, events, previews, LoRA."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from ioncannon.engine.train.cache import run_cache
-from ioncannon.engine.context import StageError
-from ioncannon.job.events import CheckpointSaved, Message, Progress, SampleReady
 from ioncannon.engine.models.load import TINY_RESOLUTION, load_components
+from ioncannon.engine.train.cache import run_cache
 from ioncannon.engine.train.loop import run_training
-from ioncannon.engine.weights.trained import load_trained, lora_state, trained_dir, trained_info
+from ioncannon.engine.weights.trained import load_trained, lora_state, trained_info
+from ioncannon.job.errors import StageError
+from ioncannon.job.events import CheckpointSaved, Message, Progress, SampleReady
 
 try:
     from tests.engine.test_train_support import make_job, one_thread, tiny_model, unet_weights  # noqa: F401
@@ -62,9 +62,9 @@ def test_finished_training_is_not_redone(tmp_path: Path, tiny_model: Path) -> No
     ctx, events = make_job(tmp_path, tiny_model, steps=3, checkpoint_every=0, sample_every=0)
     run_cache(ctx)
     run_training(ctx)
-    before = (trained_dir(ctx.paths) / "unet.safetensors").stat().st_mtime_ns
+    before = (ctx.paths.trained / "unet.safetensors").stat().st_mtime_ns
     run_training(ctx)
-    assert (trained_dir(ctx.paths) / "unet.safetensors").stat().st_mtime_ns == before
+    assert (ctx.paths.trained / "unet.safetensors").stat().st_mtime_ns == before
     assert any(isinstance(e, Message) and "already finished" in e.text for e in events)
 
 

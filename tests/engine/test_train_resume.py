@@ -1,4 +1,4 @@
-"""Resume after a stop, a crash, a kill -9 (also mid-save) or a damaged checkpoint ends with the uninterrupted weights."""
+"""Resume after a stop, a crash, a kill -9 (also mid-save) or a damaged checkpoint ends with uninterrupted weights."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from ioncannon.engine.context import StageContext
 from ioncannon.engine.train.cache import run_cache
 from ioncannon.engine.train.checkpoint import CheckpointStore
-from ioncannon.engine.context import StageContext, StageError, StopRequested
-from ioncannon.job.events import Message, Progress
 from ioncannon.engine.train.loop import run_training
+from ioncannon.job.errors import StageError, StopRequested
+from ioncannon.job.events import Message, Progress
 
 try:
     from tests.engine.test_train_support import make_job, one_thread, single_thread, tiny_model, unet_weights  # noqa: F401
@@ -161,7 +162,9 @@ def test_nan_from_the_first_step_blames_the_inputs(tmp_path: Path, tiny_model: P
         run_training(ctx)
 
 
-def test_out_of_memory_steps_down_and_resumes(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_out_of_memory_steps_down_and_resumes(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ioncannon.engine.train.loop import active_plan
     from ioncannon.engine.train.step import Trainer
 
@@ -190,7 +193,8 @@ from pathlib import Path
 import torch
 from ioncannon.engine.train import checkpoint
 from ioncannon.engine.context import StageContext
-from ioncannon.job.spec import JobPaths, load_spec
+from ioncannon.job.spec import load_spec
+from ioncannon.job.paths import JobPaths
 from ioncannon.engine.train.loop import run_training
 
 paths = JobPaths(sys.argv[1])
@@ -208,7 +212,11 @@ run_training(ctx)
 
 
 def _child(ctx: StageContext, how: str) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     return subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(ctx.paths.root), how], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -224,7 +232,9 @@ def long_reference(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["mid-run", "mid-save"])
-def test_kill_9_then_resume_equals_uninterrupted(tmp_path: Path, tiny_model: Path, long_reference: dict, how: str) -> None:
+def test_kill_9_then_resume_equals_uninterrupted(
+    tmp_path: Path, tiny_model: Path, long_reference: dict, how: str
+) -> None:
     ctx, events = make_job(tmp_path, tiny_model, steps=60, checkpoint_every=5, sample_every=0)
     run_cache(ctx)
     child = _child(ctx, how)

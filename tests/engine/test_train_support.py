@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,10 +14,11 @@ import torch
 from PIL import Image
 
 from ioncannon.engine.context import StageContext
-from ioncannon.job.events import Event
-from ioncannon.job.spec import JobPaths, JobSpec, save_spec
 from ioncannon.engine.models.load import TINY_RESOLUTION, save_tiny_model
+from ioncannon.job.events import Event
+from ioncannon.job.paths import JobPaths
 from ioncannon.job.presets import demo_plan
+from ioncannon.job.spec import JobSpec, save_spec
 
 IDENTIFIER = "zq"
 CLASS = "dog"
@@ -71,7 +73,9 @@ def class_image(seed: int, size: int = TINY_RESOLUTION) -> Image.Image:
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
-def make_job(root: Path, model: Path, *, photos: int = 5, class_images: int = 6, **plan: Any) -> tuple[StageContext, list[Event]]:
+def make_job(
+    root: Path, model: Path, *, photos: int = 5, class_images: int = 6, **plan: Any
+) -> tuple[StageContext, list[Event]]:
     """A job whose prepare and class-image stages have 'run': PNGs in place, spec saved; events are collected."""
     train = dataclasses.replace(demo_plan(), **plan)
     spec = JobSpec(name="t", photos_dir=str(root / "photos"), identifier=IDENTIFIER, class_name=CLASS,
@@ -95,6 +99,5 @@ def make_job(root: Path, model: Path, *, photos: int = 5, class_images: int = 6,
 def unet_weights(paths: JobPaths) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    from ioncannon.engine.weights.trained import trained_dir
 
-    return load_file(str(trained_dir(paths) / "unet.safetensors"))
+    return load_file(str(paths.trained / "unet.safetensors"))

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ioncannon.rental.bundle import archive_path, download_decided, read_finish_record
-from ioncannon.job.spec import JobPaths, JobSpec, save_spec
-from ioncannon.rental.wipe import NOT_A_SECURE_ERASE, WipeError, plan_wipe, wipe
 from ioncannon.cli.finish import wipe_main
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec, save_spec
+from ioncannon.rental.bundle import archive_path, download_decided, read_finish_record
+from ioncannon.rental.wipe import NOT_A_SECURE_ERASE, WipeError, plan_wipe, wipe
 
 
 def job_with_subject_data(workdir: Path) -> tuple[JobPaths, JobSpec]:
@@ -41,7 +42,13 @@ def measured(path: Path) -> tuple[int, int]:
 
 def test_wipe_removes_the_subject_keeps_class_images_and_the_receipt_is_true(tmp_path: Path) -> None:
     paths, spec = job_with_subject_data(tmp_path)
-    subject_places = [paths.root / "training_samples", paths.cache, paths.checkpoints, paths.previews, paths.meta / "trained"]
+    subject_places = [
+        paths.root / "training_samples",
+        paths.cache,
+        paths.checkpoints,
+        paths.previews,
+        paths.meta / "trained",
+    ]
     before = {str(p): measured(p) for p in subject_places}
     planned = plan_wipe(paths, spec)
     assert {i.path for i in planned} == set(before)
@@ -116,7 +123,9 @@ def test_wipe_command_needs_the_job_name_typed(
     monkeypatch.setattr("sys.stdin", io.StringIO("alice\n"))
     assert wipe_main(["alice", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert not (paths.root / "training_samples").exists() and "✓ normalised photos" in out and "not a secure erase" in out
+    assert (
+        not (paths.root / "training_samples").exists() and "✓ normalised photos" in out and "not a secure erase" in out
+    )
     assert download_decided(paths) == "confirmed"
 
 

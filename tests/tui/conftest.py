@@ -15,7 +15,9 @@ from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Static
 
-from ioncannon.job.spec import GeneratePlan, JobPaths, TrainPlan
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import GeneratePlan, TrainPlan
+from tests.waiting import patience
 
 # A demo job small enough for a test: every stage still runs for real in the runner process.
 SMALL_TRAIN = TrainPlan(
@@ -84,7 +86,7 @@ def tui_workdir(tmp_path: Path) -> Iterator[Path]:
 
 
 def stop_all_runners(workdir: Path) -> None:
-    from ioncannon.engine.runner import request_stop, runner_pid, wait_for_exit
+    from ioncannon.job.lock import request_stop, runner_pid, wait_for_exit
 
     for job in workdir.iterdir():
         paths = JobPaths(job)
@@ -111,9 +113,10 @@ async def wait_for(pilot: Pilot[None], condition: Callable[[], bool], timeout: f
 
     Timeouts are generous on purpose: a loaded CI box may take many seconds to import torch.
     """
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + patience(timeout)
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; screen: {pilot.app.screen!r}")
+            raise AssertionError(f"timed out after {patience(timeout):.0f} s waiting for {what}; "
+                                 f"screen: {pilot.app.screen!r}")
         await pilot.pause(0.2)
 

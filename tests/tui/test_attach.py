@@ -8,8 +8,9 @@ from pathlib import Path
 from textual.widgets import Static
 
 from ioncannon.engine.demo import demo_spec
+from ioncannon.job import handle
+from ioncannon.job.lock import runner_pid
 from ioncannon.job.workdir import create_job
-from ioncannon.engine.runner import runner_pid, start_runner
 from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.dialogs.choice import ChoiceDialog
 from ioncannon.tui.screens.train import TrainScreen
@@ -28,7 +29,7 @@ async def test_attach_watch_stop_and_resume(tui_workdir: Path, small_demo: Calla
     small_demo(60)  # long enough to catch it mid-training
     spec = demo_spec(tui_workdir)
     paths = create_job(tui_workdir, spec)
-    start_runner(paths, tui_workdir)
+    handle.start(paths, tui_workdir)
 
     app = IonCannonApp(tui_workdir, demo=True, proc=tmp_path / "no-proc")
     async with app.run_test(size=(80, 24)) as pilot:

@@ -9,14 +9,15 @@ from textual.widgets import Static
 
 from ioncannon.engine.demo import demo_spec
 from ioncannon.engine.hardware import HardwareInfo
+from ioncannon.job import handle
+from ioncannon.job.lock import runner_pid
 from ioncannon.job.workdir import create_job
-from ioncannon.engine.runner import runner_pid, start_runner
-from ioncannon.tui.session import SessionStore, WizardSession
 from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.dialogs.choice import ErrorDialog
 from ioncannon.tui.screens.hardware import HardwareScreen
 from ioncannon.tui.screens.train import TrainScreen
 from ioncannon.tui.screens.welcome import WelcomeScreen
+from ioncannon.tui.session import SessionStore, WizardSession
 
 from .conftest import shown, wait_for
 
@@ -25,7 +26,7 @@ async def test_a_failed_job_says_what_and_offers_resume(tui_workdir: Path, small
                                                        tmp_path: Path) -> None:
     spec = demo_spec(tui_workdir).replace(base_model=str(tmp_path / "no-such-model"))
     paths = create_job(tui_workdir, spec)
-    start_runner(paths, tui_workdir)
+    handle.start(paths, tui_workdir)
     app = IonCannonApp(tui_workdir, demo=True, proc=tmp_path / "no-proc")
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, WelcomeScreen), what="welcome")

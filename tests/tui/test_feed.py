@@ -5,9 +5,18 @@ from __future__ import annotations
 import threading
 
 from ioncannon.job.events import (
-    CheckpointSaved, CollageReady, Failed, Message, Progress, RunnerStarted, SampleReady, StageFinished, StageStarted,
+    CheckpointSaved,
+    CollageReady,
+    Failed,
+    Message,
+    Progress,
+    RunnerStarted,
+    SampleReady,
+    StageFinished,
+    StageStarted,
 )
 from ioncannon.job.state import JobState
+from ioncannon.job.units import duration
 from ioncannon.tui import format as fmt
 from ioncannon.tui.feed import JobFeed
 from ioncannon.tui.jobview import MAX_LOSSES, JobView
@@ -98,9 +107,9 @@ def test_state_json_is_authoritative_for_finished_stages() -> None:
 
 
 def test_formatting() -> None:
-    assert fmt.duration(65) == "1:05" and fmt.duration(3725) == "1:02:05" and fmt.duration(None) == "–"
+    assert duration(65) == "1:05" and duration(3725) == "1:02:05" and duration(None) == "–"
     assert fmt.parse_price("$2,50") == 2.5 and fmt.parse_price("") is None and fmt.parse_price("abc") is None
     assert fmt.bar(5, 10, 10) == "█████░░░░░" and fmt.bar(0, 0, 4) == "░░░░"
     assert fmt.cost(1800, 3.0) == "$1.50"
     assert fmt.rate(0.5) == "2.0 s/it" and fmt.rate(2.25) == "2.2 it/s"
-    assert fmt.rough_duration(30) == "about 30 s" and fmt.rough_duration(5400) == "about 1 h 30 min"
+    assert duration(30, 'rough') == "about 30 s" and duration(5400, 'rough') == "about 1 h 30 min"

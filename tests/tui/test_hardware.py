@@ -7,11 +7,12 @@ from pathlib import Path
 from textual.widgets import Static
 
 from ioncannon.engine.hardware import GpuInfo, HardwareInfo, choose_plan
-from ioncannon.job.spec import JobPaths, load_spec
-from ioncannon.tui.session import SessionStore, WizardSession, load_session
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import load_spec
 from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.dialogs.choice import ChoiceDialog
 from ioncannon.tui.screens.hardware import HardwareScreen
+from ioncannon.tui.session import SessionStore, WizardSession, load_session
 
 from .conftest import shown, wait_for
 
@@ -157,7 +158,8 @@ async def test_sdxl_where_it_fits_and_ctrl_f_switches_family(tui_workdir: Path, 
         assert isinstance(screen, HardwareScreen) and screen.choice is not None
         spec = screen.spec_for("x")
         # a 12 GB card gets SDXL's leanest LoRA plan, at 1024 px, from SDXL's own base model
-        assert (spec.family, spec.resolution, spec.base_model) == ("sdxl", 1024, "stabilityai/stable-diffusion-xl-base-1.0")
+        sdxl_base = "stabilityai/stable-diffusion-xl-base-1.0"
+        assert (spec.family, spec.resolution, spec.base_model) == ("sdxl", 1024, sdxl_base)
         assert spec.train.mode == "lora" and spec.train.gradient_checkpointing
         plan_text = shown(screen.query_one("#hardware-plan", Static))
         assert "SDXL" in plan_text and "1024 px" in plan_text and "SD 1.5: ctrl+f" in plan_text

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from textual.widgets import DataTable, Static
 
+from ioncannon.job.paths import JobPaths
 from ioncannon.job.prompts import load_pack
-from ioncannon.tui.session import RUN_LENGTHS, SessionStore, WizardSession, load_session
-from ioncannon.tui import pack
 from ioncannon.tui.app import IonCannonApp
+from ioncannon.tui.dialogs.style import StyleDialog
 from ioncannon.tui.screens.hardware import HardwareScreen
 from ioncannon.tui.screens.prompts import PromptsScreen
-from ioncannon.tui.dialogs.style import StyleDialog
+from ioncannon.tui.session import RUN_LENGTHS, SessionStore, WizardSession, load_session
 
 from .conftest import shown, wait_for
 from .test_hardware import L4
@@ -58,7 +58,7 @@ async def test_edit_toggle_and_length_are_remembered_and_reach_the_job_spec(tui_
         assert isinstance(hardware, HardwareScreen)
         spec = hardware.spec_for("ohwx-1")
         assert spec.generate.images_per_prompt == RUN_LENGTHS["long"]
-        assert spec.generate.prompt_pack == str(tui_workdir.resolve() / "ohwx-1" / ".ioncannon" / pack.PACK_FILE)
+        assert spec.generate.prompt_pack == str(JobPaths(tui_workdir.resolve() / "ohwx-1").prompt_pack_file)
 
     # a dropped link: the edits are still there
     SessionStore.open(tui_workdir).update(step="prompts")

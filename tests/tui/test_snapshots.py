@@ -21,19 +21,28 @@ from textual.pilot import Pilot
 from textual.widgets import DirectoryTree, Static
 
 from ioncannon.engine.demo import demo_photos_dir
+from ioncannon.engine.hardware import GpuInfo, HardwareInfo
 from ioncannon.job.events import (
-    CheckpointSaved, CollageReady, Event, Message, Progress, RunnerStarted, SampleReady, StageFinished, StageStarted,
+    CheckpointSaved,
+    CollageReady,
+    Event,
+    Message,
+    Progress,
+    RunnerStarted,
+    SampleReady,
+    StageFinished,
+    StageStarted,
 )
 from ioncannon.job.fsio import append_line, write_json
-from ioncannon.engine.hardware import GpuInfo, HardwareInfo
-from ioncannon.job.spec import JobPaths, JobSpec, save_spec
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec, save_spec
 from ioncannon.job.state import JobState
-from ioncannon.tui.session import SessionStore, WizardSession
 from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.screens.check import CheckScreen
 from ioncannon.tui.screens.generate import GenerateScreen
 from ioncannon.tui.screens.hardware import HardwareScreen
 from ioncannon.tui.screens.train import TrainScreen
+from ioncannon.tui.session import SessionStore, WizardSession
 
 from .conftest import shown, wait_for
 
@@ -95,7 +104,7 @@ def held_lock() -> Iterator[Callable[[JobPaths], None]]:
     handles: list[IO[str]] = []
 
     def hold(paths: JobPaths) -> None:
-        fh = open(paths.lock_file, "a+", encoding="utf-8")
+        fh = open(paths.lock_file, "a+", encoding="utf-8")  # noqa: SIM115 - held open as the lock until the test ends
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         fh.truncate(0)
         fh.write("4242 0\n")

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from textual.widgets import Static
 
-from ioncannon.rental import bundle
 from ioncannon.job.events import CollageReady, Event, StageStarted
-from ioncannon.job.spec import JobPaths, load_spec
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import load_spec
+from ioncannon.rental import bundle
 from ioncannon.tui.screens.generate import GenerateScreen
 
 from .conftest import shown, wait_for

@@ -7,9 +7,9 @@ from pathlib import Path
 from textual.widgets import Static
 
 from ioncannon.engine.demo import ensure_demo_model
-from ioncannon.tui.session import SessionStore, WizardSession
 from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.screens.subject import SubjectScreen
+from ioncannon.tui.session import SessionStore, WizardSession
 from ioncannon.tui.tokenizer import load_clip_tokenizer
 
 from .conftest import shown, wait_for

@@ -9,21 +9,21 @@ from pathlib import Path
 from textual.widgets import DataTable, Input, Static
 
 from ioncannon.engine.demo import demo_photos_dir
+from ioncannon.job.prompts import load_pack
 from ioncannon.job.spec import load_spec
 from ioncannon.job.workdir import list_jobs
-from ioncannon.job.prompts import load_pack
-from ioncannon.tui.session import load_session
 from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.dialogs.choice import ChoiceDialog
+from ioncannon.tui.dialogs.style import StyleDialog
 from ioncannon.tui.screens.check import CheckScreen
 from ioncannon.tui.screens.generate import GenerateScreen
 from ioncannon.tui.screens.hardware import HardwareScreen
 from ioncannon.tui.screens.photos import PhotosScreen
 from ioncannon.tui.screens.prompts import PromptsScreen
-from ioncannon.tui.dialogs.style import StyleDialog
 from ioncannon.tui.screens.subject import SubjectScreen
 from ioncannon.tui.screens.train import TrainScreen
 from ioncannon.tui.screens.welcome import WelcomeScreen
+from ioncannon.tui.session import load_session
 
 from .conftest import shown, wait_for
 

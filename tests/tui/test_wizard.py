@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from ioncannon.job.state import is_live
 from ioncannon.tui.wizard import (
-    ORDER, SETUP_STEPS, Step, follow_job, is_live, job_step, next_step, opening_step, previous_step, resume_action,
+    ORDER,
+    SETUP_STEPS,
+    Step,
+    follow_job,
+    job_step,
+    next_step,
+    opening_step,
+    previous_step,
+    resume_action,
 )
 
 
@@ -23,7 +32,13 @@ def test_job_steps_have_no_next_key(step: Step) -> None:
 
 
 def test_back_retraces_setup_and_stops_at_welcome() -> None:
-    assert [previous_step(s) for s in SETUP_STEPS] == [Step.WELCOME, Step.PHOTOS, Step.CHECK, Step.SUBJECT, Step.PROMPTS]
+    assert [previous_step(s) for s in SETUP_STEPS] == [
+        Step.WELCOME,
+        Step.PHOTOS,
+        Step.CHECK,
+        Step.SUBJECT,
+        Step.PROMPTS,
+    ]
     assert previous_step(Step.WELCOME) is None
 
 

@@ -1,28 +1,7 @@
-"""Model families behind one interface (base.Family); `family_for(name)` imports a family's module on first use."""
+"""Model families behind one interface (base.Family), one module each; `family_for(name)` looks one up lazily."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING
+from ioncannon.engine.models.registry import family_for
 
-from ioncannon.job.families import UnknownFamily, family_info
-
-if TYPE_CHECKING:
-    from ioncannon.engine.families.base import Family
-
-_LOADED: dict[str, Family] = {}
-
-
-def family_for(name: str) -> Family:
-    """The family called `name` (sd15, sdxl, flux); UnknownFamily when this version cannot run it."""
-    if name not in _LOADED:
-        info = family_info(name)
-        try:
-            module = importlib.import_module(f"ioncannon.engine.families.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"ioncannon.engine.families.{name}":
-                raise
-            raise UnknownFamily(f"{info.label} is not available in this version of ioncannon; pick another model "
-                                "family.") from None
-        _LOADED[name] = module.FAMILY
-    return _LOADED[name]
+__all__ = ["family_for"]

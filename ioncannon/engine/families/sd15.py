@@ -8,7 +8,13 @@ from typing import Any
 import torch
 
 from ioncannon.engine.families.base import Conditioning, Family, clip_tokens
-from ioncannon.engine.models.load import Components, _load_pretrained, _load_single_file, build_components, save_tiny_model
+from ioncannon.engine.models.load import (
+    Components,
+    _load_pretrained,
+    _load_single_file,
+    build_components,
+    save_tiny_model,
+)
 
 
 class SD15(Family):
@@ -25,7 +31,10 @@ class SD15(Family):
     def _load(self, source: str, kind: str, dtype: torch.dtype, single_file_config: str | None) -> Components:
         from diffusers import DDPMScheduler
 
-        pipe = _load_single_file(source, dtype, single_file_config) if kind == "file" else _load_pretrained(source, dtype)
+        if kind == "file":
+            pipe = _load_single_file(source, dtype, single_file_config)
+        else:
+            pipe = _load_pretrained(source, dtype)
         scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
         return Components(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, scheduler, source=source)
 

@@ -6,26 +6,15 @@ import io
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ioncannon.engine.generate.sampler import ImageSampler
 from ioncannon.job.events import Emit, Progress, SampleReady
 from ioncannon.job.fsio import atomic_write_bytes
-from ioncannon.engine.generate.sampler import ImageSampler
-
-
-@dataclass(frozen=True)
-class ImageJob:
-    """One image to make: where it goes and everything that determines its pixels."""
-
-    path: Path
-    prompt: str
-    negative: str
-    seed: int
-    label: str = ""
+from ioncannon.job.outputs import ImageJob
 
 
 def write_png(path: Path, pixels: np.ndarray) -> None:
@@ -76,7 +65,7 @@ def render(
         def settle() -> None:
             nonlocal done, made
             for batch, futures in pending:
-                for job, fut in zip(batch, futures):
+                for job, fut in zip(batch, futures, strict=True):
                     fut.result()
                     done += 1
                     made += 1
@@ -91,9 +80,11 @@ def render(
 
         for batch in todo:
             pixels = sampler.sample([j.prompt for j in batch], [j.negative for j in batch], [j.seed for j in batch])
-            missing = [(job, img) for job, img in zip(batch, pixels) if not job.path.exists()]
+            missing = [(job, img) for job, img in zip(batch, pixels, strict=True) if not job.path.exists()]
             settle()
-            pending.append(([job for job, _ in missing], [pool.submit(write_png, job.path, img) for job, img in missing]))
+            pending.append(
+                ([job for job, _ in missing], [pool.submit(write_png, job.path, img) for job, img in missing])
+            )
             try:
                 check_stop()
             except BaseException:

@@ -29,7 +29,9 @@ def grid_columns(count: int) -> int:
     return max(1, math.ceil(math.sqrt(count)))
 
 
-def _fit_text(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int) -> str:
+def _fit_text(
+    draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int
+) -> str:
     if draw.textlength(text, font=font) <= width:
         return text
     while text and draw.textlength(text + "…", font=font) > width:
@@ -79,7 +81,9 @@ def make_collage(
                 tile = tile.resize((tile_w, tile_h), Image.Resampling.LANCZOS)
             sheet.paste(tile, (x, y))
         if labels is not None:
-            draw.text((x + 2, y + tile_h + 3), _fit_text(draw, labels[n], label_font, tile_w - 4), fill=TEXT, font=label_font)
+            draw.text(
+                (x + 2, y + tile_h + 3), _fit_text(draw, labels[n], label_font, tile_w - 4), fill=TEXT, font=label_font
+            )
 
     buf = io.BytesIO()
     sheet.save(buf, format="JPEG", quality=90, optimize=True)

@@ -13,20 +13,7 @@ import torch
 
 from ioncannon.engine.models.load import Components
 
-SAMPLERS = ("dpm", "ddim")
 _log = logging.getLogger("ioncannon")
-
-
-def make_scheduler(kind: str, noise_scheduler: Any) -> Any:
-    """DPM-Solver++ (2nd order multistep) or DDIM, configured from the model's training scheduler."""
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
-
-    config = dict(noise_scheduler.config)
-    if kind == "dpm":
-        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
-    if kind == "ddim":
-        return DDIMScheduler.from_config(config, set_alpha_to_one=False)
-    raise ValueError(f"unknown sampler {kind!r}; choose one of {', '.join(SAMPLERS)}")
 
 
 def initial_noise(seeds: list[int], shape: tuple[int, int, int]) -> torch.Tensor:
@@ -70,7 +57,7 @@ class ImageSampler:
         self.compiled = False
         self.timings: dict[str, float] = {"denoise": 0.0, "decode": 0.0}
         self._embeddings: dict[str, dict[str, torch.Tensor]] = {}
-        from ioncannon.engine.families import family_for
+        from ioncannon.engine.models.registry import family_for
 
         self.family = family_for(parts.family)
         self.family.make_scheduler(sampler, parts.noise_scheduler)  # fail early on a bad sampler name
@@ -162,7 +149,11 @@ class ImageSampler:
         if self.compiled and n < self.batch_size:
             # a fixed batch keeps one compiled graph; the padding rows are computed and dropped
             pad = self.batch_size - n
-            prompts, negatives, seeds = prompts + [prompts[-1]] * pad, negatives + [negatives[-1]] * pad, seeds + [seeds[-1]] * pad
+            prompts, negatives, seeds = (
+                prompts + [prompts[-1]] * pad,
+                negatives + [negatives[-1]] * pad,
+                seeds + [seeds[-1]] * pad,
+            )
         latents = initial_noise(seeds, self.latent_shape).to(self.device)
         cond, uncond = self.embed(prompts), self.embed(negatives)
         start = time.perf_counter()

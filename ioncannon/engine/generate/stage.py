@@ -7,48 +7,28 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ioncannon.engine.context import StageContext
+from ioncannon.engine.generate.batches import fixed_batches, render, shard
 from ioncannon.engine.generate.collage import make_collage
-from ioncannon.engine.context import StageContext, StageError
+from ioncannon.engine.generate.sampler import ImageSampler
+from ioncannon.engine.models.load import Components, ModelLoadError, release
+from ioncannon.engine.parallel.collectives import image_shard
+from ioncannon.engine.weights.adapters import merge_adapters
+from ioncannon.job.errors import StageError
 from ioncannon.job.events import CollageReady, Message, Progress, SampleReady
 from ioncannon.job.fsio import write_json
-from ioncannon.engine.weights.adapters import merge_adapters
-from ioncannon.engine.parallel.launch import image_shard
-from ioncannon.engine.generate.batches import ImageJob, fixed_batches, render, shard
-from ioncannon.engine.generate.sampler import ImageSampler
-from ioncannon.job.spec import JobSpec
-from ioncannon.engine.models.load import Components, ModelLoadError, release
-from ioncannon.job.prompts import PromptPackError, enabled_styles, load_pack
+from ioncannon.job.outputs import ImageJob, OutputSet, plan_outputs
 
 CLASS_SEED = 20_000          # class image i uses seed CLASS_SEED + i, so a top-up continues the same series
-BARE_SEED = 1_000
-BARE_KEYWORD = "bare"
 CONTACT_COLUMNS = 4
 # Measured on an H100 (SD1.5, 512 px, batch 16): eager 5.1 images/s, compiled 8.2; compiling costs ~100 s
 # on a cold cache and ~10 s once the kernels are cached, so it pays from ~1,400 or ~150 images.
 COMPILE_MIN_IMAGES_COLD = 1400
 COMPILE_MIN_IMAGES_WARM = 150
-
-
-@dataclass(frozen=True)
-class OutputSet:
-    """The images of one prompt: `outputs/{identifier}_{keyword}/samples/NNNN.png` and its collage."""
-
-    keyword: str
-    folder: Path
-    jobs: tuple[ImageJob, ...]
-
-    @property
-    def collage(self) -> Path:
-        return self.folder / f"{self.folder.name}-0000.jpg"
-
-    @property
-    def complete(self) -> bool:
-        return all(j.path.exists() for j in self.jobs)
 
 
 # --------------------------------------------------------------------------- shared
@@ -185,17 +165,25 @@ def run_class_images(ctx: StageContext) -> None:
     batches = shard(fixed_batches(missing, spec.generate.batch_size), rank, world)
     if not batches:
         return
-    from ioncannon.engine.families import family_for
+    from ioncannon.engine.models.registry import family_for
 
     try:
         parts = family_for(spec.family).load(spec.base_model, dtype=ctx.dtype)
     except ModelLoadError as exc:
-        raise StageError(str(exc), "Class images are drawn by the base model; fix the model source and resume.") from exc
+        raise StageError(
+            str(exc), "Class images are drawn by the base model; fix the model source and resume."
+        ) from exc
     sampler = make_sampler(ctx, parts, sum(len(b) for b in batches))
     try:
         render(
-            sampler, batches, stage="class_images", emit=ctx.emit,
-            check_stop=ctx.check_stop, announce=False, on_batch_written=link_ready, already_done=have if rank == 0 else 0,
+            sampler,
+            batches,
+            stage="class_images",
+            emit=ctx.emit,
+            check_stop=ctx.check_stop,
+            announce=False,
+            on_batch_written=link_ready,
+            already_done=have if rank == 0 else 0,
         )
     finally:
         del sampler, parts
@@ -222,25 +210,6 @@ def finish_class_images(ctx: StageContext) -> None:
 # --------------------------------------------------------------------------- prompt pack
 
 
-def plan_outputs(spec: JobSpec, outputs: Path) -> list[OutputSet]:
-    """The bare-token likeness check first, then every enabled style of the pack, in pack order."""
-    try:
-        styles = enabled_styles(load_pack(spec.generate.prompt_pack or None))
-    except PromptPackError as exc:
-        raise StageError(str(exc), "Fix the prompt pack file (or leave its path empty for the built-in pack).") from exc
-    plan = spec.generate
-    rows: list[tuple[str, str, str, int, int]] = [(BARE_KEYWORD, spec.instance_prompt, "", BARE_SEED, plan.bare_token_images)]
-    rows += [(s.keyword, s.render(spec.identifier, spec.class_name), s.negative, s.seed, plan.images_per_prompt) for s in styles]
-    sets = []
-    for keyword, prompt, negative, seed, n in rows:
-        if n <= 0:
-            continue
-        folder = outputs / f"{spec.identifier}_{keyword}"
-        jobs = tuple(ImageJob(folder / "samples" / f"{i:04d}.png", prompt, negative, seed + i, keyword) for i in range(n))
-        sets.append(OutputSet(keyword, folder, jobs))
-    return sets
-
-
 def write_collage(ctx: StageContext, output: OutputSet) -> None:
     title = f"{ctx.spec.identifier} {ctx.spec.class_name} · {output.keyword}"
     make_collage([j.path for j in output.jobs], output.collage, title=title)
@@ -255,7 +224,7 @@ def write_contact_sheet(ctx: StageContext, sets: list[OutputSet]) -> Path | None
     columns = min(CONTACT_COLUMNS, min(len(s.jobs) for s in sets))
     images = [j.path for s in sets for j in s.jobs[:columns]]
     labels = [s.keyword if c == 0 else "" for s in sets for c in range(columns)]
-    sheet = ctx.paths.outputs / "contact_sheet.jpg"
+    sheet = ctx.paths.contact_sheet
     title = f"{ctx.spec.identifier} {ctx.spec.class_name}: every prompt"
     make_collage(images, sheet, columns=columns, title=title, labels=labels)
     ctx.emit(CollageReady(keyword="contact_sheet", path=str(sheet)))

@@ -65,7 +65,7 @@ def _bytes_to_unicode() -> dict[int, str]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
+    return dict(zip(bs, (chr(c) for c in cs), strict=True))
 
 
 def write_tiny_tokenizer(folder: str | Path, words: tuple[str, ...] | list[str] = _TINY_WORDS) -> Path:
@@ -273,7 +273,9 @@ def classify_source(source: str) -> str:
     return "hub"
 
 
-def load_components(source: str, dtype: torch.dtype = torch.float32, single_file_config: str | None = None) -> Components:
+def load_components(
+    source: str, dtype: torch.dtype = torch.float32, single_file_config: str | None = None
+) -> Components:
     """Load UNet, VAE, text encoder, tokenizer and DDPM scheduler from any supported source."""
     from diffusers import DDPMScheduler
 
@@ -312,7 +314,9 @@ def _load_single_file(path: str, dtype: torch.dtype, config: str | None) -> Any:
         kwargs["config"] = config
         kwargs["local_files_only"] = True
     try:
-        return StableDiffusionPipeline.from_single_file(path, safety_checker=None, requires_safety_checker=False, **kwargs)
+        return StableDiffusionPipeline.from_single_file(
+            path, safety_checker=None, requires_safety_checker=False, **kwargs
+        )
     except Exception as exc:
         raise ModelLoadError(_explain_load_failure(path, exc)) from exc
 

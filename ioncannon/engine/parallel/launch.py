@@ -1,4 +1,4 @@
-"""Several GPUs: run the training or image stages as one process per GPU and relay their events to the runner."""
+"""Several GPUs: run a parallel stage as one process per GPU and relay the workers' events to the runner."""
 
 from __future__ import annotations
 
@@ -10,94 +10,26 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from ioncannon.engine.context import StageContext, StageError, StopRequested
+from ioncannon.engine.context import StageContext
+from ioncannon.engine.parallel.collectives import agreed_stop, init_group
+from ioncannon.job.errors import StageError, StopRequested
 from ioncannon.job.events import Event, Message, Progress, SampleReady
-
-__all__ = [
-    "PARALLEL_STAGES", "across_processes", "processes_for", "launch", "process_rank", "average_gradients",
-    "broadcast_from_first", "all_agree", "agreed_stop",
-]
+from ioncannon.job.stages import load
+from ioncannon.job.stages import stage as stage_info
 
 StageFunction = Callable[[StageContext], None]
 
-PARALLEL_STAGES: tuple[str, ...] = ("class_images", "train", "generate")
 _POLL_S = 0.02
 _GRACE_S = 10.0        # after one rank fails, the others get this long to notice before they are killed
 _COLLECTIVE_TIMEOUT_S = 1800   # rank 0 alone writes multi-GB checkpoints while the others wait in a collective
-_CPU_GROUP: Any = None  # gloo group for host-side agreement (stop flags) that must not sync the GPU
-
-
-# --------------------------------------------------------------------------- inside a process
-
-
-def process_rank() -> tuple[int, int]:
-    """(rank, world size) of this training process; (0, 1) outside a multi-process launch."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def image_shard() -> tuple[int, int]:
-    """(rank, world size) for sharded image stages, set by `launch` in each worker's environment."""
-    try:
-        world = int(os.environ.get("IONCANNON_WORLD_SIZE", "1"))
-        rank = int(os.environ.get("IONCANNON_RANK", "0"))
-    except ValueError:
-        return 0, 1
-    return (rank, world) if 0 <= rank < world else (0, 1)
-
-
-def average_gradients(grad: torch.Tensor, loss: torch.Tensor) -> None:
-    """Mean of the flat gradient buffer (one bucket, one all-reduce) and of the loss over all processes."""
-    world = dist.get_world_size()
-    # gloo has no AVG: sum, then scale (the same on every rank, so the weights stay identical)
-    dist.all_reduce(grad)
-    grad.mul_(1.0 / world)
-    dist.all_reduce(loss)
-    loss.mul_(1.0 / world)
-
-
-def broadcast_from_first(tensors: list[torch.Tensor]) -> None:
-    """Copy rank 0's values into every rank's tensors (DDP's start-up broadcast)."""
-    for t in tensors:
-        dist.broadcast(t, src=0)
-
-
-def sync_rng_from_first(device: torch.device) -> None:
-    """Give every rank rank 0's CPU and current-GPU generator states: stochastic bf16 rounding must agree."""
-    group = _CPU_GROUP
-    state = torch.get_rng_state()
-    dist.broadcast(state, src=0, group=group)
-    torch.set_rng_state(state)
-    if device.type == "cuda":
-        cuda_state = torch.cuda.get_rng_state(device)
-        dist.broadcast(cuda_state, src=0, group=group)
-        torch.cuda.set_rng_state(cuda_state, device)
-
-
-def all_agree(flag: bool) -> bool:
-    """True only if `flag` is true on every rank (a host-side collective over gloo)."""
-    t = torch.tensor([1 if flag else 0], dtype=torch.int32)
-    dist.all_reduce(t, op=dist.ReduceOp.MIN, group=_CPU_GROUP)
-    return bool(t.item())
-
-
-def agreed_stop(local: Callable[[], bool]) -> Callable[[], bool]:
-    """A should_stop that every rank answers alike at the same call: one rank stopping alone would hang the rest."""
-
-    def should_stop() -> bool:
-        t = torch.tensor([1 if local() else 0], dtype=torch.int32)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_CPU_GROUP)
-        return bool(t.item())
-
-    return should_stop
 
 
 # --------------------------------------------------------------------------- the launch
@@ -115,7 +47,7 @@ def processes_for(ctx: StageContext) -> int:
 
 def across_processes(stage: str, fn: StageFunction) -> StageFunction:
     """`fn` itself, or a launcher that runs it once per GPU when the plan asks for several processes."""
-    if stage not in PARALLEL_STAGES:
+    if not stage_info(stage).parallel:
         return fn
 
     def run(ctx: StageContext) -> None:
@@ -132,13 +64,7 @@ def across_processes(stage: str, fn: StageFunction) -> StageFunction:
 
 
 def _has_work(stage: str, ctx: StageContext) -> bool:
-    if stage == "train":
-        from ioncannon.engine.train.loop import training_finished
-
-        return not training_finished(ctx)
-    from ioncannon.engine.generate.stage import class_images_missing, pack_images_missing
-
-    return (class_images_missing(ctx) if stage == "class_images" else pack_images_missing(ctx)) > 0
+    return int(load(stage_info(stage).work_left)(ctx)) > 0
 
 
 @dataclass(frozen=True)
@@ -176,12 +102,11 @@ def launch(stage: str, ctx: StageContext, n: int, stage_kwargs: dict[str, Any] |
     `stage_kwargs` go to every rank's stage function (e.g. a picklable `components` factory for benchmarks).
     Training that runs out of GPU memory steps down to the leaner plan and is launched again.
     """
+    info = stage_info(stage)
     while True:
         outcome = _launch_once(stage, ctx, n, stage_kwargs or {})
-        if outcome.kind == "oom" and stage == "train":
-            from ioncannon.engine.train.loop import step_down_after_oom
-
-            step_down_after_oom(ctx)  # every launch loads its model afresh, so the leaner plan can start clean
+        if outcome.kind == "oom" and info.step_down:
+            load(info.step_down)(ctx)  # every launch loads its model afresh, so the leaner plan can start clean
             continue
         break
     if outcome.kind == "stopped":
@@ -191,14 +116,8 @@ def launch(stage: str, ctx: StageContext, n: int, stage_kwargs: dict[str, Any] |
                          "Lower the generation batch size, or close other programs using the GPUs (`nvidia-smi`).")
     if outcome.kind != "done":
         raise StageError(outcome.message, outcome.hint or f"The details are in {ctx.paths.log_file}; resume to retry.")
-    if stage == "class_images":
-        from ioncannon.engine.generate.stage import finish_class_images
-
-        finish_class_images(ctx)
-    elif stage == "generate":
-        from ioncannon.engine.generate.stage import finish_pack
-
-        finish_pack(ctx)
+    if info.finish:
+        load(info.finish)(ctx)
 
 
 def _start_method() -> Any:
@@ -216,9 +135,16 @@ def _start_method() -> Any:
 
 
 _PRELOAD = (
-    "torch", "torch.distributed", "ioncannon.engine.parallel.launch", "ioncannon.engine.stages", "ioncannon.engine.train.loop",
-    "ioncannon.engine.generate.stage", "ioncannon.engine.models.load", "diffusers.models.unets.unet_2d_condition",
-    "diffusers.models.autoencoders.autoencoder_kl", "transformers.models.clip.modeling_clip",
+    "torch",
+    "torch.distributed",
+    "ioncannon.engine.parallel.launch",
+    "ioncannon.engine.stages",
+    "ioncannon.engine.train.loop",
+    "ioncannon.engine.generate.stage",
+    "ioncannon.engine.models.load",
+    "diffusers.models.unets.unet_2d_condition",
+    "diffusers.models.autoencoders.autoencoder_kl",
+    "transformers.models.clip.modeling_clip",
 )
 
 
@@ -256,7 +182,9 @@ def _launch_once(stage: str, ctx: StageContext, n: int, stage_kwargs: dict[str, 
                 stop.set()
             for rank, p in enumerate(procs):
                 if rank not in outcomes and not p.is_alive() and events.empty():
-                    outcomes[rank] = _Outcome("crash", f"The {stage} process for GPU {rank} died (exit code {p.exitcode}).")
+                    outcomes[rank] = _Outcome(
+                        "crash", f"The {stage} process for GPU {rank} died (exit code {p.exitcode})."
+                    )
                     failed_at = failed_at or time.monotonic()
             if failed_at is not None and time.monotonic() - failed_at > _GRACE_S:
                 break  # the survivors are stuck in a collective waiting for the dead rank
@@ -354,13 +282,12 @@ def _worker(rank: int, job: _Launch, events: Any, stop: Any) -> None:
     try:
         should_stop = local_stop
         if job.stage == "train":
-            _init_group(rank, job, device)
+            init_group(rank, job.world, device, _COLLECTIVE_TIMEOUT_S)
             should_stop = agreed_stop(local_stop)
-        from ioncannon.job.spec import JobPaths
-        from ioncannon.engine.stages import raw_stage_function
+        from ioncannon.job.paths import JobPaths
 
         ctx = StageContext(job.spec, JobPaths(job.job_root), Path(job.workdir), emit, should_stop, device, log)
-        raw_stage_function(job.stage)(ctx, **job.stage_kwargs)
+        load(stage_info(job.stage).run)(ctx, **job.stage_kwargs)
     except StopRequested:
         outcome = _Outcome("stopped")
     except StageError as exc:
@@ -374,21 +301,7 @@ def _worker(rank: int, job: _Launch, events: Any, stop: Any) -> None:
         outcome = _Outcome("crash", f"{job.stage} stopped on GPU {rank} on an unexpected error: "
                                     f"{type(exc).__name__}: {exc}"[:400])
     events.put(("outcome", rank, outcome))
-    if dist.is_initialized():
-        if outcome.kind == "done":
-            dist.destroy_process_group()  # a failed rank skips this: destroying it would wait for peers that hang
+    if dist.is_initialized() and outcome.kind == "done":
+        dist.destroy_process_group()  # a failed rank skips this: destroying it would wait for peers that hang
     events.close()
     events.join_thread()
-
-
-def _init_group(rank: int, job: _Launch, device: torch.device) -> None:
-    global _CPU_GROUP
-    from datetime import timedelta
-
-    timeout = timedelta(seconds=_COLLECTIVE_TIMEOUT_S)
-    if device.type == "cuda":
-        dist.init_process_group("nccl", rank=rank, world_size=job.world, timeout=timeout, device_id=device)
-        _CPU_GROUP = dist.new_group(backend="gloo", timeout=timeout)
-    else:
-        dist.init_process_group("gloo", rank=rank, world_size=job.world, timeout=timeout)
-        _CPU_GROUP = None  # the default group already runs on the host

@@ -6,13 +6,13 @@ import io
 import os
 import re
 import stat
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 from PIL import Image
 
-from ioncannon.job.fsio import atomic_write_bytes
 from ioncannon.engine.photos.decode import (
     SNIFF_BYTES,
     DecodedPhoto,
@@ -26,14 +26,15 @@ from ioncannon.engine.photos.decode import (
 from ioncannon.engine.photos.quality import (
     BLUR_THRESHOLD,
     CropMode,
+    dhash,
     face_detector_available,
     find_face,
     near_duplicate,
-    dhash,
     phash,
     render,
     sharpness,
 )
+from ioncannon.job.fsio import atomic_write_bytes
 
 Status = Literal["ok", "fixed", "flagged", "rejected", "ignored"]
 __all__ = [
@@ -230,7 +231,9 @@ def _assess(finding: PhotoFinding, photo: DecodedPhoto, suffix: str, resolution:
     fixes, flags, notes = list(photo.fixes), list(photo.flags), list(photo.notes)
     want = SUFFIX_FORMAT.get(suffix)
     if want is None:
-        notes.append(f"read as {photo.format} by its content (the name has {'no' if not suffix else 'an odd'} extension)")
+        notes.append(
+            f"read as {photo.format} by its content (the name has {'no' if not suffix else 'an odd'} extension)"
+        )
     elif want != photo.format and not (want == "JPEG" and photo.format == "MPO"):
         notes.append(f"really a {photo.format}, though named {suffix}: read by content")
     w, h = photo.size

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from ioncannon.engine.context import StageContext, StageError
+from ioncannon.engine.context import StageContext
+from ioncannon.engine.weights.files import save_tensors
+from ioncannon.job.errors import StageError
 from ioncannon.job.events import Message, Progress
-from ioncannon.job.fsio import StateFileError, read_json, save_tensors, write_json
+from ioncannon.job.fsio import StateFileError, read_json, write_json
 
 CACHE_FORMAT = 2
 TENSORS_FILE = "train_cache.safetensors"
@@ -161,7 +164,7 @@ def run_cache(ctx: StageContext, components: Any = None) -> None:
     if load_cache(ctx) is not None:
         ctx.emit(Message("info", "Latent cache is up to date."))
         return
-    from ioncannon.engine.families import family_for
+    from ioncannon.engine.models.registry import family_for
 
     family = family_for(ctx.spec.family)
     if components is None:

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ioncannon.engine.context import StageError
+from ioncannon.engine.weights.files import save_tensors
+from ioncannon.job.errors import StageError
 from ioncannon.job.events import Emit, Message
-from ioncannon.job.fsio import StateFileError, free_bytes, fsync_dir, read_json, save_tensors, write_json
+from ioncannon.job.fsio import StateFileError, free_bytes, fsync_dir, read_json, write_json
 
 CHECKPOINT_FORMAT = 1
 WEIGHTS = "weights.safetensors"
@@ -74,7 +75,9 @@ def sha256_file(path: Path) -> str:
 
 
 def _write_manifest(staging: Path, step: int, files: list[str]) -> None:
-    entries = {name: {"sha256": sha256_file(staging / name), "bytes": (staging / name).stat().st_size} for name in files}
+    entries = {
+        name: {"sha256": sha256_file(staging / name), "bytes": (staging / name).stat().st_size} for name in files
+    }
     write_json(staging / MANIFEST, {"format": CHECKPOINT_FORMAT, "step": step, "files": entries})
 
 
@@ -171,7 +174,7 @@ class CheckpointStore:
         return LoadedCheckpoint(int(manifest["step"]), path, weights, optimizer, state)
 
     def load_latest(self, accept: Any = None) -> LoadedCheckpoint | None:
-        """The newest checkpoint that verifies (and that `accept(ckpt)` does not reject); warn about each skipped one."""
+        """The newest checkpoint that verifies and `accept(ckpt)` does not reject; warns about each skipped one."""
         for step, path in self.published():
             try:
                 ckpt = self.load(path)

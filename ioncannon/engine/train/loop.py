@@ -6,23 +6,25 @@ import dataclasses
 import math
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
+from ioncannon.engine.context import StageContext
+from ioncannon.engine.generate.batches import write_png
+from ioncannon.engine.hardware import profile_label, step_down
+from ioncannon.engine.models.load import release
+from ioncannon.engine.parallel.collectives import broadcast_from_first, process_rank, sync_rng_from_first
 from ioncannon.engine.train.cache import TrainCache, load_cache, run_cache
 from ioncannon.engine.train.checkpoint import CheckpointStore, LoadedCheckpoint, capture_rng, restore_rng
-from ioncannon.engine.context import StageContext, StageError, StopRequested
-from ioncannon.engine.parallel.launch import broadcast_from_first, process_rank, sync_rng_from_first
-from ioncannon.job.events import CheckpointSaved, Message, Progress, SampleReady
-from ioncannon.job.fsio import StateFileError, read_json, write_json
-from ioncannon.engine.hardware import profile_label, step_down
-from ioncannon.engine.generate.batches import write_png
-from ioncannon.job.spec import TrainPlan
-from ioncannon.engine.models.load import release
 from ioncannon.engine.train.preview import render_preview
 from ioncannon.engine.train.step import Trainer, is_finite
 from ioncannon.engine.weights.trained import lora_info, publish_trained, trained_info
+from ioncannon.job.errors import StageError, StopRequested
+from ioncannon.job.events import CheckpointSaved, Message, Progress, SampleReady
+from ioncannon.job.fsio import StateFileError, read_json, write_json
+from ioncannon.job.spec import TrainPlan
 
 __all__ = ["run_cache", "run_training", "active_plan", "training_finished", "step_down_after_oom"]
 
@@ -33,14 +35,16 @@ _HISTORY = 2000
 
 
 def _plan_file(ctx: StageContext) -> Any:
-    return ctx.paths.meta / "train_plan.json"
+    return ctx.paths.train_plan_file
 
 
 def active_plan(ctx: StageContext) -> TrainPlan:
     """The job's plan, or the leaner one training stepped down to after running out of GPU memory."""
     try:
         saved = read_json(_plan_file(ctx))
-        return TrainPlan(**{k: v for k, v in saved["plan"].items() if k in {f.name for f in dataclasses.fields(TrainPlan)}})
+        return TrainPlan(
+            **{k: v for k, v in saved["plan"].items() if k in {f.name for f in dataclasses.fields(TrainPlan)}}
+        )
     except (StateFileError, KeyError, TypeError):
         return ctx.spec.train
 
@@ -54,7 +58,7 @@ def _configure_compile_cache(ctx: StageContext) -> None:
 
 def _components(source: ComponentSource, ctx: StageContext) -> Any:
     if source is None:
-        from ioncannon.engine.families import family_for
+        from ioncannon.engine.models.registry import family_for
 
         return family_for(ctx.spec.family).load(ctx.spec.base_model)
     return source() if callable(source) else source
@@ -64,6 +68,11 @@ def training_finished(ctx: StageContext) -> bool:
     """True once weights for this plan's steps and base model are published."""
     info = trained_info(ctx.paths)
     return bool(info and info["steps"] >= active_plan(ctx).steps and info["base_model"] == ctx.spec.base_model)
+
+
+def steps_left(ctx: StageContext) -> int:
+    """Steps still to train (0 once the weights are published); the launcher skips a launch at 0."""
+    return 0 if training_finished(ctx) else active_plan(ctx).steps
 
 
 def run_training(ctx: StageContext, components: ComponentSource = None) -> None:
@@ -166,7 +175,9 @@ class _Live:
                                    eta_s=None if eta is None else round(eta, 1), loss=self.ema, label="training"))
 
 
-def _check_finite(ctx: StageContext, losses: list[float], step_done: int, plan: TrainPlan, store: CheckpointStore) -> None:
+def _check_finite(
+    ctx: StageContext, losses: list[float], step_done: int, plan: TrainPlan, store: CheckpointStore
+) -> None:
     if is_finite(losses):
         return
     last = store.published()
@@ -262,7 +273,7 @@ def _train(ctx: StageContext, comps: Any, cache: TrainCache, plan: TrainPlan, st
         return
     _publish(ctx, trainer, plan)
     store.clear()
-    write_json(ctx.paths.meta / "train_stats.json", stats)
+    write_json(ctx.paths.train_stats_file, stats)
     ctx.log.info("training finished: %s", stats)
 
 

@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 import torch
 
-
 PREVIEW_STEPS = 20
 PREVIEW_GUIDANCE = 5.0
 

@@ -6,26 +6,27 @@ import functools
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ioncannon.engine.parallel.collectives import all_agree, average_gradients, process_rank
 from ioncannon.engine.train.cache import TrainCache
-from ioncannon.engine.parallel.launch import all_agree, average_gradients, process_rank
-from ioncannon.job.spec import TrainPlan
 from ioncannon.job.presets import warmup_steps
+from ioncannon.job.spec import TrainPlan
 
-_CHUNK = 1 << 26          # optimizer works in 64 Mi-element slices so eager fallbacks need no full-size fp32 temporaries
+_CHUNK = 1 << 26  # optimizer works in 64 Mi-element slices so eager fallbacks need no full-size fp32 temporaries
 _MAX_GRAD_NORM = 1.0
 _EAGER_WARMUP = 2         # real steps run eagerly before a CUDA graph is captured
 COMPILE_UNET = os.environ.get("IONCANNON_COMPILE_UNET") == "1"
 
 
 class FlatParams:
-    """All trainable parameters as views of one buffer (and their grads of another), so the optimizer is a few kernels."""
+    """All trainable parameters as views of one buffer (their grads of another): the optimizer is a few kernels."""
 
     def __init__(self, named: list[tuple[str, torch.nn.Parameter]], dtype: torch.dtype, device: torch.device) -> None:
         self.names = [n for n, _ in named]
@@ -47,7 +48,7 @@ class FlatParams:
             offset += p.numel()
 
     def named_tensors(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach() for n, p in zip(self.names, self.params)}
+        return {n: p.detach() for n, p in zip(self.names, self.params, strict=True)}
 
 
 def _stochastic_bf16(x: torch.Tensor) -> torch.Tensor:
@@ -94,7 +95,7 @@ class StepInputs:
 
 
 def data_schedule(n: int, steps: int, batch: int, seed: int) -> np.ndarray:
-    """Row k = the indices step k uses: a fresh permutation every epoch, derived from the seed (so resume needs only k)."""
+    """Row k = the indices step k uses: a fresh permutation every epoch, from the seed (so resume needs only k)."""
     need = steps * batch
     out = np.empty(need + n, dtype=np.int64)
     filled, epoch = 0, 0
@@ -117,7 +118,7 @@ class Trainer:
         self.rank, self.world = process_rank()
         cuda = device.type == "cuda"
         self.weight_dtype = torch.bfloat16 if (cuda and plan.precision == "bf16") else torch.float32
-        from ioncannon.engine.families import family_for
+        from ioncannon.engine.models.registry import family_for
 
         self.family = family_for(components.family)
         self.parts = components
@@ -134,7 +135,9 @@ class Trainer:
         lr, warmup = plan.learning_rate, warmup_steps(plan)
         whole = self.flat.data.numel()
 
-        def update(param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: torch.Tensor) -> None:
+        def update(
+            param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: torch.Tensor
+        ) -> None:
             adamw_update(param, grad, m, v, step, lr=lr, warmup=warmup, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
 
         def fused_update(param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor,
@@ -229,7 +232,9 @@ class Trainer:
             global_rows = 2 * g if self.prior else g
             self._noise_all = torch.zeros((global_rows, *shape[1:]), device=dev)
             self._t_all = torch.zeros(global_rows, dtype=torch.long, device=dev)
-            own = list(range(mine.start, mine.stop)) + (list(range(g + mine.start, g + mine.stop)) if self.prior else [])
+            own = list(range(mine.start, mine.stop)) + (
+                list(range(g + mine.start, g + mine.stop)) if self.prior else []
+            )
             self._own_rows = torch.tensor(own, dtype=torch.long, device=dev)
         self.inputs = StepInputs(
             inst_idx=torch.zeros(b, dtype=torch.long, device=dev), cls_idx=torch.zeros(b, dtype=torch.long, device=dev),
@@ -369,7 +374,7 @@ class Trainer:
         if missing:
             raise KeyError(f"checkpoint lacks {len(missing)} tensors, e.g. {missing[0]}")
         with torch.no_grad():
-            for n, p in zip(self.flat.names, self.flat.params):
+            for n, p in zip(self.flat.names, self.flat.params, strict=True):
                 p.copy_(tensors[n])
 
     def layout(self) -> dict[str, Any]:

@@ -107,8 +107,11 @@ def adapter_metadata(module: Any) -> dict[str, Any] | None:
     rank = max(set(ranks.values()), key=list(ranks.values()).count)
     alpha = max(set(alphas.values()), key=list(alphas.values()).count)
     return {
-        "r": rank, "lora_alpha": alpha,
-        "target_modules": sorted({n.rsplit(".", 1)[-1] if not n.endswith(".0") else ".".join(n.split(".")[-2:]) for n in ranks}),
+        "r": rank,
+        "lora_alpha": alpha,
+        "target_modules": sorted(
+            {n.rsplit(".", 1)[-1] if not n.endswith(".0") else ".".join(n.split(".")[-2:]) for n in ranks}
+        ),
         "rank_pattern": {_unwrap_name(n): r for n, r in ranks.items() if r != rank},
         "alpha_pattern": {_unwrap_name(n): a for n, a in alphas.items() if a != alpha},
     }

@@ -11,14 +11,17 @@ from typing import Any
 
 import torch
 
-from ioncannon.engine.context import StageContext, StageError
-from ioncannon.job.events import Message, Progress
-from ioncannon.job.fsio import atomic_write_text, free_bytes, fsync_dir, save_tensors
-from ioncannon.engine.families import family_for
-from ioncannon.engine.weights.adapters import has_adapters, merge_adapters
-from ioncannon.job.families import family_info
-from ioncannon.job.spec import JobPaths, JobSpec
+from ioncannon.engine.context import StageContext
 from ioncannon.engine.models.load import Components
+from ioncannon.engine.models.registry import family_for
+from ioncannon.engine.weights.adapters import has_adapters, merge_adapters
+from ioncannon.engine.weights.files import save_tensors
+from ioncannon.job.errors import StageError
+from ioncannon.job.events import Message, Progress
+from ioncannon.job.families import family_info
+from ioncannon.job.fsio import atomic_write_text, free_bytes, fsync_dir
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec
 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 
@@ -115,30 +118,42 @@ def model_card(spec: JobSpec, targets: ExportTargets, lora: bool) -> str:
     lines = [
         f"# {spec.identifier} {spec.class_name}: DreamBooth model",
         "",
-        "| | |", "|---|---|",
+        "| | |",
+        "|---|---|",
         f"| base model | `{spec.base_model}` ({info.label}) |",
         f"| token | `{spec.identifier}` |",
         f"| class | `{spec.class_name}` |",
-        (f"| training | {spec.train.mode}, {spec.train.steps} steps, learning rate {spec.train.learning_rate:g}, "
-        f"prior preservation {'on' if spec.train.prior_preservation else 'off'} |"),
+        (
+            f"| training | {spec.train.mode}, {spec.train.steps} steps, learning rate {spec.train.learning_rate:g}, "
+            f"prior preservation {'on' if spec.train.prior_preservation else 'off'} |"
+        ),
         f"| resolution | {spec.resolution} px |",
         "",
         "## The prompt to use",
         "",
-        (f"Put `{spec.identifier} {spec.class_name}` in your prompt, e.g. `{prompt}` or "
-        f"`an oil painting of {spec.identifier} {spec.class_name}`."),
+        (
+            f"Put `{spec.identifier} {spec.class_name}` in your prompt, e.g. `{prompt}` or "
+            f"`an oil painting of {spec.identifier} {spec.class_name}`."
+        ),
         "",
         "## Files",
         "",
-        (f"- `{targets.single_file.name}`: the whole model, fp16, for AUTOMATIC1111 (models/Stable-diffusion) "
-        "and ComfyUI (models/checkpoints)."),
-        f"- `{targets.diffusers.name}/`: fp16 diffusers folder: `{pipeline}.from_pretrained(\"{targets.diffusers.name}\")`.",
+        (
+            f"- `{targets.single_file.name}`: the whole model, fp16, for AUTOMATIC1111 (models/Stable-diffusion) "
+            "and ComfyUI (models/checkpoints)."
+        ),
+        f"- `{targets.diffusers.name}/`: fp16 diffusers folder: "
+        f'`{pipeline}.from_pretrained("{targets.diffusers.name}")`.',
     ]
     if lora:
         lines += [
-            (f"- `{targets.lora_kohya.name}`: the LoRA alone (kohya layout) for AUTOMATIC1111 (models/Lora, prompt "
-             f"`<lora:{targets.lora_kohya.stem}:1>`) and ComfyUI (models/loras); use it with `{spec.base_model}`."),
-            f"- `{targets.lora_diffusers.name}/`: the LoRA for diffusers: `pipe.load_lora_weights(\"{targets.lora_diffusers.name}\")`.",
+            (
+                f"- `{targets.lora_kohya.name}`: the LoRA alone (kohya layout) for AUTOMATIC1111 "
+                f"(models/Lora, prompt `<lora:{targets.lora_kohya.stem}:1>`) "
+                f"and ComfyUI (models/loras); use it with `{spec.base_model}`."
+            ),
+            f"- `{targets.lora_diffusers.name}/`: the LoRA for diffusers: "
+            f'`pipe.load_lora_weights("{targets.lora_diffusers.name}")`.',
         ]
     lines += [line for note in family_for(spec.family).card_notes(spec) for line in ("", note)]
     lines += ["", f"Licence of the base model: {info.licence}.",

@@ -148,7 +148,9 @@ def text_encoder_to_ldm(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
     return {TEXT_PREFIX + clip_name(k): v for k, v in state.items() if not k.endswith("position_ids")}
 
 
-def to_ldm_checkpoint(unet: Any, vae: Any, text_encoder: Any, dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
+def to_ldm_checkpoint(
+    unet: Any, vae: Any, text_encoder: Any, dtype: torch.dtype = torch.float16
+) -> dict[str, torch.Tensor]:
     """The whole model as one flat LDM state dict, contiguous and cast to `dtype`."""
     merged: dict[str, torch.Tensor] = {}
     merged.update(unet_to_ldm(unet.state_dict(), unet.config))

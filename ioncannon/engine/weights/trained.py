@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ioncannon.job.fsio import StateFileError, fsync_dir, read_json, save_tensors, write_json
-from ioncannon.job.spec import JobPaths
+from ioncannon.engine.weights.files import save_tensors
+from ioncannon.job.fsio import StateFileError, fsync_dir, read_json, write_json
+from ioncannon.job.paths import JobPaths
 
 if TYPE_CHECKING:
     from ioncannon.engine.context import StageContext
@@ -23,10 +24,6 @@ UNET_LORA = "unet_lora.safetensors"
 TEXT_LORA = "text_encoder_lora.safetensors"
 UNET_LORA_TARGETS: tuple[str, ...] = ("to_k", "to_q", "to_v", "to_out.0")
 TEXT_LORA_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
-
-
-def trained_dir(paths: JobPaths) -> Path:
-    return paths.meta / "trained"
 
 
 def lora_info(rank: int, alpha: float | None = None, with_text: bool = False) -> dict[str, Any]:
@@ -52,7 +49,7 @@ def publish_trained(
 
     `text_states` maps each trained text encoder's name ("text_encoder", SDXL's "text_encoder_2") to its weights.
     """
-    final = trained_dir(paths)
+    final = paths.trained
     staging = paths.meta / f".trained-staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -95,7 +92,7 @@ def _trained_text(info: dict[str, Any]) -> list[str]:
 def trained_info(paths: JobPaths) -> dict[str, Any] | None:
     """The published trained.json, or None when training has not finished (or the file is damaged)."""
     try:
-        info = read_json(trained_dir(paths) / INFO_FILE)
+        info = read_json(paths.trained / INFO_FILE)
     except StateFileError:
         return None
     return info if info.get("mode") in ("full", "lora") else None
@@ -112,7 +109,7 @@ def lora_state(paths: JobPaths) -> dict[str, dict[str, torch.Tensor]] | None:
     info = trained_info(paths)
     if info is None or info["mode"] != "lora":
         return None
-    folder = trained_dir(paths)
+    folder = paths.trained
     out = {"unet": _load_tensors(folder / UNET_LORA)}
     for name in _trained_text(info):
         if (folder / _text_file(name, False)).exists():
@@ -124,7 +121,9 @@ def attach_lora(module: Any, rank: int, alpha: float, targets: list[str] | tuple
     """Add a peft LoRA adapter (same config training uses) to a diffusers UNet or a transformers text encoder."""
     from peft import LoraConfig
 
-    config = LoraConfig(r=int(rank), lora_alpha=float(alpha), init_lora_weights="gaussian", target_modules=list(targets))
+    config = LoraConfig(
+        r=int(rank), lora_alpha=float(alpha), init_lora_weights="gaussian", target_modules=list(targets)
+    )
     if hasattr(module, "set_adapters"):  # diffusers models
         module.add_adapter(config)
     else:
@@ -138,12 +137,12 @@ def apply_trained(components: Components, paths: JobPaths) -> Components:
     """Put the published trained weights into `components` (in place) and return them."""
     from peft import set_peft_model_state_dict
 
-    from ioncannon.engine.context import StageError
+    from ioncannon.job.errors import StageError
 
     info = trained_info(paths)
     if info is None:
         raise StageError("No trained weights were found for this job.", "Run (or resume) the training stage first.")
-    folder = trained_dir(paths)
+    folder = paths.trained
     encoders = dict(components.text_encoders())
     if info["mode"] == "full":
         components.unet.load_state_dict(_load_tensors(folder / UNET_FULL), strict=True)
@@ -169,7 +168,7 @@ def _check_loaded(result: Any, what: str) -> None:
 
 def load_trained(ctx: StageContext, dtype: torch.dtype | None = None) -> Components:
     """Base components with the trained weights applied, on ctx.device, in eval mode."""
-    from ioncannon.engine.families import family_for
+    from ioncannon.engine.models.registry import family_for
 
     family = family_for(ctx.spec.family)
     components = apply_trained(family.load(ctx.spec.base_model), ctx.paths)

@@ -12,10 +12,11 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, ProgressBar, Static
 
+from ioncannon.job.fsio import free_bytes
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec
 from ioncannon.rental import bundle as bundles
 from ioncannon.rental.costs import parse_price, remember_hourly_price
-from ioncannon.job.fsio import free_bytes
-from ioncannon.job.spec import JobPaths, JobSpec
 from ioncannon.rental.provider import WHY_DESTROY, ProviderCommand, ProviderInfo, run_provider_command
 from ioncannon.rental.wipe import WipeError, WipeReceipt, plan_wipe, wipe
 
@@ -96,13 +97,23 @@ class BundleDialog(ModalScreen["str | None"]):
         else:
             counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(plan.counts.items()))
             free = free_bytes(plan.archive.parent)
-            summary.update(Text.assemble(
-                (f"{bundles.human_bytes(plan.archive_bytes)}", "bold"), f" → {plan.archive.name}\n",
-                f"{counts}\nimages: {self.images} · model: {', '.join(self.formats) or 'none'}\n",
-                (f"{bundles.human_bytes(free)} free on this disk", "green" if free > plan.archive_bytes else "bold red"),
-            ))
+            summary.update(
+                Text.assemble(
+                    (f"{bundles.human_bytes(plan.archive_bytes)}", "bold"),
+                    f" → {plan.archive.name}\n",
+                    f"{counts}\nimages: {self.images} · model: {', '.join(self.formats) or 'none'}\n",
+                    (
+                        f"{bundles.human_bytes(free)} free on this disk",
+                        "green" if free > plan.archive_bytes else "bold red",
+                    ),
+                )
+            )
         keys = [("enter", "write it")] if plan is not None else []
-        keys += [("i", f"images: {'starred' if self.images == 'all' else 'all'}"), ("f", "diffusers folder"), ("esc", "cancel")]
+        keys += [
+            ("i", f"images: {'starred' if self.images == 'all' else 'all'}"),
+            ("f", "diffusers folder"),
+            ("esc", "cancel"),
+        ]
         self.query_one("#bundle-keys", Static).update(_keys(*keys))
 
     def action_toggle_images(self) -> None:
@@ -314,7 +325,8 @@ class DestroyDialog(ModalScreen["str | None"]):
         outcome = run_provider_command(command, confirmed=True)
         verb = "destroy" if command.action == "destroy" else "stop"
         if outcome.returncode == 0:
-            text = f"{self.info.display_name} was asked to {verb} instance {self.info.instance_id}. This connection will drop."
+            text = (f"{self.info.display_name} was asked to {verb} instance {self.info.instance_id}. "
+                    "This connection will drop.")
         else:
             text = f"{self.info.display_name} said no (exit {outcome.returncode}): use the console instead."
         if outcome.output:

@@ -35,8 +35,10 @@ class StyleDialog(ModalScreen["PromptStyle | None"]):
         with Vertical(classes="dialog", id="style-dialog"):
             title = "Add a style" if self.new else f"Edit style: {style.keyword}"
             yield Static(title, classes="dialog-title")
-            yield Static(Text.assemble("Put ", (TOKEN, "bold"), f" where the subject goes (it becomes '{self.subject}')."),
-                         classes="dialog-body")
+            yield Static(
+                Text.assemble("Put ", (TOKEN, "bold"), f" where the subject goes (it becomes '{self.subject}')."),
+                classes="dialog-body",
+            )
             for label, name, value, placeholder in (
                 ("Keyword", "keyword", style.keyword, "e.g. pirate (names the folder)"),
                 ("Prompt", "prompt", style.prompt, "a portrait of {token} as a pirate"),

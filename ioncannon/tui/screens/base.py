@@ -15,8 +15,8 @@ from ioncannon.tui.widgets.meter import CostMeter
 from ioncannon.tui.wizard import ORDER, Step
 
 if TYPE_CHECKING:
-    from ioncannon.tui.session import WizardSession
     from ioncannon.tui.app import IonCannonApp
+    from ioncannon.tui.session import WizardSession
 
 STEP_TITLES: dict[Step, str] = {
     Step.WELCOME: "Welcome",

@@ -18,8 +18,8 @@ from ioncannon.tui.wizard import Step
 if TYPE_CHECKING:
     from PIL import Image
 
-    from ioncannon.engine.photos.quality import CropMode
     from ioncannon.engine.photos.folder import PhotoFinding
+    from ioncannon.engine.photos.quality import CropMode
 
 CROPS: tuple[str, ...] = ("face", "centre", "top")
 FOLDER_ROW = "."  # the doctor's photo-count row; its advice is redone here for the photos the person keeps

@@ -15,18 +15,19 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from ioncannon.job.fsio import dir_size
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec
+from ioncannon.job.state import JobState, read_state
+from ioncannon.job.units import duration, money
 from ioncannon.rental import bundle as bundles
 from ioncannon.rental.costs import (
     BUDGET_HINT,
-    format_clock,
-    format_money,
     job_started_at,
     remembered_hourly_price,
     spend,
 )
-from ioncannon.rental.download import DOWNLOAD_FILE, DownloadCommands, write_download_file
-from ioncannon.job.fsio import dir_size
-from ioncannon.job.spec import JobPaths, JobSpec
+from ioncannon.rental.download import DownloadCommands, write_download_file
 from ioncannon.rental.provider import (
     STILL_BILLS,
     ProviderCommand,
@@ -36,7 +37,6 @@ from ioncannon.rental.provider import (
     console_where,
     detect_provider,
 )
-from ioncannon.job.state import JobState, read_state
 from ioncannon.rental.wipe import NOT_A_SECURE_ERASE, WipeReceipt, plan_wipe
 from ioncannon.tui.dialogs.finish import BundleDialog, DestroyDialog, PriceDialog, WipeDialog
 from ioncannon.tui.widgets.meter import CostMeter
@@ -46,6 +46,9 @@ _LABEL_WIDTH = 11
 
 def _row(label: str, value: str | Text, style: str = "") -> Text:
     return Text.assemble((f"{label:<{_LABEL_WIDTH}}", "dim"), (value, style) if isinstance(value, str) else value, "\n")
+
+
+DOWNLOAD_NAME = JobPaths(".").download_file.name
 
 
 class FinishScreen(Screen[None]):
@@ -134,7 +137,9 @@ class FinishScreen(Screen[None]):
     def _outcome(self) -> Text:
         state = self.job_state
         if state.status == "finished":
-            return Text.assemble(("✔ Done. ", "bold green"), f"{self.spec.instance_prompt} is trained and its images are made.")
+            return Text.assemble(
+                ("✔ Done. ", "bold green"), f"{self.spec.instance_prompt} is trained and its images are made."
+            )
         if state.status == "stopped" and state.message.startswith("budget reached"):
             return Text.assemble(("■ Stopped: ", "bold yellow"), state.message, "\n", BUDGET_HINT)
         if state.status == "stopped":
@@ -155,28 +160,35 @@ class FinishScreen(Screen[None]):
         images = list(self.paths.outputs.glob("*/samples/*")) if self.paths.outputs.is_dir() else []
         collages = [p for p in self.paths.outputs.glob("*/*") if p.is_file()] if self.paths.outputs.is_dir() else []
         folders = len({p.parent.parent for p in images})
-        text.append_text(_row("images", f"outputs/ · {len(images)} images in {folders} folders, {len(collages)} collages"))
+        text.append_text(
+            _row("images", f"outputs/ · {len(images)} images in {folders} folders, {len(collages)} collages")
+        )
         sheets = [p for p in self.paths.outputs.glob("*") if p.is_file()] if self.paths.outputs.is_dir() else []
         for sheet in sheets:
             text.append_text(_row("overview", f"outputs/{sheet.name}"))
         archive = bundles.archive_path(self.paths, self.spec)
         if archive.is_file():
-            text.append_text(_row("bundle", f"{archive.name}  {bundles.human_bytes(archive.stat().st_size)}", "bold green"))
+            text.append_text(
+                _row("bundle", f"{archive.name}  {bundles.human_bytes(archive.stat().st_size)}", "bold green")
+            )
         else:
             text.append_text(_row("bundle", "not written yet: press b", "yellow"))
-        text.append_text(_row("commands", DOWNLOAD_FILE))
+        text.append_text(_row("commands", DOWNLOAD_NAME))
         return text
 
     def _money(self) -> Text:
         now = getattr(self.app, "clock", time.time)()  # the wizard's clock, as the meter below uses
         state = self.job_state
         since_start = None if self.started_at is None else now - self.started_at
-        text = _row("job time", f"{format_clock(since_start)} since it started · {format_clock(state.elapsed_s)} running")
+        text = _row(
+            "job time",
+            f"{duration(since_start, 'clock')} since it started · {duration(state.elapsed_s, 'clock')} running",
+        )
         if self.hourly_price is None:
             text.append_text(_row("cost", "unknown: press p and type the hourly price", "yellow"))
             return text
-        job_cost = format_money(spend(self.hourly_price, since_start or 0))
-        rate = f" this job at {format_money(self.hourly_price)}/h (p: change)"
+        job_cost = money(spend(self.hourly_price, since_start or 0))
+        rate = f" this job at {money(self.hourly_price)}/h (p: change)"
         text.append_text(_row("cost", Text.assemble((job_cost, "bold"), rate)))
         text.append_text(_row("", "the footer counts on: the box bills until it is destroyed", "dim"))
         return text
@@ -189,7 +201,7 @@ class FinishScreen(Screen[None]):
         text.append(f"{self.commands.rsync}\n", style="bold")
         if self.commands.note:
             text.append(f"{self.commands.note}\n", style="yellow")
-        text.append(f"rsync resumes if the link drops · c copies it · also in {DOWNLOAD_FILE}", style="dim")
+        text.append(f"rsync resumes if the link drops · c copies it · also in {DOWNLOAD_NAME}", style="dim")
         return text
 
     def _subject(self) -> Text:
@@ -218,7 +230,9 @@ class FinishScreen(Screen[None]):
             text.append("Or from here: d runs ")
             text.append(command.shown, style="bold")
         else:
-            text.append("ioncannon can't do it from inside this box (no provider CLI and key): use the console.", style="dim")
+            text.append(
+                "ioncannon can't do it from inside this box (no provider CLI and key): use the console.", style="dim"
+            )
         return text
 
     def _last_words(self) -> Text:

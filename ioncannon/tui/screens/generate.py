@@ -11,6 +11,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
+from ioncannon.job.stages import STAGES
+from ioncannon.job.stages import stage as stage_info
 from ioncannon.tui import gallery
 from ioncannon.tui.jobview import JobView
 from ioncannon.tui.screens.job import JobScreen
@@ -19,11 +21,7 @@ from ioncannon.tui.widgets.progress import ProgressPanel, StageList
 from ioncannon.tui.wizard import Step
 
 MAX_PROMPT_ROWS = 8
-STAGE_TITLES = {
-    "export": "Exporting the model (fp16 .safetensors and diffusers folder)",
-    "generate": "Generating the prompt pack",
-    "package": "Packaging the results",
-}
+SHOWN_HERE = frozenset(s.name for s in STAGES if s.screen == "generate")
 
 
 class GenerateScreen(JobScreen):
@@ -55,10 +53,10 @@ class GenerateScreen(JobScreen):
 
     def show_job(self, view: JobView) -> None:
         super().show_job(view)
-        stage = view.stage if view.stage in STAGE_TITLES else "generate"
+        stage = view.stage if view.stage in SHOWN_HERE else "generate"
         progress = view.progress.get(stage)
         current = f"  now: {progress.label}" if progress is not None and progress.label and stage == "generate" else ""
-        self.query_one(ProgressPanel).show(STAGE_TITLES[stage] + current, progress)
+        self.query_one(ProgressPanel).show(stage_info(stage).title + current, progress)
         self.query_one("#generate-prompts", Static).update(self._prompt_list(view))
         self._show_collage(view)
 

@@ -14,11 +14,13 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Static
 
-from ioncannon.rental.costs import remember_hourly_price, remembered_hourly_price
 from ioncannon.job.families import FAMILIES, detect_family, family_info, mismatch_message, offered_families
-from ioncannon.job.spec import JobPaths, JobSpec
-from ioncannon.job.prompts import save_pack
+from ioncannon.job.paths import JobPaths
 from ioncannon.job.presets import PRESETS
+from ioncannon.job.prompts import save_pack
+from ioncannon.job.spec import JobSpec
+from ioncannon.job.units import duration, money
+from ioncannon.rental.costs import remember_hourly_price, remembered_hourly_price
 from ioncannon.tui import format as fmt
 from ioncannon.tui import pack
 from ioncannon.tui.dialogs.choice import Choice, ChoiceDialog
@@ -147,7 +149,7 @@ class HardwareScreen(WizardScreen):
         """The job this screen would start, exactly as shown."""
         assert self.base_spec is not None and self.choice is not None
         session = self.session
-        money, minutes = self.budget()
+        dollars, minutes = self.budget()
         generate = dataclasses.replace(
             self.base_spec.generate, prompt_pack=str(self.pack_path(name)),
             images_per_prompt=pack.images_per_prompt(session.run_length, self.base_spec.generate),
@@ -156,7 +158,7 @@ class HardwareScreen(WizardScreen):
             name=name, train=self.choice.plan, hourly_price=session.hourly_price,
             crops=dict(session.crops), excluded=tuple(session.excluded), kept=tuple(session.kept),
             base_model=self._base_model(),
-            budget_money=money, budget_minutes=minutes, generate=generate,
+            budget_money=dollars, budget_minutes=minutes, generate=generate,
         )
 
     def _base_model(self) -> str:
@@ -169,7 +171,7 @@ class HardwareScreen(WizardScreen):
 
     def pack_path(self, name: str) -> Path:
         """The job's own copy of the prompt pack: later edits of the wizard's pack don't change a started job."""
-        return JobPaths(self.wizard.workdir.expanduser().resolve() / name).meta / pack.PACK_FILE
+        return JobPaths(self.wizard.workdir.expanduser().resolve() / name).prompt_pack_file
 
     def budget(self) -> tuple[float | None, float | None]:
         """The typed cap as (dollars, minutes); (None, None) when empty or unreadable (the note says why)."""
@@ -243,8 +245,9 @@ class HardwareScreen(WizardScreen):
         label = choice.label if plan.mode == "full" else f"{choice.label} rank {plan.lora_rank}"
         fam = family_info(self.base_spec.family if self.base_spec is not None else "sd15")
         others = [f.label for f in offered_families() if f.name != fam.name]
-        table.add_row("Model", Text.assemble((fam.label, "bold"), f" · {self.base_spec.resolution if self.base_spec else ''}"
-                                             f" px", (f" · {' / '.join(others)}: ctrl+f" if others else "", "dim")))
+        size = f" · {self.base_spec.resolution} px" if self.base_spec is not None else ""
+        switch = f" · {' / '.join(others)}: ctrl+f" if others else ""
+        table.add_row("Model", Text.assemble((fam.label, "bold"), size, (switch, "dim")))
         table.add_row("Plan", Text.assemble((label, "bold green"), f" · {preset} preset"))
         table.add_row("", Text(PRESETS.get(preset, ""), style="dim"))
         table.add_row("Recipe", f"{plan.steps} steps · lr {plan.learning_rate:.3g} · {plan.precision} · "
@@ -255,7 +258,7 @@ class HardwareScreen(WizardScreen):
         table.add_row("Memory", f"peak ≈ {fmt.gib(choice.predicted_peak_gib)}{each}{speed}")
         table.add_row("", Text((self.single or choice).why, style="dim"))
         if self.estimate_s is not None:
-            table.add_row("Time", f"{fmt.rough_duration(self.estimate_s)} for the whole job")
+            table.add_row("Time", f"{duration(self.estimate_s, 'rough')} for the whole job")
         others = self._other_modes(plan.mode)
         if others is not None:
             table.add_row("Other plans", others)
@@ -279,18 +282,18 @@ class HardwareScreen(WizardScreen):
     def _budget_note(self) -> Text:
         price = self.session.hourly_price
         try:
-            money, minutes = fmt.parse_budget(self.session.budget)
+            dollars, minutes = fmt.parse_budget(self.session.budget)
         except ValueError as exc:
             return Text(str(exc), style="bold red")
-        if money is not None:
+        if dollars is not None:
             if price is None:
                 return Text("a dollar cap needs the price per hour above", style="yellow")
-            seconds = money / price * 3600 if price > 0 else None
-            after = f" (after {fmt.rough_duration(seconds).removeprefix('about ')})" if seconds is not None else ""
-            return Text(f"stops the job at {fmt.money(money)}{after}")
+            seconds = dollars / price * 3600 if price > 0 else None
+            after = f" (after {duration(seconds, 'rough').removeprefix('about ')})" if seconds is not None else ""
+            return Text(f"stops the job at {money(dollars)}{after}")
         if minutes is not None:
             cost = f", ≈ {fmt.cost(minutes * 60, price)}" if price is not None else ""
-            return Text(f"stops the job after {fmt.rough_duration(minutes * 60).removeprefix('about ')}{cost}")
+            return Text(f"stops the job after {duration(minutes * 60, 'rough').removeprefix('about ')}{cost}")
         return Text("optional: dollars (20) or minutes (90m); it checkpoints and stops", style="dim")
 
     def _redraw_cost(self) -> None:
@@ -348,7 +351,8 @@ class HardwareScreen(WizardScreen):
         """Switch the model family (SD 1.5, SDXL): plan, resolution and default base model follow."""
         names = [f.name for f in offered_families()]
         current = self.base_spec.family if self.base_spec is not None else names[0]
-        self.wizard.store.update(family=names[(names.index(current) + 1) % len(names)] if current in names else names[0])
+        following = names[(names.index(current) + 1) % len(names)] if current in names else names[0]
+        self.wizard.store.update(family=following)
         self.choice = None
         self.probe()
 
@@ -381,10 +385,10 @@ class HardwareScreen(WizardScreen):
         if self.choice is None or not self.choice.fits:
             return f"Can't start: {self.refusal}"
         try:
-            money, _minutes = fmt.parse_budget(self.session.budget)
+            dollars, _minutes = fmt.parse_budget(self.session.budget)
         except ValueError as exc:
             return f"Budget cap: {exc}."
-        if money is not None and self.session.hourly_price is None:
+        if dollars is not None and self.session.hourly_price is None:
             return "A budget in dollars needs the price per hour: type it, or give the cap in minutes (90m)."
         model = self.session.base_model.strip()
         if not self.wizard.demo:
@@ -403,18 +407,18 @@ class HardwareScreen(WizardScreen):
             return
         price = self.session.hourly_price
         cost = f", about {fmt.cost(self.estimate_s, price)}" if price is not None else ""
-        money, minutes = self.budget()
+        dollars, minutes = self.budget()
         cap = ""
-        if money is not None:
-            cap = f" It stops itself at {fmt.money(money)}."
+        if dollars is not None:
+            cap = f" It stops itself at {money(dollars)}."
         elif minutes is not None:
-            cap = f" It stops itself after {fmt.rough_duration(minutes * 60).removeprefix('about ')}."
+            cap = f" It stops itself after {duration(minutes * 60, 'rough').removeprefix('about ')}."
         processes = self.choice.plan.num_processes if self.choice is not None else 1
         gpus = len(self.hardware.gpus) if self.hardware is not None else 0
         where = f"on {processes} GPUs, one process each " if processes > 1 else "on one GPU " if gpus > 1 else ""
         body = (
             f"This creates a job in {self.wizard.workdir} and starts training now {where}"
-            f"({fmt.rough_duration(self.estimate_s)}{cost}).{cap}\n"
+            f"({duration(self.estimate_s, 'rough')}{cost}).{cap}\n"
             "It runs on its own: you can close this terminal and come back with `ioncannon`."
         )
         self.app.push_screen(
@@ -432,21 +436,21 @@ class HardwareScreen(WizardScreen):
     @work(thread=True, exclusive=True, group="start", exit_on_error=False)
     def create_and_start(self) -> None:
         """Write job.json and start the detached runner."""
-        from ioncannon.job.workdir import create_job, new_job_name
-        from ioncannon.engine.runner import start_runner
+        from ioncannon.job import handle
+        from ioncannon.job.workdir import new_job_name
 
         try:
             name = new_job_name(self.wizard.workdir, self.session.identifier)
             spec = self.spec_for(name)
             styles = pack.starting_styles(self.session.prompt_styles, self.wizard.demo)
-            paths = create_job(self.wizard.workdir, spec)
+            paths = handle.create(self.wizard.workdir, spec)
             save_pack(spec.generate.prompt_pack, styles)
             if spec.hourly_price is not None:
                 try:
                     remember_hourly_price(spec.hourly_price)  # the finish screen and later jobs on this box use it
                 except OSError:
                     pass  # an unwritable config dir only costs the convenience
-            start_runner(paths, self.wizard.workdir)
+            handle.start(paths, self.wizard.workdir)
         except Exception as exc:
             self.app.call_from_thread(self._start_failed, exc)
             return

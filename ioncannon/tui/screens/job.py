@@ -72,9 +72,7 @@ class JobScreen(WizardScreen):
         """Resume only shows when the runner is not running."""
         if action == "resume":
             return self.resumable()
-        if action in ("back", "next"):
-            return False
-        return True
+        return action not in ("back", "next")
 
     def action_resume(self) -> None:
         """Restart the job's runner: finished stages are skipped, training resumes from its checkpoint."""

@@ -11,11 +11,11 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from ioncannon.job.spec import GeneratePlan
 from ioncannon.job.prompts import PromptPackError, PromptStyle
+from ioncannon.job.spec import GeneratePlan
 from ioncannon.tui import pack
-from ioncannon.tui.screens.base import WizardScreen
 from ioncannon.tui.dialogs.style import StyleDialog
+from ioncannon.tui.screens.base import WizardScreen
 from ioncannon.tui.wizard import Step
 
 HELP = "Each style makes a folder of images and a collage; [b]{token}[/b] becomes the subject."
@@ -162,7 +162,9 @@ class PromptsScreen(WizardScreen):
         if style is None:
             return
         index = self.pack_styles.index(style)
-        self.pack_styles[index] = PromptStyle(style.keyword, style.prompt, style.negative, style.seed, not style.enabled)
+        self.pack_styles[index] = PromptStyle(
+            style.keyword, style.prompt, style.negative, style.seed, not style.enabled
+        )
         self._changed(index)
 
     def action_add(self) -> None:

@@ -11,8 +11,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, RadioButton, RadioSet, Static
 
-from ioncannon.tui.session import CLASS_CHOICES
 from ioncannon.tui.screens.base import DEMO_NOTE, WizardScreen
+from ioncannon.tui.session import CLASS_CHOICES
 from ioncannon.tui.wizard import Step
 
 if TYPE_CHECKING:

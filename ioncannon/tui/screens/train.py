@@ -6,19 +6,15 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
+from ioncannon.job.stages import STAGES
+from ioncannon.job.stages import stage as stage_info
 from ioncannon.tui.jobview import JobView
 from ioncannon.tui.screens.job import JobScreen
 from ioncannon.tui.widgets.preview import ImagePreview
 from ioncannon.tui.widgets.progress import LossSparkline, ProgressPanel, StageList
 from ioncannon.tui.wizard import Step
 
-STAGE_UNITS = {"prepare": "photos", "class_images": "images", "cache": "images", "train": "steps"}
-STAGE_TITLES = {
-    "prepare": "Preparing the photos",
-    "class_images": "Making class images (prior preservation)",
-    "cache": "Caching latents",
-    "train": "Training",
-}
+SHOWN_HERE = frozenset(s.name for s in STAGES if s.screen == "train")
 
 
 class TrainScreen(JobScreen):
@@ -41,11 +37,11 @@ class TrainScreen(JobScreen):
 
     def show_job(self, view: JobView) -> None:
         super().show_job(view)
-        stage = view.stage if view.stage in STAGE_UNITS else "train"
+        stage = view.stage if view.stage in SHOWN_HERE else "train"
         progress = view.progress.get(stage)
         panel = self.query_one(ProgressPanel)
-        panel.unit = STAGE_UNITS[stage]
-        title = STAGE_TITLES[stage]
+        panel.unit = stage_info(stage).unit
+        title = stage_info(stage).title
         if stage == "train" and view.last_checkpoint is not None:
             title += f"  (last checkpoint: step {view.last_checkpoint})"
         starting = progress is None and view.alive

@@ -10,7 +10,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from ioncannon.tui import format as fmt
+from ioncannon.job.stages import label as stage_label
+from ioncannon.job.units import duration
 from ioncannon.tui.screens.base import DEMO_NOTE, WizardScreen
 from ioncannon.tui.wizard import Step, resume_action
 
@@ -80,12 +81,12 @@ class WelcomeScreen(WizardScreen):
         text.append("Unfinished job ", style="bold")
         text.append(job.name, style="bold cyan")
         text.append("\n")
-        where = fmt.STAGE_LABELS.get(state.stage or "", state.stage or "not started")
+        where = stage_label(state.stage) or "not started"
         if state.total:
             where += f" {state.done}/{state.total}"
         text.append(f"stage: {where} · status: {state.status}")
         if state.elapsed_s:
-            text.append(f" · ran {fmt.duration(state.elapsed_s)}")
+            text.append(f" · ran {duration(state.elapsed_s)}")
         text.append("\n")
         if self.action == "attach":
             text.append("Its runner is working right now. ", style="green")
@@ -96,7 +97,7 @@ class WelcomeScreen(WizardScreen):
         else:
             ago = ""
             if state.updated_at:
-                ago = f" (last heard from {fmt.duration(max(0.0, self.wizard.clock() - state.updated_at))} ago)"
+                ago = f" (last heard from {duration(max(0.0, self.wizard.clock() - state.updated_at))} ago)"
             text.append(f"Its runner is not running{ago}.", style="yellow")
             if state.status == "failed" and state.message:
                 text.append(f"\nIt failed: {state.message}", style="red")
@@ -120,9 +121,7 @@ class WelcomeScreen(WizardScreen):
             return self.unfinished is not None
         if action == "view_finished":
             return self.unfinished is None and self.finished is not None
-        if action == "back":
-            return False
-        return True
+        return action != "back"
 
     def action_primary(self) -> None:
         """Do the recommended thing: attach, resume, or start."""

@@ -9,7 +9,8 @@ from pathlib import Path
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from ioncannon.rental.costs import cost_snapshot, meter_text
+from ioncannon.job.units import duration, money
+from ioncannon.rental.costs import CostSnapshot, cost_snapshot
 
 
 class CostMeter(Static):
@@ -63,3 +64,18 @@ class CostMeter(Static):
         """Recompute the line from the clock and /proc."""
         snapshot = cost_snapshot(self.hourly_price, self.job_started_at, now=self._clock(), proc=self._proc)
         self.update(meter_text(snapshot))
+
+
+def meter_text(snapshot: CostSnapshot) -> str:
+    """The footer line: "⏱ 00:12:31 · $0.18 this job · $1.02 since boot"."""
+    parts = [f"⏱ {duration(snapshot.job_elapsed_s, 'clock')}"]
+    if snapshot.hourly_price is None:
+        parts.append("price not set")
+        if snapshot.instance_uptime_s is not None:
+            parts.append(f"up {duration(snapshot.instance_uptime_s, 'clock')}")
+        return " · ".join(parts)
+    if snapshot.job_elapsed_s is not None:
+        parts.append(f"{money(snapshot.job_spend)} this job")
+    if snapshot.instance_uptime_s is not None:
+        parts.append(f"{money(snapshot.instance_spend)} since boot")
+    return " · ".join(parts)

@@ -10,6 +10,8 @@ from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
 from ioncannon.job.events import Progress
+from ioncannon.job.stages import label as stage_label
+from ioncannon.job.units import duration
 from ioncannon.tui import format as fmt
 
 _MARK_STYLES = {"✓": "bold green", "▶": "bold yellow", "✗": "bold red", "·": "dim"}
@@ -28,7 +30,7 @@ class StageList(Static):
             style = _MARK_STYLES.get(mark, "")
             text.append(mark + " ", style=style)
             label_style = {"▶": "bold", "·": "dim"}.get(mark, "")
-            text.append(fmt.STAGE_LABELS.get(stage, stage), style=label_style)
+            text.append(stage_label(stage), style=label_style)
         self.update(text)
 
 
@@ -63,7 +65,7 @@ class ProgressPanel(Vertical):
         if progress is not None and total:
             unit = "it" if self.unit == "steps" else "img"
             stats.append(fmt.rate(progress.rate, unit))
-            stats.append(f"ETA {fmt.duration(progress.eta_s)}")
+            stats.append(f"ETA {duration(progress.eta_s)}")
             if progress.loss is not None:
                 stats.append(f"loss {progress.loss:.4f}")
         if extra:

@@ -1,0 +1,30 @@
+"""What every command shares: the one user-error type, the work dir from --workdir, and finding a job."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ioncannon.job import handle
+from ioncannon.job.errors import JobError
+from ioncannon.job.workdir import JobSummary, WorkdirError, default_workdir, ensure_workdir
+
+
+class UserError(Exception):
+    """Something the person can fix; printed as one line, exit status 2."""
+
+
+def workdir(args: argparse.Namespace) -> Path:
+    """The work dir from --workdir (or the default), created and checked to be writable."""
+    try:
+        return ensure_workdir(Path(args.workdir) if args.workdir else default_workdir())
+    except WorkdirError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def find_job(args: argparse.Namespace) -> JobSummary:
+    """The job named by args.job (a name in the work dir, or a job folder), else the newest one."""
+    try:
+        return handle.find(workdir(args), args.job)
+    except JobError as exc:
+        raise UserError(str(exc)) from exc

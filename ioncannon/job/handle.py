@@ -1,0 +1,114 @@
+"""The one client API over jobs: create, start, find, follow, stop, resume. The CLI and the wizard both use it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ioncannon.job.errors import JobError
+from ioncannon.job.events import Event
+from ioncannon.job.lock import RunnerBusy, request_stop, runner_pid, wait_for_exit
+from ioncannon.job.paths import JobPaths
+from ioncannon.job.spec import JobSpec
+from ioncannon.job.state import EventTail, JobState, read_state
+from ioncannon.job.workdir import JobSummary, WorkdirError, create_job, find_job, summarise
+
+RUNNER_MODULE = "ioncannon.engine.runner"
+START_TIMEOUT_S = 15.0
+
+
+def check_spec(spec: JobSpec) -> None:
+    """Refuse a spec the runner could not use, with one sentence saying what to do (JobError)."""
+    if not spec.identifier.strip() or "/" in spec.identifier:
+        raise JobError(f"identifier {spec.identifier!r} is not usable: use a short rare word without '/', e.g. zwx.")
+    photos = Path(spec.photos_dir).expanduser()
+    if not photos.is_dir():
+        raise JobError(f"photo folder {photos} does not exist. Give the folder with the subject's photos.")
+
+
+def create(workdir: str | Path, spec: JobSpec) -> JobPaths:
+    """Check the spec and write the job's folder and job.json; refuses a name already taken."""
+    check_spec(spec)
+    try:
+        return create_job(workdir, spec)
+    except WorkdirError as exc:
+        raise JobError(str(exc)) from exc
+
+
+def start(paths: JobPaths, workdir: str | Path) -> int:
+    """Start the job's runner in its own session, so a dropped SSH link or a closed TUI leaves it running.
+
+    Returns the runner's pid once it holds the job's lock (or has died trying). RunnerBusy if one already runs.
+    """
+    if runner_pid(paths) is not None:
+        raise RunnerBusy(f"Job {paths.root.name} already has a running runner.")
+    paths.meta.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    with open(paths.log_file, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", RUNNER_MODULE, str(paths.root), "--workdir", str(workdir)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+            env=env,
+        )
+    # wait until it holds the lock (or died trying) so callers see a consistent picture
+    deadline = time.time() + START_TIMEOUT_S
+    while time.time() < deadline:
+        if runner_pid(paths) is not None or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    return proc.pid
+
+
+def find(workdir: str | Path, name: str | None) -> JobSummary:
+    """A job by name (or by its folder's path), or the newest when no name is given; JobError when there is none."""
+    job = find_job(workdir, name)
+    if job is None and name and JobPaths(Path(name).expanduser()).job_file.is_file():
+        job = summarise(JobPaths(Path(name).expanduser()))
+    if job is None:
+        raise JobError(f"no job called {name!r} in {workdir}: pass the job's name, or --workdir where your jobs are."
+                       if name else f"no jobs in {workdir} yet.")
+    return job
+
+
+def resume(job: JobSummary, workdir: str | Path) -> int:
+    """Restart a job's runner: finished stages are skipped, training continues from its last checkpoint."""
+    return start(job.paths, workdir)
+
+
+def stop(paths: JobPaths) -> bool:
+    """Ask the runner to checkpoint and stop; False when none was running."""
+    return request_stop(paths)
+
+
+def wait_until_exited(paths: JobPaths, timeout_s: float) -> bool:
+    """Wait for the runner to let go of the job; True once it has."""
+    return wait_for_exit(paths, timeout_s)
+
+
+def is_alive(paths: JobPaths) -> bool:
+    """Whether a live runner holds the job's lock."""
+    return runner_pid(paths) is not None
+
+
+@dataclass
+class JobNews:
+    """What a follower learns in one look: new events, the current state, whether the runner lives."""
+
+    events: list[Event]
+    state: JobState
+    alive: bool
+
+
+def follow(paths: JobPaths, *, from_start: bool = False, interval_s: float = 0.2,
+           cancelled: Callable[[], bool] = lambda: False) -> Iterator[JobNews]:
+    """Look at the job every `interval_s` until `cancelled()` or the caller stops iterating."""
+    tail = EventTail(paths.events_file, from_start=from_start)
+    while not cancelled():
+        yield JobNews(tail.read_new(), read_state(paths), is_alive(paths))
+        time.sleep(interval_s)
