@@ -150,3 +150,33 @@ def test_probe_never_raises(tmp_path) -> None:
     assert hw.disk_free_gib > 0
     assert hw.ram_gib > 0
     assert isinstance(hw.gpus, list)
+
+
+@pytest.mark.parametrize(("total", "family", "key"), [
+    (8, "sd15", "lora"), (12, "sdxl", "lora-12gb"), (24, "sdxl", "lora"), (80, "sdxl", "full-roomy"),
+])
+def test_sdxl_where_it_fits_and_its_plans_per_card(total: float, family: str, key: str) -> None:
+    from ioncannon.engine.hardware import default_family
+
+    hw = card(total)
+    assert default_family(hw) == family
+    choice = choose_plan(hw, family=family)
+    assert plan_key(choice.plan, family) == key and choice.fits
+    assert default_family(hw, demo=True) == "sd15"  # the CPU demo stays on the fast family
+
+
+def test_sdxl_too_big_a_plan_says_which_card_would_do() -> None:
+    with pytest.raises(NothingFits, match="at least 12 GB"):
+        choose_plan(card(6), family="sdxl")
+    # estimates are marked as such until the GPU bench has measured the plan
+    full = next(c for c in plan_options(card(80), family="sdxl") if c.plan.mode == "full")
+    assert "(estimated)" in full.why
+    lora = next(c for c in plan_options(card(80), family="sdxl") if c.plan.mode == "lora")
+    assert "(estimated)" not in lora.why
+
+
+def test_sdxl_steps_down_within_its_own_plans() -> None:
+    lora = choose_plan(card(24), family="sdxl").plan
+    leaner = step_down(lora, "sdxl")
+    assert leaner is not None and leaner.gradient_checkpointing and plan_key(leaner, "sdxl") == "lora-12gb"
+    assert step_down(leaner, "sdxl") is None
