@@ -12,12 +12,13 @@ import torch.nn.functional as F
 
 from ioncannon.engine.demo import demo_spec
 from ioncannon.engine.models.registry import family_for
-from ioncannon.engine.runner import start_runner, wait_for_exit
 from ioncannon.engine.train.cache import load_cache, run_cache
 from ioncannon.engine.train.loop import run_training
 from ioncannon.engine.weights.export import export_targets
 from ioncannon.engine.weights.trained import load_trained, trained_info
+from ioncannon.job import handle
 from ioncannon.job.events import SampleReady, StageFinished
+from ioncannon.job.lock import wait_for_exit
 from ioncannon.job.spec import save_spec
 from ioncannon.job.state import EventTail, read_state
 from ioncannon.job.workdir import create_job
@@ -46,7 +47,7 @@ def test_every_stage_runs_on_tiny_sdxl_through_the_runner(workdir: Path) -> None
     )
     paths = create_job(workdir, spec)
     events = EventTail(paths.events_file)
-    start_runner(paths, workdir)
+    handle.start(paths, workdir)
     assert wait_for_exit(paths, 600), "the runner did not finish"
     state = read_state(paths)
     assert state.status == "finished", (state.message, state.hint)
