@@ -63,6 +63,7 @@ def test_run_refuses_without_confirmation_when_not_a_terminal(tmp_path: Path) ->
         ({"photos_dir": ".", "identifier": "a/b", "class_name": "man"}, "not usable"),
         ({"photos_dir": ".", "identifier": "", "class_name": "man"}, "lacks identifier"),
         ({"photos_dir": ".", "identifier": "zwx", "class_name": "man"}, "no CUDA GPU is visible"),
+        ({"photos_dir": ".", "identifier": "zwx", "class_name": "man", "family": "sd3"}, "unknown model family"),
     ],
 )
 def test_bad_job_files_get_a_message_not_a_traceback(tmp_path: Path, job: dict, message: str) -> None:
@@ -71,6 +72,16 @@ def test_bad_job_files_get_a_message_not_a_traceback(tmp_path: Path, job: dict, 
     out = ioncannon("run", str(jobfile), "--yes", "--workdir", str(tmp_path / "w"))
     assert out.returncode == 2
     assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_job_file_naming_sdxl_gets_its_model_and_resolution(tmp_path: Path) -> None:
+    jobfile = tmp_path / "job.json"
+    jobfile.write_text(json.dumps({"photos_dir": ".", "identifier": "zwx", "class_name": "man", "family": "sdxl",
+                                   "device": "cpu"}))
+    out = ioncannon("run", str(jobfile), "--workdir", str(tmp_path / "w"))  # shows the plan, then asks for --yes
+    assert out.returncode == 2 and "--yes" in out.stderr
+    assert "base model stabilityai/stable-diffusion-xl-base-1.0 (sdxl, 1024 px)" in out.stdout
+    assert "guidance 6" in out.stdout  # SDXL's own pack defaults
 
 
 def test_unwritable_workdir_is_explained(tmp_path: Path) -> None:
