@@ -45,6 +45,7 @@ class WizardSession:
     budget: str = ""  # the budget cap as typed ("20" dollars, "90m" minutes); empty: no cap
     all_gpus: bool = False  # train data-parallel on every GPU the plan fits (asked only on multi-GPU boxes)
     family: str | None = None  # sd15 | sdxl; None: SDXL where it fits the card, SD 1.5 otherwise
+    resolution: int | None = None  # one of the family's sizes; None: its default
 
     @property
     def class_name(self) -> str:
@@ -84,6 +85,8 @@ class WizardSession:
             session.all_gpus = default.all_gpus
         if session.family not in (None, *FAMILIES):
             session.family = None
+        if session.resolution is not None and not isinstance(session.resolution, int):
+            session.resolution = None
         return session
 
     def for_new_job(self) -> WizardSession:
@@ -92,6 +95,7 @@ class WizardSession:
             step="photos", demo=self.demo, base_model=self.base_model,
             hourly_price=self.hourly_price, preset=self.preset, prompt_styles=self.prompt_styles,
             run_length=self.run_length, budget=self.budget, all_gpus=self.all_gpus, family=self.family,
+            resolution=self.resolution,
         )
 
 

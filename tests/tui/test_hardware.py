@@ -162,15 +162,19 @@ async def test_sdxl_where_it_fits_and_ctrl_f_switches_family(tui_workdir: Path, 
         assert (spec.family, spec.resolution, spec.base_model) == ("sdxl", 1024, sdxl_base)
         assert spec.train.mode == "lora" and spec.train.gradient_checkpointing
         plan_text = shown(screen.query_one("#hardware-plan", Static))
-        assert "SDXL" in plan_text and "1024 px" in plan_text and "SD 1.5: ctrl+f" in plan_text
+        assert "SDXL · 1024 px · ctrl+f: SDXL 768 px" in plan_text
 
+        await pilot.press("ctrl+f")  # SDXL at 768 px, for speed
+        await wait_for(pilot, lambda: screen.choice is not None and screen.spec_for("x").resolution == 768,
+                       what="the 768 px plan")
+        assert screen.spec_for("x").family == "sdxl" and load_session(tui_workdir).resolution == 768
         await pilot.press("ctrl+f")
         await wait_for(pilot, lambda: screen.choice is not None and screen.spec_for("x").family == "sd15",
                        what="the SD 1.5 plan")
         spec = screen.spec_for("x")
         assert (spec.resolution, spec.base_model) == (512, "stable-diffusion-v1-5/stable-diffusion-v1-5")
         assert spec.train.mode == "full" and load_session(tui_workdir).family == "sd15"
-        assert "SDXL: ctrl+f" in shown(screen.query_one("#hardware-plan", Static))
+        assert "ctrl+f: SDXL 1024 px" in shown(screen.query_one("#hardware-plan", Static))
 
 
 async def test_an_sdxl_file_with_sd15_chosen_is_one_sentence(tui_workdir: Path, tmp_path: Path) -> None:

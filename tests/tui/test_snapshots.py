@@ -207,6 +207,10 @@ def test_hardware_picks_sdxl_where_it_fits(box: Path, snap_compare: Callable[...
         app = pilot.app
         await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None,
                        what="plan")
+        # the base model box follows the family (SD 1.5's default becomes SDXL's): let that change settle
+        await wait_for(pilot, lambda: app.screen.session.base_model == "stabilityai/stable-diffusion-xl-base-1.0",
+                       what="the SDXL base model")
+        await pilot.pause()
 
     assert snap_compare(make_app(box, hardware=card), run_before=probed)
 
