@@ -5,53 +5,14 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
+from ioncannon.job.families import family_info
 from ioncannon.job.fsio import read_json, write_json
 from ioncannon.job.paths import JobPaths
+from ioncannon.job.plans import GeneratePlan, TrainPlan
 
 DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-
-Mode = Literal["full", "lora"]
-Precision = Literal["bf16", "fp16", "fp32"]
-
-
-@dataclass(frozen=True)
-class TrainPlan:
-    """How training runs: mode, memory levers and the recipe."""
-
-    mode: Mode = "full"
-    preset: str = "recommended"
-    steps: int = 800
-    learning_rate: float = 2e-6
-    batch_size: int = 1
-    train_text_encoder: bool = False
-    prior_preservation: bool = True
-    prior_loss_weight: float = 1.0
-    num_class_images: int = 200
-    lora_rank: int = 16
-    precision: Precision = "bf16"
-    optimizer: str = "adamw_fused"
-    gradient_checkpointing: bool = False
-    compile: bool = True
-    checkpoint_every: int = 200
-    keep_checkpoints: int = 2
-    sample_every: int = 200
-    seed: int = 1234
-    num_processes: int = 1  # GPUs used, one process each; batch_size is per process (see hardware.data_parallel)
-
-
-@dataclass(frozen=True)
-class GeneratePlan:
-    """How the prompt pack and class images are generated."""
-
-    sampler: Literal["dpm", "ddim"] = "dpm"
-    steps: int = 25
-    guidance: float = 7.0
-    images_per_prompt: int = 16
-    batch_size: int = 16  # measured fastest on an H100 (8.2 images/s compiled) and under 5 GiB
-    bare_token_images: int = 4
-    prompt_pack: str = ""  # path to a TOML prompt pack; empty = the built-in pack
 
 
 @dataclass(frozen=True)
@@ -63,6 +24,7 @@ class JobSpec:
     identifier: str
     class_name: str
     base_model: str = DEFAULT_BASE_MODEL
+    family: str = "sd15"  # sd15 | sdxl | flux (job/families.py); job.json files from before families read as sd15
     resolution: int = 512
     device: str = "auto"  # auto | cuda | cpu
     hourly_price: float | None = None
@@ -74,6 +36,9 @@ class JobSpec:
     kept: tuple[str, ...] = ()  # photo files the doctor would drop (near-duplicates) that the user keeps
     train: TrainPlan = field(default_factory=TrainPlan)
     generate: GeneratePlan = field(default_factory=GeneratePlan)
+
+    def __post_init__(self) -> None:
+        family_info(self.family)  # an unknown family fails here, at the door, not stages later
 
     @property
     def instance_prompt(self) -> str:
