@@ -185,8 +185,12 @@ class SmiPeak:
     def _poll(self) -> None:
         while not self._stop.is_set():
             try:
-                query = ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"]
-                out = subprocess.run(query, capture_output=True, text=True, timeout=5).stdout
+                out = subprocess.run(
+                    ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                ).stdout
                 for line in out.strip().splitlines():
                     pid, used = (int(x) for x in line.split(","))
                     if pid == self.pid:
@@ -205,7 +209,7 @@ class SmiPeak:
 
 
 # Run as `python sdxl_speed.py --timed-script SCRIPT ARGS...`: diffusers' script with its step bar timed.
-_WRAPPER = '''
+_WRAPPER = """
 import atexit, json, runpy, sys, time
 import tqdm.auto
 stamps = []
@@ -226,11 +230,12 @@ def report():
 atexit.register(report)
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
-'''
+"""
 
 
-def diffusers_training(script: Path, model: Path, workdir: Path, steps: int, rank: int,
-                       timeout: float) -> dict[str, Any]:
+def diffusers_training(
+    script: Path, model: Path, workdir: Path, steps: int, rank: int, timeout: float
+) -> dict[str, Any]:
     photos, klass = workdir / "dreambooth" / "photos", workdir / "dreambooth" / "class"
     random_pngs(photos, 10, 0, "sks man")
     random_pngs(klass, 20, 1, "class")

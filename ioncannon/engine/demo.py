@@ -6,7 +6,8 @@ from pathlib import Path
 
 from ioncannon.job import presets
 from ioncannon.job.assets import assets_dir
-from ioncannon.job.spec import GeneratePlan, JobSpec
+from ioncannon.job.plans import GeneratePlan
+from ioncannon.job.spec import JobSpec
 
 DEMO_IDENTIFIER = "zwx"
 DEMO_CLASS = "person"

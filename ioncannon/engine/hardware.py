@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from ioncannon.job import presets
 from ioncannon.job.families import PlanProfile, family_info
 from ioncannon.job.fsio import free_bytes
+from ioncannon.job.plans import TrainPlan
 from ioncannon.job.presets import PRESETS, preset_plan
-from ioncannon.job.spec import TrainPlan
 
 if TYPE_CHECKING:
     from ioncannon.job.spec import JobSpec
@@ -135,10 +135,8 @@ def _choice(profile: PlanProfile, preset: str, gpu: GpuInfo, family: str = "sd15
     peak = profile.peak_gib + (profile.text_extra_gib if plan.train_text_encoder else 0.0)
     speed = profile.h100_steps_per_s * _speed_factor(gpu.name) * (0.89 if plan.train_text_encoder else 1.0)
     fits = peak + _margin_gib(gpu) <= gpu.free_gib
-    why = (
-        f"needs about {peak:.1f} GiB{'' if profile.measured else ' (estimated)'} + {_margin_gib(gpu):.1f} GiB "
-        f"headroom; {gpu.name} has {gpu.free_gib:.1f} GiB free" + ("" if fits else " — does not fit")
-    )
+    why = (f"needs about {peak:.1f} GiB{'' if profile.measured else ' (estimated)'} + {_margin_gib(gpu):.1f} GiB "
+           f"headroom; {gpu.name} has {gpu.free_gib:.1f} GiB free" + ("" if fits else " — does not fit"))
     return PlanChoice(plan, profile.label, why, round(peak, 1), round(speed, 1), fits)
 
 
@@ -198,9 +196,8 @@ def data_parallel(choice: PlanChoice, hw: HardwareInfo) -> PlanChoice | None:
     return PlanChoice(plan, f"{choice.label} on {n} GPUs", why, choice.predicted_peak_gib, round(speed, 1), True)
 
 
-def choose_plan(
-    hw: HardwareInfo, preset: str = "recommended", mode: str | None = None, demo: bool = False, family: str = "sd15"
-) -> PlanChoice:
+def choose_plan(hw: HardwareInfo, preset: str = "recommended", mode: str | None = None, demo: bool = False,
+                family: str = "sd15") -> PlanChoice:
     """The fastest plan of `preset` and `family` that fits the best GPU with headroom (full fine-tune preferred).
 
     No GPU: a demo gets the tiny CPU plan; a real model gets fits=False ("needs a CUDA GPU").

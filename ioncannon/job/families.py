@@ -7,7 +7,9 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from ioncannon.job.spec import FAMILY_NAMES, GeneratePlan
+from ioncannon.job.plans import GeneratePlan
+
+FAMILY_NAMES: tuple[str, ...] = ("sd15", "sdxl", "flux")
 
 
 @dataclass(frozen=True)

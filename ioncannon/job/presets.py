@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ioncannon.job.spec import TrainPlan
+from ioncannon.job.plans import TrainPlan
 
 PRESETS: dict[str, str] = {
     "classic": (

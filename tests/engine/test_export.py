@@ -9,6 +9,7 @@ import torch
 from safetensors import safe_open
 
 from ioncannon.engine.context import StageContext
+from ioncannon.engine.export import export_model, export_targets, pickle_files
 from ioncannon.engine.models.load import (
     Components,
     load_components,
@@ -16,11 +17,11 @@ from ioncannon.engine.models.load import (
     unet_config,
     vae_config,
 )
-from ioncannon.engine.weights.export import export_model, export_targets, pickle_files
 from ioncannon.engine.weights.ldm_keys import KeyMappingError, unet_to_ldm, vae_to_ldm
 from ioncannon.job.events import Event, Message, Progress
 from ioncannon.job.paths import JobPaths
-from ioncannon.job.spec import JobSpec, TrainPlan
+from ioncannon.job.plans import TrainPlan
+from ioncannon.job.spec import JobSpec
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,13 @@ import torch
 from safetensors import safe_open
 
 from ioncannon.engine.context import StageContext
+from ioncannon.engine.export import export_model, pickle_files
+from ioncannon.engine.families import family_for
 from ioncannon.engine.models.load import Components, ModelLoadError, save_tiny_model
-from ioncannon.engine.models.registry import family_for
-from ioncannon.engine.weights.export import export_model, pickle_files
 from ioncannon.job.families import detect_family
 from ioncannon.job.paths import JobPaths
-from ioncannon.job.spec import JobSpec, TrainPlan
+from ioncannon.job.plans import TrainPlan
+from ioncannon.job.spec import JobSpec
 
 SDXL = family_for("sdxl")
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -59,8 +60,10 @@ def test_tiny_sdxl_has_the_real_structure(tiny_sdxl: Path) -> None:
     widths = parts.text_encoder.config.hidden_size + parts.text_encoder_2.config.hidden_size
     assert parts.unet.config.cross_attention_dim == widths
     time_dim = parts.unet.config.addition_time_embed_dim
-    pooled = parts.text_encoder_2.config.projection_dim
-    assert parts.unet.config.projection_class_embeddings_input_dim == pooled + 6 * time_dim
+    assert (
+        parts.unet.config.projection_class_embeddings_input_dim
+        == parts.text_encoder_2.config.projection_dim + 6 * time_dim
+    )
 
 
 def test_real_sdxl_shapes_match_the_reference() -> None:
@@ -108,7 +111,7 @@ def test_the_family_is_read_from_the_file_and_a_mismatch_is_one_sentence(tiny_sd
 
 
 def lora_trained(model: Path) -> Components:
-    """Base weights plus non-zero adapters on UNet and both towers; alphas differ from ranks, so a lost scale shows."""
+    """Base weights plus non-zero adapters on the UNet and both towers; alphas differ from ranks: a lost scale shows."""
     from peft import LoraConfig, inject_adapter_in_model
 
     parts = SDXL.load(str(model))

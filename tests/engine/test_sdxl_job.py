@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from ioncannon.engine.demo import demo_spec
-from ioncannon.engine.models.registry import family_for
+from ioncannon.engine.export import export_targets
+from ioncannon.engine.families import family_for, load_trained
 from ioncannon.engine.train.cache import load_cache, run_cache
 from ioncannon.engine.train.loop import run_training
-from ioncannon.engine.weights.export import export_targets
-from ioncannon.engine.weights.trained import load_trained, trained_info
+from ioncannon.engine.weights.trained import trained_info
 from ioncannon.job import handle
 from ioncannon.job.events import SampleReady, StageFinished
 from ioncannon.job.lock import wait_for_exit

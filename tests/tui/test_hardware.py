@@ -158,8 +158,11 @@ async def test_sdxl_where_it_fits_and_ctrl_f_switches_family(tui_workdir: Path, 
         assert isinstance(screen, HardwareScreen) and screen.choice is not None
         spec = screen.spec_for("x")
         # a 12 GB card gets SDXL's leanest LoRA plan, at 1024 px, from SDXL's own base model
-        sdxl_base = "stabilityai/stable-diffusion-xl-base-1.0"
-        assert (spec.family, spec.resolution, spec.base_model) == ("sdxl", 1024, sdxl_base)
+        assert (spec.family, spec.resolution, spec.base_model) == (
+            "sdxl",
+            1024,
+            "stabilityai/stable-diffusion-xl-base-1.0",
+        )
         assert spec.train.mode == "lora" and spec.train.gradient_checkpointing
         plan_text = shown(screen.query_one("#hardware-plan", Static))
         assert "SDXL · 1024 px · ctrl+f: SDXL 768 px" in plan_text

@@ -37,6 +37,21 @@ from ioncannon.job.spec import JobSpec
 Conditioning = dict[str, torch.Tensor]
 
 
+SAMPLERS = ("dpm", "ddim")
+
+
+def make_scheduler(kind: str, noise_scheduler: Any) -> Any:
+    """DPM-Solver++ (2nd order multistep) or DDIM, configured from the model's training scheduler."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    config = dict(noise_scheduler.config)
+    if kind == "dpm":
+        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
+    if kind == "ddim":
+        return DDIMScheduler.from_config(config, set_alpha_to_one=False)
+    raise ValueError(f"unknown sampler {kind!r}; choose one of {', '.join(SAMPLERS)}")
+
+
 class NoiseObjective:
     """DDPM noise prediction (epsilon, or v when the scheduler says so), timesteps drawn uniformly."""
 
@@ -76,8 +91,9 @@ class Family:
     def save_tiny(self, folder: str | Path, seed: int = 0) -> Path:
         raise NotImplementedError
 
-    def load(self, source: str, dtype: torch.dtype = torch.float32,
-             single_file_config: str | None = None) -> Components:
+    def load(
+        self, source: str, dtype: torch.dtype = torch.float32, single_file_config: str | None = None
+    ) -> Components:
         """This family's components from a hub id, diffusers folder or .safetensors file (ModelLoadError otherwise)."""
         kind = classify_source(source)
         if kind == "missing":
@@ -112,8 +128,9 @@ class Family:
         return {}
 
     @torch.no_grad()
-    def encode_prompts(self, parts: Components, prompts: list[str], resolution: int,
-                       device: torch.device) -> Conditioning:
+    def encode_prompts(
+        self, parts: Components, prompts: list[str], resolution: int, device: torch.device
+    ) -> Conditioning:
         """Everything the denoiser is conditioned on for these prompts, fp32, on `device`."""
         tokens = {k: v.to(device) for k, v in self.tokenize(parts, prompts).items()}
         cond = {k: v.float() for k, v in self.encode_tokens(parts, tokens).items()}

@@ -31,10 +31,9 @@ class SD15(Family):
     def _load(self, source: str, kind: str, dtype: torch.dtype, single_file_config: str | None) -> Components:
         from diffusers import DDPMScheduler
 
-        if kind == "file":
-            pipe = _load_single_file(source, dtype, single_file_config)
-        else:
-            pipe = _load_pretrained(source, dtype)
+        pipe = (
+            _load_single_file(source, dtype, single_file_config) if kind == "file" else _load_pretrained(source, dtype)
+        )
         scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
         return Components(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, scheduler, source=source)
 

@@ -1,4 +1,4 @@
-"""Stable Diffusion XL: CLIP-L and bigG text towers, a UNet with pooled-text and size/crop conditioning, 1024 px."""
+"""Stable Diffusion XL: CLIP-L and OpenCLIP bigG text towers, a UNet with pooled-text and size/crop conditioning."""
 
 from __future__ import annotations
 
@@ -153,8 +153,9 @@ class SDXL(Family):
         return {"time_ids": ids.expand(batch, -1).clone()}
 
     @torch.no_grad()
-    def encode_prompts(self, parts: Components, prompts: list[str], resolution: int,
-                       device: torch.device) -> Conditioning:
+    def encode_prompts(
+        self, parts: Components, prompts: list[str], resolution: int, device: torch.device
+    ) -> Conditioning:
         cond = super().encode_prompts(parts, prompts, resolution, device)
         # SDXL base was trained with zeros for an empty prompt (its pipeline's force_zeros_for_empty_prompt)
         empty = torch.tensor([p == "" for p in prompts], device=device)

@@ -14,7 +14,6 @@ import torch
 from ioncannon.engine.families.base import SAMPLERS, make_scheduler
 from ioncannon.engine.models.load import Components
 
-__all__ = ["SAMPLERS", "ImageSampler", "initial_noise", "make_scheduler"]  # the samplers live with the families
 _log = logging.getLogger("ioncannon")
 
 

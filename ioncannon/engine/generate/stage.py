@@ -285,6 +285,6 @@ def finish_pack(ctx: StageContext, sets: list[OutputSet] | None = None) -> None:
 
 def run_generate(ctx: StageContext) -> None:
     """Run the prompt pack with the trained model (stage 'generate')."""
-    from ioncannon.engine.weights.trained import load_trained
+    from ioncannon.engine.families import load_trained
 
     generate_pack(ctx, lambda: load_trained(ctx, dtype=ctx.dtype))

@@ -24,7 +24,7 @@ from ioncannon.engine.weights.trained import lora_info, publish_trained, trained
 from ioncannon.job.errors import StageError, StopRequested
 from ioncannon.job.events import CheckpointSaved, Message, Progress, SampleReady
 from ioncannon.job.fsio import StateFileError, read_json, write_json
-from ioncannon.job.spec import TrainPlan
+from ioncannon.job.plans import TrainPlan
 
 __all__ = ["run_cache", "run_training", "active_plan", "training_finished", "step_down_after_oom"]
 

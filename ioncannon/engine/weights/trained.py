@@ -14,7 +14,6 @@ from ioncannon.job.fsio import StateFileError, fsync_dir, read_json, write_json
 from ioncannon.job.paths import JobPaths
 
 if TYPE_CHECKING:
-    from ioncannon.engine.context import StageContext
     from ioncannon.engine.models.load import Components
 
 INFO_FILE = "trained.json"
@@ -164,17 +163,3 @@ def _check_loaded(result: Any, what: str) -> None:
     unexpected = list(getattr(result, "unexpected_keys", None) or [])
     if unexpected:
         raise ValueError(f"LoRA weights for the {what} do not match the model: {unexpected[:3]}")
-
-
-def load_trained(ctx: StageContext, dtype: torch.dtype | None = None) -> Components:
-    """Base components with the trained weights applied, on ctx.device, in eval mode."""
-    from ioncannon.engine.models.registry import family_for
-
-    family = family_for(ctx.spec.family)
-    components = apply_trained(family.load(ctx.spec.base_model), ctx.paths)
-    dtype = dtype or ctx.dtype
-    for module in components.modules():
-        module.to(device=ctx.device, dtype=family.vae_dtype(dtype) if module is components.vae else dtype)
-        module.eval()
-        module.requires_grad_(False)
-    return components

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from ioncannon.engine.context import StageContext
+from ioncannon.engine.families import family_for
 from ioncannon.engine.models.load import Components
-from ioncannon.engine.models.registry import family_for
 from ioncannon.engine.weights.adapters import has_adapters, merge_adapters
 from ioncannon.engine.weights.files import save_tensors
 from ioncannon.job.errors import StageError
@@ -148,9 +148,8 @@ def model_card(spec: JobSpec, targets: ExportTargets, lora: bool) -> str:
     if lora:
         lines += [
             (
-                f"- `{targets.lora_kohya.name}`: the LoRA alone (kohya layout) for AUTOMATIC1111 "
-                f"(models/Lora, prompt `<lora:{targets.lora_kohya.stem}:1>`) "
-                f"and ComfyUI (models/loras); use it with `{spec.base_model}`."
+                f"- `{targets.lora_kohya.name}`: the LoRA alone (kohya layout) for AUTOMATIC1111 (models/Lora, prompt "
+                f"`<lora:{targets.lora_kohya.stem}:1>`) and ComfyUI (models/loras); use it with `{spec.base_model}`."
             ),
             f"- `{targets.lora_diffusers.name}/`: the LoRA for diffusers: "
             f'`pipe.load_lora_weights("{targets.lora_diffusers.name}")`.',
@@ -212,6 +211,6 @@ def export_model(ctx: StageContext, load: Callable[[], Components]) -> ExportTar
 
 def run_export(ctx: StageContext) -> None:
     """Export the trained model (stage 'export')."""
-    from ioncannon.engine.weights.trained import load_trained
+    from ioncannon.engine.families import load_trained
 
     export_model(ctx, lambda: load_trained(ctx, dtype=torch.float32))
