@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from ioncannon.cli.common import UserError, find_job
 from ioncannon.cli.common import workdir as chosen_workdir
+from ioncannon.job.handle import DAMAGED_JOB_HINT
 from ioncannon.job.units import duration
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
@@ -27,19 +28,24 @@ FORWARDED = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in FORWARDED:
-        import importlib
-
-        module, _, func = FORWARDED[argv[0]].partition(":")
-        return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
-    args = _parser().parse_args(argv)
+    os.umask(0o077)  # photos, models, images, zips and job files are the subject's: private to this user
     try:
-        return args.handler(args)
+        if argv and argv[0] in FORWARDED:
+            import importlib
+
+            module, _, func = FORWARDED[argv[0]].partition(":")
+            return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
+        args = _parser().parse_args(argv)
+        return int(args.handler(args))
     except KeyboardInterrupt:
         return 130
     except UserError as exc:
         print(f"ioncannon: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # `ioncannon status | head -2` closed the pipe: the reader has what it wanted; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ioncannon", parents=[common],
         description="DreamBooth-train Stable Diffusion on this GPU box. With no command: the keyboard wizard.",
-        epilog="tools: ioncannon doctor PHOTO_DIR ... | bundle [JOB] | wipe [JOB] | destroy  (each has --help)",
+        epilog="tools: ioncannon doctor PHOTO_DIR ... | bundle [JOB] | wipe [JOB] | destroy  (each has --help). "
+               "Everything a job writes (photo copies, models, images, zips, job files) is private to your user: "
+               "files 0600, folders 0700.",
     )
     parser.add_argument(
         "--demo", action="store_true", help="walk the wizard on built-in sample photos and a tiny model"
@@ -104,15 +112,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ioncannon.job import handle
     from ioncannon.job.errors import JobError
 
-    if args.demo:
-        from ioncannon.engine.demo import demo_spec
-
-        spec = demo_spec(workdir)
-    elif args.jobfile:
-        spec = _spec_from_file(Path(args.jobfile), workdir)
-    else:
-        raise UserError("give a job file (`ioncannon run job.toml`) or `--demo`.")
     try:
+        if args.demo:
+            from ioncannon.engine.demo import demo_spec
+
+            spec = demo_spec(workdir)
+        elif args.jobfile:
+            from ioncannon.job.jobfile import read_jobfile
+
+            spec = read_jobfile(args.jobfile, workdir)
+        else:
+            raise UserError("give a job file (`ioncannon run job.toml`) or `--demo`.")
         handle.check_spec(spec)
     except JobError as exc:
         raise UserError(str(exc)) from exc
@@ -127,36 +137,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         paths = handle.create(workdir, spec)
     except JobError as exc:
-        raise UserError(f"{exc} Resume it with `ioncannon resume {spec.name}`, or give the job another name.") from exc
+        raise UserError(str(exc)) from exc
     pid = handle.start(paths, workdir)
     print(f"job {spec.name} started (runner pid {pid}) in {paths.root}")
     return EXIT_OK if args.detach else _follow(paths)
-
-
-def _spec_from_file(path: Path, workdir: Path) -> Any:
-    from ioncannon.job.spec import JobSpec
-    from ioncannon.job.workdir import new_job_name
-
-    if not path.is_file():
-        raise UserError(f"job file {path} does not exist.")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix == ".toml":
-            from ioncannon.job import toml
-
-            data = toml.loads(text)
-        else:
-            data = json.loads(text)
-    except ValueError as exc:
-        raise UserError(f"job file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {exc}") from exc
-    missing = [k for k in ("photos_dir", "identifier", "class_name") if not data.get(k)]
-    if missing:
-        raise UserError(f"job file {path} lacks {', '.join(missing)}.")
-    data.setdefault("name", new_job_name(workdir, str(data["identifier"])))
-    try:
-        return JobSpec.from_json(data)
-    except TypeError as exc:
-        raise UserError(f"job file {path}: {exc}") from exc
 
 
 def _check_gpu(spec: Any) -> None:
@@ -256,7 +240,7 @@ def job_status(job: Any) -> dict[str, Any]:
     from ioncannon.job.state import shown_status
 
     st = job.state
-    status = shown_status(st.status, job.alive)
+    status = "damaged" if job.spec is None and not job.alive else shown_status(st.status, job.alive)
     spec = job.spec
     return {
         "job": job.name,
@@ -303,7 +287,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(f"elapsed  {duration(info['elapsed_s'], 'short')}")
     if info["message"]:
         print(f"note     {info['message']}")
-    if info["status"] == "interrupted":
+    if info["status"] == "damaged":
+        print(f"what now {DAMAGED_JOB_HINT}")
+    elif info["status"] == "interrupted":
         print("what now the runner is not running; `ioncannon resume` continues from the last checkpoint")
     elif info["hint"]:
         print(f"what now {info['hint']}")
@@ -317,8 +303,13 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
     job = find_job(args)
     if job.alive:
+        if args.detach:
+            print(f"job {job.name} is already running; nothing to resume.")
+            return EXIT_OK
         print(f"job {job.name} is already running; following it (Ctrl+C detaches).")
         return _follow(job.paths)
+    if job.spec is None:
+        raise UserError(f"job {job.name} can't be resumed: {job.problem}. {DAMAGED_JOB_HINT}")
     if job.state.finished:
         print(f"job {job.name} already finished; outputs in {job.paths.outputs}")
         return EXIT_OK
