@@ -30,7 +30,8 @@ def check_spec(spec: JobSpec) -> None:
     problems = spec.problems()
     photos = Path(spec.photos_dir).expanduser()
     if spec.photos_dir and not any(p.startswith("photos_dir") for p in problems) and not photos.is_dir():
-        problems.append(f"photos_dir {spec.photos_dir} does not exist or is not a folder: give the folder with the subject's photos.")
+        problems.append(f"photos_dir {spec.photos_dir} does not exist or is not a folder: "
+                        "give the folder with the subject's photos.")
     pack = spec.generate.prompt_pack
     if pack and not any(p.startswith("generate.prompt_pack") for p in problems) and not Path(pack).is_file():
         problems.append(f"generate.prompt_pack {pack} is not a file: give a prompt pack .toml, or leave it empty.")
