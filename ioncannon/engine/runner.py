@@ -91,7 +91,10 @@ class Runner:
         except OSError as exc:
             if not self._disk_full(exc):
                 raise
-            # the disk is full: give back the reserve made at start so the one file status reads still lands
+            if self.state.status == "running":  # a progress update: the work goes on, the next write may land
+                self.log.warning("could not update state.json: %s", exc)
+                return
+            # the job ends on a full disk: give back the space set aside at start so status can read why
             self._release_reserve()
             try:
                 write_state(self.paths, self.state)
@@ -156,6 +159,7 @@ class Runner:
             import torch
 
             torch.set_num_threads(self.spec.threads)
+            self.log.info("using %d CPU threads (pinned when the job was created)", self.spec.threads)
         ctx = StageContext(self.spec, self.paths, self.workdir, self.emit, self.should_stop, device, self.log)
         self._recheck_done(ctx)
         for stage in STAGE_NAMES:
