@@ -218,6 +218,7 @@ def _follow(paths: Any) -> int:
             for event in news.events:
                 print(format_event(event), flush=True)
                 if type(event) in ends:
+                    handle.wait_until_exited(paths, 30)  # so the next command finds the job free
                     return ends[type(event)]
             if not news.alive:
                 if was_alive:  # one more look: the runner's last events may land just after it lets go of the lock

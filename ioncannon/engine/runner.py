@@ -306,7 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     runner.make_reserve()
     log.info("runner %d started for %s", os.getpid(), paths.root)
-    return runner.run()
+    code = runner.run()
+    # let go now, not when the interpreter has torn torch down: `run … && ioncannon wipe` must find the job free
+    lock.release()
+    return code
 
 
 def _quiet_libraries() -> None:
