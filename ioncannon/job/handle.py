@@ -25,15 +25,21 @@ DAMAGED_JOB_HINT = ("Fix the field named above in the job's .ioncannon/job.json,
 START_TIMEOUT_S = 15.0
 
 
-def check_spec(spec: JobSpec) -> None:
-    """Refuse a spec the runner could not use before anything is written (SpecError: one sentence per problem)."""
+def check_spec(spec: JobSpec, workdir: str | Path | None = None) -> None:
+    """Refuse a spec the runner could not use before anything is written (SpecError: one sentence per problem).
+
+    With `workdir`, a prompt pack in the job's own folder may be missing still: the wizard writes it just after.
+    """
     problems = spec.problems()
     photos = Path(spec.photos_dir).expanduser()
     if spec.photos_dir and not any(p.startswith("photos_dir") for p in problems) and not photos.is_dir():
         problems.append(f"photos_dir {spec.photos_dir} does not exist or is not a folder: "
                         "give the folder with the subject's photos.")
     pack = spec.generate.prompt_pack
-    if pack and not any(p.startswith("generate.prompt_pack") for p in problems) and not Path(pack).is_file():
+    own = workdir is not None and Path(pack) == JobPaths(Path(workdir).expanduser().resolve() / spec.name) \
+        .prompt_pack_file
+    if pack and not own and not any(p.startswith("generate.prompt_pack") for p in problems) \
+            and not Path(pack).is_file():
         problems.append(f"generate.prompt_pack {pack} is not a file: give a prompt pack .toml, or leave it empty.")
     if problems:
         raise SpecError(problems)
@@ -58,7 +64,7 @@ def create(workdir: str | Path, spec: JobSpec) -> JobPaths:
 
     The runner's thread count is pinned here, so every resume computes the same way the first run did.
     """
-    check_spec(spec)
+    check_spec(spec, workdir)
     if spec.threads is None:
         spec = spec.replace(threads=default_threads())
     try:
