@@ -296,3 +296,40 @@ def test_status_into_a_closed_pipe_is_quiet(place: dict[str, Path]) -> None:
     out = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True, timeout=120)
     assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
     assert out.stdout.startswith("job      hurt")
+
+
+HOLDER = (
+    "import sys, time\n"
+    "from ioncannon.job.lock import try_lock\n"
+    "from ioncannon.job.paths import JobPaths\n"
+    "lock = try_lock(JobPaths(sys.argv[1]))\n"
+    "lock.record(12345678)\n"
+    "print('locked', flush=True)\n"
+    "time.sleep(120)\n"
+)
+
+
+def test_resume_detach_on_a_running_job_returns_at_once(capsys: pytest.CaptureFixture[str],
+                                                        place: dict[str, Path]) -> None:
+    import subprocess
+    import sys
+    import time
+
+    paths = make_job(place, "busy")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(paths.root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        t = time.time()
+        code, out, err = cli(capsys, "resume", "busy", "--detach", "--workdir", str(place["work"]))
+        assert code == 0 and "already running" in out and "following" not in out, out + err
+        assert time.time() - t < 30  # it did not follow the job until it ended
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_help_says_results_are_private(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "private to your user" in text and "0600" in text and "0700" in text
