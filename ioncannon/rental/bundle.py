@@ -70,7 +70,7 @@ def load_starred(paths: JobPaths) -> list[str]:
         starred = read_json(paths.starred_file).get("starred", [])
     except StateFileError:
         return []
-    return [s for s in starred if isinstance(s, str)]
+    return [s for s in starred if isinstance(s, str)] if isinstance(starred, list) else []
 
 
 def save_starred(paths: JobPaths, relative_paths: Iterable[str]) -> None:
