@@ -177,7 +177,7 @@ TRAIN_RANGES = {
     "prior_loss_weight": Range(0, 100, usual="1.0"),
     "num_class_images": Range(0, 10_000, usual="200"),
     "lora_rank": Range(1, 1024, usual="16"),
-    "checkpoint_every": Range(1, 100_000, usual="200"),
+    "checkpoint_every": Range(0, 100_000, usual="200"),  # 0: no checkpoints (benchmarks)
     "keep_checkpoints": Range(1, 100, usual="2"),
     "sample_every": Range(0, 100_000, usual="200"),
     "seed": Range(0, 2**32 - 1),
