@@ -118,7 +118,7 @@ def find(workdir: str | Path, name: str | None) -> JobSummary:
     if job is None and name and JobPaths(Path(name).expanduser()).job_file.is_file():
         job = summarise(JobPaths(Path(name).expanduser()))
     if job is None:
-        raise JobError(f"no job {name!r} in {workdir}: pass the job's name, or --workdir where your jobs are."
+        raise JobError(f"no job called {name!r} in {workdir}: pass the job's name, or --workdir where your jobs are."
                        if name else f"no jobs in {workdir} yet.")
     return job
 

@@ -41,7 +41,7 @@ def test_find_by_name_by_folder_or_the_newest(tmp_path: Path) -> None:
     assert handle.find(work, "zwx-1").paths.root == paths.root
     assert handle.find(work, None).name == "zwx-1"
     assert handle.find(tmp_path / "elsewhere", str(paths.root)).name == "zwx-1"
-    with pytest.raises(JobError, match="no job 'nope'"):
+    with pytest.raises(JobError, match="no job called 'nope'"):
         handle.find(work, "nope")
 
 
