@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ioncannon.cli.common import UserError, find_job
@@ -108,22 +109,26 @@ def _cmd_wizard(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    workdir = chosen_workdir(args)
     from ioncannon.job import handle
     from ioncannon.job.errors import JobError
+    from ioncannon.job.workdir import default_workdir
 
     try:
         if args.demo:
             from ioncannon.engine.demo import demo_spec
 
+            workdir = chosen_workdir(args)
             spec = demo_spec(workdir)
         elif args.jobfile:
             from ioncannon.job.jobfile import read_jobfile
 
+            # the work dir is made only once the job file passed: a refused job leaves no trace anywhere
+            workdir = Path(args.workdir).expanduser() if args.workdir else default_workdir()
             spec = read_jobfile(args.jobfile, workdir)
         else:
             raise UserError("give a job file (`ioncannon run job.toml`) or `--demo`.")
-        handle.check_spec(spec)
+        handle.check_spec(spec, workdir)
+        workdir = chosen_workdir(args)
     except JobError as exc:
         raise UserError(str(exc)) from exc
     _check_gpu(spec)

@@ -35,6 +35,11 @@ def check_spec(spec: JobSpec, workdir: str | Path | None = None) -> None:
     if spec.photos_dir and not any(p.startswith("photos_dir") for p in problems) and not photos.is_dir():
         problems.append(f"photos_dir {spec.photos_dir} does not exist or is not a folder: "
                         "give the folder with the subject's photos.")
+    elif workdir is not None and photos.is_dir() and \
+            Path(workdir).expanduser().resolve().is_relative_to(photos.resolve()):
+        # the job's folders would appear inside the photo folder, which the product promises never to change
+        problems.append(f"the work dir {workdir} lies inside the photo folder {spec.photos_dir}: "
+                        "pick a work dir outside it (--workdir DIR).")
     pack = spec.generate.prompt_pack
     own = workdir is not None and Path(pack) == JobPaths(Path(workdir).expanduser().resolve() / spec.name) \
         .prompt_pack_file

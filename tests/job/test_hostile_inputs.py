@@ -333,3 +333,14 @@ def test_help_says_results_are_private(capsys: pytest.CaptureFixture[str]) -> No
         main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "private to your user" in text and "0600" in text and "0700" in text
+
+
+def test_a_work_dir_inside_the_photo_folder_is_refused(capsys: pytest.CaptureFixture[str],
+                                                       place: dict[str, Path]) -> None:
+    jobfile = place["root"] / "job.json"
+    jobfile.write_text(json.dumps(valid_job(place["photos"])))
+    before = tree(place["photos"])
+    code, _, err = cli(capsys, "run", str(jobfile), "--yes", "--workdir", str(place["photos"] / "work"))
+    assert code == 2 and "lies inside the photo folder" in err
+    one_sentence(err)
+    assert tree(place["photos"]) == before  # not even the work dir was made
