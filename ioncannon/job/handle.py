@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -50,6 +51,19 @@ def check_spec(spec: JobSpec, workdir: str | Path | None = None) -> None:
         raise SpecError(problems)
 
 
+def absolute_paths(spec: JobSpec) -> JobSpec:
+    """Relative paths in a job file mean "from where the command ran"; the runner works from the job's own folder,
+    so they are made absolute once, here. A base model that is not a local folder is a hub id and stays as is."""
+    model = Path(spec.base_model).expanduser()
+    pack = spec.generate.prompt_pack
+    return spec.replace(
+        photos_dir=str(Path(spec.photos_dir).expanduser().resolve()),
+        base_model=str(model.resolve()) if model.exists() else spec.base_model,
+        generate=dataclasses.replace(spec.generate, prompt_pack=str(Path(pack).expanduser().resolve()) if pack
+                                     else ""),
+    )
+
+
 def default_threads() -> int:
     """The CPU thread count a new job pins: OMP_NUM_THREADS when set, else the CPUs this process may use."""
     try:
@@ -72,6 +86,7 @@ def create(workdir: str | Path, spec: JobSpec) -> JobPaths:
     check_spec(spec, workdir)
     if spec.threads is None:
         spec = spec.replace(threads=default_threads())
+    spec = absolute_paths(spec)
     try:
         return create_job(workdir, spec)
     except WorkdirError as exc:

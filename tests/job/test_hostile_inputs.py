@@ -344,3 +344,20 @@ def test_a_work_dir_inside_the_photo_folder_is_refused(capsys: pytest.CaptureFix
     assert code == 2 and "lies inside the photo folder" in err
     one_sentence(err)
     assert tree(place["photos"]) == before  # not even the work dir was made
+
+
+def test_relative_paths_in_a_job_file_are_made_absolute_once(place: dict[str, Path],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from ioncannon.job.jobfile import read_jobfile
+    from ioncannon.job.spec import load_spec
+
+    monkeypatch.chdir(place["root"])  # the runner works from the job's own folder, not from here
+    (place["root"] / "pack.toml").write_text('[[style]]\nkeyword = "oil"\nprompt = "oil of {token}"\nseed = 1\n')
+    jobfile = place["root"] / "job.toml"
+    jobfile.write_text('name = "rel"\nphotos_dir = "photos"\nidentifier = "zwx"\nclass_name = "dog"\n'
+                       'base_model = "org/model"\n[generate]\nprompt_pack = "pack.toml"\n')
+    paths = handle.create(place["work"], read_jobfile(jobfile, place["work"]))
+    spec = load_spec(paths)
+    assert spec.photos_dir == str(place["photos"].resolve())
+    assert spec.generate.prompt_pack == str((place["root"] / "pack.toml").resolve())
+    assert spec.base_model == "org/model"  # a hub id, not a local folder
