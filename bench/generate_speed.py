@@ -23,7 +23,8 @@ from ioncannon.engine.generate.sampler import ImageSampler
 from ioncannon.engine.models.load import Components, build_components
 from ioncannon.job.outputs import ImageJob
 from ioncannon.job.paths import JobPaths
-from ioncannon.job.spec import GeneratePlan, JobSpec, TrainPlan
+from ioncannon.job.plans import GeneratePlan, TrainPlan
+from ioncannon.job.spec import JobSpec
 
 H100_PEAK = 989e12
 PROMPT = "a professional portrait photograph of sks man, 85mm lens, soft studio lighting"

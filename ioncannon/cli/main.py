@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="run a job headless, one line per event")
     run.add_argument("jobfile", nargs="?", help="a job file (JSON or TOML with JobSpec fields)")
     run.add_argument("--demo", action="store_true", help="the built-in demo job")
+    run.add_argument(
+        "--family", choices=("sd15", "sdxl"), default="sd15", help="the demo's model family (default sd15)"
+    )
     run.add_argument("--yes", "-y", action="store_true", help="start without asking to confirm the plan")
     run.add_argument("--detach", action="store_true", help="start the job and return at once")
     run.set_defaults(handler=_cmd_run)
@@ -118,7 +121,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             from ioncannon.engine.demo import demo_spec
 
             workdir = chosen_workdir(args)
-            spec = demo_spec(workdir)
+            spec = demo_spec(workdir, family=args.family)
         elif args.jobfile:
             from ioncannon.job.jobfile import read_jobfile
 
@@ -165,7 +168,7 @@ def _plan_text(spec: Any) -> str:
         f"job        {spec.name}{'  (demo: tiny random-weight model)' if spec.demo else ''}",
         f"photos     {spec.photos_dir}",
         f"subject    {spec.identifier} {spec.class_name}  -> prompt: \"{spec.instance_prompt}\"",
-        f"base model {spec.base_model}",
+        f"base model {spec.base_model} ({spec.family}, {spec.resolution} px)",
         f"training   {t.mode}, {t.steps} steps, lr {t.learning_rate:g}, {t.precision}, "
         f"prior preservation {'on' if t.prior_preservation else 'off'} ({t.num_class_images} class images)",
         f"generation {g.sampler} {g.steps} steps, guidance {g.guidance:g}, {g.images_per_prompt} per prompt",

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from ioncannon.job import presets
 from ioncannon.job.assets import assets_dir
-from ioncannon.job.spec import GeneratePlan, JobSpec
+from ioncannon.job.plans import GeneratePlan
+from ioncannon.job.spec import JobSpec
 
 DEMO_IDENTIFIER = "zwx"
 DEMO_CLASS = "person"
@@ -22,16 +23,17 @@ def demo_photos_dir() -> Path:
     return assets_dir() / "demo_photos"
 
 
-def ensure_demo_model(workdir: str | Path) -> Path:
-    """The tiny random-weight diffusers folder the demo trains (made once per work dir, a few seconds)."""
-    from ioncannon.engine.models.load import save_tiny_model
+def ensure_demo_model(workdir: str | Path, family: str = "sd15") -> Path:
+    """The tiny random-weight diffusers folder the demo trains (made once per work dir and family, a few seconds)."""
+    from ioncannon.engine.families import family_for
 
-    return save_tiny_model(Path(workdir) / ".cache" / "models" / "tiny-sd-demo")
+    name = "tiny-sd-demo" if family == "sd15" else f"tiny-{family}-demo"
+    return family_for(family).save_tiny(Path(workdir) / ".cache" / "models" / name)
 
 
 def demo_spec(
     workdir: str | Path, name: str = "", photos_dir: str | Path | None = None,
-    identifier: str = DEMO_IDENTIFIER, class_name: str = DEMO_CLASS,
+    identifier: str = DEMO_IDENTIFIER, class_name: str = DEMO_CLASS, family: str = "sd15",
 ) -> JobSpec:
     from ioncannon.job.workdir import new_job_name
 
@@ -40,7 +42,8 @@ def demo_spec(
         photos_dir=str(photos_dir or demo_photos_dir()),
         identifier=identifier,
         class_name=class_name,
-        base_model=str(ensure_demo_model(workdir)),
+        base_model=str(ensure_demo_model(workdir, family)),
+        family=family,
         resolution=DEMO_RESOLUTION,
         device="cpu",
         demo=True,

@@ -9,16 +9,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ioncannon.job import presets
+from ioncannon.job.families import PlanProfile, family_info
 from ioncannon.job.fsio import free_bytes
+from ioncannon.job.plans import TrainPlan
 from ioncannon.job.presets import PRESETS, preset_plan
-from ioncannon.job.spec import TrainPlan
 
 if TYPE_CHECKING:
     from ioncannon.job.spec import JobSpec
 
 __all__ = [
     "GpuInfo", "HardwareInfo", "PlanChoice", "NothingFits", "PRESETS", "probe", "choose_plan", "plan_options",
-    "estimate_seconds", "step_down", "plan_key", "data_parallel", "scale_for_processes",
+    "estimate_seconds", "step_down", "plan_key", "data_parallel", "scale_for_processes", "default_family",
 ]
 
 
@@ -56,28 +57,10 @@ class NothingFits(Exception):
     """No plan fits the free GPU memory; the message says what would."""
 
 
-@dataclass(frozen=True)
-class _Profile:
-    key: str
-    label: str
-    mode: str
-    optimizer: str          # adamw = fp32 moments; adamw_bf16 = bf16 moments
-    checkpointing: bool
-    peak_gib: float         # measured on the H100 bench: SD1.5, 512 px, batch 1 + 1 class image
-    text_extra_gib: float   # added when the text encoder is trained too
-    h100_steps_per_s: float
+def _profiles(family: str) -> tuple[PlanProfile, ...]:
+    """The family's memory plans, fastest first within a mode (job/families.py)."""
+    return family_info(family).profiles
 
-
-# Fastest first; step_down walks this list within one mode.
-_PROFILES: tuple[_Profile, ...] = (
-    _Profile("full-roomy", "Full fine-tune (fp32 optimizer states)", "full", "adamw", False, 11.7, 1.5, 23.5),
-    _Profile("full-12gb", "Full fine-tune (12 GB plan: bf16 optimizer states)", "full", "adamw_bf16", False, 8.5, 1.0,
-             24.6),
-    _Profile("full-10gb", "Full fine-tune (10 GB plan: + gradient checkpointing)", "full", "adamw_bf16", True, 7.2, 1.0,
-             20.6),
-    _Profile("lora", "LoRA", "lora", "adamw", False, 4.0, 0.4, 27.9),
-    _Profile("lora-8gb", "LoRA (8 GB plan: + gradient checkpointing)", "lora", "adamw", True, 2.4, 0.4, 20.9),
-)
 
 # Rough bf16 training speed relative to an H100 SXM, by GPU name.
 _GPU_SPEED: tuple[tuple[str, float], ...] = (
@@ -127,8 +110,8 @@ def _margin_gib(gpu: GpuInfo) -> float:
     return max(1.0, 0.06 * gpu.total_gib)
 
 
-def _profile_plan(profile: _Profile, preset: str) -> TrainPlan:
-    base = preset_plan(preset, profile.mode)
+def _profile_plan(profile: PlanProfile, preset: str, family: str = "sd15") -> TrainPlan:
+    base = preset_plan(preset, profile.mode, family)
     # a full checkpoint is 5-9 GB (weights + Adam moments) and takes seconds to write; at ~20 steps/s, 400 steps
     # is under half a minute of work at risk
     return dataclasses.replace(
@@ -137,37 +120,35 @@ def _profile_plan(profile: _Profile, preset: str) -> TrainPlan:
     )
 
 
-def plan_key(plan: TrainPlan) -> str:
+def plan_key(plan: TrainPlan, family: str = "sd15") -> str:
     """Which memory profile a plan uses ('full-12gb', 'lora', ...; 'demo' for CPU plans)."""
     if plan.precision == "fp32":
         return "demo"
-    for p in _PROFILES:
+    for p in _profiles(family):
         if (p.mode, p.optimizer, p.checkpointing) == (plan.mode, plan.optimizer, plan.gradient_checkpointing):
             return p.key
     return "custom"
 
 
-def _choice(profile: _Profile, preset: str, gpu: GpuInfo) -> PlanChoice:
-    plan = _profile_plan(profile, preset)
+def _choice(profile: PlanProfile, preset: str, gpu: GpuInfo, family: str = "sd15") -> PlanChoice:
+    plan = _profile_plan(profile, preset, family)
     peak = profile.peak_gib + (profile.text_extra_gib if plan.train_text_encoder else 0.0)
     speed = profile.h100_steps_per_s * _speed_factor(gpu.name) * (0.89 if plan.train_text_encoder else 1.0)
     fits = peak + _margin_gib(gpu) <= gpu.free_gib
-    why = (
-        f"needs about {peak:.1f} GiB + {_margin_gib(gpu):.1f} GiB headroom; {gpu.name} has {gpu.free_gib:.1f} GiB free"
-        + ("" if fits else " — does not fit")
-    )
+    why = (f"needs about {peak:.1f} GiB{'' if profile.measured else ' (estimated)'} + {_margin_gib(gpu):.1f} GiB "
+           f"headroom; {gpu.name} has {gpu.free_gib:.1f} GiB free" + ("" if fits else " — does not fit"))
     return PlanChoice(plan, profile.label, why, round(peak, 1), round(speed, 1), fits)
 
 
-def plan_options(hw: HardwareInfo, demo: bool = False) -> list[PlanChoice]:
-    """Every plan for the best GPU (recommended recipe), fits true/false, for the hardware screen's override."""
+def plan_options(hw: HardwareInfo, demo: bool = False, family: str = "sd15") -> list[PlanChoice]:
+    """Every plan of the family for the best GPU (recommended recipe), fits true/false, for the screen's override."""
     if demo:
         return [_demo_choice(hw)]
     gpu = hw.best_gpu
     if gpu is None:
-        return [PlanChoice(_profile_plan(p, "recommended"), p.label, "needs a CUDA GPU", p.peak_gib, 0.0, False)
-                for p in _PROFILES]
-    return [_choice(p, "recommended", gpu) for p in _PROFILES]
+        return [PlanChoice(_profile_plan(p, "recommended", family), p.label, "needs a CUDA GPU", p.peak_gib, 0.0, False)
+                for p in _profiles(family)]
+    return [_choice(p, "recommended", gpu, family) for p in _profiles(family)]
 
 
 def _demo_choice(hw: HardwareInfo) -> PlanChoice:
@@ -215,10 +196,9 @@ def data_parallel(choice: PlanChoice, hw: HardwareInfo) -> PlanChoice | None:
     return PlanChoice(plan, f"{choice.label} on {n} GPUs", why, choice.predicted_peak_gib, round(speed, 1), True)
 
 
-def choose_plan(
-    hw: HardwareInfo, preset: str = "recommended", mode: str | None = None, demo: bool = False
-) -> PlanChoice:
-    """The fastest plan of `preset` that fits the best GPU with headroom (full fine-tune preferred).
+def choose_plan(hw: HardwareInfo, preset: str = "recommended", mode: str | None = None, demo: bool = False,
+                family: str = "sd15") -> PlanChoice:
+    """The fastest plan of `preset` and `family` that fits the best GPU with headroom (full fine-tune preferred).
 
     No GPU: a demo gets the tiny CPU plan; a real model gets fits=False ("needs a CUDA GPU").
     A GPU too small for every plan raises NothingFits with what would fit.
@@ -229,9 +209,12 @@ def choose_plan(
         return _demo_choice(hw)
     gpu = hw.best_gpu
     modes = [mode] if mode else ["full", "lora"]
+    profiles = _profiles(family)
+    if family_info(family).lora_only:
+        modes = ["lora"]
     if gpu is None:
-        profile = next(p for p in _PROFILES if p.mode == modes[0])
-        plan = _profile_plan(profile, preset)
+        profile = next(p for p in profiles if p.mode == modes[0])
+        plan = _profile_plan(profile, preset, family)
         return PlanChoice(
             plan,
             profile.label,
@@ -240,7 +223,7 @@ def choose_plan(
             0.0,
             False,
         )
-    candidates = [_choice(p, preset, gpu) for p in _PROFILES if p.mode in modes]
+    candidates = [_choice(p, preset, gpu, family) for p in profiles if p.mode in modes]
     for c in candidates:
         if c.fits:
             if mode is None and c.plan.mode == "lora":
@@ -250,18 +233,30 @@ def choose_plan(
     raise NothingFits(
         f"{gpu.name} has {gpu.free_gib:.1f} GiB free, but the smallest plan ({smallest.label}) needs about "
         f"{smallest.predicted_peak_gib + _margin_gib(gpu):.1f} GiB. Close other programs using the GPU "
-        "(`nvidia-smi` lists them) or rent a card with at least 8 GB."
+        f"(`nvidia-smi` lists them) or rent a card with at least {family_info(family).min_vram_gib:.0f} GB."
     )
 
 
-def step_down(plan: TrainPlan) -> TrainPlan | None:
+def default_family(hw: HardwareInfo, demo: bool = False) -> str:
+    """SDXL where a plan of it fits a card of its class (12 GB and up), SD 1.5 otherwise (and for the CPU demo)."""
+    gpu = hw.best_gpu
+    sdxl = family_info("sdxl")
+    if demo or gpu is None or gpu.total_gib < sdxl.min_vram_gib:
+        return "sd15"
+    try:
+        return "sdxl" if choose_plan(hw, family="sdxl").fits else "sd15"
+    except NothingFits:
+        return "sd15"
+
+
+def step_down(plan: TrainPlan, family: str = "sd15") -> TrainPlan | None:
     """The next leaner plan of the same mode after running out of GPU memory; None when there is none."""
-    key = plan_key(plan)
+    key = plan_key(plan, family)
     if key == "demo":
         if plan.gradient_checkpointing:
             return None
         return dataclasses.replace(plan, gradient_checkpointing=True)
-    same = [p for p in _PROFILES if p.mode == plan.mode]
+    same = [p for p in _profiles(family) if p.mode == plan.mode]
     keys = [p.key for p in same]
     idx = keys.index(key) if key in keys else -1
     if idx + 1 >= len(same):
@@ -270,9 +265,10 @@ def step_down(plan: TrainPlan) -> TrainPlan | None:
     return dataclasses.replace(plan, optimizer=nxt.optimizer, gradient_checkpointing=nxt.checkpointing)
 
 
-def profile_label(plan: TrainPlan) -> str:
-    key = plan_key(plan)
-    return next((p.label for p in _PROFILES if p.key == key), "Demo (tiny model)" if key == "demo" else "Custom plan")
+def profile_label(plan: TrainPlan, family: str = "sd15") -> str:
+    key = plan_key(plan, family)
+    return next((p.label for p in _profiles(family) if p.key == key),
+                "Demo (tiny model)" if key == "demo" else "Custom plan")
 
 
 def _enabled_styles(pack: str) -> int:
@@ -293,8 +289,10 @@ def estimate_seconds(spec: JobSpec, choice: PlanChoice) -> float:
     class_images = plan.num_class_images if plan.prior_preservation else 0
     if plan.precision == "fp32":  # the tiny demo: measured on 2 CPU cores
         return 15.0 + plan.steps / max(choice.predicted_steps_per_s, 0.1) + 0.05 * (class_images + n_outputs)
-    factor = max(choice.predicted_steps_per_s / 23.5, 0.05)  # relative to an H100 running the roomy plan
-    images_per_s = 6.0 * factor
+    info = family_info(spec.family)
+    # relative to an H100 running the family's roomiest plan
+    factor = max(choice.predicted_steps_per_s / info.profiles[0].h100_steps_per_s, 0.05) if info.profiles else 0.05
+    images_per_s = info.h100_images_per_s * factor
     load = 40.0
     compile_s = 40.0 if plan.compile else 10.0
     train = plan.steps / max(choice.predicted_steps_per_s, 0.1)

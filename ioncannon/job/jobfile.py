@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ioncannon.job.errors import JobError
+from ioncannon.job.families import FAMILIES
 from ioncannon.job.spec import JobSpec
 from ioncannon.job.validate import SpecError
 from ioncannon.job.workdir import new_job_name
@@ -71,6 +73,11 @@ def read_jobfile(path: str | Path, workdir: str | Path) -> JobSpec:
     if isinstance(data, dict) and "name" not in data:
         ident = data.get("identifier")
         data = {**data, "name": new_job_name(workdir, ident if isinstance(ident, str) else "job")}
+    if isinstance(data, dict) and isinstance(data.get("family"), str) and data["family"] in FAMILIES:
+        # the family's own base model, resolution and generation plan unless the file names others
+        info = FAMILIES[data["family"]]
+        data = {"base_model": info.default_model, "resolution": info.default_resolution,
+                "generate": dataclasses.asdict(info.generate), **data}
     try:
         return JobSpec.from_json(data, strict_keys=True)
     except SpecError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ioncannon.job.spec import TrainPlan
+from ioncannon.job.plans import TrainPlan
 
 PRESETS: dict[str, str] = {
     "classic": (
@@ -18,8 +18,20 @@ PRESETS: dict[str, str] = {
 }
 
 
-def preset_plan(preset: str, mode: str = "full") -> TrainPlan:
+def preset_plan(preset: str, mode: str = "full", family: str = "sd15") -> TrainPlan:
     """The recipe part of a plan; hardware.choose_plan fills in the memory levers."""
+    plan = _sd15_plan(preset, mode)
+    if family == "sd15" or preset == "demo":
+        return plan
+    from ioncannon.job.families import family_info
+
+    info = family_info(family)
+    # the recipe is the same; the family sets the learning rate its weights tolerate and whether class images pay
+    lr = info.lora_lr if plan.mode == "lora" else info.full_lr
+    return dataclasses.replace(plan, learning_rate=lr, prior_preservation=info.prior_preservation)
+
+
+def _sd15_plan(preset: str, mode: str) -> TrainPlan:
     if preset == "classic":
         plan = TrainPlan(preset="classic", steps=1000, learning_rate=1e-6, batch_size=1, train_text_encoder=True,
                          prior_loss_weight=1.0, num_class_images=200)

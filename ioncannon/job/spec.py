@@ -8,8 +8,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ioncannon.job.families import FAMILY_NAMES, family_info
 from ioncannon.job.fsio import StateFileError, read_json, write_json
 from ioncannon.job.paths import JobPaths
+from ioncannon.job.plans import GeneratePlan, TrainPlan
 from ioncannon.job.validate import (
     Range,
     SpecError,
@@ -22,49 +24,8 @@ from ioncannon.job.validate import (
 
 DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
-Mode = Literal["full", "lora"]
-Precision = Literal["bf16", "fp16", "fp32"]
-Optimizer = Literal["adamw", "adamw_fused", "adamw_bf16"]
 Device = Literal["auto", "cuda", "cpu"]
 CropChoice = Literal["face", "centre", "top"]
-
-
-@dataclass(frozen=True)
-class TrainPlan:
-    """How training runs: mode, memory levers and the recipe."""
-
-    mode: Mode = "full"
-    preset: str = "recommended"
-    steps: int = 800
-    learning_rate: float = 2e-6
-    batch_size: int = 1
-    train_text_encoder: bool = False
-    prior_preservation: bool = True
-    prior_loss_weight: float = 1.0
-    num_class_images: int = 200
-    lora_rank: int = 16
-    precision: Precision = "bf16"
-    optimizer: Optimizer = "adamw_fused"
-    gradient_checkpointing: bool = False
-    compile: bool = True
-    checkpoint_every: int = 200
-    keep_checkpoints: int = 2
-    sample_every: int = 200
-    seed: int = 1234
-    num_processes: int = 1  # GPUs used, one process each; batch_size is per process (see hardware.data_parallel)
-
-
-@dataclass(frozen=True)
-class GeneratePlan:
-    """How the prompt pack and class images are generated."""
-
-    sampler: Literal["dpm", "ddim"] = "dpm"
-    steps: int = 25
-    guidance: float = 7.0
-    images_per_prompt: int = 16
-    batch_size: int = 16  # measured fastest on an H100 (8.2 images/s compiled) and under 5 GiB
-    bare_token_images: int = 4
-    prompt_pack: str = ""  # path to a TOML prompt pack; empty = the built-in pack
 
 
 @dataclass(frozen=True)
@@ -76,6 +37,7 @@ class JobSpec:
     identifier: str
     class_name: str
     base_model: str = DEFAULT_BASE_MODEL
+    family: str = "sd15"  # sd15 | sdxl | flux (job/families.py); job.json files from before families read as sd15
     resolution: int = 512
     device: Device = "auto"
     hourly_price: float | None = None
@@ -90,6 +52,9 @@ class JobSpec:
     threads: int | None = None
     train: TrainPlan = field(default_factory=TrainPlan)
     generate: GeneratePlan = field(default_factory=GeneratePlan)
+
+    def __post_init__(self) -> None:
+        family_info(self.family)  # an unknown family fails here, at the door, not stages later
 
     @property
     def instance_prompt(self) -> str:
@@ -197,6 +162,9 @@ MAX_LISTED_PHOTOS = 10_000
 def _spec_rules(fields: dict[str, Any], data: dict[str, Any]) -> list[str]:
     problems = [f"{key} is missing: write {what}." for key, what in REQUIRED.items()
                 if key not in fields and key not in data]
+    family = fields.get("family")
+    if isinstance(family, str) and family not in FAMILY_NAMES:
+        problems.append(f"family {json.dumps(family)} is not a model family: write one of {', '.join(FAMILY_NAMES)}.")
     name = fields.get("name")
     if isinstance(name, str):
         problems += [p for p in [name_problem(name)] if p]

@@ -52,7 +52,7 @@ STAGES: tuple[Stage, ...] = (
         "export",
         "Exporting the model (fp16 .safetensors and diffusers folder)",
         "files",
-        "ioncannon.engine.weights.export:run_export",
+        "ioncannon.engine.export:run_export",
         screen="generate",
     ),
     Stage(

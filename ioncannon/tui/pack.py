@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from ioncannon.job.plans import GeneratePlan
 from ioncannon.job.prompts import (
     PromptPackError,
     PromptStyle,
     load_pack,
     validate_styles,
 )
-from ioncannon.job.spec import GeneratePlan
 from ioncannon.tui.session import DEMO_RUN_LENGTH, RUN_LENGTHS
 
 RUN_LENGTH_LABELS: dict[str, str] = {

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ioncannon.job.families import FAMILIES
 from ioncannon.job.fsio import StateFileError, read_json, write_json
 from ioncannon.job.spec import DEFAULT_BASE_MODEL
 from ioncannon.job.validate import typed_fields
@@ -44,6 +45,7 @@ class WizardSession:
     run_length: str = "short"  # a key of RUN_LENGTHS, or DEMO_RUN_LENGTH
     budget: str = ""  # the budget cap as typed ("20" dollars, "90m" minutes); empty: no cap
     all_gpus: bool = False  # train data-parallel on every GPU the plan fits (asked only on multi-GPU boxes)
+    family: str | None = None  # sd15 | sdxl; None: SDXL where it fits the card, SD 1.5 otherwise
 
     @property
     def class_name(self) -> str:
@@ -80,6 +82,8 @@ class WizardSession:
             session.budget = ""
         if not isinstance(session.all_gpus, bool):
             session.all_gpus = default.all_gpus
+        if session.family not in (None, *FAMILIES):
+            session.family = None
         return session
 
     def for_new_job(self) -> WizardSession:
@@ -87,7 +91,7 @@ class WizardSession:
         return WizardSession(
             step="photos", demo=self.demo, base_model=self.base_model,
             hourly_price=self.hourly_price, preset=self.preset, prompt_styles=self.prompt_styles,
-            run_length=self.run_length, budget=self.budget, all_gpus=self.all_gpus,
+            run_length=self.run_length, budget=self.budget, all_gpus=self.all_gpus, family=self.family,
         )
 
 

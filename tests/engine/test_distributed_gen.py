@@ -23,8 +23,9 @@ from ioncannon.engine.train.loop import run_training
 from ioncannon.job.events import CollageReady, Event, Progress, SampleReady
 from ioncannon.job.outputs import ImageJob
 from ioncannon.job.paths import JobPaths
+from ioncannon.job.plans import GeneratePlan
 from ioncannon.job.prompts import PromptStyle, save_pack
-from ioncannon.job.spec import GeneratePlan, save_spec
+from ioncannon.job.spec import save_spec
 
 try:
     from tests.engine.test_train_support import CLASS, make_job, one_thread, tiny_model  # noqa: F401

@@ -9,6 +9,7 @@ import torch
 from safetensors import safe_open
 
 from ioncannon.engine.context import StageContext
+from ioncannon.engine.export import export_model, export_targets, pickle_files
 from ioncannon.engine.models.load import (
     Components,
     load_components,
@@ -16,11 +17,11 @@ from ioncannon.engine.models.load import (
     unet_config,
     vae_config,
 )
-from ioncannon.engine.weights.export import export_model, export_targets, pickle_files
 from ioncannon.engine.weights.ldm_keys import KeyMappingError, unet_to_ldm, vae_to_ldm
 from ioncannon.job.events import Event, Message, Progress
 from ioncannon.job.paths import JobPaths
-from ioncannon.job.spec import JobSpec, TrainPlan
+from ioncannon.job.plans import TrainPlan
+from ioncannon.job.spec import JobSpec
 
 
 @pytest.fixture(scope="module")
@@ -163,4 +164,4 @@ def test_sd15_layout_agrees_with_diffusers_own_converter() -> None:
 
 def test_an_unknown_weight_is_refused() -> None:
     with pytest.raises(KeyMappingError, match="no place"):
-        unet_to_ldm({"add_embedding.linear_1.weight": torch.zeros(1)}, unet_config("tiny"))
+        unet_to_ldm({"controlnet_cond_embedding.conv_in.weight": torch.zeros(1)}, unet_config("tiny"))

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from ioncannon.engine.context import StageContext
-from ioncannon.engine.generate.sampler import ImageSampler, initial_noise, make_scheduler
+from ioncannon.engine.families.base import make_scheduler
+from ioncannon.engine.generate.sampler import ImageSampler, initial_noise
 from ioncannon.engine.generate.stage import (
     class_cache_dir,
     generate_pack,
@@ -21,8 +22,9 @@ from ioncannon.engine.models.load import TINY_RESOLUTION, Components, load_compo
 from ioncannon.job.errors import StageError, StopRequested
 from ioncannon.job.events import CollageReady, Event, Message, Progress, SampleReady
 from ioncannon.job.paths import JobPaths
+from ioncannon.job.plans import GeneratePlan, TrainPlan
 from ioncannon.job.prompts import PromptStyle, save_pack
-from ioncannon.job.spec import GeneratePlan, JobSpec, TrainPlan
+from ioncannon.job.spec import JobSpec
 
 STEPS = 4
 

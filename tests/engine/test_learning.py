@@ -8,10 +8,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ioncannon.engine.families import load_trained
 from ioncannon.engine.models.load import load_components
 from ioncannon.engine.train.cache import load_cache, run_cache
 from ioncannon.engine.train.loop import run_training
-from ioncannon.engine.weights.trained import load_trained
 
 try:
     from tests.engine.test_train_support import make_job, one_thread, tiny_model  # noqa: F401

@@ -10,7 +10,8 @@ import pytest
 from ioncannon.job.events import Progress, StageStarted, parse_event
 from ioncannon.job.fsio import StateFileError, read_json, write_json
 from ioncannon.job.paths import JobPaths
-from ioncannon.job.spec import GeneratePlan, JobSpec, TrainPlan, load_spec, save_spec
+from ioncannon.job.plans import GeneratePlan, TrainPlan
+from ioncannon.job.spec import JobSpec, load_spec, save_spec
 from ioncannon.job.state import EventTail, JobState, read_state, write_state
 
 

@@ -8,10 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
+from ioncannon.engine.families import load_trained
 from ioncannon.engine.models.load import TINY_RESOLUTION, load_components
 from ioncannon.engine.train.cache import run_cache
 from ioncannon.engine.train.loop import run_training
-from ioncannon.engine.weights.trained import load_trained, lora_state, trained_info
+from ioncannon.engine.weights.trained import lora_state, trained_info
 from ioncannon.job.errors import StageError
 from ioncannon.job.events import CheckpointSaved, Message, Progress, SampleReady
 

@@ -16,7 +16,7 @@ from textual.pilot import Pilot
 from textual.widgets import Static
 
 from ioncannon.job.paths import JobPaths
-from ioncannon.job.spec import GeneratePlan, TrainPlan
+from ioncannon.job.plans import GeneratePlan, TrainPlan
 from tests.waiting import patience
 
 # A demo job small enough for a test: every stage still runs for real in the runner process.

@@ -29,7 +29,7 @@ def open_on_hardware(workdir: Path, tmp_path: Path, hardware: HardwareInfo, **an
 
 
 async def test_preset_and_mode_keys_change_the_plan(tui_workdir: Path, tmp_path: Path) -> None:
-    app = open_on_hardware(tui_workdir, tmp_path, L4)
+    app = open_on_hardware(tui_workdir, tmp_path, L4, family="sd15")
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.choice is not None,
                        what="plan")
@@ -93,7 +93,7 @@ async def test_budget_cap_in_dollars_or_minutes_reaches_the_spec(tui_workdir: Pa
 
 
 async def test_two_gpus_offer_data_parallel_and_the_job_runs_on_both(tui_workdir: Path, tmp_path: Path) -> None:
-    app = open_on_hardware(tui_workdir, tmp_path, TWO_H100)
+    app = open_on_hardware(tui_workdir, tmp_path, TWO_H100, family="sd15")
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None,
                        what="plan")
@@ -141,3 +141,58 @@ async def test_one_gpu_has_no_gpus_key(tui_workdir: Path, tmp_path: Path) -> Non
         assert "All GPUs" not in {b.binding.description for b in screen.active_bindings.values() if b.binding.show}
         await pilot.press("ctrl+g")
         assert screen.choice.plan.num_processes == 1
+
+
+TWELVE_GB = HardwareInfo(gpus=[GpuInfo(0, "NVIDIA GeForce RTX 3060", 12.0, 11.5)], disk_free_gib=200.0, cpu_count=8,
+                         ram_gib=31.0)
+EIGHT_GB = HardwareInfo(gpus=[GpuInfo(0, "NVIDIA GeForce RTX 3070", 8.0, 7.6)], disk_free_gib=200.0, cpu_count=8,
+                        ram_gib=31.0)
+
+
+async def test_sdxl_where_it_fits_and_ctrl_f_switches_family(tui_workdir: Path, tmp_path: Path) -> None:
+    app = open_on_hardware(tui_workdir, tmp_path, TWELVE_GB)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None,
+                       what="plan")
+        screen = app.screen
+        assert isinstance(screen, HardwareScreen) and screen.choice is not None
+        spec = screen.spec_for("x")
+        # a 12 GB card gets SDXL's leanest LoRA plan, at 1024 px, from SDXL's own base model
+        assert (spec.family, spec.resolution, spec.base_model) == (
+            "sdxl",
+            1024,
+            "stabilityai/stable-diffusion-xl-base-1.0",
+        )
+        assert spec.train.mode == "lora" and spec.train.gradient_checkpointing
+        plan_text = shown(screen.query_one("#hardware-plan", Static))
+        assert "SDXL" in plan_text and "1024 px" in plan_text and "SD 1.5: ctrl+f" in plan_text
+
+        await pilot.press("ctrl+f")
+        await wait_for(pilot, lambda: screen.choice is not None and screen.spec_for("x").family == "sd15",
+                       what="the SD 1.5 plan")
+        spec = screen.spec_for("x")
+        assert (spec.resolution, spec.base_model) == (512, "stable-diffusion-v1-5/stable-diffusion-v1-5")
+        assert spec.train.mode == "full" and load_session(tui_workdir).family == "sd15"
+        assert "SDXL: ctrl+f" in shown(screen.query_one("#hardware-plan", Static))
+
+
+async def test_an_sdxl_file_with_sd15_chosen_is_one_sentence(tui_workdir: Path, tmp_path: Path) -> None:
+    import json
+    import struct
+
+    # a single-file checkpoint is recognised by its keys (only the safetensors header is read)
+    header = json.dumps({"conditioner.embedders.1.model.positional_embedding":
+                         {"dtype": "F16", "shape": [1], "data_offsets": [0, 2]}}).encode()
+    model = tmp_path / "my-favourite-model.safetensors"
+    model.write_bytes(struct.pack("<Q", len(header)) + header + b"\0\0")
+    app = open_on_hardware(tui_workdir, tmp_path, EIGHT_GB, base_model=str(model))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None,
+                       what="plan")
+        screen = app.screen
+        assert isinstance(screen, HardwareScreen) and screen.spec_for("x").family == "sd15"  # 8 GB: SD 1.5
+        await pilot.press("ctrl+n")
+        await pilot.pause(0.2)
+        assert not isinstance(app.screen, ChoiceDialog)
+        message = shown(screen.query_one("#hardware-message", Static))
+        assert "my-favourite-model.safetensors is an SDXL model but the job is set to SD 1.5" in message

@@ -172,7 +172,8 @@ def test_prompts_edit_dialog_says_what_the_pack_refuses(box: Path, snap_compare:
 
 
 def test_hardware_plan_time_and_cost(box: Path, snap_compare: Callable[..., bool]) -> None:
-    saved_session(box, step="hardware", photos_dir="photos", identifier="zwx", hourly_price=2.49, budget="20")
+    saved_session(box, step="hardware", photos_dir="photos", identifier="zwx", hourly_price=2.49, budget="20",
+                  family="sd15")
 
     async def probed(pilot: Pilot[None]) -> None:
         app = pilot.app
@@ -194,8 +195,21 @@ def test_hardware_refuses_without_a_gpu(box: Path, snap_compare: Callable[..., b
     assert snap_compare(make_app(box, hardware=NO_GPU), run_before=probed)
 
 
+def test_hardware_picks_sdxl_where_it_fits(box: Path, snap_compare: Callable[..., bool]) -> None:
+    saved_session(box, step="hardware", photos_dir="photos", identifier="zwx", hourly_price=0.69)
+    card = HardwareInfo(gpus=[GpuInfo(0, "NVIDIA GeForce RTX 4090", 24.0, 23.2)], disk_free_gib=180.0,
+                        cpu_count=16, ram_gib=62.0)
+
+    async def probed(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None,
+                       what="plan")
+
+    assert snap_compare(make_app(box, hardware=card), run_before=probed)
+
+
 def test_hardware_offers_all_gpus(box: Path, snap_compare: Callable[..., bool]) -> None:
-    saved_session(box, step="hardware", photos_dir="photos", identifier="zwx", hourly_price=2.49)
+    saved_session(box, step="hardware", photos_dir="photos", identifier="zwx", hourly_price=2.49, family="sd15")
 
     async def probed(pilot: Pilot[None]) -> None:
         app = pilot.app

@@ -13,20 +13,7 @@ import torch
 
 from ioncannon.engine.models.load import Components
 
-SAMPLERS = ("dpm", "ddim")
 _log = logging.getLogger("ioncannon")
-
-
-def make_scheduler(kind: str, noise_scheduler: Any) -> Any:
-    """DPM-Solver++ (2nd order multistep) or DDIM, configured from the model's training scheduler."""
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
-
-    config = dict(noise_scheduler.config)
-    if kind == "dpm":
-        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
-    if kind == "ddim":
-        return DDIMScheduler.from_config(config, set_alpha_to_one=False)
-    raise ValueError(f"unknown sampler {kind!r}; choose one of {', '.join(SAMPLERS)}")
 
 
 def initial_noise(seeds: list[int], shape: tuple[int, int, int]) -> torch.Tensor:
@@ -69,20 +56,25 @@ class ImageSampler:
         self.decode_batch = max(1, decode_batch)
         self.compiled = False
         self.timings: dict[str, float] = {"denoise": 0.0, "decode": 0.0}
-        self._embeddings: dict[str, torch.Tensor] = {}
-        make_scheduler(sampler, parts.noise_scheduler)  # fail early on a bad sampler name
+        self._embeddings: dict[str, dict[str, torch.Tensor]] = {}
+        from ioncannon.engine.families import family_for
+
+        self.family = family_for(parts.family)
+        self.family.make_scheduler(sampler, parts.noise_scheduler)  # fail early on a bad sampler name
 
         cuda = device.type == "cuda"
         if cuda:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
             torch.backends.cudnn.benchmark = True  # shapes are static, so the first pick is reused
-        for module in (parts.unet, parts.vae, parts.text_encoder):
+        self.vae_dtype = self.family.vae_dtype(dtype)
+        for module in parts.modules():
             module.requires_grad_(False)
             module.eval()
+            want = self.vae_dtype if module is parts.vae else dtype
             current = next(module.parameters())
-            if current.dtype != dtype or current.device != device:
-                module.to(device=device, dtype=dtype)
+            if current.dtype != want or current.device != device:
+                module.to(device=device, dtype=want)
         if cuda:
             # NHWC convolutions run on tensor cores without layout transposes
             parts.unet.to(memory_format=torch.channels_last)
@@ -111,31 +103,29 @@ class ImageSampler:
         return (int(self.parts.unet.config.in_channels), side, side)
 
     @torch.inference_mode()
-    def embed(self, prompts: list[str]) -> torch.Tensor:
-        """CLIP last hidden states for each prompt (77 tokens, padded like the diffusers pipeline), cached."""
+    def embed(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        """The family's conditioning of each prompt (tokens padded like the diffusers pipeline), cached per prompt."""
         todo = [p for p in dict.fromkeys(prompts) if p not in self._embeddings]
         if todo:
-            tok = self.parts.tokenizer
-            ids = tok(
-                todo, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt"
-            ).input_ids
-            hidden = self.parts.text_encoder(ids.to(self.device))[0]
-            for prompt, h in zip(todo, hidden, strict=True):
-                self._embeddings[prompt] = h.to(self.dtype)
-        return torch.stack([self._embeddings[p] for p in prompts])
+            cond = self.family.encode_prompts(self.parts, todo, self.resolution, self.device)
+            for i, prompt in enumerate(todo):
+                self._embeddings[prompt] = {k: v[i].to(self.dtype) for k, v in cond.items()}
+        keys = self._embeddings[prompts[0]].keys()
+        return {k: torch.stack([self._embeddings[p][k] for p in prompts]) for k in keys}
 
     @torch.inference_mode()
-    def denoise(self, latents: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor) -> torch.Tensor:
+    def denoise(self, latents: torch.Tensor, cond: dict[str, torch.Tensor],
+                uncond: dict[str, torch.Tensor]) -> torch.Tensor:
         """Run the sampler from pure noise; guidance batches [uncond, cond] into one UNet call per step."""
-        scheduler = make_scheduler(self.sampler, self.parts.noise_scheduler)
+        scheduler = self.family.make_scheduler(self.sampler, self.parts.noise_scheduler)
         scheduler.set_timesteps(self.steps, device=self.device)
         latents = latents * scheduler.init_noise_sigma
-        context = torch.cat([uncond, cond])
+        inputs = self.family.denoiser_inputs({k: torch.cat([uncond[k], cond[k]]) for k in cond})
         if self.device.type == "cuda":
             latents = latents.contiguous(memory_format=torch.channels_last)
         for t in scheduler.timesteps:
             model_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
-            noise = self.unet(model_in.to(self.dtype), t, encoder_hidden_states=context, return_dict=False)[0]
+            noise = self.unet(model_in.to(self.dtype), t, **inputs, return_dict=False)[0]
             uncond_noise, cond_noise = noise.chunk(2)
             guided = uncond_noise + self.guidance * (cond_noise - uncond_noise)
             latents = scheduler.step(guided, t, latents, return_dict=False)[0]
@@ -143,7 +133,7 @@ class ImageSampler:
 
     def _decode_eager(self, latents: torch.Tensor) -> torch.Tensor:
         vae = self.parts.vae
-        pixels = vae.decode(latents.to(self.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        pixels = vae.decode(latents.to(self.vae_dtype) / vae.config.scaling_factor, return_dict=False)[0]
         return (pixels.float() / 2 + 0.5).clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1)
 
     @torch.inference_mode()

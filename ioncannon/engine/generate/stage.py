@@ -15,7 +15,7 @@ from ioncannon.engine.context import StageContext
 from ioncannon.engine.generate.batches import fixed_batches, render, shard
 from ioncannon.engine.generate.collage import make_collage
 from ioncannon.engine.generate.sampler import ImageSampler
-from ioncannon.engine.models.load import Components, ModelLoadError, load_components, release
+from ioncannon.engine.models.load import Components, ModelLoadError, release
 from ioncannon.engine.parallel.collectives import image_shard
 from ioncannon.engine.weights.adapters import merge_adapters
 from ioncannon.job.errors import StageError
@@ -104,6 +104,7 @@ def class_cache_dir(ctx: StageContext) -> Path:
     plan = spec.generate
     key = {
         "model": _model_identity(spec.base_model), "prompt": spec.class_prompt, "resolution": spec.resolution,
+        **({"family": spec.family} if spec.family != "sd15" else {}),  # sd15 keys stay those of existing caches
         "sampler": f"{plan.sampler}-{plan.steps}-{plan.guidance:g}",
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -164,8 +165,10 @@ def run_class_images(ctx: StageContext) -> None:
     batches = shard(fixed_batches(missing, spec.generate.batch_size), rank, world)
     if not batches:
         return
+    from ioncannon.engine.families import family_for
+
     try:
-        parts = load_components(spec.base_model, dtype=ctx.dtype)
+        parts = family_for(spec.family).load(spec.base_model, dtype=ctx.dtype)
     except ModelLoadError as exc:
         raise StageError(
             str(exc), "Class images are drawn by the base model; fix the model source and resume."
@@ -244,6 +247,8 @@ def generate_pack(ctx: StageContext, load: Callable[[], Components]) -> list[Out
         parts = load()
         parts.unet = merge_adapters(parts.unet)  # one merged weight runs faster than base + adapter
         parts.text_encoder = merge_adapters(parts.text_encoder)
+        if parts.text_encoder_2 is not None:
+            parts.text_encoder_2 = merge_adapters(parts.text_encoder_2)
         sampler = make_sampler(ctx, parts, missing)
         written: set[str] = set()
 
@@ -280,6 +285,6 @@ def finish_pack(ctx: StageContext, sets: list[OutputSet] | None = None) -> None:
 
 def run_generate(ctx: StageContext) -> None:
     """Run the prompt pack with the trained model (stage 'generate')."""
-    from ioncannon.engine.weights.trained import load_trained
+    from ioncannon.engine.families import load_trained
 
     generate_pack(ctx, lambda: load_trained(ctx, dtype=ctx.dtype))

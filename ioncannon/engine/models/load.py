@@ -26,7 +26,7 @@ _TINY_WORDS = (
 
 @dataclass
 class Components:
-    """The parts of a Stable Diffusion 1.x model that training and generation use."""
+    """The parts of a Stable Diffusion model that training and generation use (SDXL adds a second text tower)."""
 
     unet: Any
     vae: Any
@@ -34,6 +34,18 @@ class Components:
     tokenizer: Any
     noise_scheduler: Any
     source: str = ""
+    family: str = "sd15"
+    text_encoder_2: Any = None
+    tokenizer_2: Any = None
+
+    def text_encoders(self) -> list[tuple[str, Any]]:
+        """(name, module) of every text encoder the model has, in the pipeline's order."""
+        named = [("text_encoder", self.text_encoder), ("text_encoder_2", self.text_encoder_2)]
+        return [(n, m) for n, m in named if m is not None]
+
+    def modules(self) -> list[Any]:
+        """Every module with weights: the UNet, the VAE and the text encoders."""
+        return [self.unet, self.vae, *(m for _, m in self.text_encoders())]
 
 
 class ModelLoadError(Exception):

@@ -18,7 +18,7 @@ from ioncannon.job.errors import StageError
 from ioncannon.job.events import Message, Progress
 from ioncannon.job.fsio import StateFileError, read_json, write_json
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 TENSORS_FILE = "train_cache.safetensors"
 KEY_FILE = "train_cache.json"
 _ENCODE_BATCH = 8
@@ -26,18 +26,43 @@ _ENCODE_BATCH = 8
 
 @dataclass
 class TrainCache:
-    """What the training loop needs, already encoded: scaled-latent mean/std and prompt embeddings."""
+    """What the training loop needs, already encoded: scaled-latent mean/std and the prompts' conditioning.
+
+    The conditioning is whatever the model family conditions its denoiser on (SD 1.5: the text encoder's hidden
+    states; SDXL: both towers' hidden states, the pooled embedding and the size/crop ids), kept per prompt
+    with the token ids a run that trains the text encoders re-encodes every step.
+    """
 
     instance_mean: torch.Tensor   # (2N, 4, h, w): every photo, then its mirror image
     instance_std: torch.Tensor    # kept so a trainer can sample the posterior; ours trains on the mean
     class_mean: torch.Tensor      # (M, 4, h, w); M may be 0 without prior preservation
     class_std: torch.Tensor
-    instance_embeds: torch.Tensor  # (1, 77, d)
-    class_embeds: torch.Tensor
-    empty_embeds: torch.Tensor     # unconditional, for previews with guidance
-    instance_ids: torch.Tensor     # (1, 77) token ids, for runs that train the text encoder
-    class_ids: torch.Tensor
+    instance_cond: dict[str, torch.Tensor]   # name -> (1, ...)
+    class_cond: dict[str, torch.Tensor]
+    empty_cond: dict[str, torch.Tensor]      # unconditional, for previews with guidance
+    instance_tokens: dict[str, torch.Tensor]  # tokenizer name -> (1, 77) ids
+    class_tokens: dict[str, torch.Tensor]
     scaling_factor: float
+
+    @property
+    def instance_embeds(self) -> torch.Tensor:
+        return self.instance_cond["hidden"]
+
+    @property
+    def class_embeds(self) -> torch.Tensor:
+        return self.class_cond["hidden"]
+
+    @property
+    def empty_embeds(self) -> torch.Tensor:
+        return self.empty_cond["hidden"]
+
+    @property
+    def instance_ids(self) -> torch.Tensor:
+        return self.instance_tokens["ids"]
+
+    @property
+    def class_ids(self) -> torch.Tensor:
+        return self.class_tokens["ids"]
 
 
 def _images(folder: Path) -> list[Path]:
@@ -55,7 +80,7 @@ def cache_key(ctx: StageContext, instance: list[Path], klass: list[Path]) -> str
     """Changes whenever anything that shapes the cached tensors changes: model, resolution, photos, prompts."""
     spec = ctx.spec
     body = {
-        "format": CACHE_FORMAT, "base_model": spec.base_model, "resolution": spec.resolution,
+        "format": CACHE_FORMAT, "family": spec.family, "base_model": spec.base_model, "resolution": spec.resolution,
         "instance_prompt": spec.instance_prompt, "class_prompt": spec.class_prompt,
         "instance": [_file_key(p) for p in instance], "class": [_file_key(p) for p in klass],
         "prior": spec.train.prior_preservation,
@@ -107,13 +132,8 @@ def _encode(vae: Any, paths: list[Path], resolution: int, flip: bool, device: to
     return torch.cat(means), torch.cat(stds)
 
 
-@torch.no_grad()
-def _embed(components: Any, prompt: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    tok = components.tokenizer
-    ids = tok(prompt, padding="max_length", max_length=tok.model_max_length, truncation=True,
-              return_tensors="pt").input_ids
-    embeds = components.text_encoder(ids.to(device))[0]
-    return embeds.float().cpu(), ids
+def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def load_cache(ctx: StageContext) -> TrainCache | None:
@@ -131,8 +151,8 @@ def load_cache(ctx: StageContext) -> TrainCache | None:
         empty = torch.zeros((0, *t["instance_mean"].shape[1:]))
         return TrainCache(
             t["instance_mean"], t["instance_std"], t.get("class_mean", empty), t.get("class_std", empty),
-            t["instance_embeds"], t["class_embeds"], t["empty_embeds"], t["instance_ids"], t["class_ids"],
-            float(meta["scaling_factor"]),
+            _prefixed(t, "instance.cond."), _prefixed(t, "class.cond."), _prefixed(t, "empty.cond."),
+            _prefixed(t, "instance.tokens."), _prefixed(t, "class.tokens."), float(meta["scaling_factor"]),
         )
     except (StateFileError, OSError, SafetensorError, StageError, KeyError, TypeError, ValueError):
         return None  # missing, stale or damaged: the cache stage makes it again
@@ -144,14 +164,16 @@ def run_cache(ctx: StageContext, components: Any = None) -> None:
     if load_cache(ctx) is not None:
         ctx.emit(Message("info", "Latent cache is up to date."))
         return
-    if components is None:
-        from ioncannon.engine.models.load import load_components
+    from ioncannon.engine.families import family_for
 
-        components = load_components(ctx.spec.base_model)
-    device, dtype = ctx.device, ctx.dtype
-    vae, text_encoder = components.vae, components.text_encoder
+    family = family_for(ctx.spec.family)
+    if components is None:
+        components = family.load(ctx.spec.base_model)
+    device, dtype = ctx.device, family.vae_dtype(ctx.dtype)
+    vae = components.vae
     vae.to(device=device, dtype=dtype).eval()
-    text_encoder.to(device=device).eval()
+    for _, text_encoder in components.text_encoders():
+        text_encoder.to(device=device).eval()
     total = 2 * len(instance) + len(klass)
     done = 0
 
@@ -171,9 +193,11 @@ def run_cache(ctx: StageContext, components: Any = None) -> None:
         cm, cs = _encode(vae, klass, res, False, device, dtype, tick)
         tensors.update(class_mean=cm * scale, class_std=cs * scale)
     spec = ctx.spec
-    tensors["instance_embeds"], tensors["instance_ids"] = _embed(components, spec.instance_prompt, device)
-    tensors["class_embeds"], tensors["class_ids"] = _embed(components, spec.class_prompt, device)
-    tensors["empty_embeds"], _ = _embed(components, "", device)
+    for which, prompt in (("instance", spec.instance_prompt), ("class", spec.class_prompt), ("empty", "")):
+        cond = family.encode_prompts(components, [prompt], spec.resolution, device)
+        tensors.update({f"{which}.cond.{k}": v.float().cpu() for k, v in cond.items()})
+        if which != "empty":
+            tensors.update({f"{which}.tokens.{k}": v for k, v in family.tokenize(components, [prompt]).items()})
     folder = ctx.paths.cache
     folder.mkdir(parents=True, exist_ok=True)
     save_tensors(folder / TENSORS_FILE, tensors)
@@ -181,4 +205,5 @@ def run_cache(ctx: StageContext, components: Any = None) -> None:
     write_json(folder / KEY_FILE, {"key": cache_key(ctx, instance, klass), "scaling_factor": scale,
                                    "instance_images": len(instance), "class_images": len(klass)})
     vae.to("cpu")
-    text_encoder.to("cpu")
+    for _, text_encoder in components.text_encoders():
+        text_encoder.to("cpu")

@@ -24,7 +24,7 @@ from ioncannon.engine.weights.trained import lora_info, publish_trained, trained
 from ioncannon.job.errors import StageError, StopRequested
 from ioncannon.job.events import CheckpointSaved, Message, Progress, SampleReady
 from ioncannon.job.fsio import StateFileError, read_json, write_json
-from ioncannon.job.spec import TrainPlan
+from ioncannon.job.plans import TrainPlan
 
 __all__ = ["run_cache", "run_training", "active_plan", "training_finished", "step_down_after_oom"]
 
@@ -58,9 +58,9 @@ def _configure_compile_cache(ctx: StageContext) -> None:
 
 def _components(source: ComponentSource, ctx: StageContext) -> Any:
     if source is None:
-        from ioncannon.engine.models.load import load_components
+        from ioncannon.engine.families import family_for
 
-        return load_components(ctx.spec.base_model)
+        return family_for(ctx.spec.family).load(ctx.spec.base_model)
     return source() if callable(source) else source
 
 
@@ -114,16 +114,17 @@ def step_down_after_oom(ctx: StageContext) -> TrainPlan:
 
 
 def _step_down(ctx: StageContext, plan: TrainPlan, store: CheckpointStore, reloadable: bool) -> TrainPlan:
-    nxt = step_down(plan)
+    family = ctx.spec.family
+    nxt = step_down(plan, family)
     if nxt is None or not reloadable:
         raise StageError(
-            f"Out of GPU memory even with the leanest {plan.mode} plan ({profile_label(plan)}).",
+            f"Out of GPU memory even with the leanest {plan.mode} plan ({profile_label(plan, family)}).",
             "Close other programs using the GPU (`nvidia-smi` lists them), pick LoRA, or rent a larger card.",
         )
     last = store.published()
     at = last[0][0] if last else 0
-    ctx.emit(Message("warning", f"Out of GPU memory with '{profile_label(plan)}'; switching to "
-                                f"'{profile_label(nxt)}' and resuming from step {at}."))
+    ctx.emit(Message("warning", f"Out of GPU memory with '{profile_label(plan, family)}'; switching to "
+                                f"'{profile_label(nxt, family)}' and resuming from step {at}."))
     write_json(_plan_file(ctx), {"plan": dataclasses.asdict(nxt)})
     return nxt
 
@@ -217,7 +218,8 @@ def _train(ctx: StageContext, comps: Any, cache: TrainCache, plan: TrainPlan, st
     if trainer.world > 1:  # every rank starts from rank 0's weights and random state, as DDP does
         broadcast_from_first([trainer.flat.data])
         sync_rng_from_first(device)
-    vae = comps.vae.to(device=device, dtype=trainer.weight_dtype) if plan.sample_every > 0 and first else None
+    vae_dtype = trainer.family.vae_dtype(trainer.weight_dtype)
+    vae = comps.vae.to(device=device, dtype=vae_dtype) if plan.sample_every > 0 and first else None
     if device.type == "cuda":
         torch.cuda.synchronize()
     stats["setup_s"] = round(time.perf_counter() - t0, 2)
@@ -286,11 +288,12 @@ def _save(ctx: StageContext, store: CheckpointStore, trainer: Trainer, step: int
 def _preview(ctx: StageContext, trainer: Trainer, vae: Any, cache: TrainCache, step: int) -> None:
     try:
         device = ctx.device
-        cond = cache.instance_embeds
-        if trainer.text_encoder is not None:
+        cond = dict(cache.instance_cond)
+        if trainer.text_encoders:
             with torch.no_grad():
-                cond = trainer.text_encoder(cache.instance_ids.to(device))[0]
-        pixels = render_preview(trainer.unet, vae, trainer.scheduler_config, cond, cache.empty_embeds,
+                tokens = {k: v.to(device) for k, v in cache.instance_tokens.items()}
+                cond.update(trainer.family.encode_tokens(trainer.parts, tokens))
+        pixels = render_preview(trainer.family, trainer.unet, vae, trainer.scheduler_config, cond, cache.empty_cond,
                                 ctx.spec.resolution, trainer.plan.seed, device, trainer.weight_dtype)
         path = ctx.paths.previews / f"step_{step:08d}.png"
         write_png(path, pixels)
@@ -302,18 +305,15 @@ def _preview(ctx: StageContext, trainer: Trainer, vae: Any, cache: TrainCache, s
 
 
 def _publish(ctx: StageContext, trainer: Trainer, plan: TrainPlan) -> None:
-    text_state = None
     if plan.mode == "full":
         unet_state = trainer.unet.state_dict()
-        if trainer.text_encoder is not None:
-            text_state = trainer.text_encoder.state_dict()
+        text_states = {name: module.state_dict() for name, module in trainer.text_encoders}
         lora = None
     else:
         from peft import get_peft_model_state_dict
 
         unet_state = get_peft_model_state_dict(trainer.unet)
-        if trainer.text_encoder is not None:
-            text_state = get_peft_model_state_dict(trainer.text_encoder)
-        lora = lora_info(plan.lora_rank, plan.lora_rank, with_text=text_state is not None)
+        text_states = {name: get_peft_model_state_dict(module) for name, module in trainer.text_encoders}
+        lora = lora_info(plan.lora_rank, plan.lora_rank, with_text=bool(text_states))
     publish_trained(ctx.paths, mode=plan.mode, steps=plan.steps, base_model=ctx.spec.base_model,
-                    unet_state=unet_state, text_state=text_state, lora=lora)
+                    unet_state=unet_state, text_states=text_states, lora=lora)

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from ioncannon.engine.parallel.collectives import all_agree, average_gradients, process_rank
 from ioncannon.engine.train.cache import TrainCache
+from ioncannon.job.plans import TrainPlan
 from ioncannon.job.presets import warmup_steps
-from ioncannon.job.spec import TrainPlan
 
 _CHUNK = 1 << 26  # optimizer works in 64 Mi-element slices so eager fallbacks need no full-size fp32 temporaries
 _MAX_GRAD_NORM = 1.0
@@ -118,8 +118,12 @@ class Trainer:
         self.rank, self.world = process_rank()
         cuda = device.type == "cuda"
         self.weight_dtype = torch.bfloat16 if (cuda and plan.precision == "bf16") else torch.float32
+        from ioncannon.engine.families import family_for
+
+        self.family = family_for(components.family)
+        self.parts = components
         self.unet = components.unet
-        self.text_encoder = components.text_encoder if plan.train_text_encoder else None
+        self.text_encoders: list[tuple[str, Any]] = components.text_encoders() if plan.train_text_encoder else []
         self._prepare_modules(components)
         self.master_dtype = torch.float32 if plan.mode == "lora" else self.weight_dtype
         named = self._trainable()
@@ -146,10 +150,7 @@ class Trainer:
         self._update: Callable[..., None] = self._eager_update
         sched = components.noise_scheduler
         self.scheduler_config = dict(sched.config)
-        ac = sched.alphas_cumprod.to(device=device, dtype=torch.float32)
-        self.sqrt_ac, self.sqrt_1mac = ac.sqrt(), (1 - ac).sqrt()
-        self.num_timesteps = int(sched.config.num_train_timesteps)
-        self.v_prediction = sched.config.prediction_type == "v_prediction"
+        self.objective = self.family.objective(sched, device)
         self._setup_data()
         self.loss_out = torch.zeros((), dtype=torch.float32, device=device)
         self._forward: Callable[..., Any] = self.unet
@@ -168,10 +169,15 @@ class Trainer:
                 self._forward = torch.compile(self.unet, dynamic=False)
                 self.mode = "compiled"
 
+    @property
+    def text_encoder(self) -> Any:
+        """The first trained text encoder, or None when the text encoders are frozen (their output is cached)."""
+        return self.text_encoders[0][1] if self.text_encoders else None
+
     # ------------------------------------------------------------------ setup
     def _prepare_modules(self, components: Any) -> None:
         plan, dev = self.plan, self.device
-        for module in (components.unet, components.text_encoder):
+        for module in (components.unet, *(m for _, m in components.text_encoders())):
             module.requires_grad_(False)
         self.unet.to(device=dev, dtype=self.weight_dtype)
         if dev.type == "cuda":
@@ -180,14 +186,14 @@ class Trainer:
             from ioncannon.engine.weights.trained import TEXT_LORA_TARGETS, UNET_LORA_TARGETS, attach_lora
 
             attach_lora(self.unet, plan.lora_rank, plan.lora_rank, UNET_LORA_TARGETS)
-            if self.text_encoder is not None:
-                self.text_encoder.to(device=dev, dtype=self.weight_dtype)
-                attach_lora(self.text_encoder, plan.lora_rank, plan.lora_rank, TEXT_LORA_TARGETS)
+            for _, text_encoder in self.text_encoders:
+                text_encoder.to(device=dev, dtype=self.weight_dtype)
+                attach_lora(text_encoder, plan.lora_rank, plan.lora_rank, TEXT_LORA_TARGETS)
         else:
             self.unet.requires_grad_(True)
-            if self.text_encoder is not None:
-                self.text_encoder.to(device=dev, dtype=self.weight_dtype)
-                self.text_encoder.requires_grad_(True)
+            for _, text_encoder in self.text_encoders:
+                text_encoder.to(device=dev, dtype=self.weight_dtype)
+                text_encoder.requires_grad_(True)
         if plan.gradient_checkpointing:
             from torch.utils.checkpoint import checkpoint
 
@@ -195,13 +201,13 @@ class Trainer:
             self.unet.enable_gradient_checkpointing(
                 functools.partial(checkpoint, use_reentrant=False, preserve_rng_state=False))
         self.unet.train()
-        if self.text_encoder is not None:
-            self.text_encoder.train()
+        for _, text_encoder in self.text_encoders:
+            text_encoder.train()
 
     def _trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
         named = [(f"unet.{n}", p) for n, p in self.unet.named_parameters() if p.requires_grad]
-        if self.text_encoder is not None:
-            named += [(f"text_encoder.{n}", p) for n, p in self.text_encoder.named_parameters() if p.requires_grad]
+        for name, text_encoder in self.text_encoders:
+            named += [(f"{name}.{n}", p) for n, p in text_encoder.named_parameters() if p.requires_grad]
         return named
 
     def _setup_data(self) -> None:
@@ -235,13 +241,16 @@ class Trainer:
             noise=torch.zeros(shape, device=dev),
             timesteps=torch.zeros(rows, dtype=torch.long, device=dev),
         )
-        embeds = [c.instance_embeds.expand(b, -1, -1)]
-        ids = [c.instance_ids.expand(b, -1)]
-        if self.prior:
-            embeds.append(c.class_embeds.expand(b, -1, -1))
-            ids.append(c.class_ids.expand(b, -1))
-        self.embeds = torch.cat(embeds).to(device=dev, dtype=self.weight_dtype)
-        self.input_ids = torch.cat(ids).to(dev)
+
+        def rows_of(instance: torch.Tensor, klass: torch.Tensor) -> torch.Tensor:
+            parts = [instance.expand(b, *instance.shape[1:])]
+            if self.prior:
+                parts.append(klass.expand(b, *klass.shape[1:]))
+            return torch.cat(parts).to(dev)
+
+        # the conditioning of every row: instance prompt for the photos, class prompt for the class images
+        self.cond = {k: rows_of(c.instance_cond[k], c.class_cond[k]).to(self.weight_dtype) for k in c.instance_cond}
+        self.tokens = {k: rows_of(c.instance_tokens[k], c.class_tokens[k]) for k in c.instance_tokens}
         self._gen = torch.Generator(device=dev)
 
     # ------------------------------------------------------------------ the step
@@ -254,12 +263,12 @@ class Trainer:
         self._gen.manual_seed(self.plan.seed * 1_000_003 + step)
         if self.world > 1:  # the same draws as one process with the global batch, so the runs agree
             torch.randn(self._noise_all.shape, generator=self._gen, out=self._noise_all)
-            torch.randint(0, self.num_timesteps, self._t_all.shape, generator=self._gen, out=self._t_all)
+            self.objective.draw_timesteps(self._gen, self._t_all)
             torch.index_select(self._noise_all, 0, self._own_rows, out=x.noise)
             torch.index_select(self._t_all, 0, self._own_rows, out=x.timesteps)
             return
         torch.randn(x.noise.shape, generator=self._gen, out=x.noise)
-        torch.randint(0, self.num_timesteps, x.timesteps.shape, generator=self._gen, out=x.timesteps)
+        self.objective.draw_timesteps(self._gen, x.timesteps)
 
     def loss(self) -> torch.Tensor:
         """Instance loss + prior_loss_weight x class loss for the current inputs."""
@@ -268,15 +277,15 @@ class Trainer:
         latents = self.inst_mean[x.inst_idx]
         if self.prior:
             latents = torch.cat([latents, self.cls_mean[x.cls_idx]])
-        a = self.sqrt_ac[x.timesteps].view(-1, 1, 1, 1)
-        s = self.sqrt_1mac[x.timesteps].view(-1, 1, 1, 1)
-        noisy = a * latents + s * x.noise
-        target = a * x.noise - s * latents if self.v_prediction else x.noise
-        ehs = self.text_encoder(self.input_ids)[0] if self.text_encoder is not None else self.embeds
+        noisy, target = self.objective.noisy_and_target(latents, x.noise, x.timesteps)
+        cond = self.cond
+        if self.text_encoders:  # trained text encoders: re-encode the prompts every step
+            fresh = self.family.encode_tokens(self.parts, self.tokens)
+            cond = {**cond, **{k: v.to(self.weight_dtype) for k, v in fresh.items()}}
         sample = noisy.to(self.weight_dtype)
         if self.device.type == "cuda":
             sample = sample.contiguous(memory_format=torch.channels_last)
-        pred = self._forward(sample, x.timesteps, ehs.to(self.weight_dtype), return_dict=False)[0]
+        pred = self._forward(sample, x.timesteps, **self.family.denoiser_inputs(cond), return_dict=False)[0]
         per_row = F.mse_loss(pred.float(), target, reduction="none").mean(dim=(1, 2, 3))
         b = self.plan.batch_size
         total = per_row[:b].mean()
@@ -370,7 +379,7 @@ class Trainer:
 
     def layout(self) -> dict[str, Any]:
         return {"names": self.flat.names, "numels": self.flat.numels, "mode": self.plan.mode,
-                "text_encoder": self.text_encoder is not None}
+                "text_encoder": bool(self.text_encoders)}
 
 
 def is_finite(values: list[float]) -> bool:

@@ -1,1 +1,1 @@
-"""Trained weights on disk: the working copy, exports (single file, diffusers, LoRA) and key maps."""
+"""Weights on disk: safetensors files, the trained working copy, LoRA adapters and the key maps of export layouts."""

@@ -43,6 +43,9 @@ def unet_module_map(config: Any) -> dict[str, tuple[str, dict[str, str]]]:
     m: dict[str, tuple[str, dict[str, str]]] = {
         "time_embedding.linear_1": ("time_embed.0", plain),
         "time_embedding.linear_2": ("time_embed.2", plain),
+        # SDXL's added (pooled text + size/crop) conditioning MLP
+        "add_embedding.linear_1": ("label_emb.0.0", plain),
+        "add_embedding.linear_2": ("label_emb.0.2", plain),
         "conv_in": ("input_blocks.0.0", plain),
         "conv_norm_out": ("out.0", plain),
         "conv_out": ("out.2", plain),

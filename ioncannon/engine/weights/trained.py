@@ -14,7 +14,6 @@ from ioncannon.job.fsio import StateFileError, fsync_dir, read_json, write_json
 from ioncannon.job.paths import JobPaths
 
 if TYPE_CHECKING:
-    from ioncannon.engine.context import StageContext
     from ioncannon.engine.models.load import Components
 
 INFO_FILE = "trained.json"
@@ -42,23 +41,28 @@ def publish_trained(
     steps: int,
     base_model: str,
     unet_state: dict[str, torch.Tensor],
-    text_state: dict[str, torch.Tensor] | None = None,
+    text_states: dict[str, dict[str, torch.Tensor]] | None = None,
     lora: dict[str, Any] | None = None,
 ) -> Path:
-    """Stage the final weights in a hidden folder, then swap it into place (readers see old or new)."""
+    """Stage the final weights in a hidden folder, then swap it into place (readers see old or new).
+
+    `text_states` maps each trained text encoder's name ("text_encoder", SDXL's "text_encoder_2") to its weights.
+    """
     final = paths.trained
     staging = paths.meta / f".trained-staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     full = mode == "full"
     save_tensors(staging / (UNET_FULL if full else UNET_LORA), unet_state)
-    if text_state:
-        save_tensors(staging / (TEXT_FULL if full else TEXT_LORA), text_state)
+    trained_text = [name for name, state in (text_states or {}).items() if state]
+    for name in trained_text:
+        save_tensors(staging / _text_file(name, full), (text_states or {})[name])
     write_json(staging / INFO_FILE, {
         "mode": mode,
         "steps": int(steps),
         "base_model": base_model,
-        "text_encoder_trained": bool(text_state),
+        "text_encoder_trained": bool(trained_text),
+        "text_encoders": trained_text,
         "lora": None if full else lora,
     })
     fsync_dir(staging)
@@ -69,6 +73,19 @@ def publish_trained(
     fsync_dir(paths.meta)
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _text_file(name: str, full: bool) -> str:
+    # the first encoder keeps the file names jobs from before SDXL wrote
+    if name == "text_encoder":
+        return TEXT_FULL if full else TEXT_LORA
+    return f"{name}.safetensors" if full else f"{name}_lora.safetensors"
+
+
+def _trained_text(info: dict[str, Any]) -> list[str]:
+    if "text_encoders" in info:
+        return list(info["text_encoders"])
+    return ["text_encoder"] if info.get("text_encoder_trained") else []
 
 
 def trained_info(paths: JobPaths) -> dict[str, Any] | None:
@@ -96,8 +113,9 @@ def lora_state(paths: JobPaths) -> dict[str, dict[str, torch.Tensor]] | None:
         return None
     folder = paths.trained
     out = {"unet": _load_tensors(folder / UNET_LORA)}
-    if info.get("text_encoder_trained") and (folder / TEXT_LORA).exists():
-        out["text_encoder"] = _load_tensors(folder / TEXT_LORA)
+    for name in _trained_text(info):
+        if (folder / _text_file(name, False)).exists():
+            out[name] = _load_tensors(folder / _text_file(name, False))
     return out
 
 
@@ -127,18 +145,20 @@ def apply_trained(components: Components, paths: JobPaths) -> Components:
     if info is None:
         raise StageError("No trained weights were found for this job.", "Run (or resume) the training stage first.")
     folder = paths.trained
+    encoders = dict(components.text_encoders())
     if info["mode"] == "full":
         components.unet.load_state_dict(_load_tensors(folder / UNET_FULL), strict=True)
-        if info.get("text_encoder_trained"):
-            components.text_encoder.load_state_dict(_load_tensors(folder / TEXT_FULL), strict=False)
+        for name in _trained_text(info):
+            encoders[name].load_state_dict(_load_tensors(folder / _text_file(name, True)), strict=False)
         return components
     lora = info["lora"]
     states = lora_state(paths) or {}
     attach_lora(components.unet, lora["rank"], lora["alpha"], lora["target_modules_unet"])
     _check_loaded(set_peft_model_state_dict(components.unet, states["unet"]), "UNet")
-    if "text_encoder" in states:
-        attach_lora(components.text_encoder, lora["rank"], lora["alpha"], lora["target_modules_text"])
-        _check_loaded(set_peft_model_state_dict(components.text_encoder, states["text_encoder"]), "text encoder")
+    for name, module in encoders.items():
+        if name in states:
+            attach_lora(module, lora["rank"], lora["alpha"], lora["target_modules_text"])
+            _check_loaded(set_peft_model_state_dict(module, states[name]), name.replace("_", " "))
     return components
 
 
@@ -146,16 +166,3 @@ def _check_loaded(result: Any, what: str) -> None:
     unexpected = list(getattr(result, "unexpected_keys", None) or [])
     if unexpected:
         raise ValueError(f"LoRA weights for the {what} do not match the model: {unexpected[:3]}")
-
-
-def load_trained(ctx: StageContext, dtype: torch.dtype | None = None) -> Components:
-    """Base components with the trained weights applied, on ctx.device, in eval mode."""
-    from ioncannon.engine.models.load import load_components
-
-    components = apply_trained(load_components(ctx.spec.base_model), ctx.paths)
-    dtype = dtype or ctx.dtype
-    for module in (components.unet, components.vae, components.text_encoder):
-        module.to(device=ctx.device, dtype=dtype)
-        module.eval()
-        module.requires_grad_(False)
-    return components

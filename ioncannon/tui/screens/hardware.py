@@ -14,6 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Static
 
+from ioncannon.job.families import FAMILIES, detect_family, family_info, mismatch_message, offered_families
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.presets import PRESETS
 from ioncannon.job.prompts import save_pack
@@ -43,6 +44,7 @@ class HardwareScreen(WizardScreen):
         Binding("ctrl+p", "switch_preset", "Preset"),
         Binding("ctrl+l", "switch_mode", "Full/LoRA"),
         Binding("ctrl+g", "switch_gpus", "All GPUs"),
+        Binding("ctrl+f", "switch_family", "Model"),
         Binding("ctrl+n", "next", "Start…"),
     ]
 
@@ -96,19 +98,29 @@ class HardwareScreen(WizardScreen):
         self.app.call_from_thread(self._probed, info, spec)
 
     def _base_spec(self, info: HardwareInfo) -> JobSpec:
+        from ioncannon.engine.hardware import default_family
+
         session = self.session
+        family = session.family or default_family(info, self.wizard.demo)
         if self.wizard.demo:
             from ioncannon.engine.demo import demo_spec
 
             return demo_spec(self.wizard.workdir, name="estimate", photos_dir=session.photos_dir or None,
-                             identifier=session.identifier, class_name=session.class_name)
+                             identifier=session.identifier, class_name=session.class_name, family=family)
+        fam = family_info(family)
+        # a base model the person never changed follows the family; one they typed stays
+        model = session.base_model.strip()
+        if not model or model in {f.default_model for f in FAMILIES.values()}:
+            model = fam.default_model
         return JobSpec(name="estimate", photos_dir=session.photos_dir, identifier=session.identifier,
-                       class_name=session.class_name, base_model=session.base_model)
+                       class_name=session.class_name, base_model=model, family=family,
+                       resolution=fam.default_resolution, generate=fam.generate)
 
     def _probed(self, info: HardwareInfo, spec: JobSpec) -> None:
         self.hardware, self.base_spec = info, spec
-        if self.wizard.demo:
-            self.query_one("#hardware-model", Input).value = spec.base_model
+        model = self.query_one("#hardware-model", Input)
+        if self.wizard.demo or model.value.strip() != spec.base_model:
+            model.value = spec.base_model
         self._recompute()
 
     # ------------------------------------------------------------------ plan, time and cost
@@ -120,13 +132,14 @@ class HardwareScreen(WizardScreen):
             return
         session = self.session
         try:
-            self.single = hardware.choose_plan(self.hardware, session.preset, session.mode, self.wizard.demo)
+            self.single = hardware.choose_plan(self.hardware, session.preset, session.mode, self.wizard.demo,
+                                               family=self.base_spec.family)
             self.refusal = "" if self.single.fits else self.single.why
         except hardware.NothingFits as exc:
             self.single, self.refusal = None, str(exc)
         self.parallel = hardware.data_parallel(self.single, self.hardware) if self.single is not None else None
         self.choice = self.parallel if session.all_gpus and self.parallel is not None else self.single
-        self.options = hardware.plan_options(self.hardware, self.wizard.demo)
+        self.options = hardware.plan_options(self.hardware, self.wizard.demo, family=self.base_spec.family)
         self.estimate_s = None
         if self.choice is not None and self.choice.fits:
             self.estimate_s = hardware.estimate_seconds(self.spec_for(self.base_spec.name), self.choice)
@@ -144,9 +157,17 @@ class HardwareScreen(WizardScreen):
         return self.base_spec.replace(
             name=name, train=self.choice.plan, hourly_price=session.hourly_price,
             crops=dict(session.crops), excluded=tuple(session.excluded), kept=tuple(session.kept),
-            base_model=self.base_spec.base_model if self.wizard.demo else session.base_model.strip(),
+            base_model=self._base_model(),
             budget_money=dollars, budget_minutes=minutes, generate=generate,
         )
+
+    def _base_model(self) -> str:
+        """What the person typed, unless it is a family's default: then the chosen family's own."""
+        assert self.base_spec is not None
+        typed = self.session.base_model.strip()
+        if self.wizard.demo or not typed or typed in {f.default_model for f in FAMILIES.values()}:
+            return self.base_spec.base_model
+        return typed
 
     def pack_path(self, name: str) -> Path:
         """The job's own copy of the prompt pack: later edits of the wizard's pack don't change a started job."""
@@ -222,6 +243,16 @@ class HardwareScreen(WizardScreen):
         plan = choice.plan
         preset = "demo" if self.wizard.demo else session.preset
         label = choice.label if plan.mode == "full" else f"{choice.label} rank {plan.lora_rank}"
+        fam = family_info(self.base_spec.family if self.base_spec is not None else "sd15")
+        others = [f.label for f in offered_families() if f.name != fam.name]
+        table.add_row(
+            "Model",
+            Text.assemble(
+                (fam.label, "bold"),
+                f" · {self.base_spec.resolution if self.base_spec else ''} px",
+                (f" · {' / '.join(others)}: ctrl+f" if others else "", "dim"),
+            ),
+        )
         table.add_row("Plan", Text.assemble((label, "bold green"), f" · {preset} preset"))
         table.add_row("", Text(PRESETS.get(preset, ""), style="dim"))
         table.add_row("Recipe", f"{plan.steps} steps · lr {plan.learning_rate:.3g} · {plan.precision} · "
@@ -321,6 +352,16 @@ class HardwareScreen(WizardScreen):
         self.wizard.store.update(mode="lora" if current == "full" else "full")
         self._recompute()
 
+    def action_switch_family(self) -> None:
+        """Switch the model family (SD 1.5, SDXL): plan, resolution and default base model follow."""
+        names = [f.name for f in offered_families()]
+        current = self.base_spec.family if self.base_spec is not None else names[0]
+        self.wizard.store.update(
+            family=names[(names.index(current) + 1) % len(names)] if current in names else names[0]
+        )
+        self.choice = None
+        self.probe()
+
     def action_switch_gpus(self) -> None:
         """Switch between one GPU and all of them (data parallel, one process each)."""
         self.wizard.store.update(all_gpus=self.choice is not self.parallel)
@@ -361,6 +402,9 @@ class HardwareScreen(WizardScreen):
                 return "Type a base model: a Hugging Face id, a diffusers folder or a .safetensors file."
             if looks_like_path(model) and not Path(model).expanduser().exists():
                 return f"{model} does not exist. Type a Hugging Face id, a diffusers folder or a .safetensors file."
+            found, wanted = detect_family(model), self.base_spec.family if self.base_spec is not None else "sd15"
+            if found is not None and found != wanted:
+                return mismatch_message(model, found, wanted)
         return None
 
     def action_next(self) -> None:

@@ -11,8 +11,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
+from ioncannon.job.plans import GeneratePlan
 from ioncannon.job.prompts import PromptPackError, PromptStyle
-from ioncannon.job.spec import GeneratePlan
 from ioncannon.tui import pack
 from ioncannon.tui.dialogs.style import StyleDialog
 from ioncannon.tui.screens.base import WizardScreen

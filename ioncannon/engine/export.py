@@ -12,18 +12,13 @@ from typing import Any
 import torch
 
 from ioncannon.engine.context import StageContext
+from ioncannon.engine.families import family_for
 from ioncannon.engine.models.load import Components
-from ioncannon.engine.weights.adapters import (
-    adapter_metadata,
-    has_adapters,
-    kohya_state_dict,
-    merge_adapters,
-    peft_state_dict,
-)
+from ioncannon.engine.weights.adapters import has_adapters, merge_adapters
 from ioncannon.engine.weights.files import save_tensors
-from ioncannon.engine.weights.ldm_keys import to_ldm_checkpoint
 from ioncannon.job.errors import StageError
 from ioncannon.job.events import Message, Progress
+from ioncannon.job.families import family_info
 from ioncannon.job.fsio import atomic_write_text, free_bytes, fsync_dir
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import JobSpec
@@ -79,7 +74,8 @@ def _staging(final: Path) -> Path:
 
 def _metadata(spec: JobSpec) -> dict[str, str]:
     return {
-        "format": "pt", "modelspec.architecture": "stable-diffusion-v1", "ioncannon.identifier": spec.identifier,
+        "format": "pt", "modelspec.architecture": family_for(spec.family).metadata_architecture,
+        "ioncannon.identifier": spec.identifier, "ioncannon.family": spec.family,
         "ioncannon.class": spec.class_name, "ioncannon.base_model": spec.base_model, "ioncannon.mode": spec.train.mode,
         "ioncannon.steps": str(spec.train.steps), "ioncannon.prompt": spec.instance_prompt,
     }
@@ -87,43 +83,29 @@ def _metadata(spec: JobSpec) -> dict[str, str]:
 
 def write_lora_files(parts: Components, targets: ExportTargets, spec: JobSpec) -> None:
     """diffusers/peft LoRA folder and the kohya single file, from the live adapters."""
-    unet_lora, te_lora = has_adapters(parts.unet), has_adapters(parts.text_encoder)
-    if not (unet_lora or te_lora):
+    if not any(has_adapters(m) for m in (parts.unet, *(m for _, m in parts.text_encoders()))):
         raise StageError(
             "The job trained in LoRA mode, but the trained model has no LoRA adapters.",
             "Resume the job so training finishes, or retrain; the checkpoint may be from a full fine-tune.",
         )
+    family = family_for(spec.family)
     if not targets.lora_diffusers.exists():
-        from diffusers import StableDiffusionPipeline
-
         tmp = _staging(targets.lora_diffusers)
-        StableDiffusionPipeline.save_lora_weights(
-            str(tmp),
-            unet_lora_layers=peft_state_dict(parts.unet) if unet_lora else None,
-            text_encoder_lora_layers=peft_state_dict(parts.text_encoder) if te_lora else None,
-            unet_lora_adapter_metadata=adapter_metadata(parts.unet) if unet_lora else None,
-            text_encoder_lora_adapter_metadata=adapter_metadata(parts.text_encoder) if te_lora else None,
-            safe_serialization=True,
-        )
+        family.save_lora(parts, tmp)
         _publish_folder(tmp, targets.lora_diffusers)
     if not targets.lora_kohya.exists():
-        meta = {**_metadata(spec), "ss_network_module": "networks.lora"}
-        save_tensors(targets.lora_kohya, kohya_state_dict(parts.unet, parts.text_encoder), meta)
+        meta = {**_metadata(spec), "ss_network_module": "networks.lora",
+                "modelspec.architecture": f"{family.metadata_architecture}/lora"}
+        save_tensors(targets.lora_kohya, family.kohya_lora(parts), meta)
 
 
 def write_single_file(parts: Components, target: Path, spec: JobSpec) -> None:
-    save_tensors(target, to_ldm_checkpoint(parts.unet, parts.vae, parts.text_encoder, torch.float16), _metadata(spec))
+    save_tensors(target, family_for(spec.family).single_file(parts, torch.float16), _metadata(spec))
 
 
 def write_diffusers_folder(parts: Components, target: Path) -> None:
     """An fp16 `from_pretrained` folder; casts `parts` to fp16 in place, so it runs last."""
-    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
-
-    pipe = StableDiffusionPipeline(
-        unet=parts.unet, vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer,
-        scheduler=DPMSolverMultistepScheduler.from_config(parts.noise_scheduler.config),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
+    pipe = family_for(parts.family).pipeline(parts)
     pipe.to(torch.float16)
     tmp = _staging(target)
     pipe.save_pretrained(str(tmp), safe_serialization=True)
@@ -132,12 +114,13 @@ def write_diffusers_folder(parts: Components, target: Path) -> None:
 
 def model_card(spec: JobSpec, targets: ExportTargets, lora: bool) -> str:
     prompt = spec.instance_prompt
+    info, pipeline = family_info(spec.family), family_for(spec.family).pipeline_class
     lines = [
         f"# {spec.identifier} {spec.class_name}: DreamBooth model",
         "",
         "| | |",
         "|---|---|",
-        f"| base model | `{spec.base_model}` |",
+        f"| base model | `{spec.base_model}` ({info.label}) |",
         f"| token | `{spec.identifier}` |",
         f"| class | `{spec.class_name}` |",
         (
@@ -160,24 +143,25 @@ def model_card(spec: JobSpec, targets: ExportTargets, lora: bool) -> str:
             "and ComfyUI (models/checkpoints)."
         ),
         f"- `{targets.diffusers.name}/`: fp16 diffusers folder: "
-        f'`StableDiffusionPipeline.from_pretrained("{targets.diffusers.name}")`.',
+        f'`{pipeline}.from_pretrained("{targets.diffusers.name}")`.',
     ]
     if lora:
         lines += [
             (
-                f"- `{targets.lora_kohya.name}`: the LoRA alone for AUTOMATIC1111 "
-                f"(models/Lora, prompt `<lora:{targets.lora_kohya.stem}:1>`) "
-                f"and ComfyUI (models/loras); use it with `{spec.base_model}`."
+                f"- `{targets.lora_kohya.name}`: the LoRA alone (kohya layout) for AUTOMATIC1111 (models/Lora, prompt "
+                f"`<lora:{targets.lora_kohya.stem}:1>`) and ComfyUI (models/loras); use it with `{spec.base_model}`."
             ),
             f"- `{targets.lora_diffusers.name}/`: the LoRA for diffusers: "
             f'`pipe.load_lora_weights("{targets.lora_diffusers.name}")`.',
         ]
-    lines += ["", "All weights are safetensors; nothing here is a pickle.", ""]
+    lines += [line for note in family_for(spec.family).card_notes(spec) for line in ("", note)]
+    lines += ["", f"Licence of the base model: {info.licence}.",
+              "", "All weights are safetensors; nothing here is a pickle.", ""]
     return "\n".join(lines)
 
 
 def _check_space(parts: Components, folder: Path) -> None:
-    params = sum(p.numel() for m in (parts.unet, parts.vae, parts.text_encoder) for p in m.parameters())
+    params = sum(p.numel() for m in parts.modules() for p in m.parameters())
     need = int(params * 2 * 2 * 1.1)  # fp16, twice (single file + folder), some slack
     if free_bytes(folder) < need:
         raise StageError(
@@ -209,6 +193,8 @@ def export_model(ctx: StageContext, load: Callable[[], Components]) -> ExportTar
     # full-model exports carry the LoRA folded into the weights
     parts.unet = merge_adapters(parts.unet)
     parts.text_encoder = merge_adapters(parts.text_encoder)
+    if parts.text_encoder_2 is not None:
+        parts.text_encoder_2 = merge_adapters(parts.text_encoder_2)
     if not targets.single_file.exists():
         write_single_file(parts, targets.single_file, spec)
         step(targets.single_file.name)
@@ -225,6 +211,6 @@ def export_model(ctx: StageContext, load: Callable[[], Components]) -> ExportTar
 
 def run_export(ctx: StageContext) -> None:
     """Export the trained model (stage 'export')."""
-    from ioncannon.engine.weights.trained import load_trained
+    from ioncannon.engine.families import load_trained
 
     export_model(ctx, lambda: load_trained(ctx, dtype=torch.float32))

@@ -1,0 +1,394 @@
+"""SDXL on the GPU: our LoRA plans and the prompt pack against diffusers' own script and pipeline, same card, same run.
+
+Random-weight SDXL of the real shapes (REFERENCE §9) at 1024 px with prior preservation (1 photo + 1 class image a
+step). Prints one JSON line per measurement, then a table: steps/s, peak GiB and MFU for our 24 GB and 12 GB LoRA
+plans and for diffusers' `train_dreambooth_lora_sdxl.py` (given with --diffusers-script; it trains from a saved
+diffusers folder of the same random model); images/s with PNG writes for our sampler and `StableDiffusionXLPipeline`.
+Phases run in order of importance and are skipped once --budget seconds are spent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+PEAK_FLOPS = 989e12
+RES = 1024          # --size tiny (a CPU smoke test of this script) sets 64
+DEVICE = "cuda"
+SIZE = "real"
+PROMPT = "a professional portrait photograph of sks man, 85mm lens, soft studio lighting"
+NEGATIVE = "blurry, lowres, deformed, watermark, text"
+_T0 = time.perf_counter()
+
+
+def log(row: dict[str, Any]) -> None:
+    row["t"] = round(time.perf_counter() - _T0, 1)
+    print("RESULT " + json.dumps(row), flush=True)
+
+
+def random_pngs(folder: Path, n: int, seed: int, stem: str) -> None:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        small = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((RES, RES), Image.Resampling.BICUBIC).save(folder / f"{stem}_{i:03d}.png")
+
+
+def build(workdir: Path) -> Any:
+    """Random real-size SDXL on the GPU (fp32, as loaded for training) and a saved fp16 diffusers folder of it."""
+    import torch
+
+    from ioncannon.engine.families import family_for
+
+    sdxl = family_for("sdxl")
+    t = time.perf_counter()
+    with torch.device(DEVICE):  # a CPU init of 3.5 B parameters takes minutes
+        parts = sdxl.build(SIZE, seed=0)
+    _sync()
+    build_s = time.perf_counter() - t
+    t = time.perf_counter()
+    folder = workdir / "sdxl-random"
+    pipe = sdxl.pipeline(parts)
+    pipe.to(torch.float16)
+    pipe.save_pretrained(str(folder), safe_serialization=True)
+    pipe.to(torch.float32)
+    params = {n: sum(p.numel() for p in m.parameters()) for n, m in
+              (("unet", parts.unet), ("vae", parts.vae), ("te1", parts.text_encoder), ("te2", parts.text_encoder_2))}
+    log({"phase": "build", "build_s": round(build_s, 1), "save_s": round(time.perf_counter() - t, 1),
+         "params": params, "gpu": torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu",
+         "torch": torch.__version__})
+    return parts, folder
+
+
+def _sync() -> None:
+    import torch
+
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def _mem(kind: str = "allocated") -> int:
+    """torch.cuda's memory_allocated / max_memory_allocated / max_memory_reserved (0 on the CPU)."""
+    import torch
+
+    if DEVICE != "cuda":
+        return 0
+    return int({"allocated": torch.cuda.memory_allocated, "max_allocated": torch.cuda.max_memory_allocated,
+                "max_reserved": torch.cuda.max_memory_reserved}[kind]())
+
+
+def _reset_peak() -> None:
+    import torch
+
+    if DEVICE == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def unet_flops(parts: Any, batch: int, backward: bool) -> float:
+    """UNet forward (and backward) FLOPs at 1024 px, counted by torch's FLOP counter."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ioncannon.engine.families import family_for
+
+    unet = parts.unet
+    dtype = next(unet.parameters()).dtype
+    cond = family_for("sdxl").extra_conditioning(batch, RES, torch.device(DEVICE))
+    width = unet.config.cross_attention_dim
+    pooled = unet.config.projection_class_embeddings_input_dim - 6 * unet.config.addition_time_embed_dim
+    cond.update(hidden=torch.randn(batch, 77, width, device=DEVICE, dtype=dtype),
+                pooled=torch.randn(batch, pooled, device=DEVICE, dtype=dtype))
+    cond = {k: v.to(dtype) for k, v in cond.items()}
+    x = torch.randn(batch, 4, RES // 8, RES // 8, device=DEVICE, dtype=dtype, requires_grad=backward)
+    t = torch.randint(0, 1000, (batch,), device=DEVICE)
+    with FlopCounterMode(display=False) as counter:
+        if backward:
+            out = unet(x, t, **family_for("sdxl").denoiser_inputs(cond), return_dict=False)[0]
+            out.float().square().mean().backward()
+        else:
+            with torch.inference_mode():
+                unet(x, t, **family_for("sdxl").denoiser_inputs(cond), return_dict=False)
+    return float(counter.get_total_flops())
+
+
+def our_training(parts: Any, workdir: Path, key: str, steps: int) -> dict[str, Any]:
+    """One SDXL plan through the product's cache and train stages on the built model."""
+    import torch
+
+    from ioncannon.engine.context import StageContext
+    from ioncannon.engine.hardware import GpuInfo, HardwareInfo, plan_key, plan_options
+    from ioncannon.engine.train.loop import run_cache, run_training
+    from ioncannon.job.paths import JobPaths
+    from ioncannon.job.spec import JobSpec, save_spec
+
+    hw = HardwareInfo([GpuInfo(0, "NVIDIA H200", 139.8, 139.0)], 100.0, 16, 128.0)
+    plan = next(c.plan for c in plan_options(hw, family="sdxl") if plan_key(c.plan, "sdxl") == key)
+    plan = dataclasses.replace(plan, steps=steps, checkpoint_every=0, sample_every=0, num_class_images=20)
+    root = Path(tempfile.mkdtemp(dir=workdir, prefix=f"{key}-"))
+    spec = JobSpec(name=key, photos_dir=str(root), identifier="sks", class_name="man", base_model="random-sdxl",
+                   family="sdxl", resolution=RES, device=DEVICE, train=plan)
+    paths = JobPaths(root / "job")
+    save_spec(paths, spec)
+    random_pngs(paths.training_samples("man"), 10, 0, "sks man")
+    random_pngs(paths.class_images("man"), 20, 1, "class")
+    ctx = StageContext(spec=spec, paths=paths, workdir=workdir, emit=lambda e: None, should_stop=lambda: False,
+                       device=torch.device(DEVICE))
+    t = time.perf_counter()
+    run_cache(ctx, parts)
+    _sync()
+    cache_s = time.perf_counter() - t
+    parts.unet.to("cpu")
+    _reset_peak()
+    base = _mem()
+    t = time.perf_counter()
+    run_training(ctx, parts)
+    train_s = time.perf_counter() - t
+    stats = json.loads((paths.meta / "train_stats.json").read_text())
+    peak = (_mem("max_allocated") - base) / 2**30
+    reserved = _mem("max_reserved") / 2**30
+    from ioncannon.engine.weights.adapters import merge_adapters
+
+    if plan.gradient_checkpointing:
+        parts.unet.disable_gradient_checkpointing()
+    flops = unet_flops(parts, 2, backward=True)
+    parts.unet = merge_adapters(parts.unet)  # leave a plain UNet for the next phase
+    parts.unet.to(torch.float32)
+    rate = stats.get("steady_steps_per_s") or 0.0
+    return {"phase": f"ours-{key}", "steps_per_s": rate, "peak_gib": round(peak, 2), "reserved_gib": round(reserved, 2),
+            "mfu_pct": round(100 * rate * flops / PEAK_FLOPS, 1), "tflop_per_step": round(flops / 1e12, 2),
+            "cache_s": round(cache_s, 1), "setup_s": stats.get("setup_s"), "first_steps_s": stats.get("first_steps_s"),
+            "train_s": round(train_s, 1), "mode": stats.get("mode"), "steps": steps}
+
+
+class SmiPeak:
+    """Peak GPU memory of one process, polled from nvidia-smi (for a script we do not instrument)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_mib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                out = subprocess.run(
+                    ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                ).stdout
+                for line in out.strip().splitlines():
+                    pid, used = (int(x) for x in line.split(","))
+                    if pid == self.pid:
+                        self.peak_mib = max(self.peak_mib, used)
+            except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+                pass
+            self._stop.wait(0.25)
+
+    def __enter__(self) -> SmiPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# Run as `python sdxl_speed.py --timed-script SCRIPT ARGS...`: diffusers' script with its step bar timed.
+_WRAPPER = """
+import atexit, json, runpy, sys, time
+import tqdm.auto
+stamps = []
+class Timed(tqdm.auto.tqdm):
+    def update(self, n=1):
+        out = super().update(n)
+        if self.desc == "Steps":
+            stamps.append(time.perf_counter())
+        return out
+tqdm.auto.tqdm = Timed
+def report():
+    import torch
+    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
+    skip = min(5, max(len(stamps) - 2, 0))
+    rate = (len(stamps) - 1 - skip) / (stamps[-1] - stamps[skip]) if len(stamps) - skip > 1 else 0.0
+    row = {"steps": len(stamps), "steps_per_s": round(rate, 3), "torch_peak_gib": round(peak, 2)}
+    print("DIFFUSERS " + json.dumps(row), flush=True)
+atexit.register(report)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def diffusers_training(
+    script: Path, model: Path, workdir: Path, steps: int, rank: int, timeout: float
+) -> dict[str, Any]:
+    photos, klass = workdir / "dreambooth" / "photos", workdir / "dreambooth" / "class"
+    random_pngs(photos, 10, 0, "sks man")
+    random_pngs(klass, 20, 1, "class")
+    wrapper = workdir / "timed_script.py"
+    wrapper.write_text(_WRAPPER, encoding="utf-8")
+    cmd = [sys.executable, str(wrapper), str(script), f"--pretrained_model_name_or_path={model}",
+           f"--instance_data_dir={photos}", f"--class_data_dir={klass}", "--with_prior_preservation",
+           "--num_class_images=20", "--instance_prompt=a photo of sks man", "--class_prompt=a photo of a man",
+           f"--resolution={RES}", "--train_batch_size=1", "--mixed_precision=bf16", f"--max_train_steps={steps}",
+           "--learning_rate=1e-4", f"--rank={rank}", "--checkpointing_steps=1000000", "--seed=0",
+           f"--output_dir={workdir / 'dreambooth' / 'out'}", "--report_to=tensorboard"]
+    if DEVICE != "cuda":
+        cmd = [c if c != "--mixed_precision=bf16" else "--mixed_precision=no" for c in cmd]
+    t = time.perf_counter()
+    logfile = workdir / "diffusers.log"
+    with open(logfile, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, text=True)
+        with SmiPeak(proc.pid) as smi:
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    out = logfile.read_text(errors="replace")
+    line = next((ln for ln in out.splitlines() if ln.startswith("DIFFUSERS ")), None)
+    row: dict[str, Any] = {"phase": "diffusers-lora", "wall_s": round(time.perf_counter() - t, 1),
+                           "smi_peak_gib": round(smi.peak_mib / 1024, 2), "rank": rank}
+    if line is None or json.loads(line[10:])["steps"] < 3:
+        row["error"] = out[-3000:]
+    else:
+        row.update(json.loads(line[10:]))
+    return row
+
+
+def _write_pngs(images: Any, folder: Path, start: int) -> None:
+    from ioncannon.engine.generate.batches import write_png
+
+    for i, img in enumerate(images):
+        write_png(folder / f"{start + i:04d}.png", img)
+
+
+def pipeline_generation(model: Path, batch: int, images: int, steps: int, flops: float) -> dict[str, Any]:
+    """diffusers' StableDiffusionXLPipeline, fp16 (its VAE upcasts itself), DPM-Solver++, PNG writes included."""
+    import numpy as np
+    import torch
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionXLPipeline
+
+    dtype = torch.float16 if DEVICE == "cuda" else torch.float32
+    pipe = StableDiffusionXLPipeline.from_pretrained(str(model), torch_dtype=dtype).to(DEVICE)
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    _reset_peak()
+    base = _mem()
+    pipe([PROMPT] * batch, negative_prompt=[NEGATIVE] * batch, num_inference_steps=2, height=RES, width=RES)  # warm-up
+    out = Path(tempfile.mkdtemp(prefix="pipe-"))
+    _sync()
+    t = time.perf_counter()
+    for start in range(0, images, batch):
+        result = pipe([PROMPT] * batch, negative_prompt=[NEGATIVE] * batch, num_inference_steps=steps, height=RES,
+                      width=RES, generator=torch.Generator(DEVICE).manual_seed(start), output_type="np")
+        _write_pngs((np.asarray(result.images) * 255).round().astype("uint8"), out, start)
+    seconds = time.perf_counter() - t
+    rate = images / seconds
+    peak = (_mem("max_allocated") - base) / 2**30 + sum(
+        p.numel() * p.element_size() for m in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2)
+        for p in m.parameters()) / 2**30
+    del pipe
+    _reset_peak()
+    return {"phase": "pipeline", "batch": batch, "images": images, "images_per_s": round(rate, 3),
+            "peak_gib": round(peak, 2), "mfu_pct": round(100 * rate * flops / PEAK_FLOPS, 1)}
+
+
+def our_generation(parts: Any, batch: int, images: int, steps: int, flops: float, compile_unet: bool,
+                   cache: Path) -> dict[str, Any]:
+    """The product's sampler (bf16, channels-last, fused q/k/v; the SDXL VAE in bf16) with its PNG writer."""
+    import torch
+
+    from ioncannon.engine.generate.batches import ImageJob, fixed_batches, render
+    from ioncannon.engine.generate.sampler import ImageSampler
+
+    t = time.perf_counter()
+    dtype = torch.bfloat16 if DEVICE == "cuda" else torch.float32
+    sampler = ImageSampler(parts, torch.device(DEVICE), dtype, steps=steps, resolution=RES, batch_size=batch,
+                           compile_unet=compile_unet, compile_cache=cache)
+    _reset_peak()
+    base = _mem()  # the weights, counted once below
+    sampler.warm_up()
+    startup = time.perf_counter() - t
+    weights = sum(p.numel() * p.element_size() for m in parts.modules() for p in m.parameters()) / 2**30
+    out = Path(tempfile.mkdtemp(prefix="ours-"))
+    jobs = [ImageJob(out / f"{i:04d}.png", PROMPT, NEGATIVE, 1000 + i, "bench") for i in range(images)]
+    _sync()
+    t = time.perf_counter()
+    render(sampler, fixed_batches(jobs, batch), stage="bench", emit=lambda e: None, check_stop=lambda: None,
+           announce=False)
+    _sync()
+    rate = images / (time.perf_counter() - t)
+    return {"phase": "ours-generate" + ("-compiled" if compile_unet else ""), "batch": batch, "images": images,
+            "images_per_s": round(rate, 3), "mfu_pct": round(100 * rate * flops / PEAK_FLOPS, 1),
+            "peak_gib": round((_mem("max_allocated") - base) / 2**30 + weights, 2),
+            "startup_s": round(startup, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--diffusers-script", default="", help="path to diffusers' train_dreambooth_lora_sdxl.py")
+    ap.add_argument("--workdir", default="")
+    ap.add_argument("--steps", type=int, default=60, help="our training steps per plan")
+    ap.add_argument("--diffusers-steps", type=int, default=40)
+    ap.add_argument("--gen-steps", type=int, default=20)
+    ap.add_argument("--images", type=int, default=16)
+    ap.add_argument("--pipeline-batches", default="4,8")
+    ap.add_argument("--batch", type=int, default=8, help="our generation batch")
+    ap.add_argument("--budget", type=float, default=330, help="seconds; later phases are skipped past it")
+    ap.add_argument("--size", default="real", choices=("real", "tiny"), help="tiny: a CPU smoke test of this script")
+    args = ap.parse_args()
+    import torch
+
+    global RES, DEVICE, SIZE
+    if args.size == "tiny":
+        RES, DEVICE, SIZE = 64, "cpu", "tiny"
+
+    torch.backends.cuda.matmul.allow_tf32 = True
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="sdxl-bench-"))
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(workdir / "compile"))
+    left = lambda: args.budget - (time.perf_counter() - _T0)  # noqa: E731
+    parts, model = build(workdir)
+    rows = [our_training(parts, workdir, "lora", args.steps)]
+    log(rows[-1])
+    if args.diffusers_script and left() > 90:
+        rows.append(diffusers_training(Path(args.diffusers_script), model, workdir, args.diffusers_steps, 16,
+                                       timeout=max(left() - 60, 30)))
+        log(rows[-1])
+    if left() > 60:
+        rows.append(our_training(parts, workdir, "lora-12gb", args.steps))
+        log(rows[-1])
+    parts.unet.to(DEVICE, torch.bfloat16 if DEVICE == "cuda" else torch.float32)
+    gen_flops = args.gen_steps * unet_flops(parts, 2, backward=False)
+    log({"phase": "gen-flops", "tflop_per_image_unet": round(gen_flops / 1e12, 1)})
+    for batch in [int(b) for b in args.pipeline_batches.split(",") if b]:
+        if left() > 40:
+            rows.append(pipeline_generation(model, batch, args.images, args.gen_steps, gen_flops))
+            log(rows[-1])
+    if left() > 30:
+        rows.append(our_generation(parts, args.batch, args.images, args.gen_steps, gen_flops, False, workdir / "c"))
+        log(rows[-1])
+    if left() > 150:
+        rows.append(our_generation(parts, args.batch, args.images, args.gen_steps, gen_flops, True, workdir / "c"))
+        log(rows[-1])
+    print("\nSUMMARY")
+    for r in rows:
+        print(json.dumps({k: v for k, v in r.items() if k != "error"}) + (" ERROR" if "error" in r else ""))
+
+
+if __name__ == "__main__":
+    main()

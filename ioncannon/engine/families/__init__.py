@@ -1,0 +1,45 @@
+"""Model families behind one interface (base.Family); `family_for(name)` imports a family's module on first use."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+import torch
+
+from ioncannon.engine.context import StageContext
+from ioncannon.engine.models.load import Components
+from ioncannon.engine.weights.trained import apply_trained
+from ioncannon.job.families import UnknownFamily, family_info
+
+if TYPE_CHECKING:
+    from ioncannon.engine.families.base import Family
+
+_LOADED: dict[str, Family] = {}
+
+
+def family_for(name: str) -> Family:
+    """The family called `name` (sd15, sdxl, flux); UnknownFamily when this version cannot run it."""
+    if name not in _LOADED:
+        info = family_info(name)
+        try:
+            module = importlib.import_module(f"ioncannon.engine.families.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"ioncannon.engine.families.{name}":
+                raise
+            raise UnknownFamily(f"{info.label} is not available in this version of ioncannon; pick another model "
+                                "family.") from None
+        _LOADED[name] = module.FAMILY
+    return _LOADED[name]
+
+
+def load_trained(ctx: StageContext, dtype: torch.dtype | None = None) -> Components:
+    """Base components with the trained weights applied, on ctx.device, in eval mode."""
+    family = family_for(ctx.spec.family)
+    components = apply_trained(family.load(ctx.spec.base_model), ctx.paths)
+    dtype = dtype or ctx.dtype
+    for module in components.modules():
+        module.to(device=ctx.device, dtype=family.vae_dtype(dtype) if module is components.vae else dtype)
+        module.eval()
+        module.requires_grad_(False)
+    return components

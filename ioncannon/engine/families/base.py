@@ -1,0 +1,179 @@
+"""The model-family interface: everything a stage asks of a model family, and the parts SD-like families share.
+
+A family (one module per family, looked up with `family_for(name)`) owns:
+
+- components: `build(size, seed)` makes random-weight components from configs ("tiny" for tests and the
+  demo, "real" for benchmarks with the real shapes and FLOPs); `save_tiny(folder)` saves the tiny model as a
+  diffusers folder; `load(source)` reads a hub id, a local diffusers folder or a single `.safetensors`
+  file, after checking (by the file's keys or the folder's pipeline class) that it is this family's model;
+- text conditioning, computed once and cached: `tokenize(parts, prompts)` gives the token ids of every
+  tokenizer, `encode_tokens(parts, tokens)` the tensors the denoiser is conditioned on (differentiable, so
+  a run that trains the text encoders calls it every step), `extra_conditioning(batch, resolution)` what
+  does not depend on the prompt (SDXL's size and crop ids), `encode_prompts` all three at once, and
+  `denoiser_inputs(cond)` turns those tensors into the denoiser's keyword arguments;
+- the training objective: `objective(scheduler, device)` draws timesteps and gives the noisy input and the
+  regression target (epsilon, v-prediction, flow matching);
+- the sampler for class images and the prompt pack: `make_scheduler(kind, training scheduler)`, and
+  `vae_dtype(dtype)`, the dtype its VAE decodes in safely;
+- export layouts: `pipeline(parts)` (the diffusers folder), `save_lora(parts, folder)` (diffusers/peft
+  LoRA), `kohya_lora(parts)` (the kohya/A1111/ComfyUI LoRA file), `single_file(parts, dtype)` (the
+  original-layout checkpoint), `metadata_architecture` and `card_notes(spec)` for the model card;
+- plans per VRAM: `info.profiles` (job/families.py, torch-free, so the wizard reads them without torch).
+
+Stages never test which family they run; they call these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from ioncannon.engine.models.load import Components, ModelLoadError, classify_source
+from ioncannon.job.families import FamilyInfo, detect_family, family_info, mismatch_message
+from ioncannon.job.spec import JobSpec
+
+Conditioning = dict[str, torch.Tensor]
+
+
+SAMPLERS = ("dpm", "ddim")
+
+
+def make_scheduler(kind: str, noise_scheduler: Any) -> Any:
+    """DPM-Solver++ (2nd order multistep) or DDIM, configured from the model's training scheduler."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    config = dict(noise_scheduler.config)
+    if kind == "dpm":
+        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
+    if kind == "ddim":
+        return DDIMScheduler.from_config(config, set_alpha_to_one=False)
+    raise ValueError(f"unknown sampler {kind!r}; choose one of {', '.join(SAMPLERS)}")
+
+
+class NoiseObjective:
+    """DDPM noise prediction (epsilon, or v when the scheduler says so), timesteps drawn uniformly."""
+
+    def __init__(self, scheduler: Any, device: torch.device) -> None:
+        ac = scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
+        self.sqrt_ac, self.sqrt_1mac = ac.sqrt(), (1 - ac).sqrt()
+        self.num_timesteps = int(scheduler.config.num_train_timesteps)
+        self.v_prediction = scheduler.config.prediction_type == "v_prediction"
+
+    def draw_timesteps(self, generator: torch.Generator, out: torch.Tensor) -> None:
+        """Fill `out` (long) in place from `generator`: CUDA-graph safe, and the same draws on resume."""
+        torch.randint(0, self.num_timesteps, out.shape, generator=generator, out=out)
+
+    def noisy_and_target(self, latents: torch.Tensor, noise: torch.Tensor,
+                         timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self.sqrt_ac[timesteps].view(-1, 1, 1, 1)
+        s = self.sqrt_1mac[timesteps].view(-1, 1, 1, 1)
+        noisy = a * latents + s * noise
+        return noisy, (a * noise - s * latents if self.v_prediction else noise)
+
+
+class Family:
+    """One model family; see the module docstring for the contract. Subclasses fill in the abstract parts."""
+
+    name: ClassVar[str] = ""
+    pipeline_class: ClassVar[str] = ""        # the diffusers pipeline that loads the exported folder
+    metadata_architecture: ClassVar[str] = ""  # modelspec.architecture of exported single files
+
+    @property
+    def info(self) -> FamilyInfo:
+        return family_info(self.name)
+
+    # ------------------------------------------------------------------ components
+    def build(self, size: str = "tiny", seed: int = 0, tokenizer_dir: str | Path | None = None) -> Components:
+        raise NotImplementedError
+
+    def save_tiny(self, folder: str | Path, seed: int = 0) -> Path:
+        raise NotImplementedError
+
+    def load(
+        self, source: str, dtype: torch.dtype = torch.float32, single_file_config: str | None = None
+    ) -> Components:
+        """This family's components from a hub id, diffusers folder or .safetensors file (ModelLoadError otherwise)."""
+        kind = classify_source(source)
+        if kind == "missing":
+            raise ModelLoadError(f"Base model {source!r} does not exist. Check the path, or give a Hugging Face id.")
+        if kind == "file" and not source.endswith(".safetensors"):
+            raise ModelLoadError(
+                f"{Path(source).name}: only .safetensors checkpoints are loaded (pickled .ckpt/.bin files can run "
+                "code). Convert it to .safetensors first."
+            )
+        if kind in ("file", "folder"):
+            found = detect_family(source)
+            if found is not None and found != self.name:
+                raise ModelLoadError(mismatch_message(source, found, self.name))
+            if found is None and kind == "file":
+                raise ModelLoadError(f"{Path(source).name} is not a checkpoint of a model family this version trains "
+                                     f"({', '.join(f.label for f in _known())}): pick another file.")
+        parts = self._load(source, kind, dtype, single_file_config)
+        parts.family = self.name
+        return parts
+
+    def _load(self, source: str, kind: str, dtype: torch.dtype, single_file_config: str | None) -> Components:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ text conditioning
+    def tokenize(self, parts: Components, prompts: list[str]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def encode_tokens(self, parts: Components, tokens: dict[str, torch.Tensor]) -> Conditioning:
+        raise NotImplementedError
+
+    def extra_conditioning(self, batch: int, resolution: int, device: torch.device) -> Conditioning:
+        return {}
+
+    @torch.no_grad()
+    def encode_prompts(
+        self, parts: Components, prompts: list[str], resolution: int, device: torch.device
+    ) -> Conditioning:
+        """Everything the denoiser is conditioned on for these prompts, fp32, on `device`."""
+        tokens = {k: v.to(device) for k, v in self.tokenize(parts, prompts).items()}
+        cond = {k: v.float() for k, v in self.encode_tokens(parts, tokens).items()}
+        return {**cond, **self.extra_conditioning(len(prompts), resolution, device)}
+
+    def denoiser_inputs(self, cond: Conditioning) -> dict[str, Any]:
+        return {"encoder_hidden_states": cond["hidden"]}
+
+    # ------------------------------------------------------------------ objective and sampler
+    def objective(self, scheduler: Any, device: torch.device) -> NoiseObjective:
+        return NoiseObjective(scheduler, device)
+
+    def make_scheduler(self, kind: str, noise_scheduler: Any) -> Any:
+        return make_scheduler(kind, noise_scheduler)
+
+    def vae_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        return dtype
+
+    # ------------------------------------------------------------------ exports
+    def pipeline(self, parts: Components) -> Any:
+        raise NotImplementedError
+
+    def save_lora(self, parts: Components, folder: Path) -> None:
+        raise NotImplementedError
+
+    def kohya_lora(self, parts: Components) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def single_file(self, parts: Components, dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def card_notes(self, spec: JobSpec) -> list[str]:
+        """Family-specific paragraphs for the model card (how to get good images out of it)."""
+        return []
+
+
+def _known() -> list[FamilyInfo]:
+    from ioncannon.job.families import offered_families
+
+    return offered_families()
+
+
+def clip_tokens(tokenizer: Any, prompts: list[str]) -> torch.Tensor:
+    """Token ids padded to the tokenizer's length, as the diffusers pipelines pad them."""
+    return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids

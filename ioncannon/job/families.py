@@ -1,0 +1,189 @@
+"""Model families (SD 1.5, SDXL, Flux.1): what the wizard and the plans need to know, and recognising one on disk."""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from ioncannon.job.plans import GeneratePlan
+
+FAMILY_NAMES: tuple[str, ...] = ("sd15", "sdxl", "flux")
+
+
+@dataclass(frozen=True)
+class PlanProfile:
+    """One memory plan of a family: the levers it pulls and what it was measured (or estimated) to need."""
+
+    key: str
+    label: str
+    mode: str               # full | lora
+    optimizer: str          # adamw = fp32 moments; adamw_bf16 = bf16 moments
+    checkpointing: bool
+    peak_gib: float         # training peak at the family's default resolution, batch 1 + 1 class image
+    text_extra_gib: float   # added when the text encoder(s) are trained too
+    h100_steps_per_s: float
+    measured: bool = True   # False: an estimate until the GPU bench has run this plan
+
+
+@dataclass(frozen=True)
+class FamilyInfo:
+    """What a family is, in the terms the wizard shows and the plans use."""
+
+    name: str
+    label: str
+    summary: str                 # one line for the family choice
+    default_model: str           # hub id
+    default_resolution: int
+    resolutions: tuple[int, ...]
+    lora_only: bool
+    prior_preservation: bool
+    prior_why: str
+    licence: str
+    min_vram_gib: float          # the smallest card any plan fits
+    profiles: tuple[PlanProfile, ...]  # fastest first within a mode; step-down walks them
+    generate: GeneratePlan
+    full_lr: float = 2e-6
+    lora_lr: float = 1e-4
+    h100_images_per_s: float = 6.0  # the prompt pack with its default sampler, for time estimates
+
+
+_SD15_PROFILES: tuple[PlanProfile, ...] = (
+    # measured on the H100 bench: SD1.5, 512 px, batch 1 + 1 class image
+    PlanProfile("full-roomy", "Full fine-tune (fp32 optimizer states)", "full", "adamw", False, 11.7, 1.5, 23.5),
+    PlanProfile("full-12gb", "Full fine-tune (12 GB plan: bf16 optimizer states)", "full", "adamw_bf16", False, 8.5,
+                1.0, 24.6),
+    PlanProfile("full-10gb", "Full fine-tune (10 GB plan: + gradient checkpointing)", "full", "adamw_bf16", True, 7.2,
+                1.0, 20.6),
+    PlanProfile("lora", "LoRA", "lora", "adamw", False, 4.0, 0.4, 27.9),
+    PlanProfile("lora-8gb", "LoRA (8 GB plan: + gradient checkpointing)", "lora", "adamw", True, 2.4, 0.4, 20.9),
+)
+
+# SDXL at 1024 px: a 2.57 B-parameter UNet. Full fine-tunes hold bf16 weights and grads plus two moments
+# (2.57 B x (2 + 2 + 4 + 4) bytes = 31 GB with fp32 moments, 21 GB with bf16) before activations, so they need
+# a 40-80 GB card (estimated, not yet measured); LoRA keeps only the frozen bf16 UNet (5.1 GB) and activations.
+# LoRA rows: bench/sdxl_speed.py on an H200 (6.58 and 4.80 steps/s, peak allocated 20.2 and 6.5 GiB), / 1.05.
+_SDXL_PROFILES: tuple[PlanProfile, ...] = (
+    PlanProfile("full-roomy", "Full UNet fine-tune (fp32 optimizer states)", "full", "adamw", False, 52.0, 3.0, 3.0,
+                measured=False),
+    PlanProfile("full-40gb", "Full UNet fine-tune (40 GB plan: bf16 states + gradient checkpointing)", "full",
+                "adamw_bf16", True, 30.0, 3.0, 2.2, measured=False),
+    PlanProfile("lora", "LoRA (24 GB plan)", "lora", "adamw", False, 20.2, 1.5, 6.3),
+    PlanProfile("lora-12gb", "LoRA (12 GB plan: + gradient checkpointing)", "lora", "adamw", True, 6.5, 1.0, 4.6),
+)
+
+# Flux.1's plans belong to its own family module; until it lands the wizard does not offer it.
+_FLUX_PROFILES: tuple[PlanProfile, ...] = ()
+
+FAMILIES: dict[str, FamilyInfo] = {
+    "sd15": FamilyInfo(
+        name="sd15", label="SD 1.5",
+        summary="Stable Diffusion 1.5: fastest, 512 px, trains on 8 GB cards",
+        default_model="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        default_resolution=512, resolutions=(512,), lora_only=False, prior_preservation=True,
+        prior_why="a full fine-tune at lr 2e-6 drifts the whole class towards the subject without class images",
+        licence="CreativeML Open RAIL-M: commercial use allowed under its use restrictions",
+        min_vram_gib=8.0, profiles=_SD15_PROFILES, generate=GeneratePlan(),
+    ),
+    "sdxl": FamilyInfo(
+        name="sdxl", label="SDXL",
+        summary="Stable Diffusion XL: better likeness and detail, 1024 px, LoRA on 12-24 GB cards",
+        default_model="stabilityai/stable-diffusion-xl-base-1.0",
+        default_resolution=1024, resolutions=(1024, 768), lora_only=False, prior_preservation=True,
+        prior_why="keeps '<class>' meaning any member of the class, so other faces do not turn into the subject",
+        licence="CreativeML Open RAIL++-M: commercial use allowed under its use restrictions",
+        min_vram_gib=12.0, profiles=_SDXL_PROFILES,
+        # SDXL is trained for lower guidance than SD 1.5; 8 images a batch fit in ~20 GB at 1024 px
+        generate=GeneratePlan(sampler="dpm", steps=30, guidance=6.0, batch_size=8),
+        full_lr=1e-6, lora_lr=1e-4, h100_images_per_s=1.0,
+    ),
+    "flux": FamilyInfo(
+        name="flux", label="Flux.1",
+        summary="FLUX.1-dev: the best likeness, 1024 px, LoRA only, 24 GB and up",
+        default_model="black-forest-labs/FLUX.1-dev",
+        default_resolution=1024, resolutions=(1024, 768, 512), lora_only=True, prior_preservation=False,
+        prior_why="a rank-16 LoRA on a guidance-distilled model barely drifts the class, and class images cost minutes",
+        licence="FLUX.1 [dev] Non-Commercial License: outputs may be used commercially, the weights may not",
+        min_vram_gib=24.0, profiles=_FLUX_PROFILES,
+        # the family module brings its own flow-matching sampler; these are its step count and guidance
+        generate=GeneratePlan(steps=28, guidance=3.5, batch_size=4),
+    ),
+}
+
+
+class UnknownFamily(ValueError):
+    """A family name this version does not know."""
+
+
+def family_info(name: str) -> FamilyInfo:
+    """The family called `name`; an unknown name raises UnknownFamily with the known ones."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise UnknownFamily(f"unknown model family {name!r}; choose one of {', '.join(FAMILY_NAMES)}") from None
+
+
+def offered_families() -> list[FamilyInfo]:
+    """Families the wizard offers: those with at least one training plan."""
+    return [f for f in FAMILIES.values() if f.profiles]
+
+
+# --------------------------------------------------------------------------- recognising a model on disk
+
+# A key only that family's single-file checkpoints carry (with or without the LDM 'model.diffusion_model.' prefix).
+_FILE_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("flux", ("double_blocks.0.img_attn.qkv.weight", "model.diffusion_model.double_blocks.0.img_attn.qkv.weight")),
+    ("sdxl", ("conditioner.embedders.1.model.positional_embedding",
+              "model.diffusion_model.label_emb.0.0.weight")),
+    ("sd15", ("cond_stage_model.transformer.text_model.embeddings.position_embedding.weight",
+              "cond_stage_model.transformer.embeddings.position_embedding.weight")),
+)
+_PIPELINE_CLASSES = {"StableDiffusionPipeline": "sd15", "StableDiffusionXLPipeline": "sdxl", "FluxPipeline": "flux"}
+_MAX_HEADER = 100 * 2**20
+
+
+def safetensors_keys(path: str | Path) -> list[str]:
+    """The tensor names in a .safetensors file, read from its JSON header alone (no tensors are loaded)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise ValueError(f"{Path(path).name} is too short to be a safetensors file")
+        (size,) = struct.unpack("<Q", head)
+        if size > _MAX_HEADER:
+            raise ValueError(f"{Path(path).name} does not look like a safetensors file")
+        header = json.loads(f.read(size))
+    return [k for k in header if k != "__metadata__"]
+
+
+def family_of_keys(keys: list[str] | set[str]) -> str | None:
+    present = set(keys)
+    for name, markers in _FILE_MARKERS:
+        if any(m in present for m in markers):
+            return name
+    return None
+
+
+def detect_family(source: str) -> str | None:
+    """The family of a local model (single .safetensors file or diffusers folder); None for a hub id or unknown."""
+    path = Path(source).expanduser()
+    try:
+        if path.is_file() and path.suffix == ".safetensors":
+            return family_of_keys(safetensors_keys(path))
+        if path.is_dir() and (path / "model_index.json").is_file():
+            index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+            return _PIPELINE_CLASSES.get(str(index.get("_class_name", "")))
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def mismatch_message(source: str, found: str, wanted: str) -> str:
+    """One sentence for a base model of another family than the job's."""
+    have, want = family_info(found).label, family_info(wanted).label
+    return (f"{Path(source).name} is {_a(have)} {have} model but the job is set to {want}: pick {have} as the "
+            f"model family or choose {_a(want)} {want} base model.")
+
+
+def _a(label: str) -> str:
+    return "an" if label[0] in "AEIOS" else "a"
