@@ -39,13 +39,20 @@ class JobNotFound(Exception):
     """No job matches; the message says where it looked."""
 
 
-def find_job(args: argparse.Namespace) -> tuple[JobPaths, JobSpec]:
-    """The named job in the work dir (or a job folder given as a path), else the newest one."""
+def find_job(args: argparse.Namespace, damaged_ok: bool = False) -> tuple[JobPaths, JobSpec]:
+    """The named job in the work dir (or a job folder given as a path), else the newest one.
+
+    `damaged_ok` (wipe): a job whose job.json is damaged still gets its subject's copies removed; only its
+    folder name is needed for that, so a stand-in spec carries it.
+    """
     try:
         summary = common.find_job(args)
     except common.UserError as exc:
         raise JobNotFound(str(exc)) from exc
     if summary.spec is None:
+        if damaged_ok:
+            return summary.paths, JobSpec(name=summary.name, photos_dir="(unknown: job.json is damaged)",
+                                          identifier="", class_name="")
         raise JobNotFound(f"{summary.paths.root}: {summary.problem}")
     return summary.paths, summary.spec
 
@@ -66,9 +73,9 @@ def _ask(prompt: str) -> str | None:
         return None
 
 
-def _load(args: argparse.Namespace) -> tuple[JobPaths, JobSpec] | None:
+def _load(args: argparse.Namespace, damaged_ok: bool = False) -> tuple[JobPaths, JobSpec] | None:
     try:
-        return find_job(args)
+        return find_job(args, damaged_ok)
     except JobNotFound as exc:
         print(f"ioncannon: {exc}", file=sys.stderr)
         return None
@@ -144,7 +151,7 @@ def wipe_main(argv: Sequence[str]) -> int:
     parser.add_argument("--results", action="store_true", help="also remove the generated images, models and bundle")
     parser.add_argument("--yes-i-downloaded", action="store_true", help="skip the typed confirmation (for scripts)")
     args = parser.parse_args(list(argv))
-    found = _load(args)
+    found = _load(args, damaged_ok=True)
     if found is None:
         return 2
     paths, spec = found

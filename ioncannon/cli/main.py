@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -13,6 +13,7 @@ from typing import Any
 
 from ioncannon.cli.common import UserError, find_job
 from ioncannon.cli.common import workdir as chosen_workdir
+from ioncannon.job.handle import DAMAGED_JOB_HINT
 from ioncannon.job.units import duration
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
@@ -28,19 +29,24 @@ FORWARDED = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in FORWARDED:
-        import importlib
-
-        module, _, func = FORWARDED[argv[0]].partition(":")
-        return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
-    args = _parser().parse_args(argv)
+    os.umask(0o077)  # photos, models, images, zips and job files are the subject's: private to this user
     try:
-        return args.handler(args)
+        if argv and argv[0] in FORWARDED:
+            import importlib
+
+            module, _, func = FORWARDED[argv[0]].partition(":")
+            return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
+        args = _parser().parse_args(argv)
+        return int(args.handler(args))
     except KeyboardInterrupt:
         return 130
     except UserError as exc:
         print(f"ioncannon: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # `ioncannon status | head -2` closed the pipe: the reader has what it wanted; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ioncannon", parents=[common],
         description="DreamBooth-train Stable Diffusion on this GPU box. With no command: the keyboard wizard.",
-        epilog="tools: ioncannon doctor PHOTO_DIR ... | bundle [JOB] | wipe [JOB] | destroy  (each has --help)",
+        epilog="tools: ioncannon doctor PHOTO_DIR ... | bundle [JOB] | wipe [JOB] | destroy  (each has --help). "
+               "Everything a job writes (photo copies, models, images, zips, job files) is private to your user: "
+               "files 0600, folders 0700.",
     )
     parser.add_argument(
         "--demo", action="store_true", help="walk the wizard on built-in sample photos and a tiny model"
@@ -104,20 +112,26 @@ def _cmd_wizard(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    workdir = chosen_workdir(args)
     from ioncannon.job import handle
     from ioncannon.job.errors import JobError
+    from ioncannon.job.workdir import default_workdir
 
-    if args.demo:
-        from ioncannon.engine.demo import demo_spec
-
-        spec = demo_spec(workdir, family=args.family)
-    elif args.jobfile:
-        spec = _spec_from_file(Path(args.jobfile), workdir)
-    else:
-        raise UserError("give a job file (`ioncannon run job.toml`) or `--demo`.")
     try:
-        handle.check_spec(spec)
+        if args.demo:
+            from ioncannon.engine.demo import demo_spec
+
+            workdir = chosen_workdir(args)
+            spec = demo_spec(workdir, family=args.family)
+        elif args.jobfile:
+            from ioncannon.job.jobfile import read_jobfile
+
+            # the work dir is made only once the job file passed: a refused job leaves no trace anywhere
+            workdir = Path(args.workdir).expanduser() if args.workdir else default_workdir()
+            spec = read_jobfile(args.jobfile, workdir)
+        else:
+            raise UserError("give a job file (`ioncannon run job.toml`) or `--demo`.")
+        handle.check_spec(spec, workdir)
+        workdir = chosen_workdir(args)
     except JobError as exc:
         raise UserError(str(exc)) from exc
     _check_gpu(spec)
@@ -131,44 +145,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         paths = handle.create(workdir, spec)
     except JobError as exc:
-        raise UserError(f"{exc} Resume it with `ioncannon resume {spec.name}`, or give the job another name.") from exc
+        raise UserError(str(exc)) from exc
     pid = handle.start(paths, workdir)
     print(f"job {spec.name} started (runner pid {pid}) in {paths.root}")
     return EXIT_OK if args.detach else _follow(paths)
-
-
-def _spec_from_file(path: Path, workdir: Path) -> Any:
-    from ioncannon.job.spec import JobSpec
-    from ioncannon.job.workdir import new_job_name
-
-    if not path.is_file():
-        raise UserError(f"job file {path} does not exist.")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix == ".toml":
-            from ioncannon.job import toml
-
-            data = toml.loads(text)
-        else:
-            data = json.loads(text)
-    except ValueError as exc:
-        raise UserError(f"job file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {exc}") from exc
-    missing = [k for k in ("photos_dir", "identifier", "class_name") if not data.get(k)]
-    if missing:
-        raise UserError(f"job file {path} lacks {', '.join(missing)}.")
-    data.setdefault("name", new_job_name(workdir, str(data["identifier"])))
-    if data.get("family"):  # the family's own base model and resolution unless the file names others
-        from ioncannon.job.families import FAMILIES
-
-        info = FAMILIES.get(str(data["family"]))
-        if info is not None:
-            data.setdefault("base_model", info.default_model)
-            data.setdefault("resolution", info.default_resolution)
-            data.setdefault("generate", dataclasses.asdict(info.generate))
-    try:
-        return JobSpec.from_json(data)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"job file {path}: {exc}") from exc
 
 
 def _check_gpu(spec: Any) -> None:
@@ -246,6 +226,7 @@ def _follow(paths: Any) -> int:
             for event in news.events:
                 print(format_event(event), flush=True)
                 if type(event) in ends:
+                    handle.wait_until_exited(paths, 30)  # so the next command finds the job free
                     return ends[type(event)]
             if not news.alive:
                 if was_alive:  # one more look: the runner's last events may land just after it lets go of the lock
@@ -268,7 +249,7 @@ def job_status(job: Any) -> dict[str, Any]:
     from ioncannon.job.state import shown_status
 
     st = job.state
-    status = shown_status(st.status, job.alive)
+    status = "damaged" if job.spec is None and not job.alive else shown_status(st.status, job.alive)
     spec = job.spec
     return {
         "job": job.name,
@@ -315,7 +296,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(f"elapsed  {duration(info['elapsed_s'], 'short')}")
     if info["message"]:
         print(f"note     {info['message']}")
-    if info["status"] == "interrupted":
+    if info["status"] == "damaged":
+        print(f"what now {DAMAGED_JOB_HINT}")
+    elif info["status"] == "interrupted":
         print("what now the runner is not running; `ioncannon resume` continues from the last checkpoint")
     elif info["hint"]:
         print(f"what now {info['hint']}")
@@ -329,8 +312,13 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
     job = find_job(args)
     if job.alive:
+        if args.detach:
+            print(f"job {job.name} is already running; nothing to resume.")
+            return EXIT_OK
         print(f"job {job.name} is already running; following it (Ctrl+C detaches).")
         return _follow(job.paths)
+    if job.spec is None:
+        raise UserError(f"job {job.name} can't be resumed: {job.problem}. {DAMAGED_JOB_HINT}")
     if job.state.finished:
         print(f"job {job.name} already finished; outputs in {job.paths.outputs}")
         return EXIT_OK

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import random
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
+
+from ioncannon.job.validate import word_problems
 
 CLASSES = ("man", "woman", "person", "dog", "cat")
 
@@ -64,26 +65,8 @@ def _tokens(tokenizer: Any, text: str) -> list[str]:
 
 
 def _syntax_errors(text: str, what: str) -> list[str]:
-    if not text.strip():
-        hint = "type a short rare word such as 'zwx'" if what == "identifier" else \
-            f"pick one of {', '.join(CLASSES)} or type your own"
-        return [f"the {what} is empty: {hint}"]
-    errors: list[str] = []
-    if text != text.strip():
-        errors.append(f"the {what} starts or ends with a space: remove it")
-    if "/" in text or "\\" in text:
-        errors.append(f"the {what} contains '/' or '\\', which would become a folder in the file name")
-    if "_" in text:
-        # The notebook's rule: the caption is the file name before the first '_'.
-        errors.append(f"the {what} contains '_': the caption ends at the first '_', so training "
-                      f"would see only '{text.split('_')[0]}'; drop the '_'")
-    if any(unicodedata.category(c).startswith("C") for c in text):
-        errors.append(f"the {what} contains control characters (a stray tab or newline?): retype it")
-    if any(c in text for c in ':*?"<>|'):
-        errors.append(f"the {what} contains one of : * ? \" < > |, which some file systems refuse")
-    if len(text) > 40:
-        errors.append(f"the {what} is {len(text)} characters long: keep it under 40")
-    return errors
+    # the same rules as the job's door (job/validate.py), so the wizard, the doctor and job files agree
+    return word_problems(text, what)
 
 
 def _suggest(identifier: str, class_name: str, tokenizer: Any, count: int = 3) -> list[str]:

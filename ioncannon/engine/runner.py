@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
@@ -10,6 +11,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from ioncannon.job.events import (
     Event,
@@ -22,13 +24,24 @@ from ioncannon.job.events import (
     StageStarted,
     Stopped,
 )
-from ioncannon.job.fsio import append_line
+from ioncannon.job.fsio import StateFileError, append_line, free_bytes
+from ioncannon.job.handle import DAMAGED_JOB_HINT
 from ioncannon.job.lock import try_lock
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import JobSpec, load_spec
 from ioncannon.job.stages import STAGE_NAMES
 from ioncannon.job.state import JobState, read_state, write_state
 from ioncannon.rental.costs import BUDGET_HINT, budget_exceeded
+
+RESERVE_NAME = "reserve"
+
+
+def _free_text(paths: JobPaths) -> str:
+    try:
+        return f"{free_bytes(paths.root) / 1e6:.0f} MB free in {paths.root}"
+    except OSError:
+        return f"no space left in {paths.root}"
+
 
 # --------------------------------------------------------------------------- the runner itself
 
@@ -51,7 +64,12 @@ class Runner:
 
     # events and state
     def emit(self, event: Event) -> None:
-        append_line(self.paths.events_file, event.dumps())
+        try:
+            append_line(self.paths.events_file, event.dumps())
+        except OSError as exc:  # the event log is a convenience; the state below is what status reads
+            if not self._disk_full(exc):
+                raise
+            self.log.error("could not append to the event log: %s", exc)
         force = not isinstance(event, Progress)
         if isinstance(event, Progress):
             self.state.done, self.state.total = event.done, event.total
@@ -68,7 +86,48 @@ class Runner:
             return
         self._last_write = now
         self.state.elapsed_s = self._elapsed0 + (now - self._t0)
-        write_state(self.paths, self.state)
+        try:
+            write_state(self.paths, self.state)
+        except OSError as exc:
+            if not self._disk_full(exc):
+                raise
+            if self.state.status == "running":  # a progress update: the work goes on, the next write may land
+                self.log.warning("could not update state.json: %s", exc)
+                return
+            # the job ends on a full disk: give back the space set aside at start so status can read why
+            self._release_reserve()
+            try:
+                write_state(self.paths, self.state)
+            except OSError:
+                self.log.error("could not write state.json on a full disk:\n%s", traceback.format_exc())
+
+    # a full disk must still be recorded: a little space is set aside at start and given back to write the failure
+    RESERVE_BYTES = 1 << 20
+
+    def make_reserve(self) -> None:
+        reserve = self.paths.meta / RESERVE_NAME
+        try:
+            if not reserve.exists() or reserve.stat().st_size < self.RESERVE_BYTES:
+                with open(reserve, "wb") as fh:
+                    fh.write(b"\0" * self.RESERVE_BYTES)  # real blocks, not a sparse hole
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        except OSError as exc:
+            self.log.warning("could not set aside disk space for recording failures: %s", exc)
+
+    def _release_reserve(self) -> None:
+        try:
+            (self.paths.meta / RESERVE_NAME).unlink()
+        except OSError:
+            pass
+
+    @staticmethod
+    def _disk_full(exc: BaseException | None) -> bool:
+        while exc is not None:
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return True
+            exc = exc.__cause__ or exc.__context__
+        return False
 
     def should_stop(self) -> bool:
         if not self.stop_reason:
@@ -96,7 +155,13 @@ class Runner:
             device = resolve_device(self.spec.device)
         except Exception as exc:  # ModelLoadError: no GPU with a real model
             return self._fail("prepare", str(exc), "")
+        if self.spec.threads:
+            import torch
+
+            torch.set_num_threads(self.spec.threads)
+            self.log.info("using %d CPU threads (pinned when the job was created)", self.spec.threads)
         ctx = StageContext(self.spec, self.paths, self.workdir, self.emit, self.should_stop, device, self.log)
+        self._recheck_done(ctx)
         for stage in STAGE_NAMES:
             if stage in self.state.stages_done:
                 continue
@@ -115,6 +180,10 @@ class Runner:
                 return self._fail(stage, exc.message, exc.hint)
             except Exception as exc:  # an unexpected bug: the traceback goes to the log, a sentence to the user
                 self.log.error("stage %s crashed:\n%s", stage, traceback.format_exc())
+                if self._disk_full(exc):
+                    return self._fail(stage, f"{stage} stopped: the disk is full ({_free_text(self.paths)}).",
+                                      "Free some space (`ioncannon wipe` an old job, or delete files you no longer "
+                                      "need), then `ioncannon resume`: finished work is kept.")
                 return self._fail(stage, f"{stage} stopped on an unexpected error: {type(exc).__name__}: {exc}"[:400],
                                   f"The details are in {self.paths.log_file}. Fix the cause, then resume: `ioncannon`.")
             self.state.stages_done.append(stage)
@@ -122,6 +191,29 @@ class Runner:
         self.state.status, self.state.stage = "finished", None
         self.emit(JobFinished(seconds=self._elapsed0 + time.time() - self._t0, outputs=str(self.paths.outputs)))
         return 0
+
+    def _recheck_done(self, ctx: Any) -> None:
+        """Finished stages whose files were deleted since are run again, so a resume never repeats a failure.
+
+        Only what training still needs is checked: the latent cache, and the photos and class images behind it.
+        """
+        done = self.state.stages_done
+        if "train" in done:
+            return
+        from ioncannon.engine.generate.stage import class_images_missing
+        from ioncannon.engine.train.cache import load_cache
+
+        gone = []
+        if "cache" in done and load_cache(ctx) is None:
+            gone.append("cache")
+        samples = self.paths.training_samples(self.spec.class_name)
+        if "prepare" in done and not any(samples.glob("*.png")):
+            gone += ["prepare", "cache"]
+        if "class_images" in done and class_images_missing(ctx) > 0:
+            gone += ["class_images", "cache"]
+        if gone:
+            self.log.warning("files of finished stages are missing; running again: %s", sorted(set(gone)))
+            self.state.stages_done = [s for s in done if s not in gone]
 
     def _stopped(self) -> int:
         self.state.status = "stopped"
@@ -148,11 +240,38 @@ def _setup_logging(paths: JobPaths) -> logging.Logger:
     return log
 
 
+def _pin_threads(spec: JobSpec) -> None:
+    """Use the thread count the job pinned at creation, whatever the resuming shell's OMP_NUM_THREADS says:
+    another count sums in another order, and the resumed run would no longer be bit-exact."""
+    if spec.threads:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(spec.threads)
+
+
+def _refuse_damaged_job(paths: JobPaths, problem: str, log: logging.Logger) -> int:
+    """job.json can't be used: say so where `status` and the wizard read, instead of dying with a traceback."""
+    log.error("job.json can't be used: %s", problem)
+    state = read_state(paths)
+    state.status, state.pid = "failed", None
+    state.message = problem
+    state.hint = DAMAGED_JOB_HINT
+    try:
+        append_line(paths.events_file, Failed(stage=state.stage or "prepare", message=problem,
+                                              hint=state.hint).dumps())
+        write_state(paths, state)
+    except OSError:
+        log.error("could not record the failure:\n%s", traceback.format_exc())
+    return 1
+
+
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ioncannon.engine.runner")
     parser.add_argument("job_root")
     parser.add_argument("--workdir", required=True)
     args = parser.parse_args(argv)
+    os.umask(0o077)  # everything the job writes shows the subject or describes them: private to the user
     paths = JobPaths(args.job_root)
     lock = None
     for _ in range(20):  # a client may be probing the lock for a moment
@@ -163,12 +282,18 @@ def main(argv: list[str] | None = None) -> int:
     if lock is None:
         print("another runner holds this job's lock; exiting", file=sys.stderr)
         return 3
-    lock.seek(0)
-    lock.truncate(0)
-    lock.write(f"{os.getpid()} {time.time():.0f}\n")
-    lock.flush()
+    lock.record(os.getpid())
+    try:
+        os.chmod(paths.root, 0o700)  # a job created by an older version may still be readable by others
+    except OSError:
+        pass
     log = _setup_logging(paths)
-    runner = Runner(paths, Path(args.workdir), load_spec(paths), log)
+    try:
+        spec = load_spec(paths)
+    except StateFileError as exc:
+        return _refuse_damaged_job(paths, str(exc), log)
+    _pin_threads(spec)
+    runner = Runner(paths, Path(args.workdir), spec, log)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a dropped SSH link must not stop the work
 
     def on_term(signum: int, _frame: object) -> None:
@@ -179,8 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     _quiet_libraries()
+    runner.make_reserve()
     log.info("runner %d started for %s", os.getpid(), paths.root)
-    return runner.run()
+    code = runner.run()
+    # let go now, not when the interpreter has torn torch down: `run … && ioncannon wipe` must find the job free
+    lock.release()
+    return code
 
 
 def _quiet_libraries() -> None:

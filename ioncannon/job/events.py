@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ioncannon.job.validate import typed_fields
+
 
 @dataclass(frozen=True)
 class Event:
@@ -115,7 +117,13 @@ def parse_event(line: str) -> Event | None:
     try:
         data = json.loads(line)
         cls = EVENT_TYPES[data.pop("type")]
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None
+    # a line with a field of the wrong type is damage too: readers format these values without checking
+    values, problems = typed_fields(cls, data)
+    if problems:
+        return None
+    try:
+        return cls(**values)
+    except TypeError:  # a required field is missing
         return None

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
+# state files are a few kB; a bigger one is not ours, and reading it whole would cost memory for nothing
+MAX_STATE_BYTES = 16 << 20
 
 
 class StateFileError(Exception):
@@ -30,8 +33,8 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, mode: int = 0o644) -> None:
-    """Write via temp file + fsync + os.replace, so readers see old or new, never half."""
+def atomic_write_bytes(path: str | Path, data: bytes, mode: int = 0o600) -> None:
+    """Write via temp file + fsync + os.replace, so readers see old or new, never half; private (0600) by default."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -51,29 +54,47 @@ def atomic_write_bytes(path: str | Path, data: bytes, mode: int = 0o644) -> None
     fsync_dir(path.parent)
 
 
-def atomic_write_text(path: str | Path, text: str, mode: int = 0o644) -> None:
+def atomic_write_text(path: str | Path, text: str, mode: int = 0o600) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
-def write_json(path: str | Path, payload: dict[str, Any], mode: int = 0o644) -> None:
+def write_json(path: str | Path, payload: dict[str, Any], mode: int = 0o600) -> None:
     """Atomically write a JSON object stamped with the current schema version."""
     body = {"schema_version": SCHEMA_VERSION, **payload}
     atomic_write_text(path, json.dumps(body, indent=2, sort_keys=True) + "\n", mode)
 
 
-def read_json(path: str | Path) -> dict[str, Any]:
-    """Read a state file written by `write_json`; raise StateFileError with a reason otherwise."""
+def _read_small(path: Path, limit: int) -> bytes:
+    """A regular file's bytes; never blocks on a FIFO put in its place, never reads more than `limit`."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise StateFileError(f"{path.name} is damaged (not a regular file)")
+        if info.st_size > limit:
+            raise StateFileError(f"{path.name} is damaged ({info.st_size:,} bytes, far more than it ever holds)")
+        return os.read(fd, limit + 1)
+    finally:
+        os.close(fd)
+
+
+def read_json(path: str | Path, limit: int = MAX_STATE_BYTES) -> dict[str, Any]:
+    """Read a state file written by `write_json`; raise StateFileError with a reason otherwise (never anything else)."""
     path = Path(path)
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = _read_small(path, limit)
     except FileNotFoundError as exc:
         raise StateFileError(f"{path.name} is missing") from exc
     except OSError as exc:
-        raise StateFileError(f"{path.name} could not be read: {exc.strerror}") from exc
+        raise StateFileError(f"{path.name} could not be read: {exc.strerror or exc}") from exc
     try:
-        body = json.loads(raw)
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise StateFileError(f"{path.name} is damaged (not UTF-8 text at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise StateFileError(f"{path.name} is damaged (not valid JSON): {exc.msg}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise StateFileError(f"{path.name} is damaged (not a JSON object the product wrote)") from exc
     if not isinstance(body, dict):
         raise StateFileError(f"{path.name} is damaged (not a JSON object)")
     version = body.get("schema_version")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -16,24 +17,76 @@ from ioncannon.job.lock import RunnerBusy, request_stop, runner_pid, wait_for_ex
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import JobSpec
 from ioncannon.job.state import EventTail, JobState, read_state
+from ioncannon.job.validate import SpecError
 from ioncannon.job.workdir import JobSummary, WorkdirError, create_job, find_job, summarise
 
 RUNNER_MODULE = "ioncannon.engine.runner"
+DAMAGED_JOB_HINT = ("Fix the field named above in the job's .ioncannon/job.json, then `ioncannon resume`; or start a "
+                    "new job and remove this one's copies of the subject with `ioncannon wipe NAME`.")
 START_TIMEOUT_S = 15.0
 
 
-def check_spec(spec: JobSpec) -> None:
-    """Refuse a spec the runner could not use, with one sentence saying what to do (JobError)."""
-    if not spec.identifier.strip() or "/" in spec.identifier:
-        raise JobError(f"identifier {spec.identifier!r} is not usable: use a short rare word without '/', e.g. zwx.")
+def check_spec(spec: JobSpec, workdir: str | Path | None = None) -> None:
+    """Refuse a spec the runner could not use before anything is written (SpecError: one sentence per problem).
+
+    With `workdir`, a prompt pack in the job's own folder may be missing still: the wizard writes it just after.
+    """
+    problems = spec.problems()
     photos = Path(spec.photos_dir).expanduser()
-    if not photos.is_dir():
-        raise JobError(f"photo folder {photos} does not exist. Give the folder with the subject's photos.")
+    if spec.photos_dir and not any(p.startswith("photos_dir") for p in problems) and not photos.is_dir():
+        problems.append(f"photos_dir {spec.photos_dir} does not exist or is not a folder: "
+                        "give the folder with the subject's photos.")
+    elif workdir is not None and photos.is_dir() and \
+            Path(workdir).expanduser().resolve().is_relative_to(photos.resolve()):
+        # the job's folders would appear inside the photo folder, which the product promises never to change
+        problems.append(f"the work dir {workdir} lies inside the photo folder {spec.photos_dir}: "
+                        "pick a work dir outside it (--workdir DIR).")
+    pack = spec.generate.prompt_pack
+    own = workdir is not None and Path(pack) == JobPaths(Path(workdir).expanduser().resolve() / spec.name) \
+        .prompt_pack_file
+    if pack and not own and not any(p.startswith("generate.prompt_pack") for p in problems) \
+            and not Path(pack).is_file():
+        problems.append(f"generate.prompt_pack {pack} is not a file: give a prompt pack .toml, or leave it empty.")
+    if problems:
+        raise SpecError(problems)
+
+
+def absolute_paths(spec: JobSpec) -> JobSpec:
+    """Relative paths in a job file mean "from where the command ran"; the runner works from the job's own folder,
+    so they are made absolute once, here. A base model that is not a local folder is a hub id and stays as is."""
+    model = Path(spec.base_model).expanduser()
+    pack = spec.generate.prompt_pack
+    return spec.replace(
+        photos_dir=str(Path(spec.photos_dir).expanduser().resolve()),
+        base_model=str(model.resolve()) if model.exists() else spec.base_model,
+        generate=dataclasses.replace(spec.generate, prompt_pack=str(Path(pack).expanduser().resolve()) if pack
+                                     else ""),
+    )
+
+
+def default_threads() -> int:
+    """The CPU thread count a new job pins: OMP_NUM_THREADS when set, else the CPUs this process may use."""
+    try:
+        wanted = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        wanted = 0
+    if wanted >= 1:
+        return min(wanted, 1024)
+    try:
+        return max(1, min(len(os.sched_getaffinity(0)), 1024))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, min(os.cpu_count() or 1, 1024))
 
 
 def create(workdir: str | Path, spec: JobSpec) -> JobPaths:
-    """Check the spec and write the job's folder and job.json; refuses a name already taken."""
-    check_spec(spec)
+    """Check the spec and write the job's folder and job.json; refuses a name already taken.
+
+    The runner's thread count is pinned here, so every resume computes the same way the first run did.
+    """
+    check_spec(spec, workdir)
+    if spec.threads is None:
+        spec = spec.replace(threads=default_threads())
+    spec = absolute_paths(spec)
     try:
         return create_job(workdir, spec)
     except WorkdirError as exc:
@@ -48,13 +101,10 @@ def start(paths: JobPaths, workdir: str | Path) -> int:
     if runner_pid(paths) is not None:
         raise RunnerBusy(f"Job {paths.root.name} already has a running runner.")
     paths.meta.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.setdefault("PYTHONUNBUFFERED", "1")
     with open(paths.log_file, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", RUNNER_MODULE, str(paths.root), "--workdir", str(workdir)],
+            runner_command(paths, workdir), cwd=paths.meta, env=runner_env(),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-            env=env,
         )
     # wait until it holds the lock (or died trying) so callers see a consistent picture
     deadline = time.time() + START_TIMEOUT_S
@@ -63,6 +113,23 @@ def start(paths: JobPaths, workdir: str | Path) -> int:
             break
         time.sleep(0.05)
     return proc.pid
+
+
+def runner_command(paths: JobPaths, workdir: str | Path) -> list[str]:
+    """The runner's command line. `-P` keeps the launching directory off sys.path (a stray numpy.py or an
+    `ioncannon` checkout there must not load into the runner); not `-I`, which would also drop PYTHONPATH and
+    the user's site-packages, where a `pip install --user` puts ioncannon itself."""
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+    return [sys.executable, *safe_path, "-m", RUNNER_MODULE, str(paths.root.resolve()),
+            "--workdir", str(Path(workdir).resolve())]
+
+
+def runner_env() -> dict[str, str]:
+    """The runner's environment: this one, with the launching directory kept off sys.path (Python 3.11+)."""
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env["PYTHONSAFEPATH"] = "1"
+    return env
 
 
 def find(workdir: str | Path, name: str | None) -> JobSummary:

@@ -1,4 +1,4 @@
-"""The job's runner lock: a kernel-held flock, so a dead runner's lock is recognised at once."""
+"""The job's runner lock: a kernel-held flock on the job folder itself, so deleting files can't break it."""
 
 from __future__ import annotations
 
@@ -6,41 +6,72 @@ import fcntl
 import os
 import signal
 import time
-from typing import IO
 
+from ioncannon.job.fsio import atomic_write_text
 from ioncannon.job.paths import JobPaths
+from ioncannon.job.state import read_state
 
 
 class RunnerBusy(Exception):
     """Another live runner already works on this job."""
 
 
-def try_lock(paths: JobPaths) -> IO[str] | None:
-    """Take the job's lock; None if a live process holds it. The kernel drops it when its holder dies."""
-    paths.meta.mkdir(parents=True, exist_ok=True)
-    fh = open(paths.lock_file, "a+", encoding="utf-8")  # noqa: SIM115 - the open file is the lock: it outlives this call
+class RunnerLock:
+    """The held lock: an open descriptor of the job folder. The kernel drops it when its holder dies."""
+
+    def __init__(self, paths: JobPaths, fd: int) -> None:
+        self.paths, self.fd = paths, fd
+
+    def record(self, pid: int) -> None:
+        """Note the holder's pid for `status` and `stop` (the note is a convenience: the lock is the folder's)."""
+        atomic_write_text(self.paths.lock_file, f"{pid} {time.time():.0f}\n")
+
+    def release(self) -> None:
+        os.close(self.fd)
+
+
+def _take(paths: JobPaths) -> RunnerLock | None:
     try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fd = os.open(paths.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:
-        fh.close()
         return None
-    return fh
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return RunnerLock(paths, fd)
 
 
-def runner_pid(paths: JobPaths) -> int | None:
-    """The pid of the live runner holding the job's lock, else None (a stale lock is cleared)."""
-    if not paths.lock_file.exists():
-        return None
-    fh = try_lock(paths)
-    if fh is not None:  # nobody holds it: whatever pid it names is dead
-        fh.truncate(0)
-        fh.close()
-        return None
+def try_lock(paths: JobPaths) -> RunnerLock | None:
+    """Take the job's lock; None if a live process holds it.
+
+    The lock is on the job folder, not on a file in it: a lock file can be deleted (or replaced) while the
+    job runs, and a second runner would then lock the new file and train the same job twice.
+    """
+    paths.meta.mkdir(parents=True, exist_ok=True)
+    return _take(paths)
+
+
+def _noted_pid(paths: JobPaths) -> int:
     try:
         text = paths.lock_file.read_text(encoding="utf-8").strip()
         return int(text.split()[0]) if text else -1
-    except (OSError, ValueError):
-        return -1
+    except (OSError, ValueError, UnicodeDecodeError):
+        pass
+    pid = read_state(paths).pid  # the note was deleted: the runner also keeps its pid in state.json
+    return pid if isinstance(pid, int) and pid > 0 else -1
+
+
+def runner_pid(paths: JobPaths) -> int | None:
+    """The pid of the live runner holding the job's lock (-1 when its pid is unknown), else None."""
+    if not paths.root.is_dir():
+        return None
+    probe = _take(paths)
+    if probe is not None:  # nobody holds it: whatever pid the note names is dead (the note is left: harmless)
+        probe.release()
+        return None
+    return _noted_pid(paths)
 
 
 def request_stop(paths: JobPaths) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ioncannon.job.validate import safe_component
+
 
 class JobPaths:
     """Where everything of one job lives on disk (DESIGN §3)."""
@@ -14,10 +16,10 @@ class JobPaths:
 
     # what the user sees
     def training_samples(self, class_name: str) -> Path:
-        return self.root / "training_samples" / class_name
+        return self.root / "training_samples" / safe_component(class_name, "class")
 
     def class_images(self, class_name: str) -> Path:
-        return self.root / "class_images" / class_name
+        return self.root / "class_images" / safe_component(class_name, "class")
 
     @property
     def trained_models(self) -> Path:
@@ -104,5 +106,7 @@ class JobPaths:
 
     def ensure(self) -> None:
         for p in (self.root, self.meta):
-            p.mkdir(parents=True, exist_ok=True)
+            p.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # private like the photos: everything under the job folder shows the subject or describes them
+        os.chmod(self.root, 0o700)
         os.chmod(self.meta, 0o700)

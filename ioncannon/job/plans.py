@@ -7,6 +7,7 @@ from typing import Literal
 
 Mode = Literal["full", "lora"]
 Precision = Literal["bf16", "fp16", "fp32"]
+Optimizer = Literal["adamw", "adamw_fused", "adamw_bf16"]  # adamw_bf16: bf16 moments; the others fp32
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class TrainPlan:
     num_class_images: int = 200
     lora_rank: int = 16
     precision: Precision = "bf16"
-    optimizer: str = "adamw_fused"
+    optimizer: Optimizer = "adamw_fused"
     gradient_checkpointing: bool = False
     compile: bool = True
     checkpoint_every: int = 200

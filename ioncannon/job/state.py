@@ -12,8 +12,11 @@ from typing import Any
 from ioncannon.job.events import Event, parse_event
 from ioncannon.job.fsio import StateFileError, read_json, write_json
 from ioncannon.job.paths import JobPaths
-from ioncannon.job.spec import from_known_fields
+from ioncannon.job.stages import STAGE_NAMES
+from ioncannon.job.validate import typed_fields
 
+DAMAGED_STATE_HINT = ("`ioncannon resume` rebuilds it: finished work on disk is found again and training "
+                      "continues from its last checkpoint.")
 LIVE_STATUSES = ("running", "stopping")      # a runner should be holding the lock
 ENDED_STATUSES = ("finished", "failed", "stopped")
 
@@ -52,7 +55,14 @@ class JobState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobState:
-        return from_known_fields(cls, data)
+        """The state from its JSON form; StateFileError naming the first damaged field."""
+        values, problems = typed_fields(cls, data, skip=("schema_version",))
+        if not problems:
+            problems = [f"stages_done names {s!r}, not a stage" for s in values.get("stages_done", ())
+                        if s not in STAGE_NAMES][:1]
+        if problems:
+            raise StateFileError(f"state.json is damaged ({problems[0].rstrip('.')})")
+        return cls(**values)
 
     @property
     def finished(self) -> bool:
@@ -60,15 +70,13 @@ class JobState:
 
 
 def read_state(paths: JobPaths) -> JobState:
-    """Never raises: a missing file is a new job; a damaged one is reported as status 'unknown'."""
-    if not paths.state_file.exists():
+    """Never raises: a missing file is a new job; a damaged one is status 'unknown', with what to do."""
+    if not paths.state_file.exists() and not paths.state_file.is_symlink():
         return JobState()
     try:
         return JobState.from_json(read_json(paths.state_file))
     except StateFileError as exc:
-        return JobState(status="unknown", message=str(exc), hint="Run `ioncannon status` for details.")
-    except TypeError as exc:
-        return JobState(status="unknown", message=f"state.json has unexpected fields: {exc}")
+        return JobState(status="unknown", message=str(exc), hint=DAMAGED_STATE_HINT)
 
 
 def write_state(paths: JobPaths, state: JobState) -> None:
@@ -78,6 +86,9 @@ def write_state(paths: JobPaths, state: JobState) -> None:
 
 class EventTail:
     """Reads events appended to events.jsonl since the last call; tolerates a partial last line."""
+
+    MAX_READ = 8 << 20
+    MAX_LINE = 1 << 20
 
     def __init__(self, path: str | Path, from_start: bool = True) -> None:
         self.path = Path(path)
@@ -99,11 +110,13 @@ class EventTail:
             return []
         with open(self.path, "rb") as fh:
             fh.seek(self._offset)
-            chunk = fh.read()
+            chunk = fh.read(self.MAX_READ)  # bounded: the rest comes on the next call
         self._offset += len(chunk)
         data = self._pending + chunk
         lines = data.split(b"\n")
         self._pending = lines.pop()  # the last piece has no newline yet
+        if len(self._pending) > self.MAX_LINE:  # no event is this long: damage, never to be parsed
+            self._pending = b""
         events = []
         for raw in lines:
             event = parse_event(raw.decode("utf-8", errors="replace"))

@@ -55,7 +55,7 @@ def ensure_workdir(workdir: str | Path) -> Path:
 
 
 def new_job_name(workdir: str | Path, identifier: str) -> str:
-    base = f"{slugify(identifier)}-{time.strftime('%Y%m%d-%H%M')}"
+    base = f"{slugify(identifier)[:40].strip('-') or 'job'}-{time.strftime('%Y%m%d-%H%M')}"
     name, n = base, 2
     while (Path(workdir) / name).exists():
         name, n = f"{base}-{n}", n + 1
@@ -63,9 +63,22 @@ def new_job_name(workdir: str | Path, identifier: str) -> str:
 
 
 def create_job(workdir: str | Path, spec: JobSpec) -> JobPaths:
-    paths = JobPaths(ensure_workdir(workdir) / spec.name)
-    if paths.job_file.exists():
-        raise WorkdirError(f"A job named {spec.name!r} already exists in {workdir}.")
+    """Claim the job's folder inside the work dir and write job.json; WorkdirError if the name is taken."""
+    base = ensure_workdir(workdir).resolve()
+    root = base / spec.name
+    # the name is checked at the door; this is the last guard that the folder really is a child of the work dir
+    if root.parent != base or root.is_symlink() or not root.resolve().is_relative_to(base):
+        raise WorkdirError(f"The job name {spec.name!r} would leave the work dir {base}: pick a plain name.")
+    paths = JobPaths(root)
+    paths.ensure()
+    try:
+        # O_EXCL: of two commands creating the same name at once, exactly one wins
+        os.close(os.open(paths.job_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        raise WorkdirError(
+            f"A job named {spec.name!r} already exists in {base}: resume it with `ioncannon resume {spec.name}`, "
+            "or give the new job another name."
+        ) from None
     save_spec(paths, spec)
     return paths
 
@@ -85,7 +98,7 @@ def summarise(paths: JobPaths) -> JobSummary:
     spec, problem = None, ""
     try:
         spec = load_spec(paths)
-    except (StateFileError, TypeError) as exc:
+    except StateFileError as exc:
         problem = str(exc)
     return JobSummary(paths.root.name, paths, spec, read_state(paths), runner_pid(paths) is not None, problem)
 

@@ -70,7 +70,7 @@ def load_starred(paths: JobPaths) -> list[str]:
         starred = read_json(paths.starred_file).get("starred", [])
     except StateFileError:
         return []
-    return [s for s in starred if isinstance(s, str)]
+    return [s for s in starred if isinstance(s, str)] if isinstance(starred, list) else []
 
 
 def save_starred(paths: JobPaths, relative_paths: Iterable[str]) -> None:
@@ -349,7 +349,7 @@ def _zip_info(entry_name: str, source: Path | None, size: int) -> zipfile.ZipInf
     info = zipfile.ZipInfo(entry_name, date_time=stamp[:6])
     info.compress_type = zipfile.ZIP_STORED
     info.file_size = size
-    info.external_attr = 0o644 << 16
+    info.external_attr = 0o600 << 16  # unpacked copies stay private, like the job folder they came from
     return info
 
 

@@ -121,7 +121,7 @@ def job_started_at(paths: JobPaths) -> float | None:
     if started:
         return float(started)
     try:
-        with open(paths.events_file, encoding="utf-8") as fh:
+        with open(paths.events_file, encoding="utf-8", errors="replace") as fh:  # a damaged byte skips one line
             for line in fh:
                 event = parse_event(line)
                 if isinstance(event, RunnerStarted):

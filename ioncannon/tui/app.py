@@ -179,7 +179,7 @@ class IonCannonApp(App[None]):
         finished = None
         if unfinished is None:
             finished = next((j for j in jobs if j.state.finished and j.spec is not None), None)
-        return WelcomeScreen(unfinished, finished)
+        return WelcomeScreen(unfinished, finished, [j for j in jobs if j.spec is None])
 
     def go(self, step: Step) -> None:
         """Show `step`, remembering it so a dropped link reopens here."""

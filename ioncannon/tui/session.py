@@ -10,6 +10,7 @@ from typing import Any
 from ioncannon.job.families import FAMILIES
 from ioncannon.job.fsio import StateFileError, read_json, write_json
 from ioncannon.job.spec import DEFAULT_BASE_MODEL
+from ioncannon.job.validate import typed_fields
 
 SESSION_FILE = "session.json"
 CLASS_CHOICES: tuple[str, ...] = ("man", "woman", "person", "dog", "cat", "custom")
@@ -56,8 +57,7 @@ class WizardSession:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WizardSession:
-        names = {f.name for f in dataclasses.fields(cls)}
-        known = {k: v for k, v in data.items() if k in names}
+        known, _ = typed_fields(cls, data)  # a field of the wrong type falls back to its default
         session = cls(**known)
         # A hand-edited or older file must not crash the wizard: fall back field by field.
         default = cls()

@@ -60,8 +60,8 @@ def test_run_refuses_without_confirmation_when_not_a_terminal(tmp_path: Path) ->
     "job, message",
     [
         ({"photos_dir": "/nonexistent/photos", "identifier": "zwx", "class_name": "man"}, "does not exist"),
-        ({"photos_dir": ".", "identifier": "a/b", "class_name": "man"}, "not usable"),
-        ({"photos_dir": ".", "identifier": "", "class_name": "man"}, "lacks identifier"),
+        ({"photos_dir": ".", "identifier": "a/b", "class_name": "man"}, "identifier contains '/'"),
+        ({"photos_dir": ".", "identifier": "", "class_name": "man"}, "identifier is empty"),
         ({"photos_dir": ".", "identifier": "zwx", "class_name": "man"}, "no CUDA GPU is visible"),
         ({"photos_dir": ".", "identifier": "zwx", "class_name": "man", "family": "sd3"}, "unknown model family"),
     ],

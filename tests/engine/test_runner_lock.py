@@ -18,8 +18,8 @@ HOLDER = textwrap.dedent(
     import os, sys, time
     from ioncannon.job.paths import JobPaths
     from ioncannon.job.lock import try_lock as _try_lock
-    fh = _try_lock(JobPaths(sys.argv[1]))
-    fh.write(f"{os.getpid()} 0\\n"); fh.flush()
+    lock = _try_lock(JobPaths(sys.argv[1]))
+    lock.record(os.getpid())
     print("locked", flush=True)
     time.sleep(60)
     """
@@ -42,8 +42,24 @@ def test_live_lock_names_its_holder_and_dead_lock_is_stale(tmp_path: Path) -> No
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     assert paths.lock_file.read_text().strip()  # the dead runner's pid is still written there...
-    assert runner_pid(paths) is None  # ...but nobody holds the lock, so it is stale and cleared
-    assert paths.lock_file.read_text() == ""
+    assert runner_pid(paths) is None  # ...but nobody holds the lock, so it is stale
+
+
+def test_deleting_the_lock_file_does_not_let_a_second_runner_in(tmp_path: Path) -> None:
+    paths = JobPaths(tmp_path / "job")
+    proc = _hold_lock(paths.root)
+    try:
+        paths.lock_file.unlink()  # a user tidying up, or a careless `rm .ioncannon/*`
+        assert runner_pid(paths) is not None  # still seen as running...
+        out = subprocess.run(
+            [sys.executable, "-m", "ioncannon.engine.runner", str(paths.root), "--workdir", str(tmp_path)],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode == 3 and "another runner" in out.stderr  # ...and a second runner is refused
+    finally:
+        proc.kill()
+        proc.wait()
+    assert runner_pid(paths) is None
 
 
 def test_second_runner_refuses_to_work_on_a_locked_job(tmp_path: Path) -> None:

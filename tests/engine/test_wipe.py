@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import io
 import os
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 from PIL import Image
 
 from ioncannon.cli.finish import wipe_main
+from ioncannon.job.lock import try_lock
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import JobSpec, save_spec
 from ioncannon.rental.bundle import archive_path, download_decided, read_finish_record
@@ -100,12 +100,14 @@ def test_wipe_refuses_a_folder_that_is_not_a_job(tmp_path: Path) -> None:
 
 def test_wipe_refuses_while_a_runner_holds_the_job(tmp_path: Path) -> None:
     paths, spec = job_with_subject_data(tmp_path)
-    with open(paths.lock_file, "a+") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a live runner holds
-        lock.write(f"{os.getpid()} 0\n")
-        lock.flush()
+    lock = try_lock(paths)  # what a live runner holds
+    assert lock is not None
+    lock.record(os.getpid())
+    try:
         with pytest.raises(WipeError, match="still working"):
             wipe(paths, spec)
+    finally:
+        lock.release()
     assert (paths.root / "training_samples").exists()
     assert wipe(paths, spec).removed  # the lock released, the wipe goes ahead
 

@@ -29,7 +29,7 @@ def test_create_checks_the_spec_and_refuses_a_taken_name(tmp_path: Path) -> None
         handle.create(tmp_path / "work", spec_for(photos))
     with pytest.raises(JobError, match="does not exist"):
         handle.create(tmp_path / "work", spec_for(tmp_path / "missing", name="other"))
-    with pytest.raises(JobError, match="not usable"):
+    with pytest.raises(JobError, match="identifier contains '/'"):
         handle.create(tmp_path / "work", spec_for(photos, name="third", identifier="a/b"))
 
 

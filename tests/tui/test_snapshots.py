@@ -8,12 +8,10 @@ live runner does, so they show a running job without the timing noise of a real 
 
 from __future__ import annotations
 
-import fcntl
 import math
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
 from PIL import Image
@@ -34,6 +32,7 @@ from ioncannon.job.events import (
     StageStarted,
 )
 from ioncannon.job.fsio import append_line, write_json
+from ioncannon.job.lock import RunnerLock, try_lock
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import JobSpec, save_spec
 from ioncannon.job.state import JobState
@@ -100,20 +99,18 @@ def job_on_disk(workdir: Path, stage: str, events: list[Event], stages_done: lis
 
 @pytest.fixture
 def held_lock() -> Iterator[Callable[[JobPaths], None]]:
-    """Hold a job's runner lock as a live runner would (the kernel lock the engine checks)."""
-    handles: list[IO[str]] = []
+    """Hold a job's runner lock as a live runner would (the kernel lock on the job folder the engine checks)."""
+    locks: list[RunnerLock] = []
 
     def hold(paths: JobPaths) -> None:
-        fh = open(paths.lock_file, "a+", encoding="utf-8")  # noqa: SIM115 - held open as the lock until the test ends
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fh.truncate(0)
-        fh.write("4242 0\n")
-        fh.flush()
-        handles.append(fh)
+        lock = try_lock(paths)
+        assert lock is not None
+        lock.record(4242)
+        locks.append(lock)
 
     yield hold
-    for fh in handles:
-        fh.close()
+    for lock in locks:
+        lock.release()
 
 
 def test_welcome(box: Path, snap_compare: Callable[..., bool]) -> None:

@@ -16,6 +16,16 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 # cannot make us allocate gigabytes. Pillow's own bomb check still applies on top of it.
 MAX_PIXELS = 120_000_000
 MAX_SIDE = 30_000
+# What one decode may allocate for its pixels (after JPEG's draft reduction), checked from the header: a 48 MP
+# phone photo needs ~140 MiB; a 10,950 px square PNG would need 340 MiB, and its conversions three times that.
+MAX_DECODE_BYTES = 300 << 20
+# A file may hold its pixels twice over (an MPO's second picture, a thumbnail, EXIF) plus this much more;
+# anything bigger is padding or junk that a decoder would plough through for seconds or minutes.
+FILE_SLACK_BYTES = 16 << 20
+# Bigger than any photo a phone or camera writes: rejected from its size alone, before a byte is read.
+MAX_FILE_BYTES = 200_000_000
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2,
+                    "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3}
 # Neutral grey for transparent areas: white or black backgrounds teach the model a studio look.
 BACKGROUND = (128, 128, 128)
 # Only the formats a phone or camera produces; Pillow's other plugins (TGA, ICO, PCX…) accept
@@ -206,8 +216,26 @@ def _upright_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
     return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
 
 
+def too_big_file(size: int) -> str | None:
+    """Why a file of `size` bytes is refused before it is opened, or None."""
+    if size > MAX_FILE_BYTES:
+        return (f"{size / 1e6:,.0f} MB is more than any phone or camera photo ({MAX_FILE_BYTES // 1_000_000} MB at "
+                "most): export a JPEG copy")
+    return None
+
+
 def decode(data: bytes | Path, target: int = 512) -> DecodedPhoto:
-    """Decode by content into an upright RGB image at least `target` px on the short side when possible."""
+    """Decode by content into an upright RGB image at least `target` px on the short side when possible.
+
+    The work is bounded: the file's size and the pixel memory are checked from the header before decoding.
+    """
+    try:
+        file_bytes = len(data) if isinstance(data, bytes) else os.stat(data).st_size
+    except OSError as exc:
+        raise PhotoRejected(f"cannot read it ({exc.strerror or exc}): copy it again") from exc
+    too_big = too_big_file(file_bytes)
+    if too_big:
+        raise PhotoRejected(too_big)
     source: io.BytesIO | Path = io.BytesIO(data) if isinstance(data, bytes) else data
     _register_heif()
     Image.init()  # Pillow registers most plugins lazily; the format filter below needs them all
@@ -217,7 +245,7 @@ def decode(data: bytes | Path, target: int = 512) -> DecodedPhoto:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             warnings.simplefilter("ignore", UserWarning)
             im = Image.open(source, formats=[f for f in FORMATS if f in Image.OPEN])
-            return _decode_open(im, target)
+            return _decode_open(im, target, file_bytes)
     except PhotoRejected:
         raise
     except Image.DecompressionBombError as exc:
@@ -236,13 +264,24 @@ def decode(data: bytes | Path, target: int = 512) -> DecodedPhoto:
         raise PhotoRejected(f"damaged file ({type(exc).__name__}): re-export it as JPEG or PNG") from exc
 
 
-def _decode_open(im: Image.Image, target: int) -> DecodedPhoto:
+def _pixel_bytes(im: Image.Image) -> int:
+    return im.size[0] * im.size[1] * _BYTES_PER_PIXEL.get(im.mode, 4)
+
+
+def _decode_open(im: Image.Image, target: int, file_bytes: int = 0) -> DecodedPhoto:
     fmt = im.format or "unknown"
     w, h = im.size
     if w <= 0 or h <= 0 or w * h > MAX_PIXELS or max(w, h) > MAX_SIDE:
         raise PhotoRejected(
             f"{w}×{h} is too large to decode safely (limit {MAX_PIXELS // 1_000_000} MP): "
             "resize it or export a smaller copy"
+        )
+    # animations hold many frames (only the first is decoded); an MPO says how many pictures it carries
+    frames_claimed = max(1, int(getattr(im, "n_frames", 1) or 1)) if fmt == "MPO" else 1
+    if fmt not in ("GIF", "WEBP") and file_bytes > 2 * frames_claimed * _pixel_bytes(im) + FILE_SLACK_BYTES:
+        raise PhotoRejected(
+            f"the file ({file_bytes / 1e6:,.0f} MB) is far bigger than its {w}×{h} pixels need: it is damaged or "
+            "padded with other data; export the photo again as JPEG"
         )
     try:
         orientation = int(im.getexif().get(0x0112, 1) or 1)
@@ -264,6 +303,11 @@ def _decode_open(im: Image.Image, target: int) -> DecodedPhoto:
         # Decode at 1/2, 1/4 or 1/8 scale straight from the DCT: the fastest path for big phone
         # photos, and it never goes below the requested size.
         im.draft(im.mode, (target, target))
+    if _pixel_bytes(im) > MAX_DECODE_BYTES:  # after the draft: a big JPEG decodes at a fraction of its size
+        raise PhotoRejected(
+            f"{w}×{h} ({im.mode}) would take {_pixel_bytes(im) >> 20} MiB to decode, over the "
+            f"{MAX_DECODE_BYTES >> 20} MiB limit: export a copy of at most 40 megapixels"
+        )
     if frames > 1:
         im.seek(0)
     im.load()

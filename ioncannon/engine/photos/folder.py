@@ -22,6 +22,7 @@ from ioncannon.engine.photos.decode import (
     missing_codec,
     read_regular,
     sniff,
+    too_big_file,
 )
 from ioncannon.engine.photos.quality import (
     BLUR_THRESHOLD,
@@ -198,6 +199,9 @@ def _examine(root: Path, entry: os.DirEntry[str], resolution: int) -> PhotoFindi
             raise PhotoRejected("not a regular file (a pipe, device or socket): copy the photo in instead")
         if st.st_size == 0:
             raise PhotoRejected("empty file (0 bytes): copy it again from the phone/camera")
+        too_big = too_big_file(st.st_size)
+        if too_big:
+            raise PhotoRejected(too_big)
         try:
             head = read_regular(path, SNIFF_BYTES)
         except PermissionError as exc:

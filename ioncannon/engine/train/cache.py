@@ -148,14 +148,14 @@ def load_cache(ctx: StageContext) -> TrainCache | None:
         if meta.get("key") != cache_key(ctx, instance, klass):
             return None
         t = load_file(str(folder / TENSORS_FILE))
-    except (StateFileError, OSError, SafetensorError, StageError):
-        return None
-    empty = torch.zeros((0, *t["instance_mean"].shape[1:]))
-    return TrainCache(
-        t["instance_mean"], t["instance_std"], t.get("class_mean", empty), t.get("class_std", empty),
-        _prefixed(t, "instance.cond."), _prefixed(t, "class.cond."), _prefixed(t, "empty.cond."),
-        _prefixed(t, "instance.tokens."), _prefixed(t, "class.tokens."), float(meta["scaling_factor"]),
-    )
+        empty = torch.zeros((0, *t["instance_mean"].shape[1:]))
+        return TrainCache(
+            t["instance_mean"], t["instance_std"], t.get("class_mean", empty), t.get("class_std", empty),
+            _prefixed(t, "instance.cond."), _prefixed(t, "class.cond."), _prefixed(t, "empty.cond."),
+            _prefixed(t, "instance.tokens."), _prefixed(t, "class.tokens."), float(meta["scaling_factor"]),
+        )
+    except (StateFileError, OSError, SafetensorError, StageError, KeyError, TypeError, ValueError):
+        return None  # missing, stale or damaged: the cache stage makes it again
 
 
 def run_cache(ctx: StageContext, components: Any = None) -> None:

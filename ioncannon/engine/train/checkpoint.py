@@ -149,7 +149,13 @@ class CheckpointStore:
             raise CheckpointError(f"its manifest is unusable ({exc})") from exc
         if manifest.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"it has format {manifest.get('format')!r}")
-        for name, entry in manifest.get("files", {}).items():
+        files = manifest.get("files")
+        if not isinstance(files, dict) or not isinstance(manifest.get("step"), int) or not all(
+            isinstance(e, dict) and isinstance(e.get("bytes"), int) and isinstance(e.get("sha256"), str)
+            for e in files.values()
+        ):
+            raise CheckpointError("its manifest is damaged (fields of the wrong type)")
+        for name, entry in files.items():
             f = path / name
             if not f.is_file():
                 raise CheckpointError(f"{name} is missing")

@@ -94,7 +94,10 @@ def trained_info(paths: JobPaths) -> dict[str, Any] | None:
         info = read_json(paths.trained / INFO_FILE)
     except StateFileError:
         return None
-    return info if info.get("mode") in ("full", "lora") else None
+    # a hand-edited file with the wrong types reads as "not finished": training runs again rather than crashing
+    usable = info.get("mode") in ("full", "lora") and isinstance(info.get("steps"), int) \
+        and isinstance(info.get("base_model"), str)
+    return info if usable else None
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:

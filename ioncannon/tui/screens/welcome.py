@@ -39,10 +39,12 @@ class WelcomeScreen(WizardScreen):
         Binding("ctrl+n", "next", "Next", show=False),
     ]
 
-    def __init__(self, unfinished: JobSummary | None, finished: JobSummary | None = None) -> None:
+    def __init__(self, unfinished: JobSummary | None, finished: JobSummary | None = None,
+                 damaged: list[JobSummary] | None = None) -> None:
         super().__init__()
         self.unfinished = unfinished
         self.finished = finished
+        self.damaged = damaged or []  # jobs whose job.json can't be read: shown, never silently skipped
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="welcome-body"):
@@ -66,6 +68,17 @@ class WelcomeScreen(WizardScreen):
         return resume_action(self.unfinished.state.status, self.unfinished.alive)
 
     def _job_panel(self) -> Text:
+        text = self._unfinished_panel()
+        for job in self.damaged[:2]:
+            text.append(f"\nJob {job.name} can't be read: {job.problem}. ", style="yellow")
+            text.append(f"`ioncannon status {job.name}` says what to do; `ioncannon wipe {job.name}` removes "
+                        "its copies of the subject.")
+        if len(self.damaged) > 2:
+            text.append(f"\n{len(self.damaged) - 2} more jobs can't be read: `ioncannon status NAME` for each.",
+                        style="yellow")
+        return text
+
+    def _unfinished_panel(self) -> Text:
         job = self.unfinished
         if job is None:
             text = Text("Press ")
@@ -101,6 +114,9 @@ class WelcomeScreen(WizardScreen):
             text.append(f"Its runner is not running{ago}.", style="yellow")
             if state.status == "failed" and state.message:
                 text.append(f"\nIt failed: {state.message}", style="red")
+            elif state.status == "unknown":
+                text.append(f"\nIts progress file can't be read ({state.message}); resuming rebuilds it from "
+                            "the work on disk.", style="yellow")
             text.append("\n")
             text.append(" enter ", style="bold reverse")
             text.append(" / ")

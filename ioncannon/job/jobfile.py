@@ -1,0 +1,84 @@
+"""A job file someone wrote (JSON or TOML) read into a checked JobSpec; every mistake is one sentence."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from ioncannon.job.errors import JobError
+from ioncannon.job.families import FAMILIES
+from ioncannon.job.spec import JobSpec
+from ioncannon.job.validate import SpecError
+from ioncannon.job.workdir import new_job_name
+
+# A job file is a few dozen lines; anything bigger is the wrong file, and reading it would cost memory for nothing.
+MAX_JOBFILE_BYTES = 1 << 20
+
+
+def _read_text(path: Path) -> str:
+    try:
+        # O_NONBLOCK: a FIFO given as the job file must not hang the command
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError as exc:
+        raise JobError(f"job file {path} does not exist: check the path.") from exc
+    except OSError as exc:
+        raise JobError(f"job file {path} can't be opened ({exc.strerror}): check the path and its permissions.") \
+            from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise JobError(f"job file {path} is not a regular file: give the path of a .json or .toml file.")
+        if info.st_size > MAX_JOBFILE_BYTES:
+            raise JobError(f"job file {path} is {info.st_size:,} bytes, too big for a job file: "
+                           "give the job's .json or .toml file (a few hundred bytes).")
+        raw = os.read(fd, MAX_JOBFILE_BYTES + 1)
+    except OSError as exc:
+        raise JobError(f"job file {path} can't be read ({exc.strerror}): check the file.") from exc
+    finally:
+        os.close(fd)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JobError(f"job file {path} is not UTF-8 text (a bad byte at offset {exc.start}): "
+                       "save it as UTF-8 in a text editor.") from exc
+
+
+def parse_jobfile(path: Path, text: str) -> Any:
+    """The file's data (any JSON/TOML value); JobError when it is not valid JSON or TOML."""
+    kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
+    try:
+        if kind == "TOML":
+            from ioncannon.job import toml
+
+            return toml.loads(text)
+        return json.loads(text)
+    except RecursionError as exc:
+        raise JobError(f"job file {path} nests too deeply to be a job file: write flat fields.") from exc
+    except ValueError as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+        where = str(exc).splitlines()[0][:160]
+        raise JobError(f"job file {path} is not valid {kind} ({where}): fix that spot.") from exc
+
+
+def read_jobfile(path: str | Path, workdir: str | Path) -> JobSpec:
+    """The checked spec of a job file; a file without a name gets a fresh one (identifier and date).
+
+    Raises JobError (SpecError lists every problem, one sentence each) before anything is written.
+    """
+    path = Path(path).expanduser()
+    data = parse_jobfile(path, _read_text(path))
+    if isinstance(data, dict) and "name" not in data:
+        ident = data.get("identifier")
+        data = {**data, "name": new_job_name(workdir, ident if isinstance(ident, str) else "job")}
+    if isinstance(data, dict) and isinstance(data.get("family"), str) and data["family"] in FAMILIES:
+        # the family's own base model, resolution and generation plan unless the file names others
+        info = FAMILIES[data["family"]]
+        data = {"base_model": info.default_model, "resolution": info.default_resolution,
+                "generate": dataclasses.asdict(info.generate), **data}
+    try:
+        return JobSpec.from_json(data, strict_keys=True)
+    except SpecError as exc:
+        raise SpecError(exc.problems, where=f"job file {path}") from None
