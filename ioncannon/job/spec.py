@@ -12,7 +12,6 @@ from ioncannon.job.fsio import read_json, write_json
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.plans import GeneratePlan, TrainPlan
 
-FAMILY_NAMES: tuple[str, ...] = ("sd15", "sdxl", "flux")  # job/families.py describes each
 DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 
