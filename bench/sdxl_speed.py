@@ -50,7 +50,7 @@ def build(workdir: Path) -> Any:
     """Random real-size SDXL on the GPU (fp32, as loaded for training) and a saved fp16 diffusers folder of it."""
     import torch
 
-    from ioncannon.engine.models.registry import family_for
+    from ioncannon.engine.families import family_for
 
     sdxl = family_for("sdxl")
     t = time.perf_counter()
@@ -102,7 +102,7 @@ def unet_flops(parts: Any, batch: int, backward: bool) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ioncannon.engine.models.registry import family_for
+    from ioncannon.engine.families import family_for
 
     unet = parts.unet
     dtype = next(unet.parameters()).dtype

@@ -25,7 +25,7 @@ def demo_photos_dir() -> Path:
 
 def ensure_demo_model(workdir: str | Path, family: str = "sd15") -> Path:
     """The tiny random-weight diffusers folder the demo trains (made once per work dir and family, a few seconds)."""
-    from ioncannon.engine.models.registry import family_for
+    from ioncannon.engine.families import family_for
 
     name = "tiny-sd-demo" if family == "sd15" else f"tiny-{family}-demo"
     return family_for(family).save_tiny(Path(workdir) / ".cache" / "models" / name)

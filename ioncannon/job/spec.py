@@ -22,7 +22,6 @@ from ioncannon.job.validate import (
     word_problems,
 )
 
-FAMILY_NAMES: tuple[str, ...] = ("sd15", "sdxl", "flux")  # job/families.py describes each
 DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 Device = Literal["auto", "cuda", "cpu"]

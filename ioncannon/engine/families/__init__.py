@@ -1,8 +1,9 @@
-"""Model families behind one interface (base.Family), one module each; `family_for(name)` looks one up lazily."""
+"""Model families behind one interface (base.Family); `family_for(name)` imports a family's module on first use."""
 
 from __future__ import annotations
 
-from ioncannon.engine.models.registry import family_for
+import importlib
+from typing import TYPE_CHECKING
 
 import torch
 

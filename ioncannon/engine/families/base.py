@@ -173,21 +173,6 @@ def _known() -> list[FamilyInfo]:
     return offered_families()
 
 
-SAMPLERS = ("dpm", "ddim")
-
-
-def make_scheduler(kind: str, noise_scheduler: Any) -> Any:
-    """DPM-Solver++ (2nd order multistep) or DDIM, configured from the model's training scheduler."""
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
-
-    config = dict(noise_scheduler.config)
-    if kind == "dpm":
-        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
-    if kind == "ddim":
-        return DDIMScheduler.from_config(config, set_alpha_to_one=False)
-    raise ValueError(f"unknown sampler {kind!r}; choose one of {', '.join(SAMPLERS)}")
-
-
 def clip_tokens(tokenizer: Any, prompts: list[str]) -> torch.Tensor:
     """Token ids padded to the tokenizer's length, as the diffusers pipelines pad them."""
     return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ioncannon.engine.families.base import SAMPLERS, make_scheduler
 from ioncannon.engine.models.load import Components
 
 _log = logging.getLogger("ioncannon")
@@ -58,7 +57,7 @@ class ImageSampler:
         self.compiled = False
         self.timings: dict[str, float] = {"denoise": 0.0, "decode": 0.0}
         self._embeddings: dict[str, dict[str, torch.Tensor]] = {}
-        from ioncannon.engine.models.registry import family_for
+        from ioncannon.engine.families import family_for
 
         self.family = family_for(parts.family)
         self.family.make_scheduler(sampler, parts.noise_scheduler)  # fail early on a bad sampler name

@@ -165,7 +165,7 @@ def run_class_images(ctx: StageContext) -> None:
     batches = shard(fixed_batches(missing, spec.generate.batch_size), rank, world)
     if not batches:
         return
-    from ioncannon.engine.models.registry import family_for
+    from ioncannon.engine.families import family_for
 
     try:
         parts = family_for(spec.family).load(spec.base_model, dtype=ctx.dtype)

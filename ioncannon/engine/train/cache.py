@@ -164,7 +164,7 @@ def run_cache(ctx: StageContext, components: Any = None) -> None:
     if load_cache(ctx) is not None:
         ctx.emit(Message("info", "Latent cache is up to date."))
         return
-    from ioncannon.engine.models.registry import family_for
+    from ioncannon.engine.families import family_for
 
     family = family_for(ctx.spec.family)
     if components is None:

@@ -58,7 +58,7 @@ def _configure_compile_cache(ctx: StageContext) -> None:
 
 def _components(source: ComponentSource, ctx: StageContext) -> Any:
     if source is None:
-        from ioncannon.engine.models.registry import family_for
+        from ioncannon.engine.families import family_for
 
         return family_for(ctx.spec.family).load(ctx.spec.base_model)
     return source() if callable(source) else source

@@ -118,7 +118,7 @@ class Trainer:
         self.rank, self.world = process_rank()
         cuda = device.type == "cuda"
         self.weight_dtype = torch.bfloat16 if (cuda and plan.precision == "bf16") else torch.float32
-        from ioncannon.engine.models.registry import family_for
+        from ioncannon.engine.families import family_for
 
         self.family = family_for(components.family)
         self.parts = components

@@ -14,7 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Static
 
-from ioncannon.job.families import FAMILIES, detect_family, family_info, mismatch_message, offered_families
+from ioncannon.job.families import detect_family, family_info, mismatch_message
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.presets import PRESETS
 from ioncannon.job.prompts import save_pack
@@ -153,7 +153,8 @@ class HardwareScreen(WizardScreen):
         return self.base_spec.replace(
             name=name, train=self.choice.plan, hourly_price=session.hourly_price,
             crops=dict(session.crops), excluded=tuple(session.excluded), kept=tuple(session.kept),
-            base_model=self._base_model(),
+            base_model=self.base_spec.base_model if self.wizard.demo else models.base_model_for(
+                self.base_spec.family, session.base_model),
             budget_money=dollars, budget_minutes=minutes, generate=generate,
         )
 
@@ -231,16 +232,12 @@ class HardwareScreen(WizardScreen):
         plan = choice.plan
         preset = "demo" if self.wizard.demo else session.preset
         label = choice.label if plan.mode == "full" else f"{choice.label} rank {plan.lora_rank}"
-        fam = family_info(self.base_spec.family if self.base_spec is not None else "sd15")
-        others = [f.label for f in offered_families() if f.name != fam.name]
-        table.add_row(
-            "Model",
-            Text.assemble(
-                (fam.label, "bold"),
-                f" · {self.base_spec.resolution if self.base_spec else ''} px",
-                (f" · {' / '.join(others)}: ctrl+f" if others else "", "dim"),
-            ),
-        )
+        if self.base_spec is not None:
+            family, resolution = self.base_spec.family, self.base_spec.resolution
+            next_family, next_size = models.following_model(family, resolution, self.wizard.demo)
+            switch = f" · ctrl+f: {family_info(next_family).label}" + ("" if self.wizard.demo else f" {next_size} px")
+            table.add_row("Model", Text.assemble((family_info(family).label, "bold"), f" · {resolution} px",
+                                                 (switch, "dim")))
         table.add_row("Plan", Text.assemble((label, "bold green"), f" · {preset} preset"))
         table.add_row("", Text(PRESETS.get(preset, ""), style="dim"))
         table.add_row("Recipe", f"{plan.steps} steps · lr {plan.learning_rate:.3g} · {plan.precision} · "
@@ -341,12 +338,11 @@ class HardwareScreen(WizardScreen):
         self._recompute()
 
     def action_switch_family(self) -> None:
-        """Switch the model family (SD 1.5, SDXL): plan, resolution and default base model follow."""
-        names = [f.name for f in offered_families()]
-        current = self.base_spec.family if self.base_spec is not None else names[0]
-        self.wizard.store.update(
-            family=names[(names.index(current) + 1) % len(names)] if current in names else names[0]
-        )
+        """Switch the model family and size (SD 1.5, SDXL 1024/768 px): plan, resolution and base model follow."""
+        if self.base_spec is None:
+            return
+        family, resolution = models.following_model(self.base_spec.family, self.base_spec.resolution, self.wizard.demo)
+        self.wizard.store.update(family=family, resolution=resolution)
         self.choice = None
         self.probe()
 
