@@ -120,3 +120,59 @@ def test_rng_states_round_trip() -> None:
     restore_rng(tensors, plain)
     again = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1]) and expected[2] == again[2]
+
+
+def test_background_writer_snapshots_at_submit_and_keeps_one_write_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    store = CheckpointStore(tmp_path / "ck", keep=3)
+    writer = ckpt_mod.CheckpointWriter(store)
+    release = threading.Event()
+    real_write = store.write
+
+    def slow_write(*args: object, **kwargs: object) -> Path:
+        assert release.wait(60), "the test never released the write"
+        return real_write(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "write", slow_write)
+    weights = {"w": torch.arange(12, dtype=torch.float32).reshape(3, 4), "h": torch.ones(5, dtype=torch.bfloat16)}
+    optimizer = {"opt.step": torch.tensor(3.0), "flag": torch.tensor([True, False])}
+    writer.submit(1, weights, optimizer, {"note": "one"})
+    assert writer.busy, "submit returns while the bytes are still being written"
+    weights["w"].add_(100)  # training goes on mutating its tensors in place
+    second = threading.Thread(target=writer.submit, args=(2, weights, optimizer, {"note": "two"}))
+    second.start()
+    second.join(0.5)
+    assert second.is_alive(), "the next save waits for the write in flight"
+    assert store.published() == []
+    release.set()
+    second.join(60)
+    writer.wait()
+    assert [s for s, _ in writer.published()] == [1, 2]
+    first = store.load(store.folder / "step_00000001")
+    assert torch.equal(first.weights["w"], torch.arange(12, dtype=torch.float32).reshape(3, 4))
+    assert first.weights["h"].dtype == torch.bfloat16 and first.optimizer["opt.step"].shape == ()
+    assert torch.equal(first.optimizer["flag"], torch.tensor([True, False]))
+    assert torch.equal(store.load(store.folder / "step_00000002").weights["w"], weights["w"])
+
+
+def test_a_failed_background_write_surfaces_at_the_next_save(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    import errno
+
+    store = CheckpointStore(tmp_path / "ck", keep=2)
+    _save(store, 3)
+    writer = ckpt_mod.CheckpointWriter(store)
+
+    def no_space(*_args: object) -> tuple[int, str]:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt_mod, "write_safetensors", no_space)
+    w, o = _tensors(6)
+    writer.submit(6, w, o, {})
+    with pytest.raises(StageError) as info:
+        writer.submit(9, w, o, {})
+    assert "Disk full" in info.value.message and "step 3 is kept" in info.value.message
+    assert store.load_latest().step == 3

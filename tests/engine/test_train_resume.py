@@ -205,6 +205,27 @@ if sys.argv[2] == "mid-save":
             os.kill(os.getpid(), signal.SIGKILL)
         real(staging, step, files)
     checkpoint._write_manifest = write_manifest
+if sys.argv[2] == "mid-background-write":
+    import threading
+    from ioncannon.engine.train.step import Trainer
+    past_save = threading.Event()
+    real_step = Trainer.run_step
+    def run_step(self, step):
+        if step >= 12:
+            past_save.set()
+        return real_step(self, step)
+    Trainer.run_step = run_step
+    real_write = checkpoint.write_safetensors
+    def write_safetensors(path, tensors, metadata=None):
+        if "step_00000010" in str(path.parent) and path.name == checkpoint.OPTIMIZER:
+            # the weights file is on disk, the optimizer file half-way: kill while training runs on
+            if past_save.wait(120):
+                (paths.root / "trained-past-save").touch()
+            with open(path, "wb") as fh:
+                fh.write(b"half a file")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_write(path, tensors, metadata)
+    checkpoint.write_safetensors = write_safetensors
 ctx = StageContext(spec=load_spec(paths), paths=paths, workdir=paths.root.parent, emit=lambda e: None,
                    should_stop=lambda: False, device=torch.device("cpu"))
 run_training(ctx)
@@ -231,7 +252,7 @@ def long_reference(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["mid-run", "mid-save"])
+@pytest.mark.parametrize("how", ["mid-run", "mid-save", "mid-background-write"])
 def test_kill_9_then_resume_equals_uninterrupted(
     tmp_path: Path, tiny_model: Path, long_reference: dict, how: str
 ) -> None:
@@ -248,9 +269,11 @@ def test_kill_9_then_resume_equals_uninterrupted(
         child.send_signal(signal.SIGKILL)
     assert child.wait(timeout=120) == -signal.SIGKILL
     assert not (ctx.paths.meta / "trained").exists(), "killed before the end"
-    if how == "mid-save":
+    if how in ("mid-save", "mid-background-write"):
         assert any(p.name.startswith(".staging-") for p in ctx.paths.checkpoints.iterdir())
         assert store.load_latest().step == 5
+    if how == "mid-background-write":
+        assert (ctx.paths.root / "trained-past-save").exists(), "training kept stepping while the save was written"
     _resume(ctx)
     resumed = [e.text for e in events if isinstance(e, Message) and "Resuming" in e.text]
     assert len(resumed) == 1 and int(resumed[0].split()[4]) >= 5

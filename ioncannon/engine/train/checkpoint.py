@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import logging
 import os
 import random
 import re
 import shutil
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,10 +19,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from ioncannon.engine.weights.files import save_tensors
+from ioncannon.engine.train.snapshot import HostSnapshot, write_safetensors
 from ioncannon.job.errors import StageError
 from ioncannon.job.events import Emit, Message
-from ioncannon.job.fsio import StateFileError, free_bytes, fsync_dir, read_json, write_json
+from ioncannon.job.fsio import (
+    SCHEMA_VERSION,
+    StateFileError,
+    atomic_write_bytes,
+    free_bytes,
+    fsync_dir,
+    read_json,
+    write_json,
+)
 
 CHECKPOINT_FORMAT = 1
 WEIGHTS = "weights.safetensors"
@@ -74,10 +86,8 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_manifest(staging: Path, step: int, files: list[str]) -> None:
-    entries = {
-        name: {"sha256": sha256_file(staging / name), "bytes": (staging / name).stat().st_size} for name in files
-    }
+def _write_manifest(staging: Path, step: int, entries: dict[str, dict[str, Any]]) -> None:
+    # the manifest goes last: a folder without one is a save that never finished
     write_json(staging / MANIFEST, {"format": CHECKPOINT_FORMAT, "step": step, "files": entries})
 
 
@@ -109,12 +119,9 @@ class CheckpointStore:
                 if p.name.startswith(".staging-"):
                     shutil.rmtree(p, ignore_errors=True)
 
-    def save(self, step: int, weights: dict[str, torch.Tensor], optimizer: dict[str, torch.Tensor],
-             state: dict[str, Any]) -> Path:
-        """Write, fsync, hash, then publish by rename; prune to `keep` only after the new one is in place."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.clean_staging()
-        needed = tensor_bytes(weights) + tensor_bytes(optimizer) + _DISK_SLACK
+    def check_disk(self, step: int, needed: int) -> None:
+        """StageError before a save that cannot fit, naming the checkpoint that stays usable."""
+        needed += _DISK_SLACK
         free = free_bytes(self.folder)
         if free < needed:
             last = self.published()
@@ -125,12 +132,22 @@ class CheckpointStore:
                 "Free some disk space (old jobs, other checkpoints), then resume: training continues from the last "
                 "checkpoint.",
             )
+
+    def write(self, step: int, weights: dict[str, torch.Tensor], optimizer: dict[str, torch.Tensor],
+              state: dict[str, Any]) -> Path:
+        """Stream host tensors into a staging folder (hashing as they go), manifest last, then publish by rename;
+        prune to `keep` only after the new one is in place."""
         staging = self.folder / f".staging-step_{step:08d}-{os.getpid()}"
         staging.mkdir()
-        save_tensors(staging / WEIGHTS, weights)
-        save_tensors(staging / OPTIMIZER, optimizer)
-        write_json(staging / STATE, {"format": CHECKPOINT_FORMAT, "step": step, **state})
-        _write_manifest(staging, step, [WEIGHTS, OPTIMIZER, STATE])
+        entries: dict[str, dict[str, Any]] = {}
+        for name, tensors in ((WEIGHTS, weights), (OPTIMIZER, optimizer)):
+            size, digest = write_safetensors(staging / name, tensors)
+            entries[name] = {"sha256": digest, "bytes": size}
+        body = (json.dumps({"schema_version": SCHEMA_VERSION, "format": CHECKPOINT_FORMAT, "step": step, **state},
+                           indent=2, sort_keys=True) + "\n").encode()
+        atomic_write_bytes(staging / STATE, body)
+        entries[STATE] = {"sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)}
+        _write_manifest(staging, step, entries)
         fsync_dir(staging)
         final = self.folder / f"step_{step:08d}"
         if final.exists():  # a re-save of the same step after a resume: replace it
@@ -140,6 +157,14 @@ class CheckpointStore:
         for _, old in self.published()[self.keep:]:
             shutil.rmtree(old, ignore_errors=True)
         return final
+
+    def save(self, step: int, weights: dict[str, torch.Tensor], optimizer: dict[str, torch.Tensor],
+             state: dict[str, Any]) -> Path:
+        """A checkpoint written now, in this thread (training uses CheckpointWriter to write in the background)."""
+        writer = CheckpointWriter(self)
+        writer.submit(step, weights, optimizer, state)
+        writer.wait()
+        return self.folder / f"step_{step:08d}"
 
     def verify(self, path: Path) -> dict[str, Any]:
         """The manifest, after checking every file's size and sha256; CheckpointError says what is wrong."""
@@ -196,3 +221,94 @@ class CheckpointStore:
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class CheckpointWriter:
+    """Saves a store's checkpoints in a background thread; exactly one write is in flight at a time.
+
+    `submit` waits for the previous write, queues copies of the tensors into reused host buffers and returns:
+    the GPU goes on training while the bytes are hashed and written. A kill -9 mid-write leaves only a staging
+    folder, so resume takes the previous checkpoint. Errors of a write surface at the next submit or `wait`.
+    """
+
+    def __init__(self, store: CheckpointStore, log: logging.Logger | None = None) -> None:
+        self.store = store
+        self.log = log or store.log
+        self._weights = HostSnapshot(self.log)
+        self._optimizer = HostSnapshot(self.log)
+        self._thread: threading.Thread | None = None
+        self._preparing: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._done: list[tuple[int, Path]] = []
+        self._lock = threading.Lock()
+        self.write_s: list[float] = []
+
+    def prepare(self, weights: dict[str, torch.Tensor], optimizer: dict[str, torch.Tensor]) -> None:
+        """Allocate the host buffers in the background (pinning GBs takes seconds) while training starts."""
+        def allocate() -> None:
+            self._weights.allocate(weights)
+            self._optimizer.allocate(optimizer)
+
+        self._preparing = threading.Thread(target=allocate, name="checkpoint-buffers", daemon=True)
+        self._preparing.start()
+
+    def submit(self, step: int, weights: dict[str, torch.Tensor], optimizer: dict[str, torch.Tensor],
+               state: dict[str, Any]) -> None:
+        self.wait()
+        if self._preparing is not None:
+            self._preparing.join()
+            self._preparing = None
+        self.store.folder.mkdir(parents=True, exist_ok=True)
+        self.store.clean_staging()
+        self.store.check_disk(step, tensor_bytes(weights) + tensor_bytes(optimizer))
+        host_weights = self._weights.take(weights)
+        host_optimizer = self._optimizer.take(optimizer)
+
+        def write() -> None:
+            t = time.perf_counter()
+            try:
+                self._weights.wait()
+                self._optimizer.wait()
+                path = self.store.write(step, host_weights, host_optimizer, state)
+            except BaseException as exc:  # handed to the training thread, which decides what it means
+                self._error = exc
+                return
+            with self._lock:
+                self._done.append((step, path))
+                self.write_s.append(round(time.perf_counter() - t, 2))
+
+        self._thread = threading.Thread(target=write, name=f"checkpoint-{step}", daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def published(self) -> list[tuple[int, Path]]:
+        """Checkpoints published since the last call (for the training thread to announce)."""
+        with self._lock:
+            done, self._done = self._done, []
+        return done
+
+    def wait(self) -> None:
+        """Block until the write in flight is published; raise what it failed with (a full disk as StageError)."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is None:
+            return
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            last = self.store.published()
+            kept = f"The checkpoint at step {last[0][0]} is kept." if last else "No earlier checkpoint exists."
+            raise StageError(f"Disk full while writing a checkpoint. {kept}",
+                             "Free some disk space (old jobs, other checkpoints), then resume: training continues "
+                             "from the last checkpoint.") from error
+        raise error
+
+    def close(self) -> None:
+        """Wait for the write in flight on the way out of training; a failure of it is logged, not raised."""
+        try:
+            self.wait()
+        except BaseException:
+            self.log.warning("the last checkpoint write failed", exc_info=True)

@@ -17,7 +17,13 @@ from ioncannon.engine.hardware import profile_label, step_down
 from ioncannon.engine.models.load import release
 from ioncannon.engine.parallel.collectives import broadcast_from_first, process_rank, sync_rng_from_first
 from ioncannon.engine.train.cache import TrainCache, load_cache, run_cache
-from ioncannon.engine.train.checkpoint import CheckpointStore, LoadedCheckpoint, capture_rng, restore_rng
+from ioncannon.engine.train.checkpoint import (
+    CheckpointStore,
+    CheckpointWriter,
+    LoadedCheckpoint,
+    capture_rng,
+    restore_rng,
+)
 from ioncannon.engine.train.preview import render_preview
 from ioncannon.engine.train.step import Trainer, is_finite
 from ioncannon.engine.weights.trained import lora_info, publish_trained, trained_info
@@ -225,11 +231,68 @@ def _train(ctx: StageContext, comps: Any, cache: TrainCache, plan: TrainPlan, st
     stats["setup_s"] = round(time.perf_counter() - t0, 2)
     total = plan.steps
     live = _Live(ctx, total, start, history)
+    first_t = time.perf_counter()
+    warm_steps = 3 if device.type == "cuda" else 1
+    writer = CheckpointWriter(store, ctx.log) if first else None
+    if writer is not None and plan.checkpoint_every > 0:
+        writer.prepare(*_checkpoint_tensors(trainer))
+    try:
+        _steps(ctx, trainer, plan, store, writer, live, stats, vae, cache, start, first_t, warm_steps)
+        if writer is not None:
+            writer.wait()
+            _announce(ctx, writer)
+    finally:
+        if writer is not None:
+            writer.close()  # a crash or OOM must not leave a write racing the retry or the clean-up
+            stats["checkpoint_write_s"] = writer.write_s
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    end = time.perf_counter()
+    if live.steady_from is not None and total > live.steady_from[1]:
+        t_s, step_s, paused_s = live.steady_from
+        stats["steady_steps_per_s"] = round((total - step_s) / max(end - t_s - (live.paused - paused_s), 1e-9), 3)
+    stats.update(train_s=round(end - first_t, 2), steps=total - start, mode=trainer.mode,
+                 peak_gib=round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
+                 processes=trainer.world, global_batch=plan.batch_size * trainer.world)
+    if not first:
+        return
+    _publish(ctx, trainer, plan)
+    store.clear()
+    write_json(ctx.paths.train_stats_file, stats)
+    ctx.log.info("training finished: %s", stats)
+
+
+def _checkpoint_tensors(trainer: Trainer, rng: dict[str, torch.Tensor] | None = None
+                        ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """What a checkpoint holds as tensors: the trained weights; the optimizer moments and the RNG states.
+
+    Every checkpoint keeps the moments, not just the newest: the older one is there for when the newest is
+    damaged, and resuming it without its moments would no longer be exact.
+    """
+    return trainer.flat.named_tensors(), {**trainer.optimizer_tensors(), **(rng or capture_rng()[0])}
+
+
+def _save(ctx: StageContext, writer: CheckpointWriter, trainer: Trainer, step: int, history: list[float]) -> None:
+    rng_tensors, rng_plain = capture_rng()
+    weights, optimizer = _checkpoint_tensors(trainer, rng_tensors)
+    state = {"plan": dataclasses.asdict(trainer.plan), "layout": trainer.layout(), "rng": rng_plain,
+             "loss_history": history[-_HISTORY:], "base_model": ctx.spec.base_model, "processes": trainer.world}
+    writer.submit(step, weights, optimizer, state)
+
+
+def _announce(ctx: StageContext, writer: CheckpointWriter) -> None:
+    for step, path in writer.published():
+        ctx.emit(CheckpointSaved(step=step, path=str(path)))
+
+
+def _steps(ctx: StageContext, trainer: Trainer, plan: TrainPlan, store: CheckpointStore,
+           writer: CheckpointWriter | None, live: _Live, stats: dict[str, Any], vae: Any, cache: TrainCache,
+           start: int, first_t: float, warm_steps: int) -> None:
+    """The step loop: train, read losses back now and then, preview, checkpoint in the background, stop."""
+    device, total = ctx.device, plan.steps
     sync_every = _GPU_SYNC_EVERY if device.type == "cuda" else 1
     losses_buf = torch.zeros(sync_every, dtype=torch.float32, device=device)
     pending = 0
-    first_t = time.perf_counter()
-    warm_steps = 3 if device.type == "cuda" else 1
     last_saved = start
     for step in range(start, total):
         loss = trainer.run_step(step)
@@ -252,37 +315,19 @@ def _train(ctx: StageContext, comps: Any, cache: TrainCache, plan: TrainPlan, st
             _preview(ctx, trainer, vae, cache, done)
             live.paused += time.perf_counter() - t
             stats.setdefault("preview_s", []).append(round(time.perf_counter() - t, 2))
-        if first and (ckpt_due or (stopping and done != last_saved and done < total)):
-            t = time.perf_counter()
-            _save(ctx, store, trainer, done, live.history)
-            last_saved = done
-            live.paused += time.perf_counter() - t
-            stats.setdefault("checkpoint_s", []).append(round(time.perf_counter() - t, 2))
+        if writer is not None:
+            _announce(ctx, writer)
+            if ckpt_due or (stopping and done != last_saved and done < total):
+                t = time.perf_counter()
+                _save(ctx, writer, trainer, done, live.history)
+                last_saved = done
+                live.paused += time.perf_counter() - t
+                stats.setdefault("checkpoint_s", []).append(round(time.perf_counter() - t, 2))
         if stopping and done < total:
+            if writer is not None:
+                writer.wait()  # the stop's own checkpoint is on disk before the runner reports "stopped"
+                _announce(ctx, writer)
             raise StopRequested()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    end = time.perf_counter()
-    if live.steady_from is not None and total > live.steady_from[1]:
-        t_s, step_s, paused_s = live.steady_from
-        stats["steady_steps_per_s"] = round((total - step_s) / max(end - t_s - (live.paused - paused_s), 1e-9), 3)
-    stats.update(train_s=round(end - first_t, 2), steps=total - start, mode=trainer.mode,
-                 peak_gib=round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
-                 processes=trainer.world, global_batch=plan.batch_size * trainer.world)
-    if not first:
-        return
-    _publish(ctx, trainer, plan)
-    store.clear()
-    write_json(ctx.paths.train_stats_file, stats)
-    ctx.log.info("training finished: %s", stats)
-
-
-def _save(ctx: StageContext, store: CheckpointStore, trainer: Trainer, step: int, history: list[float]) -> None:
-    rng_tensors, rng_plain = capture_rng()
-    state = {"plan": dataclasses.asdict(trainer.plan), "layout": trainer.layout(), "rng": rng_plain,
-             "loss_history": history[-_HISTORY:], "base_model": ctx.spec.base_model, "processes": trainer.world}
-    path = store.save(step, trainer.flat.named_tensors(), {**trainer.optimizer_tensors(), **rng_tensors}, state)
-    ctx.emit(CheckpointSaved(step=step, path=str(path)))
 
 
 def _preview(ctx: StageContext, trainer: Trainer, vae: Any, cache: TrainCache, step: int) -> None:
