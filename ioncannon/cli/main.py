@@ -118,10 +118,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     try:
         if args.demo:
-            from ioncannon.engine.demo import demo_spec
+            from ioncannon.engine.demo import demo_spec, sized_demo_plan
 
             workdir = chosen_workdir(args)
-            spec = demo_spec(workdir, family=args.family)
+            # a slow or busy machine gets fewer steps, so the demo stays a couple of minutes anywhere
+            spec = demo_spec(workdir, family=args.family, train=sized_demo_plan(args.family))
         elif args.jobfile:
             from ioncannon.job.jobfile import read_jobfile
 

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from ioncannon.job import presets
 from ioncannon.job.assets import assets_dir
-from ioncannon.job.plans import GeneratePlan
+from ioncannon.job.plans import GeneratePlan, TrainPlan
 from ioncannon.job.spec import JobSpec
 
 DEMO_IDENTIFIER = "zwx"
 DEMO_CLASS = "person"
 DEMO_RESOLUTION = 64
+# The tiny model's kernels are too small to share out: more threads buy nothing on an idle box, and on a busy
+# one they wait on each other (measured on two busy cores: 35 minutes with torch's default threads, 2 with one).
+DEMO_THREADS = 1
+DEMO_TRAIN_SECONDS = 40.0
+# a demo step is the UNet's forward and backward plus the optimizer and the loop around them (measured ~1.3x)
+_STEP_OVERHEAD = 1.3
 
 # Small enough that generation takes seconds on two CPU cores, yet every prompt gets a collage.
 DEMO_GENERATE_PLAN = GeneratePlan(
@@ -31,10 +38,48 @@ def ensure_demo_model(workdir: str | Path, family: str = "sd15") -> Path:
     return family_for(family).save_tiny(Path(workdir) / ".cache" / "models" / name)
 
 
+def measure_step_s(family: str = "sd15", threads: int = DEMO_THREADS, budget_s: float = 1.5) -> float:
+    """Seconds one demo training step takes on this machine now (busy or not), from a second or two of the tiny
+    UNet's forward and backward passes at the thread count the demo runs with."""
+    import torch
+
+    from ioncannon.engine.families import family_for
+
+    fam = family_for(family)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        parts = fam.build("tiny")
+        unet = parts.unet.train()
+        cond = fam.encode_prompts(parts, ["a photo", "a photo"], DEMO_RESOLUTION, torch.device("cpu"))
+        side = DEMO_RESOLUTION // 8
+        latents = torch.randn(2, unet.config.in_channels, side, side)
+        t = torch.tensor([10, 500])
+        times: list[float] = []
+        started = time.perf_counter()
+        while len(times) < 3 or (time.perf_counter() - started < budget_s and len(times) < 20):
+            t0 = time.perf_counter()
+            unet.zero_grad(set_to_none=True)
+            out = unet(latents, t, **fam.denoiser_inputs(cond), return_dict=False)[0]
+            out.float().pow(2).mean().backward()
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
+    steady = sorted(times[1:])  # the first pass pays one-off allocations
+    return steady[len(steady) // 2] * _STEP_OVERHEAD
+
+
+def sized_demo_plan(family: str = "sd15") -> TrainPlan:
+    """The demo's plan with its step count sized to about DEMO_TRAIN_SECONDS of training on this machine."""
+    return presets.demo_plan().size_to_machine(measure_step_s(family), DEMO_TRAIN_SECONDS)
+
+
 def demo_spec(
     workdir: str | Path, name: str = "", photos_dir: str | Path | None = None,
     identifier: str = DEMO_IDENTIFIER, class_name: str = DEMO_CLASS, family: str = "sd15",
+    train: TrainPlan | None = None,
 ) -> JobSpec:
+    """The demo job; `train` replaces the fixed demo plan (the CLI passes one sized to the machine)."""
     from ioncannon.job.workdir import new_job_name
 
     return JobSpec(
@@ -47,6 +92,7 @@ def demo_spec(
         resolution=DEMO_RESOLUTION,
         device="cpu",
         demo=True,
-        train=presets.demo_plan(),
+        train=train or presets.demo_plan(),
         generate=DEMO_GENERATE_PLAN,
+        threads=DEMO_THREADS,
     )

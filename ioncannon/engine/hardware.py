@@ -37,6 +37,7 @@ class HardwareInfo:
     disk_free_gib: float
     cpu_count: int
     ram_gib: float
+    demo_step_s: float | None = None  # a tiny-model training step measured on this machine (the demo only)
 
     @property
     def best_gpu(self) -> GpuInfo | None:
@@ -75,8 +76,9 @@ def _gib(n: float) -> float:
     return round(n / 2**30, 2)
 
 
-def probe(workdir: str | Path) -> HardwareInfo:
-    """What this machine has: GPUs with free memory, free disk under `workdir`, CPUs and RAM. Never raises."""
+def probe(workdir: str | Path, demo: bool = False) -> HardwareInfo:
+    """What this machine has: GPUs with free memory, free disk under `workdir`, CPUs and RAM; for the demo, how long
+    a tiny training step takes here now. Never raises."""
     gpus: list[GpuInfo] = []
     try:
         import torch
@@ -95,7 +97,16 @@ def probe(workdir: str | Path) -> HardwareInfo:
         ram = _gib(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):
         ram = 0.0
-    return HardwareInfo(gpus=gpus, disk_free_gib=disk, cpu_count=os.cpu_count() or 1, ram_gib=ram)
+    step_s = None
+    if demo:
+        try:
+            from ioncannon.engine.demo import measure_step_s
+
+            step_s = measure_step_s()
+        except Exception:
+            step_s = None
+    return HardwareInfo(gpus=gpus, disk_free_gib=disk, cpu_count=os.cpu_count() or 1, ram_gib=ram,
+                        demo_step_s=step_s)
 
 
 def _speed_factor(name: str) -> float:
@@ -152,13 +163,18 @@ def plan_options(hw: HardwareInfo, demo: bool = False, family: str = "sd15") -> 
 
 
 def _demo_choice(hw: HardwareInfo) -> PlanChoice:
-    where = "the GPU" if hw.gpus else "the CPU"
+    plan, speed = presets.demo_plan(), _CPU_DEMO_STEPS_PER_S
+    if hw.demo_step_s:  # measured on this machine: as many steps as fit the demo's training time
+        from ioncannon.engine.demo import DEMO_TRAIN_SECONDS
+
+        plan = plan.size_to_machine(hw.demo_step_s, DEMO_TRAIN_SECONDS)
+        speed = round(1 / hw.demo_step_s, 1)
     return PlanChoice(
-        presets.demo_plan(),
+        plan,
         "Demo (tiny model)",
-        f"tiny model, 64 px, fp32 on {where}; dozens of steps a second",
+        "tiny model, 64 px, fp32 on the CPU, one thread; steps sized to this machine's speed",
         0.2,
-        _CPU_DEMO_STEPS_PER_S,
+        speed,
         True,
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Mode = Literal["full", "lora"]
@@ -33,6 +33,17 @@ class TrainPlan:
     sample_every: int = 200
     seed: int = 1234
     num_processes: int = 1  # GPUs used, one process each; batch_size is per process (see hardware.data_parallel)
+
+    def size_to_machine(self, step_s: float, target_s: float = 40.0, least: int = 40) -> TrainPlan:
+        """This plan with as many steps as fit in about `target_s` seconds at `step_s` a step (never more than it
+        had, never fewer than `least`), checkpoints and previews every quarter: the demo on a slow or busy box."""
+        if step_s <= 0:
+            return self
+        steps = max(least, min(self.steps, int(target_s / step_s) // 10 * 10))
+        quarter = max(1, steps // 4)
+        return replace(self, steps=steps,
+                       checkpoint_every=quarter if self.checkpoint_every > 0 else 0,
+                       sample_every=quarter if self.sample_every > 0 else 0)
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,7 @@ class IonCannonApp(App[None]):
             return self._hardware_probe(self.workdir)
         from ioncannon.engine.hardware import probe
 
-        return probe(self.workdir)
+        return probe(self.workdir, demo=self.demo)
 
     def lint_tokenizer(self) -> Any | None:
         """The base model's CLIP tokenizer for the identifier linter, or None (then it lints syntax only).

@@ -180,3 +180,29 @@ def test_sdxl_steps_down_within_its_own_plans() -> None:
     leaner = step_down(lora, "sdxl")
     assert leaner is not None and leaner.gradient_checkpointing and plan_key(leaner, "sdxl") == "lora-12gb"
     assert step_down(leaner, "sdxl") is None
+
+
+def test_the_demo_plan_is_sized_from_the_measured_step() -> None:
+    from ioncannon.engine import hardware
+    from ioncannon.engine.demo import DEMO_TRAIN_SECONDS
+
+    measured = hardware.HardwareInfo(gpus=[], disk_free_gib=50, cpu_count=2, ram_gib=8, demo_step_s=0.5)
+    choice = hardware.choose_plan(measured, "recommended", "full", demo=True)
+    assert choice.plan.steps == int(DEMO_TRAIN_SECONDS / 0.5) // 10 * 10
+    assert choice.predicted_steps_per_s == 2.0
+    unmeasured = hardware.HardwareInfo(gpus=[], disk_free_gib=50, cpu_count=2, ram_gib=8)
+    assert hardware.choose_plan(unmeasured, "recommended", "full", demo=True).plan.steps == 400
+
+
+def test_measuring_a_demo_step_takes_seconds_and_pins_nothing() -> None:
+    import time
+
+    import torch
+
+    from ioncannon.engine.demo import measure_step_s
+
+    before = torch.get_num_threads()
+    t = time.perf_counter()
+    step_s = measure_step_s(budget_s=0.5)
+    assert 0 < step_s < time.perf_counter() - t
+    assert torch.get_num_threads() == before
