@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -24,6 +25,8 @@ class StageContext:
     should_stop: Callable[[], bool]    # True once a stop was requested: save progress, then raise StopRequested
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("ioncannon"))
+    # what a stage loaded and the next stage in this process can use instead of loading it again
+    held: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -35,6 +38,14 @@ class StageContext:
     @property
     def shared_cache(self) -> Path:
         return self.workdir / ".cache"
+
+    def hold(self, key: str, value: Any) -> None:
+        """Leave `value` for a later stage of this runner process (taken once, then forgotten)."""
+        self.held[key] = value
+
+    def take(self, key: str) -> Any:
+        """What an earlier stage held under `key`, or None; the caller owns it from now on."""
+        return self.held.pop(key, None)
 
     def check_stop(self) -> None:
         if self.should_stop():

@@ -161,6 +161,10 @@ class Runner:
             torch.set_num_threads(self.spec.threads)
             self.log.info("using %d CPU threads (pinned when the job was created)", self.spec.threads)
         ctx = StageContext(self.spec, self.paths, self.workdir, self.emit, self.should_stop, device, self.log)
+        if device.type == "cuda":  # before any stage compiles, so every stage and worker process shares one cache
+            from ioncannon.engine.compile_cache import compile_root, use_compile_cache
+
+            use_compile_cache(compile_root(ctx.shared_cache))
         self._recheck_done(ctx)
         for stage in STAGE_NAMES:
             if stage in self.state.stages_done:

@@ -84,3 +84,25 @@ def test_prior_preservation_without_class_images_is_a_stage_error(tmp_path: Path
     )
     run_cache(ctx)
     assert load_cache(ctx).class_mean.shape[0] == 0
+
+
+def test_training_reuses_the_model_the_cache_stage_loaded(tmp_path: Path, tiny_model: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from ioncannon.engine.families.base import Family
+    from ioncannon.engine.train.loop import run_training
+
+    ctx, _ = make_job(tmp_path, tiny_model, steps=3, checkpoint_every=0, sample_every=0)
+    loads: list[str] = []
+    real = Family.load
+
+    def counting_load(self: Family, source: str, *args: object, **kwargs: object) -> object:
+        loads.append(source)
+        return real(self, source, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Family, "load", counting_load)
+    run_cache(ctx)
+    run_training(ctx)
+    assert loads == [str(tiny_model)], "one load serves the cache stage and training"
+    assert ctx.held == {}, "training took the model: nothing stays held"
+    run_training(ctx)  # finished already: nothing is loaded
+    assert len(loads) == 1

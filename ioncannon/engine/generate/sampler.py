@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ioncannon.engine.compile_cache import use_compile_cache
 from ioncannon.engine.models.load import Components
 
 _log = logging.getLogger("ioncannon")
@@ -86,8 +86,7 @@ class ImageSampler:
         self._vae_decode: Any = self._decode_eager
         if compile_unet and cuda:
             if compile_cache is not None:
-                compile_cache.mkdir(parents=True, exist_ok=True)
-                os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache))
+                use_compile_cache(compile_cache)
             import torch._inductor.config as inductor
 
             inductor.conv_1x1_as_mm = tuned  # SD's many 1x1 convolutions (proj_in/out, shortcuts) become GEMMs

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ioncannon.engine.compile_cache import compile_root, warm_marker
 from ioncannon.engine.context import StageContext
 from ioncannon.engine.generate.batches import fixed_batches, render, shard
 from ioncannon.engine.generate.collage import make_collage
@@ -46,13 +47,11 @@ def should_compile(device: torch.device, images: int, cache_warm: bool) -> bool:
 
 def _compile_marker(ctx: StageContext, parts: Components) -> Path:
     """A file that says kernels for this UNet shape, batch, resolution and dtype are in the compile cache."""
-    key = {
+    return warm_marker(compile_root(ctx.shared_cache), {
         "torch": torch.__version__, "gpu": torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else "",
         "unet": dict(parts.unet.config), "batch": ctx.spec.generate.batch_size, "resolution": ctx.spec.resolution,
         "dtype": str(ctx.dtype),
-    }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return ctx.shared_cache / "compile" / f"warm-{digest}"
+    })
 
 
 def make_sampler(ctx: StageContext, parts: Components, images: int) -> ImageSampler:
@@ -63,7 +62,7 @@ def make_sampler(ctx: StageContext, parts: Components, images: int) -> ImageSamp
         parts, ctx.device, ctx.dtype,
         sampler=plan.sampler, steps=plan.steps, guidance=plan.guidance, resolution=ctx.spec.resolution,
         batch_size=plan.batch_size, compile_unet=should_compile(ctx.device, images, marker.exists()),
-        compile_cache=ctx.shared_cache / "compile",
+        compile_cache=compile_root(ctx.shared_cache),
     )
     if sampler.compiled:
         ctx.log.info("compiling the UNet and VAE decoder (cache warm: %s)", marker.exists())

@@ -167,6 +167,7 @@ def run_cache(ctx: StageContext, components: Any = None) -> None:
     from ioncannon.engine.families import family_for
 
     family = family_for(ctx.spec.family)
+    loaded_here = components is None
     if components is None:
         components = family.load(ctx.spec.base_model)
     device, dtype = ctx.device, family.vae_dtype(ctx.dtype)
@@ -207,3 +208,10 @@ def run_cache(ctx: StageContext, components: Any = None) -> None:
     vae.to("cpu")
     for _, text_encoder in components.text_encoders():
         text_encoder.to("cpu")
+    if loaded_here and ctx.spec.train.num_processes <= 1:
+        ctx.hold(base_model_key(ctx), components)  # training in this process starts from these, not a second load
+
+
+def base_model_key(ctx: StageContext) -> str:
+    """Under which name the cache stage leaves the loaded base model for training."""
+    return f"base-model:{ctx.spec.family}:{ctx.spec.base_model}"

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from ioncannon.engine.compile_cache import compile_root, use_compile_cache
 from ioncannon.engine.context import StageContext
 from ioncannon.engine.generate.batches import write_png
 from ioncannon.engine.hardware import profile_label, step_down
 from ioncannon.engine.models.load import release
 from ioncannon.engine.parallel.collectives import broadcast_from_first, process_rank, sync_rng_from_first
-from ioncannon.engine.train.cache import TrainCache, load_cache, run_cache
+from ioncannon.engine.train.cache import TrainCache, base_model_key, load_cache, run_cache
 from ioncannon.engine.train.checkpoint import (
     CheckpointStore,
     CheckpointWriter,
@@ -55,17 +55,14 @@ def active_plan(ctx: StageContext) -> TrainPlan:
         return ctx.spec.train
 
 
-def _configure_compile_cache(ctx: StageContext) -> None:
-    # a resumed or repeated job finds the kernels already built
-    root = ctx.shared_cache / "compile"
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(root / "inductor"))
-    os.environ.setdefault("TRITON_CACHE_DIR", str(root / "triton"))
-
-
 def _components(source: ComponentSource, ctx: StageContext) -> Any:
     if source is None:
         from ioncannon.engine.families import family_for
 
+        held = ctx.take(base_model_key(ctx))  # loaded by the cache stage of this process: no second load
+        if held is not None:
+            ctx.log.info("training reuses the base model the cache stage loaded")
+            return held
         return family_for(ctx.spec.family).load(ctx.spec.base_model)
     return source() if callable(source) else source
 
@@ -95,7 +92,7 @@ def run_training(ctx: StageContext, components: ComponentSource = None) -> None:
     if cache is None:
         raise StageError("The latent cache is missing or out of date.", "Resume the job so the cache stage runs again.")
     if ctx.device.type == "cuda" and plan.compile:
-        _configure_compile_cache(ctx)
+        use_compile_cache(compile_root(ctx.shared_cache))  # a resumed or repeated job finds the kernels built
     while True:
         out_of_memory = False
         comps = _components(components, ctx)
