@@ -271,5 +271,29 @@ def test_compiling_is_chosen_only_where_it_pays(monkeypatch: pytest.MonkeyPatch)
     assert not should_compile(cuda, 200, cache_warm=False), "a cold compile costs more than 200 images save"
     assert should_compile(cuda, 200, cache_warm=True)
     assert should_compile(cuda, 1500, cache_warm=False)
+    assert should_compile(cuda, 800, cache_warm=False), "class images and the pack together repay a cold compile"
     monkeypatch.setenv("IONCANNON_COMPILE", "0")
     assert not should_compile(cuda, 1500, cache_warm=True)
+
+
+def test_a_sampler_swapped_to_other_weights_draws_what_a_fresh_one_draws(tmp_path: Path, tiny_model: Path) -> None:
+    other = save_tiny_model(tmp_path / "other", seed=7)
+    cpu = torch.device("cpu")
+    settings = dict(sampler="dpm", steps=STEPS, guidance=7.0, resolution=TINY_RESOLUTION, batch_size=2)
+    prompts, negatives, seeds = ["a photo of zq dog", "a dog"], ["", ""], [3, 4]
+    shared = ImageSampler(load_components(str(tiny_model)), cpu, torch.float32, **settings)  # type: ignore[arg-type]
+    before = shared.sample(prompts, negatives, seeds)
+    shared.swap_weights(load_components(str(other)))
+    fresh = ImageSampler(load_components(str(other)), cpu, torch.float32, **settings)  # type: ignore[arg-type]
+    after = shared.sample(prompts, negatives, seeds)
+    assert np.array_equal(after, fresh.sample(prompts, negatives, seeds))
+    assert not np.array_equal(after, before), "the swap changed what is drawn (and the cached prompts with it)"
+
+
+def test_a_sampler_refuses_a_model_of_other_shapes(tmp_path: Path, tiny_model: Path) -> None:
+    shared = ImageSampler(load_components(str(tiny_model)), torch.device("cpu"), torch.float32, steps=STEPS,
+                          resolution=TINY_RESOLUTION, batch_size=2)
+    parts = load_components(str(tiny_model))
+    parts.unet = torch.nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="unet"):
+        shared.swap_weights(parts)

@@ -79,7 +79,8 @@ class ImageSampler:
             # NHWC convolutions run on tensor cores without layout transposes
             parts.unet.to(memory_format=torch.channels_last)
             parts.vae.to(memory_format=torch.channels_last)
-        if cuda and tuned:
+        self.fused = cuda and tuned
+        if self.fused:
             # one GEMM for q, k and v instead of three; the model is only used for inference here
             parts.unet.fuse_qkv_projections()
         self.unet: Any = parts.unet
@@ -93,6 +94,29 @@ class ImageSampler:
             self.unet = torch.compile(parts.unet, dynamic=False, fullgraph=False)
             self._vae_decode = torch.compile(self._decode_eager, dynamic=False)
             self.compiled = True
+
+    def swap_weights(self, parts: Components) -> None:
+        """Draw with `parts`' weights from now on (a model of the same shapes): they are copied into this sampler's
+        modules in place, so a compiled UNet and VAE keep their kernels: class images and the prompt pack share
+        one compile. ValueError when the shapes differ (then make a new sampler)."""
+        if parts.family != self.parts.family:
+            raise ValueError(f"a {parts.family} model cannot run on a {self.parts.family} sampler")
+        if self.fused:
+            parts.unet.fuse_qkv_projections()  # the same parameter names as this sampler's fused UNet
+        with torch.no_grad():
+            for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+                mine, theirs = getattr(self.parts, name), getattr(parts, name)
+                if (mine is None) != (theirs is None):
+                    raise ValueError(f"the models differ in their {name}")
+                if mine is None:
+                    continue
+                try:
+                    mine.load_state_dict(theirs.state_dict(), strict=True)
+                except RuntimeError as exc:
+                    raise ValueError(f"the models' {name} weights differ in shape or names: {exc}") from exc
+        self.parts.tokenizer, self.parts.tokenizer_2 = parts.tokenizer, parts.tokenizer_2
+        self._embeddings.clear()  # the prompts' conditioning came from the old text encoders
+        self.timings = {"denoise": 0.0, "decode": 0.0}
 
     # ------------------------------------------------------------------ pieces
 

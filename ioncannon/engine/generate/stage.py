@@ -26,10 +26,14 @@ from ioncannon.job.outputs import ImageJob, OutputSet, plan_outputs
 
 CLASS_SEED = 20_000          # class image i uses seed CLASS_SEED + i, so a top-up continues the same series
 CONTACT_COLUMNS = 4
-# Measured on an H100 (SD1.5, 512 px, batch 16): eager 5.1 images/s, compiled 8.2; compiling costs ~100 s
-# on a cold cache and ~10 s once the kernels are cached, so it pays from ~1,400 or ~150 images.
-COMPILE_MIN_IMAGES_COLD = 1400
+# Measured on an H200 (SD1.5, 512 px, batch 16): eager ~4.9 images/s, compiled ~8.2; compiling took 62 s on a
+# cold cache and ~14 s once the kernels are cached, so it pays from ~800 or ~150 images.
+COMPILE_MIN_IMAGES_COLD = 800
 COMPILE_MIN_IMAGES_WARM = 150
+# Keeping the class-image sampler on the GPU through caching and training, for the pack to reuse, needs room
+# beside the training peak (14 GiB for the roomiest SD 1.5 plan).
+SHARE_SAMPLER_MIN_GIB = 40.0
+SAMPLER_KEY = "image-sampler"
 
 
 # --------------------------------------------------------------------------- shared
@@ -71,6 +75,15 @@ def make_sampler(ctx: StageContext, parts: Components, images: int) -> ImageSamp
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()
     return sampler
+
+
+def _shares_sampler(ctx: StageContext) -> bool:
+    """Whether class images and the prompt pack can run on one sampler: one process runs both (one GPU), and
+    the card has room to keep it beside training."""
+    if ctx.device.type != "cuda" or max(1, ctx.spec.train.num_processes) > 1 or image_shard()[1] > 1:
+        return False
+    total = torch.cuda.get_device_properties(ctx.device).total_memory / 2**30
+    return total >= SHARE_SAMPLER_MIN_GIB
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -172,7 +185,11 @@ def run_class_images(ctx: StageContext) -> None:
         raise StageError(
             str(exc), "Class images are drawn by the base model; fix the model source and resume."
         ) from exc
-    sampler = make_sampler(ctx, parts, sum(len(b) for b in batches))
+    share = _shares_sampler(ctx)
+    # a sampler the pack will reuse is compiled when both runs together repay it
+    images = sum(len(b) for b in batches) + (pack_images_missing(ctx) if share else 0)
+    sampler = make_sampler(ctx, parts, images)
+    kept = False
     try:
         render(
             sampler,
@@ -184,9 +201,14 @@ def run_class_images(ctx: StageContext) -> None:
             on_batch_written=link_ready,
             already_done=have if rank == 0 else 0,
         )
+        if share and sampler.compiled:
+            ctx.hold(SAMPLER_KEY, sampler)
+            kept = True
+            ctx.log.info("keeping the compiled sampler for the prompt pack")
     finally:
         del sampler, parts
-        release(ctx.device)
+        if not kept:
+            release(ctx.device)
     if world == 1:
         ctx.emit(SampleReady(stage="class_images", path=str(job_dir / names[0]), label=spec.class_name))
 
@@ -242,13 +264,15 @@ def generate_pack(ctx: StageContext, load: Callable[[], Components]) -> list[Out
     batches = shard(fixed_batches([j for s in sets for j in s.jobs], ctx.spec.generate.batch_size), rank, world)
     jobs = [j for b in batches for j in b]
     missing = sum(1 for j in jobs if not j.path.exists())
+    shared = ctx.take(SAMPLER_KEY)
     if missing:
         parts = load()
         parts.unet = merge_adapters(parts.unet)  # one merged weight runs faster than base + adapter
         parts.text_encoder = merge_adapters(parts.text_encoder)
         if parts.text_encoder_2 is not None:
             parts.text_encoder_2 = merge_adapters(parts.text_encoder_2)
-        sampler = make_sampler(ctx, parts, missing)
+        sampler = _reuse(ctx, shared, parts) or make_sampler(ctx, parts, missing)
+        shared = None
         written: set[str] = set()
 
         def collage_when_complete(batch: list[ImageJob]) -> None:
@@ -268,9 +292,26 @@ def generate_pack(ctx: StageContext, load: Callable[[], Components]) -> list[Out
             release(ctx.device)
     else:
         ctx.emit(Progress(stage="generate", done=len(jobs), total=len(jobs), label="all images exist"))
+    if shared is not None:
+        del shared
+        release(ctx.device)
     if world == 1:
         finish_pack(ctx, sets)
     return sets
+
+
+def _reuse(ctx: StageContext, sampler: ImageSampler | None, parts: Components) -> ImageSampler | None:
+    """The class images' compiled sampler now drawing with the trained weights, or None to make a new one."""
+    if sampler is None:
+        return None
+    try:
+        sampler.swap_weights(parts)
+    except ValueError as exc:
+        ctx.log.warning("could not reuse the class images' sampler (%s); making a new one", exc)
+        release(ctx.device)
+        return None
+    ctx.log.info("the prompt pack reuses the class images' compiled sampler")
+    return sampler
 
 
 def finish_pack(ctx: StageContext, sets: list[OutputSet] | None = None) -> None:
