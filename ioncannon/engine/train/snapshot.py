@@ -62,7 +62,7 @@ class HostSnapshot:
                                  total / 2**30, exc)
         self.pinned = buf is not None
         if buf is None:
-            buf = torch.empty(total, dtype=torch.uint8)
+            buf = torch.zeros(total, dtype=torch.uint8)  # touched now (in the background), not at the first save
         self._views = {
             name: buf[off:off + _nbytes(t)].view(t.dtype).view(t.shape)
             for (name, t), off in zip(tensors.items(), offsets, strict=True)
