@@ -144,12 +144,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print("Not started.")
             return EXIT_OK
     try:
-        paths = handle.create(workdir, spec)
+        paths = handle.create(workdir, spec, estimate=_estimate(spec, workdir))
     except JobError as exc:
         raise UserError(str(exc)) from exc
     pid = handle.start(paths, workdir)
     print(f"job {spec.name} started (runner pid {pid}) in {paths.root}")
     return EXIT_OK if args.detach else _follow(paths)
+
+
+def _estimate(spec: Any, workdir: Path) -> dict[str, float] | None:
+    """Each stage's expected seconds on this machine, kept with the job for the finish screen (None if unknown)."""
+    try:
+        from ioncannon.engine import hardware
+
+        return hardware.estimate_for(spec, hardware.probe(workdir))
+    except Exception:  # an estimate is a nicety: never refuse a job over it
+        return None
 
 
 def _check_gpu(spec: Any) -> None:

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GpuInfo", "HardwareInfo", "PlanChoice", "NothingFits", "PRESETS", "probe", "choose_plan", "plan_options",
-    "estimate_seconds", "step_down", "plan_key", "data_parallel", "scale_for_processes", "default_family",
+    "estimate_seconds", "estimate_stages", "estimate_for",
+    "step_down", "plan_key", "data_parallel", "scale_for_processes", "default_family",
 ]
 
 
@@ -297,23 +298,58 @@ def _enabled_styles(pack: str) -> int:
         return 12  # an unreadable pack fails later with its own message; estimate a typical one
 
 
-def estimate_seconds(spec: JobSpec, choice: PlanChoice) -> float:
-    """Whole job, roughly: model load, class images, caching, compile, training, checkpoints and generation."""
+# Per-stage figures measured with `ioncannon run` on an H200 (default recipe, random-weight SD1.5 model; the
+# README's e2e table): drawing starts ~8 s after its stage (model load, first batch); the cache stage took 8 s
+# for 20 photo latents and 200 class images; training's start-up (load, compile, graph capture) ~65 s on a
+# cold compile cache; export 7 s. Checkpoints are written in the background: about a second each in the loop.
+_DRAW_START_S = 8.0
+_CACHE_S_PER_IMAGE = 0.025
+_TRAIN_START_COMPILED_S = 65.0
+_TRAIN_START_EAGER_S = 25.0
+_CHECKPOINT_STALL_S = 1.0
+_EXPORT_S = 7.0
+
+
+def estimate_stages(spec: JobSpec, choice: PlanChoice) -> dict[str, float]:
+    """Seconds each stage should take, from the figures measured per stage (the whole job is their sum)."""
     plan = choice.plan
     gen = spec.generate
     n_outputs = _enabled_styles(gen.prompt_pack) * gen.images_per_prompt + gen.bare_token_images
     class_images = plan.num_class_images if plan.prior_preservation else 0
+    speed = max(choice.predicted_steps_per_s, 0.1)
     if plan.precision == "fp32":  # the tiny demo: measured on 2 CPU cores
-        return 15.0 + plan.steps / max(choice.predicted_steps_per_s, 0.1) + 0.05 * (class_images + n_outputs)
+        return {"prepare": 1.0, "class_images": 3.0 + 0.05 * class_images, "cache": 2.0,
+                "train": 5.0 + plan.steps / speed, "export": 2.0, "generate": 2.0 + 0.05 * n_outputs,
+                "package": 0.0}
     info = family_info(spec.family)
     # relative to an H100 running the family's roomiest plan
     factor = max(choice.predicted_steps_per_s / info.profiles[0].h100_steps_per_s, 0.05) if info.profiles else 0.05
-    images_per_s = info.h100_images_per_s * factor
-    load = 40.0
-    compile_s = 40.0 if plan.compile else 10.0
-    train = plan.steps / max(choice.predicted_steps_per_s, 0.1)
-    checkpoints = (plan.steps // max(plan.checkpoint_every, 1)) * (12.0 if plan.mode == "full" else 1.0)
-    cache = 10.0 + 0.05 * class_images
-    gen_steps_scale = gen.steps / 25.0
-    generation = (class_images + n_outputs) * gen_steps_scale / images_per_s
-    return load + compile_s + train + checkpoints + cache + generation
+    images_per_s = info.h100_images_per_s * factor / (gen.steps / 25.0)
+    checkpoints = plan.steps // plan.checkpoint_every if plan.checkpoint_every > 0 else 0
+    start = _TRAIN_START_COMPILED_S if plan.compile else _TRAIN_START_EAGER_S
+    return {
+        "prepare": 3.0,
+        "class_images": _DRAW_START_S + class_images / images_per_s if class_images else 1.0,
+        "cache": 3.0 + _CACHE_S_PER_IMAGE * (class_images + 20),
+        "train": start + plan.steps / speed + checkpoints * _CHECKPOINT_STALL_S,
+        "export": _EXPORT_S,
+        "generate": _DRAW_START_S + n_outputs / images_per_s,
+        "package": 1.0,
+    }
+
+
+def estimate_for(spec: JobSpec, hw: HardwareInfo) -> dict[str, float]:
+    """Per-stage estimate of a job whose plan is already chosen (a job file, the headless demo) on this machine."""
+    family = spec.family
+    key = plan_key(spec.train, family)
+    options = plan_options(hw, spec.demo, family)
+    speed = next((c.predicted_steps_per_s for c in options if plan_key(c.plan, family) == key),
+                 options[0].predicted_steps_per_s if options else 0.0)
+    if spec.train.num_processes > 1:
+        speed *= spec.train.num_processes * _DATA_PARALLEL_EFFICIENCY
+    return estimate_stages(spec, PlanChoice(spec.train, "", "", 0.0, speed, True))
+
+
+def estimate_seconds(spec: JobSpec, choice: PlanChoice) -> float:
+    """Whole job, roughly: the sum of the per-stage estimates."""
+    return sum(estimate_stages(spec, choice).values())

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from ioncannon.job.lock import RunnerBusy, request_stop, runner_pid, wait_for_ex
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import JobSpec
 from ioncannon.job.state import EventTail, JobState, read_state
+from ioncannon.job.timings import write_estimate
 from ioncannon.job.validate import SpecError
 from ioncannon.job.workdir import JobSummary, WorkdirError, create_job, find_job, summarise
 
@@ -78,19 +79,23 @@ def default_threads() -> int:
         return max(1, min(os.cpu_count() or 1, 1024))
 
 
-def create(workdir: str | Path, spec: JobSpec) -> JobPaths:
+def create(workdir: str | Path, spec: JobSpec, estimate: Mapping[str, float] | None = None) -> JobPaths:
     """Check the spec and write the job's folder and job.json; refuses a name already taken.
 
     The runner's thread count is pinned here, so every resume computes the same way the first run did.
+    `estimate` (seconds per stage, as the hardware step showed them) is kept for the finish screen to compare.
     """
     check_spec(spec, workdir)
     if spec.threads is None:
         spec = spec.replace(threads=default_threads())
     spec = absolute_paths(spec)
     try:
-        return create_job(workdir, spec)
+        paths = create_job(workdir, spec)
     except WorkdirError as exc:
         raise JobError(str(exc)) from exc
+    if estimate:
+        write_estimate(paths, estimate)
+    return paths
 
 
 def start(paths: JobPaths, workdir: str | Path) -> int:

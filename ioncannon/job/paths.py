@@ -97,6 +97,11 @@ class JobPaths:
         return self.meta / "train_stats.json"
 
     @property
+    def estimate_file(self) -> Path:
+        """Each stage's estimated seconds, recorded when the job was created (the finish screen compares)."""
+        return self.meta / "estimate.json"
+
+    @property
     def download_file(self) -> Path:
         return self.root / "DOWNLOAD.txt"
 

@@ -252,3 +252,38 @@ async def test_a_budget_stop_explains_how_to_go_on_or_wrap_up(
         await pilot.pause()
         outcome = str(app.screen.query_one("#finish-outcome").render())
         assert outcome.startswith("■ Stopped: budget reached") and "ioncannon resume" in outcome and "bundle" in outcome
+
+
+async def test_finish_screen_shows_each_stage_next_to_its_estimate(
+    tmp_path: Path, vast_env: tuple[dict[str, str], Path],
+) -> None:
+    from ioncannon.job.events import StageFinished
+    from ioncannon.job.timings import write_estimate
+
+    env, _ = vast_env
+    paths, spec = finished_job(tmp_path)
+    write_estimate(paths, {"prepare": 3, "class_images": 40, "cache": 8, "train": 99, "export": 7, "generate": 44,
+                           "package": 1})
+    for stage, seconds in (("prepare", 2.2), ("class_images", 51.0), ("cache", 7.9), ("train", 1500.0),
+                           ("export", 6.5), ("generate", 48.0), ("package", 0.4)):
+        append_line(paths.events_file, StageFinished(stage=stage, seconds=seconds).dumps())
+    app = FinishApp(FinishScreen(paths, spec, env=env))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        lines = str(app.screen.query_one("#finish-money").render()).splitlines()
+        rows = {line.split()[1] if line.startswith("stages") else line.split()[0]: line for line in lines[1:9]}
+        assert rows["photos"].startswith("stages") and "2s" in rows["photos"] and "estimated 3 s" in rows["photos"]
+        assert "51s" in rows["class"] and "estimated 40 s" in rows["class"]
+        assert "25m 00s" in rows["train"] and "estimated 2 min" in rows["train"]
+        assert "all" in rows and "26m 56s" in rows["all"] and "estimated 3 min" in rows["all"]
+
+
+async def test_a_job_created_without_an_estimate_shows_no_stage_rows(
+    tmp_path: Path, vast_env: tuple[dict[str, str], Path],
+) -> None:
+    env, _ = vast_env
+    paths, spec = finished_job(tmp_path)
+    app = FinishApp(FinishScreen(paths, spec, env=env))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert "stages" not in str(app.screen.query_one("#finish-money").render())

@@ -18,7 +18,9 @@ from textual.widgets import Footer, Static
 from ioncannon.job.fsio import dir_size
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import JobSpec
+from ioncannon.job.stages import STAGES
 from ioncannon.job.state import JobState, read_state
+from ioncannon.job.timings import read_estimate, stage_seconds
 from ioncannon.job.units import duration, money
 from ioncannon.rental import bundle as bundles
 from ioncannon.rental.costs import (
@@ -184,6 +186,7 @@ class FinishScreen(Screen[None]):
             "job time",
             f"{duration(since_start, 'clock')} since it started · {duration(state.elapsed_s, 'clock')} running",
         )
+        text.append_text(self._stage_times())
         if self.hourly_price is None:
             text.append_text(_row("cost", "unknown: press p and type the hourly price", "yellow"))
             return text
@@ -191,6 +194,29 @@ class FinishScreen(Screen[None]):
         rate = f" this job at {money(self.hourly_price)}/h (p: change)"
         text.append_text(_row("cost", Text.assemble((job_cost, "bold"), rate)))
         text.append_text(_row("", "the footer counts on: the box bills until it is destroyed", "dim"))
+        return text
+
+    def _stage_times(self) -> Text:
+        """Each stage's real time next to the estimate the hardware step showed (jobs created with one)."""
+        estimate = read_estimate(self.paths)
+        text = Text()
+        if not estimate:
+            return text
+        real = stage_seconds(self.paths)
+        head = "stages"
+        for stage in STAGES:
+            if stage.name not in estimate and stage.name not in real:
+                continue
+            took = duration(real[stage.name], "short") if stage.name in real else "not run"
+            guess = f"estimated {duration(estimate[stage.name], 'rough').removeprefix('about ')}" \
+                if stage.name in estimate else ""
+            text.append_text(_row(head, Text.assemble(f"{stage.label:<13}", (f"{took:>8}", "bold"), f"   {guess}")))
+            head = ""
+        if real:
+            total = duration(sum(real.values()), "short")
+            guess = duration(sum(estimate.values()), "rough").removeprefix("about ")
+            text.append_text(_row("", Text.assemble(f"{'all stages':<13}", (f"{total:>8}", "bold"),
+                                                    f"   estimated {guess}")))
         return text
 
     def _download(self) -> Text:

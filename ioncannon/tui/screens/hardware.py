@@ -58,6 +58,7 @@ class HardwareScreen(WizardScreen):
         self.options: list[PlanChoice] = []
         self.refusal = ""
         self.estimate_s: float | None = None
+        self.estimate: dict[str, float] = {}  # seconds per stage; kept with the job for the finish screen
         self.starting = False
 
     def compose_body(self) -> ComposeResult:
@@ -136,9 +137,10 @@ class HardwareScreen(WizardScreen):
         self.parallel = hardware.data_parallel(self.single, self.hardware) if self.single is not None else None
         self.choice = self.parallel if session.all_gpus and self.parallel is not None else self.single
         self.options = hardware.plan_options(self.hardware, self.wizard.demo, family=self.base_spec.family)
-        self.estimate_s = None
+        self.estimate_s, self.estimate = None, {}
         if self.choice is not None and self.choice.fits:
-            self.estimate_s = hardware.estimate_seconds(self.spec_for(self.base_spec.name), self.choice)
+            self.estimate = hardware.estimate_stages(self.spec_for(self.base_spec.name), self.choice)
+            self.estimate_s = sum(self.estimate.values())
         self._redraw()
 
     def spec_for(self, name: str) -> JobSpec:
@@ -433,7 +435,7 @@ class HardwareScreen(WizardScreen):
             name = new_job_name(self.wizard.workdir, self.session.identifier)
             spec = self.spec_for(name)
             styles = pack.starting_styles(self.session.prompt_styles, self.wizard.demo)
-            paths = handle.create(self.wizard.workdir, spec)
+            paths = handle.create(self.wizard.workdir, spec, estimate=self.estimate)
             save_pack(spec.generate.prompt_pack, styles)
             if spec.hourly_price is not None:
                 try:
