@@ -65,9 +65,10 @@ class IonCannonApp(App[None]):
     TITLE = "ioncannon"
     ENABLE_COMMAND_PALETTE = False
     PUMP_INTERVAL = 0.2
+    # ctrl+q is the only quit key, on every screen: a bare letter would type into an answer box on some
+    # screens and quit on others. Not a priority binding, so a job screen can label it "Leave/stop".
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+q", "request_quit", "Quit", priority=True),
-        Binding("q", "request_quit", "Quit", show=False),
+        Binding("ctrl+q", "request_quit", "Quit"),
     ]
 
     def __init__(
@@ -208,6 +209,12 @@ class IonCannonApp(App[None]):
         if self.demo:
             self._prefill_demo()
         self.go(Step.PHOTOS)
+
+    def start_over(self) -> None:
+        """Forget the saved answers; the demo gets its own photos and subject back."""
+        self.store.start_over()
+        if self.demo:
+            self._prefill_demo()
 
     def _prefill_demo(self) -> None:
         """The demo's answers: its sample photos and subject; every screen still shows them."""

@@ -49,6 +49,13 @@ class WizardSession:
     resolution: int | None = None  # one of the family's sizes; None: its default
 
     @property
+    def has_answers(self) -> bool:
+        """Whether anything was answered that a fresh start would forget."""
+        fresh = WizardSession(demo=self.demo)
+        return any(getattr(self, name) != getattr(fresh, name) for name in ("photos_dir", "identifier",
+                   "class_choice", "custom_class", "crops", "excluded", "kept", "prompt_styles", "budget"))
+
+    @property
     def class_name(self) -> str:
         return self.custom_class.strip() if self.class_choice == "custom" else self.class_choice
 
@@ -155,6 +162,10 @@ class SessionStore:
         self.session = session
         self.save()
         return session
+
+    def start_over(self) -> WizardSession:
+        """Forget every answer (the demo's are filled in again by the app)."""
+        return self.replace(WizardSession(demo=self.session.demo))
 
     def save(self) -> None:
         try:

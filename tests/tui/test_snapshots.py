@@ -263,7 +263,7 @@ def test_leave_or_stop_dialog(box: Path, snap_compare: Callable[..., bool],
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, TrainScreen) and len(app.job_view.losses) == 42,
                        what="events")
-        await pilot.press("q")
+        await pilot.press("ctrl+q")
 
     assert snap_compare(make_app(box), run_before=asked)
 

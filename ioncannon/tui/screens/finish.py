@@ -72,7 +72,6 @@ class FinishScreen(Screen[None]):
         Binding("d", "destroy", "Destroy box"),
         Binding("p", "price", "Price"),
         Binding("c", "copy", "Copy rsync"),
-        Binding("q", "app.quit", "Quit", show=False),  # the footer already shows the app's ^q Quit
     ]
 
     def __init__(self, paths: JobPaths, spec: JobSpec, env: Mapping[str, str] | None = None) -> None:

@@ -23,7 +23,7 @@ class JobScreen(WizardScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", show=False),
         Binding("ctrl+n", "next", "Next", show=False),
-        Binding("q", "leave", "Leave/stop"),
+        Binding("ctrl+q", "leave", "Leave/stop"),
         Binding("ctrl+c", "leave", "Leave/stop", show=False),
         Binding("r", "resume", "Resume"),
     ]

@@ -36,6 +36,7 @@ class WelcomeScreen(WizardScreen):
         Binding("r", "resume", "Resume"),
         Binding("n", "new_job", "Start new"),
         Binding("v", "view_finished", "View last job"),
+        Binding("x", "start_over", "Start over"),
         Binding("ctrl+n", "next", "Next", show=False),
     ]
 
@@ -60,6 +61,20 @@ class WelcomeScreen(WizardScreen):
                     id="welcome-demo",
                 )
             yield Static(self._job_panel(), id="welcome-job")
+            yield Static(self._answers_line(), id="welcome-answers")
+
+    def _answers_line(self) -> Text:
+        """What a new job would start from, so a stray answer saved last time is seen (and can be dropped)."""
+        session = self.session
+        if not session.has_answers:
+            return Text()
+        subject = " ".join(w for w in (session.identifier, session.class_name) if w) or "not named yet"
+        text = Text("Saved answers: ", style="dim")
+        text.append(f"photos {session.photos_dir or 'not picked yet'} · subject {subject}")
+        text.append("   ")
+        text.append(" x ", style="bold reverse")
+        text.append(" restores the demo's answers" if self.wizard.demo else " starts over without them")
+        return text
 
     @property
     def action(self) -> str:
@@ -137,6 +152,8 @@ class WelcomeScreen(WizardScreen):
             return self.unfinished is not None
         if action == "view_finished":
             return self.unfinished is None and self.finished is not None
+        if action == "start_over":
+            return self.session.has_answers
         return action != "back"
 
     def action_primary(self) -> None:
@@ -166,6 +183,13 @@ class WelcomeScreen(WizardScreen):
         """Open the summary of the last finished job."""
         if self.finished is not None and self.finished.spec is not None:
             self.wizard.attach(self.finished.paths, self.finished.spec)
+
+    def action_start_over(self) -> None:
+        """Forget the saved answers (the demo gets its sample photos and subject back)."""
+        self.wizard.start_over()
+        self.query_one("#welcome-answers", Static).update(self._answers_line())
+        self.refresh_bindings()
+        self.notify("The demo's answers are back." if self.wizard.demo else "Saved answers cleared.")
 
     def action_next(self) -> None:
         """Start setting up a job."""
