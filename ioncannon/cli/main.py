@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -104,7 +105,10 @@ def _cmd_wizard(args: argparse.Namespace) -> int:
     workdir = chosen_workdir(args)
     from ioncannon.tui.app import IonCannonApp
 
-    IonCannonApp(workdir, demo=args.demo).run()
+    come_back = "ioncannon" + (" --demo" if args.demo else "")
+    if args.workdir:
+        come_back += f" --workdir {shlex.quote(args.workdir)}"
+    IonCannonApp(workdir, demo=args.demo, come_back=come_back).run()
     return EXIT_OK
 
 

@@ -18,19 +18,21 @@ from .conftest import shown, wait_for
 
 
 @pytest.mark.parametrize("step", ["photos", "subject"])
-async def test_q_types_into_the_box_and_never_quits(tui_workdir: Path, tmp_path: Path, step: str) -> None:
-    SessionStore(tui_workdir, WizardSession()).update(step=step, photos_dir="", identifier="")
+async def test_a_stray_q_neither_quits_nor_replaces_the_answer(tui_workdir: Path, tmp_path: Path, step: str) -> None:
+    SessionStore(tui_workdir, WizardSession()).update(step=step, photos_dir=str(tmp_path), identifier="zwx")
     app = IonCannonApp(tui_workdir, proc=tmp_path / "no-proc")
     async with app.run_test(size=(80, 24)) as pilot:
         screen_type = PhotosScreen if step == "photos" else SubjectScreen
         await wait_for(pilot, lambda: isinstance(app.screen, screen_type), what=step)
         box = app.screen.query_one("#photos-path" if step == "photos" else "#subject-identifier", Input)
-        box.focus()
+        answer = box.value
+        assert app.focused is box  # the screen opens with the cursor in its box
         await pilot.press("q")
         await pilot.pause()
-        assert app.is_running and box.value == "q"
+        assert app.is_running and box.value == answer + "q"  # typed after the answer, not over it
         await pilot.press("backspace", "ctrl+q")
         await wait_for(pilot, lambda: not app.is_running, what="ctrl+q quits")
+    assert load_session(tui_workdir).photos_dir == str(tmp_path)
 
 
 async def test_q_quits_no_screen_and_the_footer_names_ctrl_q(tui_workdir: Path, tmp_path: Path) -> None:

@@ -69,17 +69,19 @@ class HardwareScreen(WizardScreen):
                 yield Label("Price per hour", classes="field-label")
                 known = session.hourly_price if session.hourly_price is not None else remembered_hourly_price()
                 price = "" if known is None else f"{known:g}"
-                yield Input(value=price, placeholder="e.g. 2.49", id="hardware-price",
+                yield Input(value=price, placeholder="e.g. 2.49", id="hardware-price", select_on_focus=False,
                             restrict=r"[$0-9.,]*", max_length=10, compact=True)
                 yield Static("", id="hardware-cost")
             with Horizontal(classes="field compact"):
                 yield Label("Budget cap", classes="field-label")
                 yield Input(value=session.budget, placeholder="none", id="hardware-budget",
+                            select_on_focus=False,
                             restrict=r"[$0-9.,a-zA-Z ]*", max_length=12, compact=True)
                 yield Static("", id="hardware-budget-note")
             with Horizontal(classes="field compact"):
                 yield Label("Base model", classes="field-label")
-                yield Input(value=session.base_model, id="hardware-model", disabled=self.wizard.demo, compact=True)
+                yield Input(value=session.base_model, id="hardware-model", select_on_focus=False,
+                            disabled=self.wizard.demo, compact=True)
             yield Static("", id="hardware-message")
 
     def on_mount(self) -> None:

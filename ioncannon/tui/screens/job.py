@@ -82,11 +82,11 @@ class JobScreen(WizardScreen):
     def action_leave(self) -> None:
         """Leave the screen: the job keeps running, or is stopped at a checkpoint."""
         if not self.wizard.job_view.alive:
-            self.app.exit()
+            self.wizard.leave()
             return
         body = (
             "Leave: this screen closes and the job keeps running on this machine;\n"
-            "type `ioncannon` any time to watch it again.\n"
+            f"type `{self.wizard.come_back}` any time to watch it again.\n"
             "Stop: the job saves a checkpoint and stops; you can resume it later."
         )
         self.app.push_screen(
@@ -100,7 +100,7 @@ class JobScreen(WizardScreen):
 
     def _left(self, answer: str | None) -> None:
         if answer == "leave":
-            self.app.exit()
+            self.wizard.leave()
             return
         if answer == "stop":
             self.wizard.stop_job()
