@@ -67,6 +67,7 @@ class FinishScreen(Screen[None]):
     }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("g", "gallery", "Images"),
         Binding("b", "bundle", "Bundle"),
         Binding("w", "wipe", "Wipe"),
         Binding("d", "destroy", "Destroy box"),
@@ -162,6 +163,8 @@ class FinishScreen(Screen[None]):
         text.append_text(
             _row("images", f"outputs/ · {len(images)} images in {folders} folders, {len(collages)} collages")
         )
+        if collages:
+            text.append_text(_row("", "g: page them, star the best for the bundle, see the contact sheet", "dim"))
         sheets = [p for p in self.paths.outputs.glob("*") if p.is_file()] if self.paths.outputs.is_dir() else []
         for sheet in sheets:
             text.append_text(_row("overview", f"outputs/{sheet.name}"))
@@ -256,6 +259,12 @@ class FinishScreen(Screen[None]):
         if action == "destroy":
             return self.provider.can_act_from_inside
         return True
+
+    def action_gallery(self) -> None:
+        """Page the collages and images, star the ones for the bundle, see the contact sheet."""
+        from ioncannon.tui.screens.gallery import GalleryScreen
+
+        self.app.push_screen(GalleryScreen(self.paths, self.spec), lambda _none: self.refresh_sections())
 
     def action_bundle(self) -> None:
         """Show the bundle's size, then write it."""
