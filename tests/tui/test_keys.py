@@ -76,3 +76,21 @@ async def test_start_over_forgets_a_real_run_answers(tui_workdir: Path, tmp_path
         await pilot.pause()
         assert app.store.session.photos_dir == "" and app.store.session.identifier == ""
         assert app.screen.check_action("start_over", ()) is False  # nothing left to forget
+
+
+async def test_zwx_with_the_class_cat_picked_by_keyboard_gets_one_true_verdict(tui_workdir: Path,
+                                                                              tmp_path: Path) -> None:
+    SessionStore(tui_workdir, WizardSession()).update(step="subject", identifier="", photos_dir=str(tmp_path))
+    app = IonCannonApp(tui_workdir, proc=tmp_path / "no-proc")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, SubjectScreen), what="subject")
+        screen = app.screen
+        assert isinstance(screen, SubjectScreen)
+        await wait_for(pilot, lambda: not screen.checking, what="the tokenizer check (offline here)")
+        await pilot.press(*"zwx", "tab", "right", "right", "enter")  # person → dog → cat
+        await pilot.pause()
+        assert app.store.session.class_choice == "cat"
+        lint = shown(screen.query_one("#subject-lint", Static))
+        assert "✓ 'zwx' looks like a good rare word" in lint
+        assert "person" not in lint and "⚠" not in lint and "names a kind" not in lint
+        assert "a photo of zwx cat" in shown(screen.query_one("#subject-prompt", Static))
