@@ -6,7 +6,6 @@ import hashlib
 import logging
 import os
 import random
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +18,14 @@ from ioncannon.engine.weights.files import save_tensors
 from ioncannon.job.errors import StageError
 from ioncannon.job.events import Emit, Message
 from ioncannon.job.fsio import StateFileError, free_bytes, fsync_dir, read_json, write_json
+from ioncannon.job.state import CHECKPOINT_MANIFEST, CHECKPOINT_NAME
 
 CHECKPOINT_FORMAT = 1
 WEIGHTS = "weights.safetensors"
 OPTIMIZER = "optimizer.safetensors"
 STATE = "state.json"
-MANIFEST = "manifest.json"
-_NAME = re.compile(r"^step_(\d{8})$")
+MANIFEST = CHECKPOINT_MANIFEST
+_NAME = CHECKPOINT_NAME
 _DISK_SLACK = 256 * 2**20
 
 

@@ -33,6 +33,25 @@ _DIALOG_CSS = """
 """
 
 
+# What each kind of bundled file is called, one and many, in the order the summary lists them.
+KIND_NAMES: dict[str, tuple[str, str]] = {
+    "collage": ("collage", "collages"), "image": ("image", "images"),
+    "contact_sheet": ("contact sheet", "contact sheets"),
+    "model": ("model file", "model files"), "metadata": ("metadata file", "metadata files"),
+}
+MODEL_NAMES = {"single": "single .safetensors file", "diffusers": "diffusers folder", "lora": "LoRA weights"}
+
+
+def bundle_counts(counts: dict[str, int]) -> str:
+    """`4 collages, 16 images, 1 contact sheet`: every kind counted, in a plural that agrees."""
+    order = [k for k in KIND_NAMES if k in counts] + sorted(k for k in counts if k not in KIND_NAMES)
+    parts = []
+    for kind in order:
+        one, many = KIND_NAMES.get(kind, (kind.replace("_", " "), kind.replace("_", " ") + "s"))
+        parts.append(f"{counts[kind]} {one if counts[kind] == 1 else many}")
+    return ", ".join(parts)
+
+
 def _keys(*pairs: tuple[str, str]) -> Text:
     text = Text()
     for i, (key, label) in enumerate(pairs):
@@ -84,24 +103,25 @@ class BundleDialog(ModalScreen["str | None"]):
         """Plan off the UI thread: reading the prompt plan loads the generator (and torch)."""
         try:
             plan = bundles.plan_bundle(self.paths, self.spec, images=images, model_formats=formats)  # type: ignore[arg-type]
+            models = [f for f in formats if f in bundles.available_model_formats(self.paths)]
         except bundles.BundleError as exc:
-            self.app.call_from_thread(self._show_plan, None, str(exc))
+            self.app.call_from_thread(self._show_plan, None, str(exc), [])
             return
-        self.app.call_from_thread(self._show_plan, plan, "")
+        self.app.call_from_thread(self._show_plan, plan, "", models)
 
-    def _show_plan(self, plan: bundles.BundlePlan | None, problem: str) -> None:
+    def _show_plan(self, plan: bundles.BundlePlan | None, problem: str, models: list[str]) -> None:
         self.plan = plan
         summary = self.query_one("#bundle-summary", Static)
         if plan is None:
             summary.update(Text(problem, style="yellow"))
         else:
-            counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(plan.counts.items()))
             free = free_bytes(plan.archive.parent)
+            model = ", ".join(MODEL_NAMES.get(f, f) for f in models) or "none"
             summary.update(
                 Text.assemble(
                     (f"{bundles.human_bytes(plan.archive_bytes)}", "bold"),
                     f" → {plan.archive.name}\n",
-                    f"{counts}\nimages: {self.images} · model: {', '.join(self.formats) or 'none'}\n",
+                    f"{bundle_counts(plan.counts)}\nimages: {self.images} · model: {model}\n",
                     (
                         f"{bundles.human_bytes(free)} free on this disk",
                         "green" if free > plan.archive_bytes else "bold red",

@@ -57,7 +57,8 @@ class GenerateScreen(JobScreen):
         stage = view.stage if view.stage in SHOWN_HERE else "generate"
         progress = view.progress.get(stage)
         current = f"  now: {progress.label}" if progress is not None and progress.label and stage == "generate" else ""
-        self.query_one(ProgressPanel).show(stage_info(stage).title + current, progress)
+        live = view.alive and view.state.status == "running"
+        self.query_one(ProgressPanel).show(stage_info(stage).title + current, progress, live=live)
         self.query_one("#generate-prompts", Static).update(self._prompt_list(view))
         self._show_collage(view)
 

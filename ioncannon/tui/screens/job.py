@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
+from ioncannon.job.state import JobState, resume_promise
 from ioncannon.tui.dialogs.choice import Choice, ChoiceDialog
 from ioncannon.tui.jobview import JobView
 from ioncannon.tui.screens.base import WizardScreen
@@ -53,16 +54,20 @@ class JobScreen(WizardScreen):
         if state.status == "stopping":
             return Text("Stopping: saving a checkpoint first…", style="bold yellow")
         if view.stopped is not None or state.status == "stopped":
-            return Text("Stopped. Press r to resume: training continues from its last checkpoint.", style="bold yellow")
+            return Text(f"Stopped. Press r to resume: {self._promise(state)}.", style="bold yellow")
         if not view.alive and state.status in ("running", "new", "unknown"):
-            return Text("The runner is not running (the machine restarted or it was killed). "
-                        "Press r to restart it: training continues from its last checkpoint.", style="bold yellow")
+            return Text("The runner stopped without finishing (killed, or the machine restarted). "
+                        f"Press r to restart it: {self._promise(state)}.", style="bold yellow")
         text = Text()
         for level, message in list(view.messages)[-2:]:
             if text:
                 text.append("\n")
             text.append(message, style=LEVEL_STYLES.get(level, ""))
         return text
+
+    def _promise(self, state: JobState) -> str:
+        job = self.wizard.job
+        return resume_promise(job.paths, state) if job is not None else "finished stages are kept"
 
     def resumable(self) -> bool:
         view = self.wizard.job_view

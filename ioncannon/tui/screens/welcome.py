@@ -11,6 +11,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from ioncannon.job.stages import label as stage_label
+from ioncannon.job.state import LIVE_STATUSES, resume_promise, shown_status
 from ioncannon.job.units import duration
 from ioncannon.tui.screens.base import DEMO_NOTE, WizardScreen
 from ioncannon.tui.wizard import Step, resume_action
@@ -112,7 +113,7 @@ class WelcomeScreen(WizardScreen):
         where = stage_label(state.stage) or "not started"
         if state.total:
             where += f" {state.done}/{state.total}"
-        text.append(f"stage: {where} · status: {state.status}")
+        text.append(f"stage: {where} · {shown_status(state.status, job.alive)}")
         if state.elapsed_s:
             text.append(f" · ran {duration(state.elapsed_s)}")
         text.append("\n")
@@ -126,7 +127,11 @@ class WelcomeScreen(WizardScreen):
             ago = ""
             if state.updated_at:
                 ago = f" (last heard from {duration(max(0.0, self.wizard.clock() - state.updated_at))} ago)"
-            text.append(f"Its runner is not running{ago}.", style="yellow")
+            if state.status in LIVE_STATUSES:
+                text.append(f"Its runner stopped without finishing (killed, or the machine restarted){ago}.",
+                            style="yellow")
+            else:
+                text.append(f"Nothing is running it now{ago}.", style="yellow")
             if state.status == "failed" and state.message:
                 text.append(f"\nIt failed: {state.message}", style="red")
             elif state.status == "unknown":
@@ -136,7 +141,7 @@ class WelcomeScreen(WizardScreen):
             text.append(" enter ", style="bold reverse")
             text.append(" / ")
             text.append(" r ", style="bold reverse")
-            text.append(" resume it: finished stages are kept, training continues from its last checkpoint    ")
+            text.append(f" resume it: {resume_promise(job.paths, state)}    ")
         text.append("\n")
         text.append(" n ", style="bold reverse")
         text.append(" start a new job instead")
