@@ -281,7 +281,16 @@ def job_status(job: Any) -> dict[str, Any]:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    info = job_status(find_job(args))
+    if args.job is None and not _any_job(args):
+        # No jobs is an answer, not a mistake: say so and how to make one, exit 0.
+        where = chosen_workdir(args)
+        if args.json:
+            print(json.dumps({"jobs": [], "workdir": str(where)}, indent=2))
+        else:
+            print(f"no jobs in {where} yet. Start one with `ioncannon` (the wizard) or `ioncannon run JOBFILE`.")
+        return EXIT_OK
+    job = find_job(args)
+    info = job_status(job)
     if args.json:
         print(json.dumps(info, indent=2))
         return EXIT_OK
@@ -303,12 +312,21 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if info["status"] == "damaged":
         print(f"what now {DAMAGED_JOB_HINT}")
     elif info["status"] == "interrupted":
-        print("what now the runner is not running; `ioncannon resume` continues from the last checkpoint")
+        from ioncannon.job.state import resume_promise
+
+        promise = resume_promise(job.paths, job.state)
+        print(f"what now the runner stopped without finishing; `ioncannon resume`: {promise}")
     elif info["hint"]:
         print(f"what now {info['hint']}")
     for key, value in info["paths"].items():
         print(f"{key:<17}{value}")
     return EXIT_OK
+
+
+def _any_job(args: argparse.Namespace) -> bool:
+    from ioncannon.job.workdir import list_jobs
+
+    return bool(list_jobs(chosen_workdir(args)))
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:

@@ -95,9 +95,13 @@ def test_unwritable_workdir_is_explained(tmp_path: Path) -> None:
     assert out.returncode == 2 and "not writable" in out.stderr and "--workdir" in out.stderr
 
 
-def test_status_with_no_jobs_says_so(tmp_path: Path) -> None:
+def test_status_with_no_jobs_says_so_and_is_no_error(tmp_path: Path) -> None:
     out = ioncannon("status", "--workdir", str(tmp_path))
-    assert out.returncode == 2 and "no jobs" in out.stderr
+    assert out.returncode == 0 and "no jobs in" in out.stdout and "`ioncannon`" in out.stdout
+    out = ioncannon("status", "--json", "--workdir", str(tmp_path))
+    assert out.returncode == 0 and json.loads(out.stdout)["jobs"] == []
+    out = ioncannon("status", "nosuchjob", "--workdir", str(tmp_path))  # a name that isn't there is a mistake
+    assert out.returncode == 2 and "no job called 'nosuchjob'" in out.stderr
 
 
 @pytest.mark.slow
