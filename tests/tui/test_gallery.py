@@ -59,7 +59,7 @@ async def test_finish_opens_a_gallery_to_page_star_and_see_the_contact_sheet(tmp
         await pilot.press("o")
         assert "prompt 2/2: oil" in info(app)
         labels = {b.description for (_, b, _, _) in app.screen.active_bindings.values() if b.show}
-        assert {"Back", "Prev prompt", "Next prompt", "Images", "Star", "Contact sheet"} <= labels
+        assert {"Back", "Prev", "Next", "Images", "Star", "Sheet"} <= labels
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, FinishScreen), what="back on finish")
 

@@ -27,12 +27,12 @@ class GalleryScreen(Screen[None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Back"),
-        Binding("left,p", "page(-1)", "Prev prompt"),
-        Binding("right,n", "page(1)", "Next prompt"),
+        Binding("left,p", "page(-1)", "Prev"),
+        Binding("right,n", "page(1)", "Next"),
         Binding("down,j", "step(1)", "Images"),
         Binding("up,k", "step(-1)", "Images", show=False),
         Binding("s", "star", "Star"),
-        Binding("o", "sheet", "Contact sheet"),
+        Binding("o", "sheet", "Sheet"),
     ]
 
     def __init__(self, paths: JobPaths, spec: JobSpec) -> None:
@@ -89,11 +89,14 @@ class GalleryScreen(Screen[None]):
         stars = gallery.star_caption(self.paths, shown)
         preview.show(shown.path, str(shown.path.relative_to(self.paths.root)) if shown.path.is_relative_to(
             self.paths.root) else str(shown.path))
-        line = Text(where, style="bold")
+        line = Text()
+        line.append(where, style="bold")
         if stars:
             line.append(f"  {stars}", style="bold yellow")
-        info.update(Text.assemble(line, "\n", bundle_note, (" · s stars " + (
-            "this image" if shown.image is not None else "all its images"), "dim")))
+        line.append("\n")
+        line.append_text(bundle_note)
+        line.append(" · s stars " + ("this image" if shown.image is not None else "all its images"), style="dim")
+        info.update(line)
 
     def action_page(self, delta: int) -> None:
         """Show the previous or next prompt's collage."""
