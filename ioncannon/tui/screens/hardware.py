@@ -286,7 +286,7 @@ class HardwareScreen(WizardScreen):
         if minutes is not None:
             cost = f", ≈ {fmt.cost(minutes * 60, price)}" if price is not None else ""
             return Text(f"stops the job after {duration(minutes * 60, 'rough').removeprefix('about ')}{cost}")
-        return Text("optional: dollars (20) or minutes (90m); it checkpoints and stops", style="dim")
+        return Text("optional: 20 ($) or 90m; saves, then stops", style="dim")  # fits beside the box at 80 columns
 
     def _redraw_cost(self) -> None:
         self._redraw_budget()
