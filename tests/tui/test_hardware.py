@@ -200,3 +200,20 @@ async def test_an_sdxl_file_with_sd15_chosen_is_one_sentence(tui_workdir: Path, 
         assert not isinstance(app.screen, ChoiceDialog)
         message = shown(screen.query_one("#hardware-message", Static))
         assert "my-favourite-model.safetensors is an SDXL model but the job is set to SD 1.5" in message
+
+
+async def test_without_a_gpu_it_says_exactly_how_to_try_these_photos_on_the_cpu(tui_workdir: Path,
+                                                                               tmp_path: Path) -> None:
+    no_gpu = HardwareInfo(gpus=[], disk_free_gib=41.0, cpu_count=2, ram_gib=23.5)
+    app = open_on_hardware(tui_workdir, tmp_path, no_gpu)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.hardware is not None,
+                       what="probe")
+        plan = " ".join(shown(app.screen.query_one("#hardware-plan", Static)).split())
+        assert "no GPU here" in plan and "ioncannon --demo" in plan and str(tmp_path) in plan
+        assert "noise" in plan and "minutes" in plan  # said plainly: fast, real plumbing, no real pictures
+        await pilot.press("ctrl+n")
+        await pilot.pause(0.2)
+        assert not isinstance(app.screen, ChoiceDialog)
+        assert "`ioncannon --demo`" in shown(app.screen.query_one("#hardware-message", Static))
+    assert not any(p.is_dir() for p in tui_workdir.iterdir())

@@ -226,10 +226,10 @@ class HardwareScreen(WizardScreen):
         table.add_column()
         session, choice = self.session, self.choice
         if choice is None or not choice.fits:
+            if self.hardware is not None and self.hardware.best_gpu is None and not self.wizard.demo:
+                return self._no_gpu_route(table)
             table.add_row("Plan", Text("nothing fits this machine", style="bold red"))
             table.add_row("", Text(self.refusal, style="red"))
-            if not self.wizard.demo:
-                table.add_row("", Text("To see every stage work without a GPU: ioncannon --demo", style="dim"))
             return table
         plan = choice.plan
         preset = "demo" if self.wizard.demo else session.preset
@@ -256,6 +256,20 @@ class HardwareScreen(WizardScreen):
             table.add_row("Other plans", others)
         if self.wizard.demo:
             table.add_row("", Text(DEMO_NOTE, style="italic"))
+        return table
+
+    def _no_gpu_route(self, table: Table) -> Table:
+        """No GPU: say plainly what can be done here (the CPU demo, with these photos) and what needs a GPU box."""
+        folder = self.session.photos_dir or "your photo folder"
+        table.add_row("Plan", Text("no GPU here: real training needs an NVIDIA GPU", style="bold red"))
+        table.add_row("On this CPU", Text.assemble(
+            "quit (ctrl+q) and run ", ("ioncannon --demo", "bold"), "; on its Photos step type ", (folder, "bold"),
+            ". Every stage runs for real in a few minutes with a tiny random-weight model: "
+            "your photos are checked and trained on, but the pictures come out as noise.",
+        ))
+        table.add_row("Real results", Text.assemble(
+            "run ", ("ioncannon", "bold"), " on a box with an NVIDIA GPU (a rented one is fine).", style="dim",
+        ))
         return table
 
     def _other_modes(self, current: str) -> Text | None:
@@ -375,6 +389,8 @@ class HardwareScreen(WizardScreen):
         if self.hardware is None:
             return "Still probing the machine; a moment."
         if self.choice is None or not self.choice.fits:
+            if self.hardware.best_gpu is None and not self.wizard.demo:
+                return "Can't train without a GPU here: try it on the CPU with `ioncannon --demo` (see above)."
             return f"Can't start: {self.refusal}"
         try:
             dollars, _minutes = fmt.parse_budget(self.session.budget)
