@@ -69,7 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common], help="run a job headless, one line per event")
-    run.add_argument("jobfile", nargs="?", help="a job file (JSON or TOML with JobSpec fields)")
+    run.add_argument("jobfile", nargs="?",
+                     help="a job file (TOML or JSON); `ioncannon run --example > job.toml` writes a commented one")
+    run.add_argument("--example", action="store_true", help="print a commented example job file and exit")
     run.add_argument("--demo", action="store_true", help="the built-in demo job")
     run.add_argument(
         "--family", choices=("sd15", "sdxl"), default="sd15", help="the demo's model family (default sd15)"
@@ -120,6 +122,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ioncannon.job.errors import JobError
     from ioncannon.job.workdir import default_workdir
 
+    if args.example:
+        from ioncannon.job.jobfile import EXAMPLE_JOBFILE
+
+        print(EXAMPLE_JOBFILE, end="")
+        return EXIT_OK
     try:
         if args.demo:
             from ioncannon.engine.demo import demo_spec
@@ -127,11 +134,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             workdir = chosen_workdir(args)
             spec = demo_spec(workdir, family=args.family)
         elif args.jobfile:
-            from ioncannon.job.jobfile import read_jobfile
+            from ioncannon.job.jobfile import gives_train_plan, read_jobfile
 
             # the work dir is made only once the job file passed: a refused job leaves no trace anywhere
             workdir = Path(args.workdir).expanduser() if args.workdir else default_workdir()
             spec = read_jobfile(args.jobfile, workdir)
+            if not gives_train_plan(args.jobfile):
+                spec = _fitting_plan(spec, workdir)
         else:
             raise UserError("give a job file (`ioncannon run job.toml`) or `--demo`.")
         handle.check_spec(spec, workdir)
@@ -153,6 +162,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     pid = handle.start(paths, workdir)
     print(f"job {spec.name} started (runner pid {pid}) in {paths.root}")
     return EXIT_OK if args.detach else _follow(paths)
+
+
+def _fitting_plan(spec: Any, workdir: Path) -> Any:
+    """The training plan that fits this machine, as the wizard picks it: the tiny CPU plan on the CPU."""
+    from ioncannon.engine import hardware
+
+    info = hardware.probe(workdir)
+    cpu = spec.device == "cpu"  # "auto" without a GPU is refused next, with how to go on
+    try:
+        choice = hardware.choose_plan(info, "demo" if cpu else "recommended", family=spec.family)
+    except hardware.NothingFits as exc:
+        raise UserError(str(exc)) from exc
+    return spec.replace(train=choice.plan)
 
 
 def _check_gpu(spec: Any) -> None:

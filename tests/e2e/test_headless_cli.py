@@ -143,3 +143,32 @@ def test_job_file_detach_stop_and_resume(tmp_path: Path, tiny_model_dir: Path) -
     assert again["status"] == "running" and again["step"] > stopped["step"]
     assert "cache" in again["stages_done"]
     ioncannon("stop", "stoppable", "--workdir", str(wd), timeout=180)
+
+
+def test_run_example_prints_a_job_file_that_runs(tmp_path: Path) -> None:
+    from ioncannon.engine.demo import demo_photos_dir
+    from ioncannon.job.jobfile import read_jobfile
+
+    out = ioncannon("run", "--example")
+    assert out.returncode == 0 and out.stdout.startswith("# An ioncannon job file")
+    assert "photos_dir" in out.stdout and "[train]" in out.stdout and "--example" not in out.stderr
+    jobfile = tmp_path / "job.toml"
+    jobfile.write_text(out.stdout.replace("~/photos/rex", str(demo_photos_dir())))
+    spec = read_jobfile(jobfile, tmp_path / "work")  # as printed (photo folder aside), it passes the door
+    assert (spec.identifier, spec.class_name, spec.family) == ("zwx", "dog", "sd15")
+    assert "ioncannon run --example" in ioncannon("run", "--help").stdout
+
+
+def test_a_cpu_job_without_a_train_table_gets_the_cpu_plan(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from ioncannon.engine.demo import demo_photos_dir
+    from ioncannon.job.presets import demo_plan
+
+    jobfile = tmp_path / "job.toml"
+    jobfile.write_text(f'photos_dir = "{demo_photos_dir()}"\nidentifier = "zwx"\nclass_name = "dog"\n'
+                       f'base_model = "{tiny_model_dir}"\ndevice = "cpu"\n')
+    out = ioncannon("run", str(jobfile), "--workdir", str(tmp_path / "work"))  # no --yes, no terminal: plan only
+    assert out.returncode == 2 and "add --yes" in out.stderr
+    plan = demo_plan()
+    training = next(line for line in out.stdout.splitlines() if line.startswith("training"))
+    assert f"{plan.steps} steps" in training and "fp32" in training and "bf16" not in training
+    assert f"({plan.num_class_images} class images)" in training and "200 class images" not in training
