@@ -266,6 +266,16 @@ class CheckScreen(WizardScreen):
             folder, resolution = self.session.photos_dir, self.wizard.resolution
             image: Image.Image | None = photos.render_crop(folder, finding, cast("CropMode", crop), resolution)
             caption = f"{crop} crop"
+            twin = next((f for f in self.findings if f.file == finding.similar_to), None)
+            if image is not None and twin is not None:
+                # A near shot is judged by eye: this photo and the one it looks like, side by side.
+                other = photos.render_crop(folder, twin, cast("CropMode", self.crop_of(twin)), resolution)
+                from PIL import Image as PILImage
+
+                pair = PILImage.new("RGB", (image.width + other.width + resolution // 16, image.height), "black")
+                pair.paste(image, (0, 0))
+                pair.paste(other, (image.width + resolution // 16, 0))
+                image, caption = pair, f"left: this · right: {twin.file}"
         except Exception as exc:  # the file changed since the scan: say so under the preview
             image, caption = None, f"can't preview: {exc}"
         self.app.call_from_thread(self._preview_ready, finding.file, image, caption)
