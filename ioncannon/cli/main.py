@@ -127,6 +127,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         print(EXAMPLE_JOBFILE, end="")
         return EXIT_OK
+    # The libraries' own chatter (an optional-dependency notice, a save progress bar) would come before the
+    # plan and look like a problem; the person's own settings win.
+    for name, value in (("TRANSFORMERS_VERBOSITY", "error"), ("DIFFUSERS_VERBOSITY", "error"),
+                        ("HF_HUB_DISABLE_PROGRESS_BARS", "1")):
+        os.environ.setdefault(name, value)
     try:
         if args.demo:
             from ioncannon.engine.demo import demo_spec

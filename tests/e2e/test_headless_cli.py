@@ -172,3 +172,10 @@ def test_a_cpu_job_without_a_train_table_gets_the_cpu_plan(tmp_path: Path, tiny_
     training = next(line for line in out.stdout.splitlines() if line.startswith("training"))
     assert f"{plan.steps} steps" in training and "fp32" in training and "bf16" not in training
     assert f"({plan.num_class_images} class images)" in training and "200 class images" not in training
+
+
+def test_the_headless_plan_comes_first_without_library_chatter(tmp_path: Path) -> None:
+    out = ioncannon("run", "--demo", "--workdir", str(tmp_path / "work"), timeout=120)  # no --yes: plan only
+    assert out.returncode == 2 and out.stdout.startswith("job ")
+    assert "torchvision" not in out.stdout + out.stderr and "Writing model shards" not in out.stdout + out.stderr
+    assert out.stderr.strip() == "ioncannon: not starting without confirmation: add --yes."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from ioncannon.tui.screens.train import TrainScreen
 from ioncannon.tui.screens.welcome import WelcomeScreen
 
 from .conftest import shown, wait_for
-from .test_snapshots import NOW, box, job_on_disk, make_app  # noqa: F401 - fixtures
+from .test_snapshots import NOW, box, held_lock, job_on_disk, make_app  # noqa: F401 - fixtures
 
 
 def publish_checkpoint(paths: JobPaths, step: int) -> None:
@@ -97,3 +98,23 @@ async def test_bundle_dialog_counts_in_agreeing_plurals_and_names_the_model_it_h
         summary = " ".join(shown(app.screen.query_one("#bundle-summary", Static)).split())
         assert "2 collages, 8 images, 1 contact sheet, 1 model file" in summary
         assert "model: single .safetensors file" in summary and "lora" not in summary.lower()
+
+
+async def test_leaving_a_running_job_says_it_runs_on_and_how_to_come_back(
+        box: Path, held_lock: Callable[[JobPaths], None]) -> None:  # noqa: F811
+    from ioncannon.tui.dialogs.choice import ChoiceDialog
+
+    paths = job_on_disk(box, "train", [RunnerStarted(pid=4242, t=NOW - 100)], ["prepare"], 10, 400)
+    held_lock(paths)
+    app = make_app(box)
+    app.come_back = "ioncannon --workdir work"
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("enter")  # attach
+        await wait_for(pilot, lambda: isinstance(app.screen, TrainScreen), what="train screen")
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="leave or stop")
+        assert "ioncannon --workdir work" in app.screen.body_text  # type: ignore[attr-defined]
+        await pilot.press("l")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")
+    parting = " ".join(str(r) for r in app._exit_renderables)
+    assert f"Job {paths.root.name} keeps running" in parting and "`ioncannon --workdir work`" in parting
