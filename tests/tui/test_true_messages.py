@@ -108,6 +108,14 @@ async def test_leaving_a_running_job_says_it_runs_on_and_how_to_come_back(
     held_lock(paths)
     app = make_app(box)
     app.come_back = "ioncannon --workdir work"
+    said: list[object] = []
+    exit_app = app.exit
+
+    def exit_saying(*args: object, **kwargs: object) -> None:
+        said.append(kwargs.get("message"))  # printed once the terminal is back to the shell
+        exit_app(*args, **kwargs)  # type: ignore[arg-type]
+
+    app.exit = exit_saying  # type: ignore[method-assign]
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("enter")  # attach
         await wait_for(pilot, lambda: isinstance(app.screen, TrainScreen), what="train screen")
@@ -116,5 +124,5 @@ async def test_leaving_a_running_job_says_it_runs_on_and_how_to_come_back(
         assert "ioncannon --workdir work" in app.screen.body_text  # type: ignore[attr-defined]
         await pilot.press("l")
         await wait_for(pilot, lambda: not app.is_running, what="exit")
-    parting = " ".join(str(r) for r in app._exit_renderables)
+    parting = " ".join(str(r) for r in said)
     assert f"Job {paths.root.name} keeps running" in parting and "`ioncannon --workdir work`" in parting
