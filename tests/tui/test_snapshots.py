@@ -300,3 +300,21 @@ def test_generate(box: Path, snap_compare: Callable[..., bool], held_lock: Calla
         await pilot.press("left")
 
     assert snap_compare(make_app(box), run_before=attached)
+
+
+def test_check_at_100x30(box: Path, snap_compare: Callable[..., bool]) -> None:
+    saved_session(box, step="check", photos_dir="photos", identifier="zwx")
+
+    async def scanned(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckScreen) and app.screen.scanned, what="scan")
+        await pilot.press(*["down"] * 5)  # the photo that was turned upright: its reason in full below
+        await wait_for(pilot, lambda: "crop" in shown(app.screen.query_one(".preview-caption", Static)),
+                       what="preview")
+
+    assert snap_compare(make_app(box), run_before=scanned, terminal_size=(100, 30))
+
+
+def test_prompts_at_100x30(box: Path, snap_compare: Callable[..., bool]) -> None:
+    saved_session(box, step="prompts", photos_dir="photos", identifier="zwx")
+    assert snap_compare(make_app(box), terminal_size=(100, 30))
