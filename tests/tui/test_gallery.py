@@ -81,6 +81,9 @@ async def test_generate_stays_when_the_job_finishes_until_enter(
         await pilot.pause(1.0)
         assert app.screen is screen  # still looking at the pictures
         assert "All images are made" in shown(screen.query_one("#job-status", Static))
+        title = shown(screen.query_one("#job-progress .progress-title", Static))
+        stats = shown(screen.query_one("#job-progress .progress-stats", Static))
+        assert "✓ done" in title and "Packaging" not in title and "ETA" not in stats
         await pilot.press("left")
         assert "1/2 portrait" in shown(screen.query_one(".preview-caption", Static))
         await pilot.press("enter")

@@ -55,7 +55,7 @@ def bundle_counts(counts: dict[str, int]) -> str:
 def _keys(*pairs: tuple[str, str]) -> Text:
     text = Text()
     for i, (key, label) in enumerate(pairs):
-        text.append("   " if i else "")
+        text.append("  " if i else "")
         text.append(f" {key} ", style="bold reverse")
         text.append(f" {label}")
     return text

@@ -54,11 +54,14 @@ class GenerateScreen(JobScreen):
 
     def show_job(self, view: JobView) -> None:
         super().show_job(view)
-        stage = view.stage if view.stage in SHOWN_HERE else "generate"
+        finished = view.state.status == "finished"
+        # Once finished, the prompt pack's own bar (full), not the last stage's (packaging shows no count).
+        stage = "generate" if finished or view.stage not in SHOWN_HERE else view.stage
         progress = view.progress.get(stage)
         current = f"  now: {progress.label}" if progress is not None and progress.label and stage == "generate" else ""
+        title = stage_info(stage).title + ("  ✓ done" if finished else current)
         live = view.alive and view.state.status == "running"
-        self.query_one(ProgressPanel).show(stage_info(stage).title + current, progress, live=live)
+        self.query_one(ProgressPanel).show(title, progress, live=live)
         self.query_one("#generate-prompts", Static).update(self._prompt_list(view))
         self._show_collage(view)
 
