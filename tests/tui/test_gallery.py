@@ -84,6 +84,8 @@ async def test_generate_stays_when_the_job_finishes_until_enter(
         title = shown(screen.query_one("#job-progress .progress-title", Static))
         stats = shown(screen.query_one("#job-progress .progress-stats", Static))
         assert "✓ done" in title and "Packaging" not in title and "ETA" not in stats
+        labels = {b.key: b.description for (_, b, enabled, _) in screen.active_bindings.values() if enabled}
+        assert labels.get("ctrl+q") == "Quit"  # nothing runs any more: no "Leave/stop"
         await pilot.press("left")
         assert "1/2 portrait" in shown(screen.query_one(".preview-caption", Static))
         await pilot.press("enter")

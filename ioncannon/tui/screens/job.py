@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
-from ioncannon.job.state import JobState, resume_promise
+from ioncannon.job.state import JobState, is_live, resume_promise
 from ioncannon.tui.dialogs.choice import Choice, ChoiceDialog
 from ioncannon.tui.jobview import JobView
 from ioncannon.tui.screens.base import WizardScreen
@@ -74,9 +74,12 @@ class JobScreen(WizardScreen):
         return not view.alive and view.state.status != "finished"
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Resume only shows when the runner is not running."""
+        """Resume only shows when the runner is not running; with no runner, ctrl+q is the app's plain Quit."""
         if action == "resume":
             return self.resumable()
+        if action == "leave":
+            view = self.wizard.job_view
+            return is_live(view.state.status, view.alive)
         return action not in ("back", "next")
 
     def action_resume(self) -> None:
