@@ -96,7 +96,12 @@ async def test_bundle_dialog_counts_in_agreeing_plurals_and_names_the_model_it_h
         await wait_for(pilot, lambda: isinstance(app.screen, BundleDialog) and app.screen.plan is not None,
                        what="the bundle plan")
         summary = " ".join(shown(app.screen.query_one("#bundle-summary", Static)).split())
-        assert "2 collages, 8 images, 1 contact sheet, 1 model file" in summary
+        assert "2 collages, 8 images, 1 contact sheet, 1 model file" in summary and "model files" not in summary
+        (paths.trained_models / "model_card.md").write_text("# zwx")  # the card is named as what it is
+        await pilot.press("i", "i")  # re-plan
+        await wait_for(pilot, lambda: "model card" in shown(app.screen.query_one("#bundle-summary", Static)),
+                       what="the re-plan")
+        assert "1 model file, 1 model card" in " ".join(shown(app.screen.query_one("#bundle-summary", Static)).split())
         assert "model: single .safetensors file" in summary and "lora" not in summary.lower()
 
 

@@ -37,7 +37,8 @@ _DIALOG_CSS = """
 KIND_NAMES: dict[str, tuple[str, str]] = {
     "collage": ("collage", "collages"), "image": ("image", "images"),
     "contact_sheet": ("contact sheet", "contact sheets"),
-    "model": ("model file", "model files"), "metadata": ("metadata file", "metadata files"),
+    "model": ("model file", "model files"), "model_card": ("model card", "model cards"),
+    "metadata": ("metadata file", "metadata files"),
 }
 MODEL_NAMES = {"single": "single .safetensors file", "diffusers": "diffusers folder", "lora": "LoRA weights"}
 
@@ -104,12 +105,21 @@ class BundleDialog(ModalScreen["str | None"]):
         try:
             plan = bundles.plan_bundle(self.paths, self.spec, images=images, model_formats=formats)  # type: ignore[arg-type]
             models = [f for f in formats if f in bundles.available_model_formats(self.paths)]
+            counts = dict(plan.counts)
+            cards = sum(1 for e in plan.entries
+                        if e.kind == "model" and bundles.model_format_of(self.paths, e.source) == "card")
+            if cards:  # the model card travels with the weights but is not one of them
+                counts["model"] -= cards
+                counts["model_card"] = cards
+                if not counts["model"]:
+                    del counts["model"]
         except bundles.BundleError as exc:
-            self.app.call_from_thread(self._show_plan, None, str(exc), [])
+            self.app.call_from_thread(self._show_plan, None, str(exc), [], {})
             return
-        self.app.call_from_thread(self._show_plan, plan, "", models)
+        self.app.call_from_thread(self._show_plan, plan, "", models, counts)
 
-    def _show_plan(self, plan: bundles.BundlePlan | None, problem: str, models: list[str]) -> None:
+    def _show_plan(self, plan: bundles.BundlePlan | None, problem: str, models: list[str],
+                   counts: dict[str, int]) -> None:
         self.plan = plan
         summary = self.query_one("#bundle-summary", Static)
         if plan is None:
@@ -121,7 +131,7 @@ class BundleDialog(ModalScreen["str | None"]):
                 Text.assemble(
                     (f"{bundles.human_bytes(plan.archive_bytes)}", "bold"),
                     f" → {plan.archive.name}\n",
-                    f"{bundle_counts(plan.counts)}\nimages: {self.images} · model: {model}\n",
+                    f"{bundle_counts(counts)}\nimages: {self.images} · model: {model}\n",
                     (
                         f"{bundles.human_bytes(free)} free on this disk",
                         "green" if free > plan.archive_bytes else "bold red",
