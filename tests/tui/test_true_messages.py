@@ -127,6 +127,9 @@ async def test_leaving_a_running_job_says_it_runs_on_and_how_to_come_back(
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="leave or stop")
         assert "ioncannon --workdir work" in app.screen.body_text  # type: ignore[attr-defined]
+        depth = len(app.screen_stack)
+        await pilot.press("ctrl+q")  # a second ctrl+q while asked opens no second question
+        assert len(app.screen_stack) == depth and app.is_running
         await pilot.press("l")
         await wait_for(pilot, lambda: not app.is_running, what="exit")
     parting = " ".join(str(r) for r in said)
