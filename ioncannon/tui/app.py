@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -36,7 +37,7 @@ from ioncannon.tui.screens.prompts import PromptsScreen
 from ioncannon.tui.screens.subject import SubjectScreen
 from ioncannon.tui.screens.train import TrainScreen
 from ioncannon.tui.screens.welcome import WelcomeScreen
-from ioncannon.tui.session import SessionStore
+from ioncannon.tui.session import SessionStore, WizardSession
 from ioncannon.tui.tokenizer import TokenizerCheck
 from ioncannon.tui.wizard import JOB_STEPS, Step, follow_job, job_step, next_step, opening_step, previous_step
 
@@ -243,17 +244,30 @@ class IonCannonApp(App[None]):
         if self.demo:
             self._prefill_demo()
 
-    def _prefill_demo(self) -> None:
-        """The demo's answers: its sample photos and subject; every screen still shows them."""
+    def has_answers(self) -> bool:
+        """Whether the saved answers differ from a fresh start (the demo's own, in the demo)."""
+        start = WizardSession(demo=self.demo)
+        if self.demo:
+            start = dataclasses.replace(start, **self._demo_answers())
+        return self.store.session.differs_from(start)
+
+    @staticmethod
+    def _demo_answers() -> dict[str, object]:
         from ioncannon.engine.demo import DEMO_CLASS, DEMO_IDENTIFIER, demo_photos_dir
         from ioncannon.tui.session import DEMO_RUN_LENGTH
 
-        session = self.store.session
+        return {"photos_dir": str(demo_photos_dir()), "identifier": DEMO_IDENTIFIER, "class_choice": DEMO_CLASS,
+                "run_length": DEMO_RUN_LENGTH}
+
+    def _prefill_demo(self) -> None:
+        """The demo's answers: its sample photos and subject; every screen still shows them."""
+        session, demo = self.store.session, self._demo_answers()
         changes: dict[str, object] = {}
         if not session.photos_dir:
-            changes["photos_dir"] = str(demo_photos_dir())
+            changes["photos_dir"] = demo["photos_dir"]
         if not session.identifier:
-            changes.update(identifier=DEMO_IDENTIFIER, class_choice=DEMO_CLASS, run_length=DEMO_RUN_LENGTH)
+            changes.update(identifier=demo["identifier"], class_choice=demo["class_choice"],
+                           run_length=demo["run_length"])
         if changes:
             self.store.update(**changes)
 
@@ -373,7 +387,7 @@ class IonCannonApp(App[None]):
 
     def parting_words(self) -> str:
         if self.job is None:
-            if self.store.session.has_answers:
+            if self.has_answers():
                 return f"Your answers are saved. Type `{self.come_back}` to carry on where you left off."
             return f"Type `{self.come_back}` to start again."
         name = self.job.spec.name

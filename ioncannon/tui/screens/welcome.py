@@ -67,7 +67,7 @@ class WelcomeScreen(WizardScreen):
     def _answers_line(self) -> Text:
         """What a new job would start from, so a stray answer saved last time is seen (and can be dropped)."""
         session = self.session
-        if not session.has_answers:
+        if not self.wizard.has_answers():
             return Text()
         subject = " ".join(w for w in (session.identifier, session.class_name) if w) or "not named yet"
         text = Text("Saved answers: ", style="dim")
@@ -158,7 +158,7 @@ class WelcomeScreen(WizardScreen):
         if action == "view_finished":
             return self.unfinished is None and self.finished is not None
         if action == "start_over":
-            return self.session.has_answers
+            return self.wizard.has_answers()
         return action != "back"
 
     def action_primary(self) -> None:
