@@ -56,7 +56,7 @@ def bundle_counts(counts: dict[str, int]) -> str:
 def _keys(*pairs: tuple[str, str]) -> Text:
     text = Text()
     for i, (key, label) in enumerate(pairs):
-        text.append("  " if i else "")
+        text.append(" " if i else "")
         text.append(f" {key} ", style="bold reverse")
         text.append(f" {label}")
     return text
@@ -141,7 +141,7 @@ class BundleDialog(ModalScreen["str | None"]):
         keys = [("enter", "write it")] if plan is not None else []
         keys += [
             ("i", f"images: {'starred' if self.images == 'all' else 'all'}"),
-            ("f", "diffusers folder"),
+            ("f", "− diffusers folder" if "diffusers" in self.formats else "+ diffusers folder"),
             ("esc", "cancel"),
         ]
         self.query_one("#bundle-keys", Static).update(_keys(*keys))
