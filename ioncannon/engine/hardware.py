@@ -116,7 +116,8 @@ def _profile_plan(profile: PlanProfile, preset: str, family: str = "sd15") -> Tr
     # is under half a minute of work at risk
     return dataclasses.replace(
         base, mode=profile.mode, optimizer=profile.optimizer, gradient_checkpointing=profile.checkpointing,
-        precision="bf16", compile=True, checkpoint_every=400 if profile.mode == "full" else 200,
+        base_weights=profile.base_weights, precision="bf16", compile=True,
+        checkpoint_every=400 if profile.mode == "full" else 200,
     )
 
 
@@ -125,7 +126,8 @@ def plan_key(plan: TrainPlan, family: str = "sd15") -> str:
     if plan.precision == "fp32":
         return "demo"
     for p in _profiles(family):
-        if (p.mode, p.optimizer, p.checkpointing) == (plan.mode, plan.optimizer, plan.gradient_checkpointing):
+        if (p.mode, p.optimizer, p.checkpointing, p.base_weights) == (
+                plan.mode, plan.optimizer, plan.gradient_checkpointing, plan.base_weights):
             return p.key
     return "custom"
 
@@ -262,7 +264,8 @@ def step_down(plan: TrainPlan, family: str = "sd15") -> TrainPlan | None:
     if idx + 1 >= len(same):
         return None
     nxt = same[idx + 1]
-    return dataclasses.replace(plan, optimizer=nxt.optimizer, gradient_checkpointing=nxt.checkpointing)
+    return dataclasses.replace(plan, optimizer=nxt.optimizer, gradient_checkpointing=nxt.checkpointing,
+                               base_weights=nxt.base_weights)
 
 
 def profile_label(plan: TrainPlan, family: str = "sd15") -> str:

@@ -28,7 +28,8 @@ def preset_plan(preset: str, mode: str = "full", family: str = "sd15") -> TrainP
     info = family_info(family)
     # the recipe is the same; the family sets the learning rate its weights tolerate and whether class images pay
     lr = info.lora_lr if plan.mode == "lora" else info.full_lr
-    return dataclasses.replace(plan, learning_rate=lr, prior_preservation=info.prior_preservation)
+    return dataclasses.replace(plan, learning_rate=lr, prior_preservation=info.prior_preservation,
+                               train_text_encoder=plan.train_text_encoder and info.text_encoders_trainable)
 
 
 def _sd15_plan(preset: str, mode: str) -> TrainPlan:

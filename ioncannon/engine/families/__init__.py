@@ -36,8 +36,8 @@ def family_for(name: str) -> Family:
 def load_trained(ctx: StageContext, dtype: torch.dtype | None = None) -> Components:
     """Base components with the trained weights applied, on ctx.device, in eval mode."""
     family = family_for(ctx.spec.family)
-    components = apply_trained(family.load(ctx.spec.base_model), ctx.paths)
     dtype = dtype or ctx.dtype
+    components = apply_trained(family.load(ctx.spec.base_model, dtype=family.working_dtype(dtype)), ctx.paths)
     for module in components.modules():
         module.to(device=ctx.device, dtype=family.vae_dtype(dtype) if module is components.vae else dtype)
         module.eval()

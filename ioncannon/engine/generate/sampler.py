@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ioncannon.engine.families.base import unscale_latents
 from ioncannon.engine.models.load import Components
 
 _log = logging.getLogger("ioncannon")
@@ -79,7 +80,7 @@ class ImageSampler:
             # NHWC convolutions run on tensor cores without layout transposes
             parts.unet.to(memory_format=torch.channels_last)
             parts.vae.to(memory_format=torch.channels_last)
-        if cuda and tuned:
+        if cuda and tuned and hasattr(parts.unet, "fuse_qkv_projections"):
             # one GEMM for q, k and v instead of three; the model is only used for inference here
             parts.unet.fuse_qkv_projections()
         self.unet: Any = parts.unet
@@ -100,7 +101,7 @@ class ImageSampler:
     @property
     def latent_shape(self) -> tuple[int, int, int]:
         side = self.resolution // 8
-        return (int(self.parts.unet.config.in_channels), side, side)
+        return (int(self.parts.vae.config.latent_channels), side, side)
 
     @torch.inference_mode()
     def embed(self, prompts: list[str]) -> dict[str, torch.Tensor]:
@@ -116,24 +117,14 @@ class ImageSampler:
     @torch.inference_mode()
     def denoise(self, latents: torch.Tensor, cond: dict[str, torch.Tensor],
                 uncond: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Run the sampler from pure noise; guidance batches [uncond, cond] into one UNet call per step."""
+        """Run the family's sampler from pure noise (SD: guidance batches [uncond, cond] into one call per step)."""
         scheduler = self.family.make_scheduler(self.sampler, self.parts.noise_scheduler)
-        scheduler.set_timesteps(self.steps, device=self.device)
-        latents = latents * scheduler.init_noise_sigma
-        inputs = self.family.denoiser_inputs({k: torch.cat([uncond[k], cond[k]]) for k in cond})
-        if self.device.type == "cuda":
-            latents = latents.contiguous(memory_format=torch.channels_last)
-        for t in scheduler.timesteps:
-            model_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
-            noise = self.unet(model_in.to(self.dtype), t, **inputs, return_dict=False)[0]
-            uncond_noise, cond_noise = noise.chunk(2)
-            guided = uncond_noise + self.guidance * (cond_noise - uncond_noise)
-            latents = scheduler.step(guided, t, latents, return_dict=False)[0]
-        return latents
+        return self.family.sample_latents(self.unet, scheduler, self.steps, latents, cond, uncond, self.guidance,
+                                          self.dtype)
 
     def _decode_eager(self, latents: torch.Tensor) -> torch.Tensor:
         vae = self.parts.vae
-        pixels = vae.decode(latents.to(self.vae_dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        pixels = vae.decode(unscale_latents(vae, latents.to(self.vae_dtype)), return_dict=False)[0]
         return (pixels.float() / 2 + 0.5).clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1)
 
     @torch.inference_mode()
