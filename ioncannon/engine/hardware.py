@@ -145,7 +145,7 @@ def _choice(profile: PlanProfile, preset: str, gpu: GpuInfo, family: str = "sd15
 def plan_options(hw: HardwareInfo, demo: bool = False, family: str = "sd15") -> list[PlanChoice]:
     """Every plan of the family for the best GPU (recommended recipe), fits true/false, for the screen's override."""
     if demo:
-        return [_demo_choice(hw)]
+        return [_demo_choice(hw, family)]
     gpu = hw.best_gpu
     if gpu is None:
         return [PlanChoice(_profile_plan(p, "recommended", family), p.label, "needs a CUDA GPU", p.peak_gib, 0.0, False)
@@ -153,10 +153,10 @@ def plan_options(hw: HardwareInfo, demo: bool = False, family: str = "sd15") -> 
     return [_choice(p, "recommended", gpu, family) for p in _profiles(family)]
 
 
-def _demo_choice(hw: HardwareInfo) -> PlanChoice:
+def _demo_choice(hw: HardwareInfo, family: str = "sd15") -> PlanChoice:
     where = "the GPU" if hw.gpus else "the CPU"
     return PlanChoice(
-        presets.demo_plan(),
+        presets.demo_plan_for(family),
         "Demo (tiny model)",
         f"tiny model, 64 px, fp32 on {where}; dozens of steps a second",
         0.2,
@@ -208,7 +208,7 @@ def choose_plan(hw: HardwareInfo, preset: str = "recommended", mode: str | None 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if demo or preset == "demo":
-        return _demo_choice(hw)
+        return _demo_choice(hw, family)
     gpu = hw.best_gpu
     modes = [mode] if mode else ["full", "lora"]
     profiles = _profiles(family)

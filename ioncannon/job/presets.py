@@ -59,6 +59,16 @@ def demo_plan() -> TrainPlan:
     )
 
 
+def demo_plan_for(family: str) -> TrainPlan:
+    """The demo plan for a family: a LoRA-only family (Flux) trains a LoRA, at a rate that moves a tiny model."""
+    from ioncannon.job.families import family_info
+
+    plan, info = demo_plan(), family_info(family)
+    if info.lora_only:
+        plan = dataclasses.replace(plan, mode="lora", learning_rate=1e-3, lora_rank=4)
+    return dataclasses.replace(plan, prior_preservation=plan.prior_preservation and info.prior_preservation)
+
+
 def warmup_steps(plan: TrainPlan) -> int:
     """Linear learning-rate warm-up length; the classic recipe had none."""
     if plan.preset in ("classic", "demo"):
