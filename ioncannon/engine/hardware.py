@@ -228,7 +228,7 @@ def choose_plan(hw: HardwareInfo, preset: str = "recommended", mode: str | None 
     candidates = [_choice(p, preset, gpu, family) for p in profiles if p.mode in modes]
     for c in candidates:
         if c.fits:
-            if mode is None and c.plan.mode == "lora":
+            if mode is None and c.plan.mode == "lora" and not family_info(family).lora_only:
                 c.why = f"a full fine-tune does not fit {gpu.free_gib:.1f} GiB free, so LoRA; " + c.why
             return c
     smallest = min(candidates, key=lambda c: c.predicted_peak_gib)

@@ -90,7 +90,7 @@ def _losses(parts: Any, latents: torch.Tensor, prompts: dict[str, str]) -> dict[
     return out
 
 
-def test_training_fits_the_subject_and_the_trained_lora_comes_back_on_tiny_flux(tmp_path: Path, tiny_flux: Path) -> None:
+def test_training_fits_the_subject_and_load_trained_gives_the_lora_back(tmp_path: Path, tiny_flux: Path) -> None:
     """The LoRA run (prior preservation on, Flux's option) fits the photos, and load_trained puts it back.
 
     Unlike the tiny SD models, the tiny random Flux barely reads its prompt (the identifier and the class word give

@@ -43,7 +43,10 @@ def test_each_family_says_what_the_wizard_shows() -> None:
     assert 768 in sdxl.resolutions and sdxl.prior_preservation and sdxl.prior_why
     assert family_info("flux").lora_only and "Non-Commercial" in family_info("flux").licence
     # the wizard offers only families with training plans
-    assert [f.name for f in offered_families()] == ["sd15", "sdxl"]
+    assert [f.name for f in offered_families()] == ["sd15", "sdxl", "flux"]
+    flux = family_info("flux")
+    assert flux.resolutions == (1024, 512) and not flux.prior_preservation and "class" in flux.prior_why
+    assert "gated" in flux.notice and "hf auth login" in flux.notice
     with pytest.raises(ValueError, match="unknown model family"):
         family_info("sd3")
 
@@ -52,6 +55,9 @@ def test_presets_take_the_family_learning_rate() -> None:
     assert preset_plan("recommended", "full", "sdxl").learning_rate == FAMILIES["sdxl"].full_lr
     assert preset_plan("recommended", "lora", "sdxl").learning_rate == FAMILIES["sdxl"].lora_lr
     assert preset_plan("recommended", "full") == preset_plan("recommended", "full", "sd15")  # SD 1.5 unchanged
+    # Flux: LoRA, no class images, and the classic preset's text-encoder training does not apply
+    classic = preset_plan("classic", "lora", "flux")
+    assert not classic.prior_preservation and not classic.train_text_encoder and classic.mode == "lora"
 
 
 @pytest.mark.parametrize(("keys", "family"), [
