@@ -171,6 +171,13 @@ async def test_sdxl_where_it_fits_and_ctrl_f_switches_family(tui_workdir: Path, 
         await wait_for(pilot, lambda: screen.choice is not None and screen.spec_for("x").resolution == 768,
                        what="the 768 px plan")
         assert screen.spec_for("x").family == "sdxl" and load_session(tui_workdir).resolution == 768
+        await pilot.press("ctrl+f")  # Flux.1: no plan fits 12 GB, and the screen says what would
+        await wait_for(pilot, lambda: screen.base_spec is not None and screen.base_spec.family == "flux"
+                       and screen.hardware is not None and screen.refusal != "", what="the Flux refusal")
+        assert screen.choice is None and "at least 24 GB" in screen.refusal
+        await pilot.press("ctrl+f")  # Flux.1 at 512 px
+        await wait_for(pilot, lambda: screen.base_spec is not None and screen.base_spec.resolution == 512
+                       and screen.base_spec.family == "flux", what="Flux at 512 px")
         await pilot.press("ctrl+f")
         await wait_for(pilot, lambda: screen.choice is not None and screen.spec_for("x").family == "sd15",
                        what="the SD 1.5 plan")

@@ -14,7 +14,7 @@ A family (one module per family, looked up with `family_for(name)`) owns:
 - the training objective: `objective(scheduler, device, latent_hw)` draws timesteps and gives the noisy input and
   the regression target (epsilon, v-prediction, flow matching); `predict(denoiser, latents, timesteps, cond)` is
   the one denoiser call (Flux packs the latents into tokens there); `lora_targets` the layers a LoRA adapts;
-  `quantise_frozen(denoiser, kind)` stores the frozen weights of a LoRA run in fewer bits;
+  `place_frozen(denoiser, kind, device, dtype)` puts it on the GPU, its frozen weights in fewer bits if asked;
 - the sampler for class images, previews and the prompt pack: `make_scheduler(kind, training scheduler)`,
   `sample_latents(...)` (classifier-free guidance for SD; Flux's guidance is an input of the model), and
   `vae_dtype(dtype)`, the dtype its VAE decodes in safely;
@@ -99,6 +99,7 @@ class Family:
     lora_targets: ClassVar[str | tuple[str, ...]] = UNET_LORA_TARGETS  # peft target_modules (a str is a regex)
     exports_full_model: ClassVar[bool] = True
     preview_guidance: ClassVar[float] = 5.0
+    channels_last: ClassVar[bool] = True  # NHWC on CUDA: UNets' convolutions run without layout transposes
 
     @property
     def info(self) -> FamilyInfo:
@@ -169,10 +170,12 @@ class Family:
         """The denoiser's output for (B, C, h, w) latents at `timesteps` (the scheduler's units), shaped as them."""
         return denoiser(latents, timesteps, **self.denoiser_inputs(cond), return_dict=False)[0]
 
-    def quantise_frozen(self, denoiser: Any, kind: str) -> None:
-        """Store the frozen denoiser's weights as `kind` (a LoRA run's memory lever); only Flux offers one."""
+    def place_frozen(self, denoiser: Any, kind: str, device: torch.device, dtype: torch.dtype) -> None:
+        """Move the denoiser to `device` in `dtype`, its frozen weights stored as `kind` (a LoRA run's memory
+        lever: "fp8" on Flux); only "plain" elsewhere."""
         if kind != "plain":
             raise ValueError(f"{self.name} has no {kind} base-weight plan; pick another plan")
+        denoiser.to(device=device, dtype=dtype)
 
     def make_scheduler(self, kind: str, noise_scheduler: Any) -> Any:
         return make_scheduler(kind, noise_scheduler)

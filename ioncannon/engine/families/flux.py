@@ -152,6 +152,7 @@ class Flux(Family):
     lora_targets = LORA_TARGETS
     exports_full_model = False
     preview_guidance = TRAIN_GUIDANCE
+    channels_last = False  # a transformer over tokens: no convolutions to lay out
 
     def __init__(self) -> None:
         self._ids: dict[tuple[Any, ...], torch.Tensor] = {}
@@ -302,16 +303,16 @@ class Flux(Family):
         )[0]
         return unpack(out, h, w)
 
-    def quantise_frozen(self, denoiser: Any, kind: str) -> None:
-        """fp8 (e4m3, per-row scales) weight-only storage of the blocks' linear layers, through torchao."""
+    def place_frozen(self, denoiser: Any, kind: str, device: torch.device, dtype: torch.dtype) -> None:
+        """On `device`; "fp8" stores the blocks' linear layers (99% of the weights) in fp8 through torchao."""
         if kind == "plain":
+            denoiser.to(device=device, dtype=dtype)
             return
         if kind != "fp8":
             raise ValueError(f"unknown base-weight storage {kind!r}; use plain or fp8")
         from ioncannon.engine.weights.quantise import quantise_linear_layers
 
-        # the blocks hold 99% of the weights; the embedders and the final layer stay as they are
-        quantise_linear_layers(denoiser, "transformer_blocks.")
+        quantise_linear_layers(denoiser, ("transformer_blocks", "single_transformer_blocks"), device, dtype)
 
     # ------------------------------------------------------------------ sampler
     def make_scheduler(self, kind: str, noise_scheduler: Any) -> Any:

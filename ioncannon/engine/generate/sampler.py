@@ -77,8 +77,9 @@ class ImageSampler:
             if current.dtype != want or current.device != device:
                 module.to(device=device, dtype=want)
         if cuda:
-            # NHWC convolutions run on tensor cores without layout transposes
-            parts.unet.to(memory_format=torch.channels_last)
+            # NHWC convolutions run on tensor cores without layout transposes (Flux's transformer has none)
+            if self.family.channels_last:
+                parts.unet.to(memory_format=torch.channels_last)
             parts.vae.to(memory_format=torch.channels_last)
         if cuda and tuned and hasattr(parts.unet, "fuse_qkv_projections"):
             # one GEMM for q, k and v instead of three; the model is only used for inference here

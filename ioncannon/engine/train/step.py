@@ -180,14 +180,15 @@ class Trainer:
         plan, dev = self.plan, self.device
         for module in (components.unet, *(m for _, m in components.text_encoders())):
             module.requires_grad_(False)
-        self.unet.to(device=dev, dtype=self.weight_dtype)
-        if dev.type == "cuda":
+        # a LoRA run may store the frozen weights in fewer bits (block by block, as they reach the GPU); the
+        # adapters go on afterwards, so they stay in full precision
+        self.family.place_frozen(self.unet, plan.base_weights if plan.mode == "lora" else "plain", dev,
+                                 self.weight_dtype)
+        if dev.type == "cuda" and self.family.channels_last:
             self.unet.to(memory_format=torch.channels_last)
         if plan.mode == "lora":
             from ioncannon.engine.weights.trained import TEXT_LORA_TARGETS, attach_lora
 
-            # the frozen weights shrink before the adapters go on, so the adapters themselves stay in full precision
-            self.family.quantise_frozen(self.unet, plan.base_weights)
             attach_lora(self.unet, plan.lora_rank, plan.lora_rank, self.family.lora_targets)
             for _, text_encoder in self.text_encoders:
                 text_encoder.to(device=dev, dtype=self.weight_dtype)
@@ -286,7 +287,7 @@ class Trainer:
             fresh = self.family.encode_tokens(self.parts, self.tokens)
             cond = {**cond, **{k: v.to(self.weight_dtype) for k, v in fresh.items()}}
         sample = noisy.to(self.weight_dtype)
-        if self.device.type == "cuda":
+        if self.device.type == "cuda" and self.family.channels_last:
             sample = sample.contiguous(memory_format=torch.channels_last)
         pred = self.family.predict(self._forward, sample, x.timesteps, cond)
         per_row = F.mse_loss(pred.float(), target, reduction="none").mean(dim=(1, 2, 3))
