@@ -28,6 +28,7 @@ SIZE = "real"
 PROMPT = "a professional portrait photograph of sks man, 85mm lens, soft studio lighting"
 NEGATIVE = "blurry, lowres, deformed, watermark, text"
 _T0 = time.perf_counter()
+PHASES = ("train", "diffusers", "train12", "pipeline", "ours", "ours-compiled")
 
 
 def log(row: dict[str, Any]) -> None:
@@ -351,7 +352,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8, help="our generation batch")
     ap.add_argument("--budget", type=float, default=330, help="seconds; later phases are skipped past it")
     ap.add_argument("--size", default="real", choices=("real", "tiny"), help="tiny: a CPU smoke test of this script")
+    ap.add_argument("--phases", default=",".join(PHASES), help=f"which of {', '.join(PHASES)} to run")
     args = ap.parse_args()
+    phases = set(args.phases.split(","))
     import torch
 
     global RES, DEVICE, SIZE
@@ -363,26 +366,28 @@ def main() -> None:
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(workdir / "compile"))
     left = lambda: args.budget - (time.perf_counter() - _T0)  # noqa: E731
     parts, model = build(workdir)
-    rows = [our_training(parts, workdir, "lora", args.steps)]
-    log(rows[-1])
-    if args.diffusers_script and left() > 90:
+    rows: list[dict[str, Any]] = []
+    if "train" in phases:
+        rows.append(our_training(parts, workdir, "lora", args.steps))
+        log(rows[-1])
+    if "diffusers" in phases and args.diffusers_script and left() > 90:
         rows.append(diffusers_training(Path(args.diffusers_script), model, workdir, args.diffusers_steps, 16,
                                        timeout=max(left() - 60, 30)))
         log(rows[-1])
-    if left() > 60:
+    if "train12" in phases and left() > 60:
         rows.append(our_training(parts, workdir, "lora-12gb", args.steps))
         log(rows[-1])
     parts.unet.to(DEVICE, torch.bfloat16 if DEVICE == "cuda" else torch.float32)
     gen_flops = args.gen_steps * unet_flops(parts, 2, backward=False)
     log({"phase": "gen-flops", "tflop_per_image_unet": round(gen_flops / 1e12, 1)})
     for batch in [int(b) for b in args.pipeline_batches.split(",") if b]:
-        if left() > 40:
+        if "pipeline" in phases and left() > 40:
             rows.append(pipeline_generation(model, batch, args.images, args.gen_steps, gen_flops))
             log(rows[-1])
-    if left() > 30:
+    if "ours" in phases and left() > 30:
         rows.append(our_generation(parts, args.batch, args.images, args.gen_steps, gen_flops, False, workdir / "c"))
         log(rows[-1])
-    if left() > 150:
+    if "ours-compiled" in phases and left() > 150:
         rows.append(our_generation(parts, args.batch, args.images, args.gen_steps, gen_flops, True, workdir / "c"))
         log(rows[-1])
     print("\nSUMMARY")

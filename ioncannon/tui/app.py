@@ -277,7 +277,8 @@ class IonCannonApp(App[None]):
         if screen is None or screen.STEP not in JOB_STEPS or isinstance(self.screen, ModalScreen):
             return
         target = follow_job(screen.STEP, self.job_view.state.status, self.job_view.stage)
-        if target is not screen.STEP:
+        # go() switches screens on the next refresh: news arriving before that must not switch twice
+        if target is not screen.STEP and target.value != self.store.session.step:
             self.go(target)
 
     def step_screen(self) -> WizardScreen | None:

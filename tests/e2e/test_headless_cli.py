@@ -63,7 +63,7 @@ def test_run_refuses_without_confirmation_when_not_a_terminal(tmp_path: Path) ->
         ({"photos_dir": ".", "identifier": "a/b", "class_name": "man"}, "identifier contains '/'"),
         ({"photos_dir": ".", "identifier": "", "class_name": "man"}, "identifier is empty"),
         ({"photos_dir": ".", "identifier": "zwx", "class_name": "man"}, "no CUDA GPU is visible"),
-        ({"photos_dir": ".", "identifier": "zwx", "class_name": "man", "family": "sd3"}, "unknown model family"),
+        ({"photos_dir": ".", "identifier": "zwx", "class_name": "man", "family": "sd3"}, "is not a model family"),
     ],
 )
 def test_bad_job_files_get_a_message_not_a_traceback(tmp_path: Path, job: dict, message: str) -> None:

@@ -71,7 +71,9 @@ def test_demo_survives_a_killed_terminal_and_reattaches(tmux: Tmux, tmp_path: Pa
     tmux.start("second", ioncannon, env)  # the person types `ioncannon` again (no --demo)
     tmux.wait_for("second", paths.root.name, 30)
     tmux.send("second", "Enter")  # attach
-    first_seen = _steps_on_screen(tmux.wait_for("second", "steps", 30))
+    # "steps" shows on the welcome card too: wait for the training screen's counter itself
+    wait_until(lambda: _steps_on_screen(tmux.screen("second")) >= 0, 30, "the step counter")
+    first_seen = _steps_on_screen(tmux.screen("second"))
     assert first_seen >= step_at_kill
     # the attached screen shows the live job advancing
     wait_until(lambda: _steps_on_screen(tmux.screen("second")) > first_seen, 60, "the step counter to advance")

@@ -18,6 +18,7 @@ from ioncannon.job.families import (
 )
 from ioncannon.job.presets import preset_plan
 from ioncannon.job.spec import JobSpec
+from ioncannon.job.validate import SpecError
 
 
 def fake_checkpoint(path: Path, keys: list[str]) -> Path:
@@ -33,7 +34,7 @@ def test_old_job_files_read_as_sd15_and_unknown_families_are_refused() -> None:
     old = {"name": "a", "photos_dir": "p", "identifier": "zwx", "class_name": "dog"}  # written before families
     assert JobSpec.from_json(old).family == "sd15"
     assert JobSpec.from_json({**old, "family": "sdxl"}).family == "sdxl"
-    with pytest.raises(ValueError, match="unknown model family 'sd3'; choose one of sd15, sdxl, flux"):
+    with pytest.raises(SpecError, match='family "sd3" is not a model family: write one of sd15, sdxl, flux'):
         JobSpec.from_json({**old, "family": "sd3"})
 
 

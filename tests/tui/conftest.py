@@ -17,6 +17,7 @@ from textual.widgets import Static
 
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.plans import GeneratePlan, TrainPlan
+from ioncannon.tui.dialogs.choice import ErrorDialog
 from tests.waiting import patience
 
 # A demo job small enough for a test: every stage still runs for real in the runner process.
@@ -115,8 +116,10 @@ async def wait_for(pilot: Pilot[None], condition: Callable[[], bool], timeout: f
     """
     deadline = time.monotonic() + patience(timeout)
     while not condition():
+        screen = pilot.app.screen
+        if isinstance(screen, ErrorDialog) and "error" not in what:  # no use waiting: say what went wrong
+            raise AssertionError(f"an error dialog while waiting for {what}: {screen.message} {screen.hint}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {patience(timeout):.0f} s waiting for {what}; "
-                                 f"screen: {pilot.app.screen!r}")
+            raise AssertionError(f"timed out after {patience(timeout):.0f} s waiting for {what}; screen: {screen!r}")
         await pilot.pause(0.2)
 

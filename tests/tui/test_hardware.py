@@ -23,7 +23,9 @@ TINY_CARD = HardwareInfo(gpus=[GpuInfo(0, "NVIDIA T400", 2.0, 1.8)], disk_free_g
 
 
 def open_on_hardware(workdir: Path, tmp_path: Path, hardware: HardwareInfo, **answers: object) -> IonCannonApp:
-    SessionStore(workdir, WizardSession()).update(step="hardware", photos_dir=str(tmp_path), identifier="zwx",
+    photos = tmp_path / "photos"  # beside the work dir, never around it (the door refuses that)
+    photos.mkdir(exist_ok=True)
+    SessionStore(workdir, WizardSession()).update(step="hardware", photos_dir=str(photos), identifier="zwx",
                                                   **answers)
     return IonCannonApp(workdir, hardware_probe=lambda _: hardware, proc=tmp_path / "no-proc")
 

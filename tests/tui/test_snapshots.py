@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from textual.pilot import Pilot
-from textual.widgets import DirectoryTree, Static
+from textual.widgets import DirectoryTree, Input, Static
 
 from ioncannon.engine.demo import demo_photos_dir
 from ioncannon.engine.hardware import GpuInfo, HardwareInfo
@@ -55,7 +55,11 @@ NO_GPU = HardwareInfo(gpus=[], disk_free_gib=41.0, cpu_count=2, ram_gib=23.5)
 
 @pytest.fixture
 def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A relative work dir and a copy of the demo photos, so no temp path shows on screen."""
+    """A relative work dir and a copy of the demo photos, so no temp path shows on screen.
+
+    The text cursor does not blink: a snapshot taken half a second later would otherwise differ.
+    """
+    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "no-proc").mkdir()
     shutil.copytree(demo_photos_dir(), tmp_path / "photos")
