@@ -230,4 +230,6 @@ def run_export(ctx: StageContext) -> None:
     """Export the trained model (stage 'export')."""
     from ioncannon.engine.families import load_trained
 
-    export_model(ctx, lambda: load_trained(ctx, dtype=torch.float32))
+    # LoRA-only exports read the adapters alone: the base weights need not visit the GPU
+    on_device = family_for(ctx.spec.family).exports_full_model
+    export_model(ctx, lambda: load_trained(ctx, dtype=torch.float32, on_device=on_device))

@@ -212,3 +212,14 @@ def held_out_loss(trainer: Any, latents: torch.Tensor) -> float:
     cond = {k: v.expand(x0.shape[0], *v.shape[1:]) for k, v in trainer.cache.instance_cond.items()}
     pred = FLUX.predict(trainer.unet, noisy, t, cond)
     return float(torch.nn.functional.mse_loss(pred, target))
+
+
+def test_the_small_card_sampler_stores_fp8_weights_and_draws_nearly_the_same(tiny_flux: Path) -> None:
+    """A 24 GB plan's generation: fp8 blocks, text encoders visiting only to encode; the picture barely moves."""
+    plain = ImageSampler(FLUX.load(str(tiny_flux)), CPU, torch.float32, steps=4, resolution=64, batch_size=2)
+    small = ImageSampler(FLUX.load(str(tiny_flux)), CPU, torch.float32, steps=4, resolution=64, batch_size=2,
+                         frozen_weights="fp8")
+    assert type(small.parts.unet.single_transformer_blocks[0].proj_out.weight).__name__ == "Float8Tensor"
+    args = ([PROMPT, PROMPT], ["", ""], [3, 4])
+    want, got = plain.sample(*args).astype(np.float32), small.sample(*args).astype(np.float32)
+    assert np.abs(want - got).mean() < 4 and np.abs(want[0] - want[1]).mean() > 4 * np.abs(want - got).mean()

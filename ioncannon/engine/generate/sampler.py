@@ -45,6 +45,7 @@ class ImageSampler:
         compile_cache: Path | None = None,
         decode_batch: int = 8,
         tuned: bool = True,
+        frozen_weights: str = "plain",
     ) -> None:
         self.parts = parts
         self.device = device
@@ -69,19 +70,26 @@ class ImageSampler:
             torch.backends.cudnn.allow_tf32 = True
             torch.backends.cudnn.benchmark = True  # shapes are static, so the first pick is reused
         self.vae_dtype = self.family.vae_dtype(dtype)
+        # small cards (a LoRA plan with fp8 base weights): the denoiser goes to the GPU in fp8, and the text encoders
+        # stay in host memory, visiting the GPU only to encode a prompt not seen before
+        self.small_card = frozen_weights != "plain"
         for module in parts.modules():
             module.requires_grad_(False)
             module.eval()
             want = self.vae_dtype if module is parts.vae else dtype
+            if module is parts.unet and self.small_card:
+                self.family.place_frozen(module, frozen_weights, device, dtype)
+                continue
+            on = torch.device("cpu") if self.small_card and module is not parts.vae else device
             current = next(module.parameters())
-            if current.dtype != want or current.device != device:
-                module.to(device=device, dtype=want)
+            if current.dtype != want or current.device != on:
+                module.to(device=on, dtype=want)
         if cuda:
             # NHWC convolutions run on tensor cores without layout transposes (Flux's transformer has none)
             if self.family.channels_last:
                 parts.unet.to(memory_format=torch.channels_last)
             parts.vae.to(memory_format=torch.channels_last)
-        if cuda and tuned and hasattr(parts.unet, "fuse_qkv_projections"):
+        if cuda and tuned and not self.small_card and hasattr(parts.unet, "fuse_qkv_projections"):
             # one GEMM for q, k and v instead of three; the model is only used for inference here
             parts.unet.fuse_qkv_projections()
         self.unet: Any = parts.unet
@@ -108,8 +116,19 @@ class ImageSampler:
     def embed(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         """The family's conditioning of each prompt (tokens padded like the diffusers pipeline), cached per prompt."""
         todo = [p for p in dict.fromkeys(prompts) if p not in self._embeddings]
-        if todo:
+        if todo and self.small_card:
+            encoders = [m for _, m in self.parts.text_encoders()]
+            for module in encoders:
+                module.to(self.device)
+            try:
+                cond = self.family.encode_prompts(self.parts, todo, self.resolution, self.device)
+            finally:
+                for module in encoders:
+                    module.to("cpu")
+                torch.cuda.empty_cache()
+        elif todo:
             cond = self.family.encode_prompts(self.parts, todo, self.resolution, self.device)
+        if todo:
             for i, prompt in enumerate(todo):
                 self._embeddings[prompt] = {k: v[i].to(self.dtype) for k, v in cond.items()}
         keys = self._embeddings[prompts[0]].keys()
