@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("jobfile", nargs="?", help="a job file (JSON or TOML with JobSpec fields)")
     run.add_argument("--demo", action="store_true", help="the built-in demo job")
     run.add_argument(
-        "--family", choices=("sd15", "sdxl"), default="sd15", help="the demo's model family (default sd15)"
+        "--family", choices=("sd15", "sdxl", "flux"), default="sd15", help="the demo's model family (default sd15)"
     )
     run.add_argument("--yes", "-y", action="store_true", help="start without asking to confirm the plan")
     run.add_argument("--detach", action="store_true", help="start the job and return at once")
