@@ -135,6 +135,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except JobError as exc:
         raise UserError(str(exc)) from exc
     _check_gpu(spec)
+    from ioncannon.job.hub import login_problem
+
+    login = login_problem(spec.base_model)  # a gated model (FLUX.1-dev): say so now, not minutes into the job
+    if login:
+        raise UserError(login)
     print(_plan_text(spec))
     if not args.yes:
         if not sys.stdin.isatty():

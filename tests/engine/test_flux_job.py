@@ -116,3 +116,21 @@ def test_training_fits_the_subject_and_load_trained_gives_the_lora_back(tmp_path
     print(f"subject {before:.4f} -> {after:.4f}, class images {before_class:.4f} -> {after_class:.4f}")
     assert after < 0.75 * before, "training fits the subject, and the trained LoRA is what load_trained applies"
     assert after_class < 0.75 * before_class, "prior preservation trains on the class images too"
+
+
+@pytest.mark.slow
+def test_a_gated_model_without_a_login_fails_in_one_sentence_before_downloading(
+    workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "no-login"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a download attempt would fail with another message
+    spec = demo_spec(workdir, name="gated", family="flux").replace(base_model="black-forest-labs/FLUX.1-dev")
+    paths = create_job(workdir, spec)
+    handle.start(paths, workdir)
+    assert wait_for_exit(paths, 300), "the runner did not finish"
+    state = read_state(paths)
+    assert state.status == "failed" and state.stage == "cache", (state.status, state.stage, state.message)
+    assert "hf auth login" in state.message and "accept its licence" in state.message
+    assert "unexpected" not in state.message
