@@ -90,3 +90,21 @@ def test_a_mismatch_is_one_sentence_that_says_what_to_do() -> None:
     text = mismatch_message("/models/realvis.safetensors", "sdxl", "sd15")
     assert text == ("realvis.safetensors is an SDXL model but the job is set to SD 1.5: pick SDXL as the model "
                     "family or choose an SD 1.5 base model.")
+
+
+def test_a_flux_job_file_gets_the_lora_recipe_and_a_full_fine_tune_is_refused(tmp_path: Path) -> None:
+    from ioncannon.job.jobfile import read_jobfile
+
+    base = {"photos_dir": ".", "identifier": "zwx", "class_name": "man", "family": "flux"}
+    jobfile = tmp_path / "job.json"
+    jobfile.write_text(json.dumps(base))
+    spec = read_jobfile(jobfile, tmp_path)
+    assert (spec.base_model, spec.resolution) == ("black-forest-labs/FLUX.1-dev", 1024)
+    assert spec.train.mode == "lora" and spec.train.lora_rank == 16 and spec.train.learning_rate == 1e-4
+    assert not spec.train.prior_preservation and (spec.generate.steps, spec.generate.guidance) == (28, 3.5)
+    jobfile.write_text(json.dumps({**base, "train": {"prior_preservation": True, "steps": 600}}))
+    spec = read_jobfile(jobfile, tmp_path)
+    assert spec.train.prior_preservation and spec.train.steps == 600 and spec.train.mode == "lora"
+    jobfile.write_text(json.dumps({**base, "train": {"mode": "full"}}))
+    with pytest.raises(SpecError, match='trains LoRA only here: write "lora"'):
+        read_jobfile(jobfile, tmp_path)
