@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--example", action="store_true", help="print a commented example job file and exit")
     run.add_argument("--demo", action="store_true", help="the built-in demo job")
     run.add_argument(
-        "--family", choices=("sd15", "sdxl"), default="sd15", help="the demo's model family (default sd15)"
+        "--family", choices=("sd15", "sdxl", "flux"), default="sd15", help="the demo's model family (default sd15)"
     )
     run.add_argument("--yes", "-y", action="store_true", help="start without asking to confirm the plan")
     run.add_argument("--detach", action="store_true", help="start the job and return at once")
@@ -153,6 +153,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except JobError as exc:
         raise UserError(str(exc)) from exc
     _check_gpu(spec)
+    from ioncannon.job.hub import login_problem
+
+    login = login_problem(spec.base_model)  # a gated model (FLUX.1-dev): say so now, not minutes into the job
+    if login:
+        raise UserError(login)
     print(_plan_text(spec))
     if not args.yes:
         if not sys.stdin.isatty():

@@ -47,6 +47,6 @@ def demo_spec(
         resolution=DEMO_RESOLUTION,
         device="cpu",
         demo=True,
-        train=presets.demo_plan(),
+        train=presets.demo_plan_for(family),
         generate=DEMO_GENERATE_PLAN,
     )

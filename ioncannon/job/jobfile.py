@@ -122,6 +122,12 @@ def read_jobfile(path: str | Path, workdir: str | Path) -> JobSpec:
         info = FAMILIES[data["family"]]
         data = {"base_model": info.default_model, "resolution": info.default_resolution,
                 "generate": dataclasses.asdict(info.generate), **data}
+        if info.lora_only and isinstance(data.get("train", {}), dict):
+            # a LoRA-only family (Flux) starts from its own LoRA recipe, not the full fine-tune defaults
+            from ioncannon.job.presets import preset_plan
+
+            data["train"] = {**dataclasses.asdict(preset_plan("recommended", "lora", info.name)),
+                             **data.get("train", {})}
     try:
         return JobSpec.from_json(data, strict_keys=True)
     except SpecError as exc:

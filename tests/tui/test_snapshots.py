@@ -216,6 +216,28 @@ def test_hardware_picks_sdxl_where_it_fits(box: Path, snap_compare: Callable[...
     assert snap_compare(make_app(box, hardware=card), run_before=probed)
 
 
+def test_hardware_flux_says_the_licence_and_how_to_log_in(box: Path, snap_compare: Callable[..., bool],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HOME", "no-hf-login-here")
+    saved_session(box, step="hardware", photos_dir="photos", identifier="zwx", hourly_price=2.49, family="sdxl",
+                  resolution=768)
+
+    async def probed(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None,
+                       what="plan")
+        await pilot.press("ctrl+f")  # SDXL 768 px -> Flux.1 1024 px
+        await wait_for(pilot, lambda: app.screen.base_spec is not None and app.screen.base_spec.family == "flux"
+                       and app.screen.estimate_s is not None, what="the Flux plan")
+        await wait_for(pilot, lambda: app.screen.session.base_model == "black-forest-labs/FLUX.1-dev",
+                       what="the FLUX.1-dev base model")
+        await pilot.pause()
+
+    assert snap_compare(make_app(box), run_before=probed)
+
+
 def test_hardware_offers_all_gpus(box: Path, snap_compare: Callable[..., bool]) -> None:
     saved_session(box, step="hardware", photos_dir="photos", identifier="zwx", hourly_price=2.49, family="sd15")
 

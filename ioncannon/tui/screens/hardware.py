@@ -15,6 +15,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Static
 
 from ioncannon.job.families import detect_family, family_info, mismatch_message
+from ioncannon.job.hub import login_problem
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.presets import PRESETS
 from ioncannon.job.prompts import save_pack
@@ -240,11 +241,24 @@ class HardwareScreen(WizardScreen):
             switch = f" · ctrl+f: {family_info(next_family).label}" + ("" if self.wizard.demo else f" {next_size} px")
             table.add_row("Model", Text.assemble((family_info(family).label, "bold"), f" · {resolution} px",
                                                  (switch, "dim")))
+            info = family_info(family)
+            if info.notice:  # a licence to accept and a gated download: the person must act before the job
+                table.add_row("Licence", Text(info.licence, style="yellow"))
+                login = self._login_problem()
+                gated = "gated on the Hugging Face Hub: a login token is on this machine"
+                table.add_row("", Text(login, style="bold red") if login else Text(gated, style="dim"))
         table.add_row("Plan", Text.assemble((label, "bold green"), f" · {preset} preset"))
-        table.add_row("", Text(PRESETS.get(preset, ""), style="dim"))
-        table.add_row("Recipe", f"{plan.steps} steps · lr {plan.learning_rate:.3g} · {plan.precision} · "
-                                f"{plan.num_class_images} class images"
+        recipe = PRESETS.get(preset, "")
+        if self.base_spec is not None and family_info(self.base_spec.family).lora_only and not self.wizard.demo:
+            recipe = (f"LoRA rank {plan.lora_rank} on the attention and MLP layers; the text encoders run once to "
+                      "cache the prompts, then leave the GPU.")
+        table.add_row("", Text(recipe, style="dim"))
+        klass = f"{plan.num_class_images} class images" if plan.prior_preservation else "no class images"
+        table.add_row("Recipe", f"{plan.steps} steps · lr {plan.learning_rate:.3g} · {plan.precision} · {klass}"
                                 + (" · text encoder trained" if plan.train_text_encoder else ""))
+        if not plan.prior_preservation and self.base_spec is not None:
+            why = family_info(self.base_spec.family).prior_why
+            table.add_row("", Text(f"prior preservation off: {why} (a job file can turn it on)", style="dim"))
         speed = f" · ≈ {choice.predicted_steps_per_s:g} it/s" if choice.predicted_steps_per_s else ""
         each = " per GPU" if plan.num_processes > 1 else ""
         table.add_row("Memory", f"peak ≈ {fmt.gib(choice.predicted_peak_gib)}{each}{speed}")
@@ -271,6 +285,12 @@ class HardwareScreen(WizardScreen):
             "run ", ("ioncannon", "bold"), " on a box with an NVIDIA GPU (a rented one is fine).", style="dim",
         ))
         return table
+
+    def _login_problem(self) -> str | None:
+        """How to log in, when the base model is gated on the hub and this machine has no token (not in the demo)."""
+        if self.wizard.demo or self.base_spec is None:
+            return None
+        return login_problem(models.base_model_for(self.base_spec.family, self.session.base_model))
 
     def _other_modes(self, current: str) -> Text | None:
         """One line on the other mode: the leanest plan of it and whether it fits (ctrl+l switches)."""
@@ -332,9 +352,11 @@ class HardwareScreen(WizardScreen):
 
     @on(Input.Changed, "#hardware-model")
     def model_changed(self, event: Input.Changed) -> None:
-        """Remember the base model."""
+        """Remember the base model (the plan says again whether it needs a login)."""
         if not self.wizard.demo:
             self.wizard.store.update(base_model=event.value.strip())
+            if self.hardware is not None and self.base_spec is not None:
+                self.query_one("#hardware-plan", Static).update(self._plan())
 
     @on(Input.Submitted)
     def submitted(self) -> None:
@@ -354,7 +376,7 @@ class HardwareScreen(WizardScreen):
         self._recompute()
 
     def action_switch_family(self) -> None:
-        """Switch the model family and size (SD 1.5, SDXL 1024/768 px): plan, resolution and base model follow."""
+        """Switch the model family and size (SD 1.5, SDXL 1024/768, Flux 1024/512 px); plan and base model follow."""
         if self.base_spec is None:
             return
         family, resolution = models.following_model(self.base_spec.family, self.base_spec.resolution, self.wizard.demo)
@@ -369,6 +391,8 @@ class HardwareScreen(WizardScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The demo always runs its tiny plan: no preset or mode to switch; GPUs only where several fit the plan."""
+        if action == "switch_mode" and self.base_spec is not None and family_info(self.base_spec.family).lora_only:
+            return False  # Flux trains LoRA only
         if action in ("switch_preset", "switch_mode"):
             return not self.wizard.demo
         if action == "switch_gpus":
@@ -407,6 +431,9 @@ class HardwareScreen(WizardScreen):
             found, wanted = detect_family(model), self.base_spec.family if self.base_spec is not None else "sd15"
             if found is not None and found != wanted:
                 return mismatch_message(model, found, wanted)
+            login = self._login_problem()
+            if login:
+                return login
         return None
 
     def action_next(self) -> None:
