@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -68,10 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common], help="run a job headless, one line per event")
-    run.add_argument("jobfile", nargs="?", help="a job file (JSON or TOML with JobSpec fields)")
+    run.add_argument("jobfile", nargs="?",
+                     help="a job file (TOML or JSON); `ioncannon run --example > job.toml` writes a commented one")
+    run.add_argument("--example", action="store_true", help="print a commented example job file and exit")
     run.add_argument("--demo", action="store_true", help="the built-in demo job")
     run.add_argument(
-        "--family", choices=("sd15", "sdxl"), default="sd15", help="the demo's model family (default sd15)"
+        "--family", choices=("sd15", "sdxl", "flux"), default="sd15", help="the demo's model family (default sd15)"
     )
     run.add_argument("--yes", "-y", action="store_true", help="start without asking to confirm the plan")
     run.add_argument("--detach", action="store_true", help="start the job and return at once")
@@ -104,7 +107,10 @@ def _cmd_wizard(args: argparse.Namespace) -> int:
     workdir = chosen_workdir(args)
     from ioncannon.tui.app import IonCannonApp
 
-    IonCannonApp(workdir, demo=args.demo).run()
+    come_back = "ioncannon" + (" --demo" if args.demo else "")
+    if args.workdir:
+        come_back += f" --workdir {shlex.quote(args.workdir)}"
+    IonCannonApp(workdir, demo=args.demo, come_back=come_back).run()
     return EXIT_OK
 
 
@@ -116,6 +122,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ioncannon.job.errors import JobError
     from ioncannon.job.workdir import default_workdir
 
+    if args.example:
+        from ioncannon.job.jobfile import EXAMPLE_JOBFILE
+
+        print(EXAMPLE_JOBFILE, end="")
+        return EXIT_OK
+    # The libraries' own chatter (an optional-dependency notice, a save progress bar) would come before the
+    # plan and look like a problem; the person's own settings win.
+    for name, value in (("TRANSFORMERS_VERBOSITY", "error"), ("DIFFUSERS_VERBOSITY", "error"),
+                        ("HF_HUB_DISABLE_PROGRESS_BARS", "1")):
+        os.environ.setdefault(name, value)
     try:
         if args.demo:
             from ioncannon.engine.demo import demo_spec, sized_demo_plan
@@ -124,11 +140,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             # a slow or busy machine gets fewer steps, so the demo stays a couple of minutes anywhere
             spec = demo_spec(workdir, family=args.family, train=sized_demo_plan(args.family))
         elif args.jobfile:
-            from ioncannon.job.jobfile import read_jobfile
+            from ioncannon.job.jobfile import gives_train_plan, read_jobfile
 
             # the work dir is made only once the job file passed: a refused job leaves no trace anywhere
             workdir = Path(args.workdir).expanduser() if args.workdir else default_workdir()
             spec = read_jobfile(args.jobfile, workdir)
+            if not gives_train_plan(args.jobfile):
+                spec = _fitting_plan(spec, workdir)
         else:
             raise UserError("give a job file (`ioncannon run job.toml`) or `--demo`.")
         handle.check_spec(spec, workdir)
@@ -136,6 +154,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except JobError as exc:
         raise UserError(str(exc)) from exc
     _check_gpu(spec)
+    from ioncannon.job.hub import login_problem
+
+    login = login_problem(spec.base_model)  # a gated model (FLUX.1-dev): say so now, not minutes into the job
+    if login:
+        raise UserError(login)
     print(_plan_text(spec))
     if not args.yes:
         if not sys.stdin.isatty():
@@ -160,6 +183,19 @@ def _estimate(spec: Any, workdir: Path) -> dict[str, float] | None:
         return hardware.estimate_for(spec, hardware.probe(workdir))
     except Exception:  # an estimate is a nicety: never refuse a job over it
         return None
+
+
+def _fitting_plan(spec: Any, workdir: Path) -> Any:
+    """The training plan that fits this machine, as the wizard picks it: the tiny CPU plan on the CPU."""
+    from ioncannon.engine import hardware
+
+    info = hardware.probe(workdir)
+    cpu = spec.device == "cpu"  # "auto" without a GPU is refused next, with how to go on
+    try:
+        choice = hardware.choose_plan(info, "demo" if cpu else "recommended", family=spec.family)
+    except hardware.NothingFits as exc:
+        raise UserError(str(exc)) from exc
+    return spec.replace(train=choice.plan)
 
 
 def _check_gpu(spec: Any) -> None:
@@ -288,7 +324,16 @@ def job_status(job: Any) -> dict[str, Any]:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    info = job_status(find_job(args))
+    if args.job is None and not _any_job(args):
+        # No jobs is an answer, not a mistake: say so and how to make one, exit 0.
+        where = chosen_workdir(args)
+        if args.json:
+            print(json.dumps({"jobs": [], "workdir": str(where)}, indent=2))
+        else:
+            print(f"no jobs in {where} yet. Start one with `ioncannon` (the wizard) or `ioncannon run JOBFILE`.")
+        return EXIT_OK
+    job = find_job(args)
+    info = job_status(job)
     if args.json:
         print(json.dumps(info, indent=2))
         return EXIT_OK
@@ -310,12 +355,21 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if info["status"] == "damaged":
         print(f"what now {DAMAGED_JOB_HINT}")
     elif info["status"] == "interrupted":
-        print("what now the runner is not running; `ioncannon resume` continues from the last checkpoint")
+        from ioncannon.job.state import resume_promise
+
+        promise = resume_promise(job.paths, job.state)
+        print(f"what now the runner stopped without finishing; `ioncannon resume`: {promise}")
     elif info["hint"]:
         print(f"what now {info['hint']}")
     for key, value in info["paths"].items():
         print(f"{key:<17}{value}")
     return EXIT_OK
+
+
+def _any_job(args: argparse.Namespace) -> bool:
+    from ioncannon.job.workdir import list_jobs
+
+    return bool(list_jobs(chosen_workdir(args)))
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:

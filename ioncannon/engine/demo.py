@@ -71,7 +71,7 @@ def measure_step_s(family: str = "sd15", threads: int = DEMO_THREADS, budget_s: 
 
 def sized_demo_plan(family: str = "sd15") -> TrainPlan:
     """The demo's plan with its step count sized to about DEMO_TRAIN_SECONDS of training on this machine."""
-    return presets.demo_plan().size_to_machine(measure_step_s(family), DEMO_TRAIN_SECONDS)
+    return presets.demo_plan_for(family).size_to_machine(measure_step_s(family), DEMO_TRAIN_SECONDS)
 
 
 def demo_spec(
@@ -92,7 +92,7 @@ def demo_spec(
         resolution=DEMO_RESOLUTION,
         device="cpu",
         demo=True,
-        train=train or presets.demo_plan(),
+        train=train or presets.demo_plan_for(family),
         generate=DEMO_GENERATE_PLAN,
         threads=DEMO_THREADS,
     )

@@ -36,8 +36,9 @@ class ExportTargets:
     lora_kohya: Path
     model_card: Path
 
-    def wanted(self, lora: bool) -> list[Path]:
-        paths = [self.single_file, self.diffusers, self.model_card]
+    def wanted(self, lora: bool, full_model: bool = True) -> list[Path]:
+        """What the export writes; `full_model` False (Flux): only the LoRA files and the card."""
+        paths = [self.single_file, self.diffusers, self.model_card] if full_model else [self.model_card]
         return paths + [self.lora_diffusers, self.lora_kohya] if lora else paths
 
 
@@ -114,7 +115,8 @@ def write_diffusers_folder(parts: Components, target: Path) -> None:
 
 def model_card(spec: JobSpec, targets: ExportTargets, lora: bool) -> str:
     prompt = spec.instance_prompt
-    info, pipeline = family_info(spec.family), family_for(spec.family).pipeline_class
+    family = family_for(spec.family)
+    info, pipeline = family_info(spec.family), family.pipeline_class
     lines = [
         f"# {spec.identifier} {spec.class_name}: DreamBooth model",
         "",
@@ -138,14 +140,19 @@ def model_card(spec: JobSpec, targets: ExportTargets, lora: bool) -> str:
         "",
         "## Files",
         "",
-        (
-            f"- `{targets.single_file.name}`: the whole model, fp16, for AUTOMATIC1111 (models/Stable-diffusion) "
-            "and ComfyUI (models/checkpoints)."
-        ),
-        f"- `{targets.diffusers.name}/`: fp16 diffusers folder: "
-        f'`{pipeline}.from_pretrained("{targets.diffusers.name}")`.',
     ]
-    if lora:
+    if family.exports_full_model:
+        lines += [
+            (
+                f"- `{targets.single_file.name}`: the whole model, fp16, for AUTOMATIC1111 (models/Stable-diffusion) "
+                "and ComfyUI (models/checkpoints)."
+            ),
+            f"- `{targets.diffusers.name}/`: fp16 diffusers folder: "
+            f'`{pipeline}.from_pretrained("{targets.diffusers.name}")`.',
+        ]
+    if lora and not family.exports_full_model:
+        lines += family.lora_file_notes(spec, targets.lora_kohya.name, targets.lora_diffusers.name)
+    elif lora:
         lines += [
             (
                 f"- `{targets.lora_kohya.name}`: the LoRA alone (kohya layout) for AUTOMATIC1111 (models/Lora, prompt "
@@ -160,7 +167,9 @@ def model_card(spec: JobSpec, targets: ExportTargets, lora: bool) -> str:
     return "\n".join(lines)
 
 
-def _check_space(parts: Components, folder: Path) -> None:
+def _check_space(parts: Components, folder: Path, full_model: bool) -> None:
+    if not full_model:
+        return  # LoRA files are megabytes
     params = sum(p.numel() for m in parts.modules() for p in m.parameters())
     need = int(params * 2 * 2 * 1.1)  # fp16, twice (single file + folder), some slack
     if free_bytes(folder) < need:
@@ -175,13 +184,14 @@ def export_model(ctx: StageContext, load: Callable[[], Components]) -> ExportTar
     spec = ctx.spec
     targets = export_targets(spec, ctx.paths)
     lora = spec.train.mode == "lora"
-    wanted = targets.wanted(lora)
+    full_model = family_for(spec.family).exports_full_model
+    wanted = targets.wanted(lora, full_model)
     if all(p.exists() for p in wanted):
         ctx.emit(Message(level="info", text="The exported model files already exist."))
         return targets
     ctx.paths.trained_models.mkdir(parents=True, exist_ok=True)
     parts: Any = load()
-    _check_space(parts, ctx.paths.trained_models)
+    _check_space(parts, ctx.paths.trained_models, full_model)
 
     def step(label: str) -> None:
         ctx.emit(Progress(stage="export", done=sum(1 for p in wanted if p.exists()), total=len(wanted), label=label))
@@ -190,27 +200,36 @@ def export_model(ctx: StageContext, load: Callable[[], Components]) -> ExportTar
     if lora:
         write_lora_files(parts, targets, spec)
         step("LoRA files")
+    if not full_model:
+        _finish(ctx, targets, lora, step)
+        return targets
     # full-model exports carry the LoRA folded into the weights
     parts.unet = merge_adapters(parts.unet)
     parts.text_encoder = merge_adapters(parts.text_encoder)
     if parts.text_encoder_2 is not None:
         parts.text_encoder_2 = merge_adapters(parts.text_encoder_2)
-    if not targets.single_file.exists():
+    if full_model and not targets.single_file.exists():
         write_single_file(parts, targets.single_file, spec)
         step(targets.single_file.name)
-    if not targets.diffusers.exists():
+    if full_model and not targets.diffusers.exists():
         write_diffusers_folder(parts, targets.diffusers)
         step(targets.diffusers.name)
-    atomic_write_text(targets.model_card, model_card(spec, targets, lora))
+    _finish(ctx, targets, lora, step)
+    return targets
+
+
+def _finish(ctx: StageContext, targets: ExportTargets, lora: bool, step: Callable[[str], None]) -> None:
+    atomic_write_text(targets.model_card, model_card(ctx.spec, targets, lora))
     step(targets.model_card.name)
     found = pickle_files(ctx.paths.trained_models)
     if found:
         raise StageError(f"Export wrote pickle files: {', '.join(p.name for p in found)}", "Report this as a bug.")
-    return targets
 
 
 def run_export(ctx: StageContext) -> None:
     """Export the trained model (stage 'export')."""
     from ioncannon.engine.families import load_trained
 
-    export_model(ctx, lambda: load_trained(ctx, dtype=torch.float32))
+    # LoRA-only exports read the adapters alone: the base weights need not visit the GPU
+    on_device = family_for(ctx.spec.family).exports_full_model
+    export_model(ctx, lambda: load_trained(ctx, dtype=torch.float32, on_device=on_device))

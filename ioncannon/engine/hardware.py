@@ -128,7 +128,8 @@ def _profile_plan(profile: PlanProfile, preset: str, family: str = "sd15") -> Tr
     # is under half a minute of work at risk
     return dataclasses.replace(
         base, mode=profile.mode, optimizer=profile.optimizer, gradient_checkpointing=profile.checkpointing,
-        precision="bf16", compile=True, checkpoint_every=400 if profile.mode == "full" else 200,
+        base_weights=profile.base_weights, precision="bf16", compile=True,
+        checkpoint_every=400 if profile.mode == "full" else 200,
     )
 
 
@@ -137,7 +138,8 @@ def plan_key(plan: TrainPlan, family: str = "sd15") -> str:
     if plan.precision == "fp32":
         return "demo"
     for p in _profiles(family):
-        if (p.mode, p.optimizer, p.checkpointing) == (plan.mode, plan.optimizer, plan.gradient_checkpointing):
+        if (p.mode, p.optimizer, p.checkpointing, p.base_weights) == (
+                plan.mode, plan.optimizer, plan.gradient_checkpointing, plan.base_weights):
             return p.key
     return "custom"
 
@@ -155,7 +157,7 @@ def _choice(profile: PlanProfile, preset: str, gpu: GpuInfo, family: str = "sd15
 def plan_options(hw: HardwareInfo, demo: bool = False, family: str = "sd15") -> list[PlanChoice]:
     """Every plan of the family for the best GPU (recommended recipe), fits true/false, for the screen's override."""
     if demo:
-        return [_demo_choice(hw)]
+        return [_demo_choice(hw, family)]
     gpu = hw.best_gpu
     if gpu is None:
         return [PlanChoice(_profile_plan(p, "recommended", family), p.label, "needs a CUDA GPU", p.peak_gib, 0.0, False)
@@ -163,8 +165,8 @@ def plan_options(hw: HardwareInfo, demo: bool = False, family: str = "sd15") -> 
     return [_choice(p, "recommended", gpu, family) for p in _profiles(family)]
 
 
-def _demo_choice(hw: HardwareInfo) -> PlanChoice:
-    plan, speed = presets.demo_plan(), _CPU_DEMO_STEPS_PER_S
+def _demo_choice(hw: HardwareInfo, family: str = "sd15") -> PlanChoice:
+    plan, speed = presets.demo_plan_for(family), _CPU_DEMO_STEPS_PER_S
     if hw.demo_step_s:  # measured on this machine: as many steps as fit the demo's training time
         from ioncannon.engine.demo import DEMO_TRAIN_SECONDS
 
@@ -223,7 +225,7 @@ def choose_plan(hw: HardwareInfo, preset: str = "recommended", mode: str | None 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if demo or preset == "demo":
-        return _demo_choice(hw)
+        return _demo_choice(hw, family)
     gpu = hw.best_gpu
     modes = [mode] if mode else ["full", "lora"]
     profiles = _profiles(family)
@@ -243,7 +245,7 @@ def choose_plan(hw: HardwareInfo, preset: str = "recommended", mode: str | None 
     candidates = [_choice(p, preset, gpu, family) for p in profiles if p.mode in modes]
     for c in candidates:
         if c.fits:
-            if mode is None and c.plan.mode == "lora":
+            if mode is None and c.plan.mode == "lora" and not family_info(family).lora_only:
                 c.why = f"a full fine-tune does not fit {gpu.free_gib:.1f} GiB free, so LoRA; " + c.why
             return c
     smallest = min(candidates, key=lambda c: c.predicted_peak_gib)
@@ -279,7 +281,8 @@ def step_down(plan: TrainPlan, family: str = "sd15") -> TrainPlan | None:
     if idx + 1 >= len(same):
         return None
     nxt = same[idx + 1]
-    return dataclasses.replace(plan, optimizer=nxt.optimizer, gradient_checkpointing=nxt.checkpointing)
+    return dataclasses.replace(plan, optimizer=nxt.optimizer, gradient_checkpointing=nxt.checkpointing,
+                               base_weights=nxt.base_weights)
 
 
 def profile_label(plan: TrainPlan, family: str = "sd15") -> str:

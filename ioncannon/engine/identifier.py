@@ -107,9 +107,12 @@ def lint_identifier(identifier: str, class_name: str, tokenizer: Any = None) -> 
             word = low if low in COMMON_WORDS else next(w for w in words if w in COMMON_WORDS)
             warnings.append(_NOTES.get(word, f"'{word}' is a common word: training would change what "
                                              "the model thinks it means; pick a rare one"))
-        if cls and (low == cls.lower() or low in _CLASS_WORDS or any(w in _CLASS_WORDS for w in words)):
-            warnings.append(f"'{ident}' collides with the class: the identifier should be a new word, "
-                            f"the class ('{cls}') says what kind of thing it is")
+        clash = next((w for w in (low, *words) if w == cls.lower() or w in _CLASS_WORDS), None) if cls else None
+        if clash is not None:
+            # Name the word that clashes and the class as chosen, so the message is true whatever was picked.
+            same = " (the class itself)" if clash == cls.lower() else ""
+            warnings.append(f"'{clash}'{same} already names a kind of subject: the identifier should be a new "
+                            f"word, and the class ('{cls}') says what kind of thing it is")
         elif cls and cls.lower() in low:
             warnings.append(f"'{ident}' contains the class word '{cls}': pick a word unrelated to it")
         if ident != low:

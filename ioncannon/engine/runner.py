@@ -140,6 +140,7 @@ class Runner:
     # the loop
     def run(self) -> int:
         from ioncannon.engine.context import StageContext
+        from ioncannon.engine.models.load import ModelLoadError
         from ioncannon.engine.stages import stage_function
         from ioncannon.job.errors import StageError, StopRequested
 
@@ -182,6 +183,9 @@ class Runner:
             except StageError as exc:
                 self.log.error("stage %s failed: %s\n%s", stage, exc.message, traceback.format_exc())
                 return self._fail(stage, exc.message, exc.hint)
+            except ModelLoadError as exc:  # its message already says what to do (a path, a login, the network)
+                self.log.error("stage %s could not load the model:\n%s", stage, traceback.format_exc())
+                return self._fail(stage, str(exc), "Then resume: `ioncannon`.")
             except Exception as exc:  # an unexpected bug: the traceback goes to the log, a sentence to the user
                 self.log.error("stage %s crashed:\n%s", stage, traceback.format_exc())
                 if self._disk_full(exc):

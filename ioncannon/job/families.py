@@ -25,6 +25,7 @@ class PlanProfile:
     text_extra_gib: float   # added when the text encoder(s) are trained too
     h100_steps_per_s: float
     measured: bool = True   # False: an estimate until the GPU bench has run this plan
+    base_weights: str = "plain"  # LoRA plans: the frozen denoiser as `precision` (plain) or stored in fp8
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class FamilyInfo:
     full_lr: float = 2e-6
     lora_lr: float = 1e-4
     h100_images_per_s: float = 6.0  # the prompt pack with its default sampler, for time estimates
+    text_encoders_trainable: bool = True  # False: the text towers are only ever run once, to cache the prompts
+    notice: str = ""             # what the wizard must say before a job of this family starts (licence, login)
 
 
 _SD15_PROFILES: tuple[PlanProfile, ...] = (
@@ -73,8 +76,17 @@ _SDXL_PROFILES: tuple[PlanProfile, ...] = (
     PlanProfile("lora-12gb", "LoRA (12 GB plan: + gradient checkpointing)", "lora", "adamw", True, 6.5, 1.0, 4.6),
 )
 
-# Flux.1's plans belong to its own family module; until it lands the wizard does not offer it.
-_FLUX_PROFILES: tuple[PlanProfile, ...] = ()
+# FLUX.1-dev at 1024 px, LoRA rank 16 on a 11.9 B-parameter transformer: its bf16 weights alone are 22.2 GiB, so
+# 24 GB cards store the frozen weights in fp8 (11.1 GiB) and recompute activations (gradient checkpointing).
+# Estimates until bench/flux_speed.py has measured them: saved block inputs at 4,608 tokens are ~1.6 GiB with
+# checkpointing; without it every block keeps its attention and MLP activations (tens of GiB).
+_FLUX_PROFILES: tuple[PlanProfile, ...] = (
+    PlanProfile("lora", "LoRA (bf16 base weights)", "lora", "adamw", False, 64.0, 0.0, 1.5, measured=False),
+    PlanProfile("lora-40gb", "LoRA (40 GB plan: bf16 base + gradient checkpointing)", "lora", "adamw", True, 28.0,
+                0.0, 1.15, measured=False),
+    PlanProfile("lora-24gb", "LoRA (24 GB plan: fp8 base weights + gradient checkpointing)", "lora", "adamw", True,
+                17.0, 0.0, 0.9, measured=False, base_weights="fp8"),
+)
 
 FAMILIES: dict[str, FamilyInfo] = {
     "sd15": FamilyInfo(
@@ -102,12 +114,16 @@ FAMILIES: dict[str, FamilyInfo] = {
         name="flux", label="Flux.1",
         summary="FLUX.1-dev: the best likeness, 1024 px, LoRA only, 24 GB and up",
         default_model="black-forest-labs/FLUX.1-dev",
-        default_resolution=1024, resolutions=(1024, 768, 512), lora_only=True, prior_preservation=False,
+        default_resolution=1024, resolutions=(1024, 512), lora_only=True, prior_preservation=False,
         prior_why="a rank-16 LoRA on a guidance-distilled model barely drifts the class, and class images cost minutes",
         licence="FLUX.1 [dev] Non-Commercial License: outputs may be used commercially, the weights may not",
         min_vram_gib=24.0, profiles=_FLUX_PROFILES,
-        # the family module brings its own flow-matching sampler; these are its step count and guidance
+        # the family module brings its own flow-matching sampler (FlowMatch Euler, guidance as an input, no
+        # negative prompt); these are its step count and guidance
         generate=GeneratePlan(steps=28, guidance=3.5, batch_size=4),
+        lora_lr=1e-4, h100_images_per_s=0.19, text_encoders_trainable=False,
+        notice=("FLUX.1-dev weights are under a non-commercial licence and gated on the Hugging Face Hub: accept it "
+                "at huggingface.co/black-forest-labs/FLUX.1-dev and log in (`hf auth login`) before starting."),
     ),
 }
 

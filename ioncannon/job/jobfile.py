@@ -18,6 +18,43 @@ from ioncannon.job.workdir import new_job_name
 # A job file is a few dozen lines; anything bigger is the wrong file, and reading it would cost memory for nothing.
 MAX_JOBFILE_BYTES = 1 << 20
 
+# What `ioncannon run --example` prints: every field a person is likely to set, each said in a comment.
+EXAMPLE_JOBFILE = """\
+# An ioncannon job file (TOML). Run it with:  ioncannon run job.toml
+# Only photos_dir, identifier and class_name are needed; every other line may go.
+
+photos_dir = "~/photos/rex"        # a folder of 8-20 photos of one subject; only read, never changed
+identifier = "zwx"                 # a rare made-up word that will mean your subject
+class_name = "dog"                 # what kind of thing it is: man, woman, person, dog, cat, or your own word
+# name = "rex-first-try"           # the job's folder in the work dir (default: identifier and date)
+
+family = "sd15"                    # sd15 or sdxl; sets the base model, resolution and prompt settings below
+# base_model = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # a hub id, a diffusers folder or a .safetensors file
+# resolution = 512                 # training size in pixels (SD 1.5: 512; SDXL: 1024 or 768)
+# device = "auto"                  # auto, cuda, or cpu (cpu only makes sense with a tiny test model)
+
+# hourly_price = 0.89              # what the box costs per hour, for the cost lines
+# budget_minutes = 90              # stop (with a checkpoint) after this long ...
+# budget_money = 20.0              # ... or once this many dollars are spent (needs hourly_price)
+
+# excluded = ["IMG_0004.jpg"]      # photos to leave out
+# crops = { "IMG_0007.jpg" = "top" }  # face, centre or top: how a photo's square is cut
+
+# Leave [train] out and the plan that fits this machine's GPU is picked, as the wizard does
+# (on device = "cpu", the tiny CPU plan). Give it to fix the recipe yourself:
+# [train]
+# mode = "lora"                    # full or lora
+# steps = 800
+# learning_rate = 1e-4
+# num_class_images = 200           # prior-preservation images of the class, made by the base model
+
+# [generate]
+# images_per_prompt = 16           # per style of the prompt pack
+# steps = 25                       # sampler steps per image
+# guidance = 7.0
+# prompt_pack = "my_pack.toml"     # your own styles (default: the built-in pack)
+"""
+
 
 def _read_text(path: Path) -> str:
     try:
@@ -63,6 +100,13 @@ def parse_jobfile(path: Path, text: str) -> Any:
         raise JobError(f"job file {path} is not valid {kind} ({where}): fix that spot.") from exc
 
 
+def gives_train_plan(path: str | Path) -> bool:
+    """Whether the job file sets its own [train] table (read after read_jobfile has checked it)."""
+    path = Path(path).expanduser()
+    data = parse_jobfile(path, _read_text(path))
+    return isinstance(data, dict) and "train" in data
+
+
 def read_jobfile(path: str | Path, workdir: str | Path) -> JobSpec:
     """The checked spec of a job file; a file without a name gets a fresh one (identifier and date).
 
@@ -78,6 +122,12 @@ def read_jobfile(path: str | Path, workdir: str | Path) -> JobSpec:
         info = FAMILIES[data["family"]]
         data = {"base_model": info.default_model, "resolution": info.default_resolution,
                 "generate": dataclasses.asdict(info.generate), **data}
+        if info.lora_only and isinstance(data.get("train", {}), dict):
+            # a LoRA-only family (Flux) starts from its own LoRA recipe, not the full fine-tune defaults
+            from ioncannon.job.presets import preset_plan
+
+            data["train"] = {**dataclasses.asdict(preset_plan("recommended", "lora", info.name)),
+                             **data.get("train", {})}
     try:
         return JobSpec.from_json(data, strict_keys=True)
     except SpecError as exc:

@@ -8,6 +8,7 @@ from typing import Literal
 Mode = Literal["full", "lora"]
 Precision = Literal["bf16", "fp16", "fp32"]
 Optimizer = Literal["adamw", "adamw_fused", "adamw_bf16"]  # adamw_bf16: bf16 moments; the others fp32
+BaseWeights = Literal["plain", "fp8"]  # how the frozen denoiser is stored in LoRA runs: as `precision`, or fp8
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class TrainPlan:
     precision: Precision = "bf16"
     optimizer: Optimizer = "adamw_fused"
     gradient_checkpointing: bool = False
+    base_weights: BaseWeights = "plain"
     compile: bool = True
     checkpoint_every: int = 200
     keep_checkpoints: int = 2

@@ -28,7 +28,8 @@ def preset_plan(preset: str, mode: str = "full", family: str = "sd15") -> TrainP
     info = family_info(family)
     # the recipe is the same; the family sets the learning rate its weights tolerate and whether class images pay
     lr = info.lora_lr if plan.mode == "lora" else info.full_lr
-    return dataclasses.replace(plan, learning_rate=lr, prior_preservation=info.prior_preservation)
+    return dataclasses.replace(plan, learning_rate=lr, prior_preservation=info.prior_preservation,
+                               train_text_encoder=plan.train_text_encoder and info.text_encoders_trainable)
 
 
 def _sd15_plan(preset: str, mode: str) -> TrainPlan:
@@ -56,6 +57,16 @@ def demo_plan() -> TrainPlan:
         num_class_images=8, precision="fp32", optimizer="adamw", gradient_checkpointing=False, compile=False,
         checkpoint_every=100, keep_checkpoints=2, sample_every=100,
     )
+
+
+def demo_plan_for(family: str) -> TrainPlan:
+    """The demo plan for a family: a LoRA-only family (Flux) trains a LoRA, at a rate that moves a tiny model."""
+    from ioncannon.job.families import family_info
+
+    plan, info = demo_plan(), family_info(family)
+    if info.lora_only:
+        plan = dataclasses.replace(plan, mode="lora", learning_rate=1e-3, lora_rank=4)
+    return dataclasses.replace(plan, prior_preservation=plan.prior_preservation and info.prior_preservation)
 
 
 def warmup_steps(plan: TrainPlan) -> int:

@@ -86,6 +86,10 @@ class JobSpec:
         problems += found
         problems += _spec_rules(fields, data) + range_problems(train, TRAIN_RANGES, "train.")
         problems += range_problems(gen, GENERATE_RANGES, "generate.") + _plan_rules(train, gen)
+        family = fields.get("family", "sd15")
+        if family in FAMILY_NAMES and family_info(family).lora_only and train.get("mode", "full") == "full":
+            problems.append(f'train.mode is "full", but {family_info(family).label} trains LoRA only here: '
+                            'write "lora".')
         if problems:
             raise SpecError(problems)
         return cls(**fields, train=TrainPlan(**train), generate=GeneratePlan(**gen))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,12 +14,41 @@ from ioncannon.job.events import Event, parse_event
 from ioncannon.job.fsio import StateFileError, read_json, write_json
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.stages import STAGE_NAMES
+from ioncannon.job.stages import label as stage_label
 from ioncannon.job.validate import typed_fields
 
 DAMAGED_STATE_HINT = ("`ioncannon resume` rebuilds it: finished work on disk is found again and training "
                       "continues from its last checkpoint.")
 LIVE_STATUSES = ("running", "stopping")      # a runner should be holding the lock
 ENDED_STATUSES = ("finished", "failed", "stopped")
+
+
+# A published training checkpoint: a `step_00000200` folder whose manifest was written last (see the engine's store).
+CHECKPOINT_NAME = re.compile(r"^step_(\d{8})$")
+CHECKPOINT_MANIFEST = "manifest.json"
+
+
+def last_checkpoint_step(paths: JobPaths) -> int | None:
+    """The step of the newest published checkpoint, or None when training has saved none."""
+    try:
+        entries = list(paths.checkpoints.iterdir())
+    except OSError:
+        return None
+    steps = [int(m.group(1)) for p in entries
+             if (m := CHECKPOINT_NAME.match(p.name)) and (p / CHECKPOINT_MANIFEST).is_file()]
+    return max(steps, default=None)
+
+
+def resume_promise(paths: JobPaths, state: JobState) -> str:
+    """What resuming keeps and where training goes on, as it really is on disk (never a checkpoint that isn't there)."""
+    if "train" in state.stages_done:
+        return f"finished stages are kept (training is done); it goes on with {stage_label(state.stage) or 'the rest'}"
+    step = last_checkpoint_step(paths)
+    if step is not None:
+        return f"finished stages are kept; training continues from its step-{step} checkpoint"
+    if state.stage == "train":
+        return "finished stages are kept; training starts again from step 0 (no checkpoint was saved yet)"
+    return "finished stages are kept; the rest runs from there"
 
 
 def is_live(status: str, alive: bool) -> bool:

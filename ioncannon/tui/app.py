@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -9,7 +10,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
 from textual.app import App
@@ -36,7 +37,8 @@ from ioncannon.tui.screens.prompts import PromptsScreen
 from ioncannon.tui.screens.subject import SubjectScreen
 from ioncannon.tui.screens.train import TrainScreen
 from ioncannon.tui.screens.welcome import WelcomeScreen
-from ioncannon.tui.session import SessionStore
+from ioncannon.tui.session import SessionStore, WizardSession
+from ioncannon.tui.tokenizer import TokenizerCheck
 from ioncannon.tui.wizard import JOB_STEPS, Step, follow_job, job_step, next_step, opening_step, previous_step
 
 if TYPE_CHECKING:
@@ -48,6 +50,14 @@ log = logging.getLogger("ioncannon.tui")
 
 class JobChanged(Message):
     """The pump put news in the feed (at most one of these is ever waiting)."""
+
+
+class TokenizerChecked(Message):
+    """The base model's tokenizer was found, or not (and why)."""
+
+    def __init__(self, key: str, check: TokenizerCheck) -> None:
+        super().__init__()
+        self.key, self.check = key, check
 
 
 @dataclass
@@ -65,9 +75,10 @@ class IonCannonApp(App[None]):
     TITLE = "ioncannon"
     ENABLE_COMMAND_PALETTE = False
     PUMP_INTERVAL = 0.2
+    # ctrl+q is the only quit key, on every screen: a bare letter would type into an answer box on some
+    # screens and quit on others. Not a priority binding, so a job screen can label it "Leave/stop".
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+q", "request_quit", "Quit", priority=True),
-        Binding("q", "request_quit", "Quit", show=False),
+        Binding("ctrl+q", "request_quit", "Quit"),
     ]
 
     def __init__(
@@ -75,8 +86,10 @@ class IonCannonApp(App[None]):
         hardware_probe: Callable[[Path], HardwareInfo] | None = None,
         clock: Callable[[], float] = time.time,
         proc: Path = Path("/proc"),
+        come_back: str = "ioncannon",
     ) -> None:
         super().__init__()
+        self.come_back = come_back  # the command that brings the person back here, said when they leave
         self.workdir = Path(workdir)
         self.demo = demo
         self.store = SessionStore.open(self.workdir, demo)
@@ -86,7 +99,8 @@ class IonCannonApp(App[None]):
         self.clock = clock
         self.proc = proc  # where the cost meter reads the box's uptime
         self._hardware_probe = hardware_probe
-        self._tokenizers: dict[str, Any] = {}  # base model -> its CLIP tokenizer, or None where it can't be had
+        self._tokenizers: dict[str, TokenizerCheck] = {}  # base model -> its CLIP tokenizer, or why there is none
+        self._tokenizers_pending: set[str] = set()
         # Workers that import torch/diffusers/transformers take turns: diffusers' lazy imports are not
         # safe from two threads at once (a half-initialised module raises ImportError).
         self.engine_import_lock = threading.RLock()
@@ -118,33 +132,48 @@ class IonCannonApp(App[None]):
 
         return probe(self.workdir, demo=self.demo)
 
-    def lint_tokenizer(self) -> Any | None:
-        """The base model's CLIP tokenizer for the identifier linter, or None (then it lints syntax only).
+    def check_tokenizer(self) -> None:
+        """Find the base model's CLIP tokenizer for the identifier linter; the answer comes as TokenizerChecked.
 
-        Slow the first time (imports transformers; the demo makes its tiny model): call from a worker.
+        It may wait on the hub, so it runs on a daemon thread of its own, not a worker: Python waits for
+        worker threads at exit, and quitting must never wait on the network.
         """
-        from ioncannon.tui.tokenizer import load_clip_tokenizer
-
-        key = "demo" if self.demo else self.store.session.base_model
+        key = "demo" if self.demo else self.store.session.base_model.strip()
         if key in self._tokenizers:
-            return self._tokenizers[key]
-        tokenizer = None
+            self.post_message(TokenizerChecked(key, self._tokenizers[key]))
+            return
+        if key in self._tokenizers_pending:
+            return
+        self._tokenizers_pending.add(key)
+        threading.Thread(target=self._find_tokenizer, args=(key,), name="ioncannon-tokenizer", daemon=True).start()
+
+    def _find_tokenizer(self, key: str) -> None:
+        from ioncannon.tui.tokenizer import TokenizerCheck, find_clip_tokenizer, load_clip_tokenizer
+
         try:
-            with self.engine_import_lock:
-                if self.demo:
+            if self.demo:
+                with self.engine_import_lock:
                     from ioncannon.engine.demo import ensure_demo_model
 
-                    source = str(ensure_demo_model(self.workdir))
-                else:
-                    source = key
-                tokenizer = load_clip_tokenizer(source, download=False)
-            if tokenizer is None and not self.demo:
-                # Fetching its few text files may wait on the network: not while holding up the hardware probe.
-                tokenizer = load_clip_tokenizer(key)
-        except Exception:  # a missing tokenizer only costs the token count
+                    found = load_clip_tokenizer(str(ensure_demo_model(self.workdir)), download=False)
+                check = TokenizerCheck(found, "" if found is not None else "the demo model has no tokenizer")
+            else:
+                check = find_clip_tokenizer(key)
+        except Exception as exc:  # a missing tokenizer only costs the token count
             log.debug("no tokenizer for the linter", exc_info=True)
-        self._tokenizers[key] = tokenizer
-        return tokenizer
+            check = TokenizerCheck(None, f"the tokenizer could not be loaded ({type(exc).__name__})")
+        try:
+            self.post_message(TokenizerChecked(key, check))  # thread-safe
+        except RuntimeError:
+            pass  # the app has gone (its loop is closed): nobody is waiting for the answer
+
+    def on_tokenizer_checked(self, message: TokenizerChecked) -> None:
+        """Keep the answer for this base model and hand it to the subject screen, if it is still up."""
+        self._tokenizers[message.key] = message.check
+        self._tokenizers_pending.discard(message.key)
+        screen = self.step_screen()
+        if screen is not None and hasattr(screen, "tokenizer_checked"):
+            screen.tokenizer_checked(message.key, message.check)
 
     # ------------------------------------------------------------------ moving between steps
 
@@ -209,17 +238,36 @@ class IonCannonApp(App[None]):
             self._prefill_demo()
         self.go(Step.PHOTOS)
 
-    def _prefill_demo(self) -> None:
-        """The demo's answers: its sample photos and subject; every screen still shows them."""
+    def start_over(self) -> None:
+        """Forget the saved answers; the demo gets its own photos and subject back."""
+        self.store.start_over()
+        if self.demo:
+            self._prefill_demo()
+
+    def has_answers(self) -> bool:
+        """Whether the saved answers differ from a fresh start (the demo's own, in the demo)."""
+        start = WizardSession(demo=self.demo)
+        if self.demo:
+            start = dataclasses.replace(start, **self._demo_answers())
+        return self.store.session.differs_from(start)
+
+    @staticmethod
+    def _demo_answers() -> dict[str, object]:
         from ioncannon.engine.demo import DEMO_CLASS, DEMO_IDENTIFIER, demo_photos_dir
         from ioncannon.tui.session import DEMO_RUN_LENGTH
 
-        session = self.store.session
+        return {"photos_dir": str(demo_photos_dir()), "identifier": DEMO_IDENTIFIER, "class_choice": DEMO_CLASS,
+                "run_length": DEMO_RUN_LENGTH}
+
+    def _prefill_demo(self) -> None:
+        """The demo's answers: its sample photos and subject; every screen still shows them."""
+        session, demo = self.store.session, self._demo_answers()
         changes: dict[str, object] = {}
         if not session.photos_dir:
-            changes["photos_dir"] = str(demo_photos_dir())
+            changes["photos_dir"] = demo["photos_dir"]
         if not session.identifier:
-            changes.update(identifier=DEMO_IDENTIFIER, class_choice=DEMO_CLASS, run_length=DEMO_RUN_LENGTH)
+            changes.update(identifier=demo["identifier"], class_choice=demo["class_choice"],
+                           run_length=demo["run_length"])
         if changes:
             self.store.update(**changes)
 
@@ -326,9 +374,26 @@ class IonCannonApp(App[None]):
             return
         if self.job is not None and is_live(self.job_view.state.status, self.job_view.alive):
             self.push_screen(
-                ChoiceDialog("Quit?", "The job keeps running on this machine. Type `ioncannon` to come back.",
+                ChoiceDialog("Quit?", f"The job keeps running on this machine. Type `{self.come_back}` to come back.",
                              [Choice("enter", "quit", "quit"), Choice("escape", "stay", "stay")]),
-                lambda answer: self.exit() if answer == "quit" else None,
+                lambda answer: self.leave() if answer == "quit" else None,
             )
             return
-        self.exit()
+        self.leave()
+
+    def leave(self) -> None:
+        """Exit with a parting line: what goes on without the wizard, and how to come back."""
+        self.exit(message=self.parting_words())
+
+    def parting_words(self) -> str:
+        if self.job is None:
+            if self.has_answers():
+                return f"Your answers are saved. Type `{self.come_back}` to carry on where you left off."
+            return f"Type `{self.come_back}` to start again."
+        name = self.job.spec.name
+        if is_live(self.job_view.state.status, self.job_view.alive):
+            return (f"Job {name} keeps running on this machine. Type `{self.come_back}` to watch it again; "
+                    f"closing the terminal or the SSH link does not stop it.")
+        if self.job_view.state.status == "finished":
+            return f"Job {name} is finished; its files are in {self.job.paths.root}. `{self.come_back}` shows them."
+        return f"Job {name} is not running. Type `{self.come_back}` to resume it or start a new one."

@@ -66,3 +66,16 @@ def _positive(number: str, typed: str) -> float:
     if not 0 < value < 1_000_000 or value != value:
         raise ValueError("a budget cap is more than zero")
     return value
+
+
+def fit(text: str, width: int) -> str:
+    """`text` cut to `width` characters with "…" where it was cut (the full text is shown elsewhere)."""
+    if width <= 0:
+        return ""
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+def flexible_width(total: int, fixed: int, columns: int, minimum: int) -> int:
+    """What is left of a table `total` wide for its one flexible column, after the `fixed` ones and cell padding."""
+    scrollbar = 2
+    return max(minimum, total - fixed - 2 * columns - scrollbar)

@@ -28,6 +28,23 @@ class Shown:
         return self.image if self.image is not None else self.collage
 
 
+@dataclass(frozen=True)
+class Collage:
+    """A finished prompt's collage on disk."""
+
+    keyword: str
+    path: Path
+
+
+def collages_on_disk(paths: JobPaths, identifier: str) -> list[Collage]:
+    """Every prompt's collage (`outputs/<identifier>_<keyword>/*-0000.jpg`) in the order they were made."""
+    if not paths.outputs.is_dir():
+        return []
+    found = [p for p in paths.outputs.glob("*/*-0000.jpg") if p.is_file()]
+    found.sort(key=lambda p: (p.stat().st_mtime, p.name))
+    return [Collage(p.parent.name.removeprefix(f"{identifier}_"), p) for p in found]
+
+
 def images_of(collage: str | Path) -> list[Path]:
     """The images a collage was made of: `<prompt folder>/samples/*.png`, in order."""
     samples = Path(collage).parent / "samples"

@@ -20,6 +20,9 @@ RUN_LENGTHS: dict[str, int] = {"bare": 0, "short": 16, "medium": 64, "long": 100
 # The demo keeps its own tiny count, so it stays a few-minutes run on a CPU.
 DEMO_RUN_LENGTH = "demo"
 STYLE_FIELDS: tuple[str, ...] = ("keyword", "prompt", "negative", "seed", "enabled")
+# The answers about one job's subject (start over forgets them); price, base model and the like are kept per box.
+ANSWER_FIELDS: tuple[str, ...] = ("photos_dir", "identifier", "class_choice", "custom_class", "crops", "excluded",
+                                  "kept", "prompt_styles", "run_length", "budget")
 
 
 @dataclass
@@ -47,6 +50,10 @@ class WizardSession:
     all_gpus: bool = False  # train data-parallel on every GPU the plan fits (asked only on multi-GPU boxes)
     family: str | None = None  # sd15 | sdxl; None: SDXL where it fits the card, SD 1.5 otherwise
     resolution: int | None = None  # one of the family's sizes; None: its default
+
+    def differs_from(self, start: WizardSession) -> bool:
+        """Whether anything was answered that starting over (back to `start`) would forget."""
+        return any(getattr(self, name) != getattr(start, name) for name in ANSWER_FIELDS)
 
     @property
     def class_name(self) -> str:
@@ -155,6 +162,10 @@ class SessionStore:
         self.session = session
         self.save()
         return session
+
+    def start_over(self) -> WizardSession:
+        """Forget every answer (the demo's are filled in again by the app)."""
+        return self.replace(WizardSession(demo=self.session.demo))
 
     def save(self) -> None:
         try:

@@ -75,10 +75,16 @@ def job_step(status: str, stage: str | None) -> Step:
 
 
 def follow_job(current: Step, status: str, stage: str | None) -> Step:
-    """Where a job screen moves as the job advances: only forward, never back to training."""
-    target = job_step(status, stage)
+    """Where a job screen moves as the job advances: only forward, never back to training.
+
+    A finished job stops on the generate screen: the person looks at the images there and moves on
+    to finish with enter (a jump would take the pictures away the moment the last one lands).
+    """
     if current not in JOB_STEPS:
         return current
+    target = job_step(status, stage)
+    if target is Step.FINISH:
+        target = Step.GENERATE
     return target if ORDER.index(target) > ORDER.index(current) else current
 
 

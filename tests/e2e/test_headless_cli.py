@@ -95,9 +95,13 @@ def test_unwritable_workdir_is_explained(tmp_path: Path) -> None:
     assert out.returncode == 2 and "not writable" in out.stderr and "--workdir" in out.stderr
 
 
-def test_status_with_no_jobs_says_so(tmp_path: Path) -> None:
+def test_status_with_no_jobs_says_so_and_is_no_error(tmp_path: Path) -> None:
     out = ioncannon("status", "--workdir", str(tmp_path))
-    assert out.returncode == 2 and "no jobs" in out.stderr
+    assert out.returncode == 0 and "no jobs in" in out.stdout and "`ioncannon`" in out.stdout
+    out = ioncannon("status", "--json", "--workdir", str(tmp_path))
+    assert out.returncode == 0 and json.loads(out.stdout)["jobs"] == []
+    out = ioncannon("status", "nosuchjob", "--workdir", str(tmp_path))  # a name that isn't there is a mistake
+    assert out.returncode == 2 and "no job called 'nosuchjob'" in out.stderr
 
 
 @pytest.mark.slow
@@ -139,3 +143,39 @@ def test_job_file_detach_stop_and_resume(tmp_path: Path, tiny_model_dir: Path) -
     assert again["status"] == "running" and again["step"] > stopped["step"]
     assert "cache" in again["stages_done"]
     ioncannon("stop", "stoppable", "--workdir", str(wd), timeout=180)
+
+
+def test_run_example_prints_a_job_file_that_runs(tmp_path: Path) -> None:
+    from ioncannon.engine.demo import demo_photos_dir
+    from ioncannon.job.jobfile import read_jobfile
+
+    out = ioncannon("run", "--example")
+    assert out.returncode == 0 and out.stdout.startswith("# An ioncannon job file")
+    assert "photos_dir" in out.stdout and "[train]" in out.stdout and "--example" not in out.stderr
+    jobfile = tmp_path / "job.toml"
+    jobfile.write_text(out.stdout.replace("~/photos/rex", str(demo_photos_dir())))
+    spec = read_jobfile(jobfile, tmp_path / "work")  # as printed (photo folder aside), it passes the door
+    assert (spec.identifier, spec.class_name, spec.family) == ("zwx", "dog", "sd15")
+    assert "ioncannon run --example" in ioncannon("run", "--help").stdout
+
+
+def test_a_cpu_job_without_a_train_table_gets_the_cpu_plan(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from ioncannon.engine.demo import demo_photos_dir
+    from ioncannon.job.presets import demo_plan
+
+    jobfile = tmp_path / "job.toml"
+    jobfile.write_text(f'photos_dir = "{demo_photos_dir()}"\nidentifier = "zwx"\nclass_name = "dog"\n'
+                       f'base_model = "{tiny_model_dir}"\ndevice = "cpu"\n')
+    out = ioncannon("run", str(jobfile), "--workdir", str(tmp_path / "work"))  # no --yes, no terminal: plan only
+    assert out.returncode == 2 and "add --yes" in out.stderr
+    plan = demo_plan()
+    training = next(line for line in out.stdout.splitlines() if line.startswith("training"))
+    assert f"{plan.steps} steps" in training and "fp32" in training and "bf16" not in training
+    assert f"({plan.num_class_images} class images)" in training and "200 class images" not in training
+
+
+def test_the_headless_plan_comes_first_without_library_chatter(tmp_path: Path) -> None:
+    out = ioncannon("run", "--demo", "--workdir", str(tmp_path / "work"), timeout=120)  # no --yes: plan only
+    assert out.returncode == 2 and out.stdout.startswith("job ")
+    assert "torchvision" not in out.stdout + out.stderr and "Writing model shards" not in out.stdout + out.stderr
+    assert out.stderr.strip() == "ioncannon: not starting without confirmation: add --yes."

@@ -81,6 +81,8 @@ def test_demo_survives_a_killed_terminal_and_reattaches(tmux: Tmux, tmp_path: Pa
     assert wait_for_exit(paths, patience(300))
     final = read_state(paths)
     assert final.status == "finished", (final.message, final.hint)
+    tmux.wait_for("second", "All images are made", 60)  # generate stays with the pictures…
+    tmux.send("second", "Enter")  # …until the person moves on
     tmux.wait_for("second", "DESTROY", 60)  # the finish screen's last words
     collages = sorted(paths.root.glob("outputs/zwx_*/zwx_*-0000.jpg"))
     assert len(collages) >= 8

@@ -59,8 +59,10 @@ def test_multi_token_identifier_warns_with_the_pieces(tokenizer) -> None:  # noq
 
 
 def test_class_collision_warns() -> None:
-    assert any("collides with the class" in w for w in lint_identifier("dog", "dog").warnings)
-    assert any("collides with the class" in w for w in lint_identifier("puppy", "dog").warnings)
+    assert any("'dog' (the class itself) already names" in w for w in lint_identifier("dog", "dog").warnings)
+    assert any("'puppy' already names a kind of subject" in w for w in lint_identifier("puppy", "dog").warnings)
+    assert any("'cat' already names" in w and "('person')" in w for w in lint_identifier("zwx cat", "person").warnings)
+    assert not [w for w in lint_identifier("zwx", "cat").warnings if "names a kind" in w]
     assert any("contains the class word" in w for w in lint_identifier("zwxdog", "dog").warnings)
 
 

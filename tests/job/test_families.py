@@ -44,7 +44,10 @@ def test_each_family_says_what_the_wizard_shows() -> None:
     assert 768 in sdxl.resolutions and sdxl.prior_preservation and sdxl.prior_why
     assert family_info("flux").lora_only and "Non-Commercial" in family_info("flux").licence
     # the wizard offers only families with training plans
-    assert [f.name for f in offered_families()] == ["sd15", "sdxl"]
+    assert [f.name for f in offered_families()] == ["sd15", "sdxl", "flux"]
+    flux = family_info("flux")
+    assert flux.resolutions == (1024, 512) and not flux.prior_preservation and "class" in flux.prior_why
+    assert "gated" in flux.notice and "hf auth login" in flux.notice
     with pytest.raises(ValueError, match="unknown model family"):
         family_info("sd3")
 
@@ -53,6 +56,9 @@ def test_presets_take_the_family_learning_rate() -> None:
     assert preset_plan("recommended", "full", "sdxl").learning_rate == FAMILIES["sdxl"].full_lr
     assert preset_plan("recommended", "lora", "sdxl").learning_rate == FAMILIES["sdxl"].lora_lr
     assert preset_plan("recommended", "full") == preset_plan("recommended", "full", "sd15")  # SD 1.5 unchanged
+    # Flux: LoRA, no class images, and the classic preset's text-encoder training does not apply
+    classic = preset_plan("classic", "lora", "flux")
+    assert not classic.prior_preservation and not classic.train_text_encoder and classic.mode == "lora"
 
 
 @pytest.mark.parametrize(("keys", "family"), [
@@ -84,3 +90,21 @@ def test_a_mismatch_is_one_sentence_that_says_what_to_do() -> None:
     text = mismatch_message("/models/realvis.safetensors", "sdxl", "sd15")
     assert text == ("realvis.safetensors is an SDXL model but the job is set to SD 1.5: pick SDXL as the model "
                     "family or choose an SD 1.5 base model.")
+
+
+def test_a_flux_job_file_gets_the_lora_recipe_and_a_full_fine_tune_is_refused(tmp_path: Path) -> None:
+    from ioncannon.job.jobfile import read_jobfile
+
+    base = {"photos_dir": ".", "identifier": "zwx", "class_name": "man", "family": "flux"}
+    jobfile = tmp_path / "job.json"
+    jobfile.write_text(json.dumps(base))
+    spec = read_jobfile(jobfile, tmp_path)
+    assert (spec.base_model, spec.resolution) == ("black-forest-labs/FLUX.1-dev", 1024)
+    assert spec.train.mode == "lora" and spec.train.lora_rank == 16 and spec.train.learning_rate == 1e-4
+    assert not spec.train.prior_preservation and (spec.generate.steps, spec.generate.guidance) == (28, 3.5)
+    jobfile.write_text(json.dumps({**base, "train": {"prior_preservation": True, "steps": 600}}))
+    spec = read_jobfile(jobfile, tmp_path)
+    assert spec.train.prior_preservation and spec.train.steps == 600 and spec.train.mode == "lora"
+    jobfile.write_text(json.dumps({**base, "train": {"mode": "full"}}))
+    with pytest.raises(SpecError, match='trains LoRA only here: write "lora"'):
+        read_jobfile(jobfile, tmp_path)

@@ -49,8 +49,8 @@ async def test_attach_watch_stop_and_resume(tui_workdir: Path, small_demo: Calla
         assert panel_text(app) != first_text and f"/{spec.train.steps} steps" in panel_text(app)
         assert len(app.job_view.losses) >= 2  # the sparkline has a line to draw
 
-        # q asks; s stops the job at a checkpoint (it does not just vanish)
-        await pilot.press("q")
+        # ctrl+q asks; s stops the job at a checkpoint (it does not just vanish)
+        await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="leave dialog")
         await pilot.press("s")
         await wait_for(pilot, lambda: app.job_view.state.status == "stopped" and not app.job_view.alive,
@@ -70,8 +70,8 @@ async def test_attach_watch_stop_and_resume(tui_workdir: Path, small_demo: Calla
                        timeout=90, what="training again")
         assert app.job_view.state.done >= checkpoint  # continued from the checkpoint, not from step 0
 
-        # q then l leaves the screen; the job keeps running without it
-        await pilot.press("q")
+        # ctrl+q then l leaves the screen; the job keeps running without it
+        await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="leave dialog")
         await pilot.press("l")
     assert runner_pid(paths) is not None

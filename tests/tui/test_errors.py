@@ -62,7 +62,7 @@ async def test_quit_while_setting_up_needs_no_confirmation(tui_workdir: Path, tm
     app = IonCannonApp(tui_workdir, proc=tmp_path / "no-proc")
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, WelcomeScreen), what="welcome")
-        await pilot.press("q")
+        await pilot.press("ctrl+q")
         await pilot.pause(0.2)
         assert app.return_code == 0 and not app.is_running
 

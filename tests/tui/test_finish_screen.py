@@ -254,6 +254,28 @@ async def test_a_budget_stop_explains_how_to_go_on_or_wrap_up(
         assert outcome.startswith("■ Stopped: budget reached") and "ioncannon resume" in outcome and "bundle" in outcome
 
 
+@pytest.mark.parametrize("width", [80, 100])
+async def test_download_commands_stay_on_one_line_each_and_c_copies_rsync(
+    tmp_path: Path, vast_env: tuple[dict[str, str], Path], width: int,
+) -> None:
+    env, _ = vast_env
+    paths, spec = finished_job(tmp_path)
+    app = FinishApp(FinishScreen(paths, spec, env=env))
+    async with app.run_test(size=(width, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, FinishScreen) and screen.commands is not None
+        commands = screen.query_one("#finish-download")
+        longest = max(len(screen.commands.scp), len(screen.commands.rsync))
+        assert longest > width  # the case that used to wrap
+        assert commands.size.height == 2 and commands.size.width >= longest  # unwrapped, one line each
+        scroller = screen.query_one("#finish-commands")
+        assert scroller.max_scroll_x > 0  # the rest is a scroll away
+        await pilot.press("c")
+        assert app.clipboard == screen.commands.rsync  # sent with OSC 52
+        assert screen.commands.rsync in (paths.root / "DOWNLOAD.txt").read_text()
+
+
 async def test_finish_screen_shows_each_stage_next_to_its_estimate(
     tmp_path: Path, vast_env: tuple[dict[str, str], Path],
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from textual.widgets import Static
 
 from ioncannon.engine.hardware import GpuInfo, HardwareInfo, choose_plan
@@ -173,6 +174,13 @@ async def test_sdxl_where_it_fits_and_ctrl_f_switches_family(tui_workdir: Path, 
         await wait_for(pilot, lambda: screen.choice is not None and screen.spec_for("x").resolution == 768,
                        what="the 768 px plan")
         assert screen.spec_for("x").family == "sdxl" and load_session(tui_workdir).resolution == 768
+        await pilot.press("ctrl+f")  # Flux.1: no plan fits 12 GB, and the screen says what would
+        await wait_for(pilot, lambda: screen.base_spec is not None and screen.base_spec.family == "flux"
+                       and screen.hardware is not None and screen.refusal != "", what="the Flux refusal")
+        assert screen.choice is None and "at least 24 GB" in screen.refusal
+        await pilot.press("ctrl+f")  # Flux.1 at 512 px
+        await wait_for(pilot, lambda: screen.base_spec is not None and screen.base_spec.resolution == 512
+                       and screen.base_spec.family == "flux", what="Flux at 512 px")
         await pilot.press("ctrl+f")
         await wait_for(pilot, lambda: screen.choice is not None and screen.spec_for("x").family == "sd15",
                        what="the SD 1.5 plan")
@@ -202,3 +210,52 @@ async def test_an_sdxl_file_with_sd15_chosen_is_one_sentence(tui_workdir: Path, 
         assert not isinstance(app.screen, ChoiceDialog)
         message = shown(screen.query_one("#hardware-message", Static))
         assert "my-favourite-model.safetensors is an SDXL model but the job is set to SD 1.5" in message
+
+
+async def test_without_a_gpu_it_says_exactly_how_to_try_these_photos_on_the_cpu(tui_workdir: Path,
+                                                                               tmp_path: Path) -> None:
+    no_gpu = HardwareInfo(gpus=[], disk_free_gib=41.0, cpu_count=2, ram_gib=23.5)
+    app = open_on_hardware(tui_workdir, tmp_path, no_gpu)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.hardware is not None,
+                       what="probe")
+        plan = " ".join(shown(app.screen.query_one("#hardware-plan", Static)).split())
+        assert "no GPU here" in plan and "ioncannon --demo" in plan and str(tmp_path) in plan
+        assert "noise" in plan and "minutes" in plan  # said plainly: fast, real plumbing, no real pictures
+        await pilot.press("ctrl+n")
+        await pilot.pause(0.2)
+        assert not isinstance(app.screen, ChoiceDialog)
+        assert "`ioncannon --demo`" in shown(app.screen.query_one("#hardware-message", Static))
+    assert not any(p.is_dir() for p in tui_workdir.iterdir())
+
+
+FOUR_090 = HardwareInfo(gpus=[GpuInfo(0, "NVIDIA GeForce RTX 4090", 24.0, 23.4)], disk_free_gib=300.0, cpu_count=16,
+                        ram_gib=62.0)
+
+
+async def test_flux_on_24_gb_takes_the_fp8_plan_and_waits_for_a_hub_login(
+    tui_workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    app = open_on_hardware(tui_workdir, tmp_path, FOUR_090, family="flux", resolution=1024)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.choice is not None,
+                       what="plan")
+        screen = app.screen
+        assert isinstance(screen, HardwareScreen)
+        spec = screen.spec_for("x")
+        assert (spec.family, spec.base_model) == ("flux", "black-forest-labs/FLUX.1-dev")
+        assert spec.train.mode == "lora" and spec.train.base_weights == "fp8" and spec.train.gradient_checkpointing
+        assert not spec.train.prior_preservation and not spec.train.train_text_encoder
+        plan = shown(screen.query_one("#hardware-plan", Static))
+        assert "Non-Commercial" in plan and "hf auth login" in plan and "prior preservation off" in plan
+        assert "Full/LoRA" not in {b.binding.description for b in screen.active_bindings.values() if b.binding.show}
+        await pilot.press("ctrl+n")  # nothing starts, and nothing downloads, without a login
+        assert "hf auth login" in shown(screen.query_one("#hardware-message", Static))
+        assert not isinstance(app.screen, ChoiceDialog)
+        (tmp_path / "hf").mkdir()
+        (tmp_path / "hf" / "token").write_text("hf_login")
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="the start dialog")

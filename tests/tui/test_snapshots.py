@@ -216,6 +216,28 @@ def test_hardware_picks_sdxl_where_it_fits(box: Path, snap_compare: Callable[...
     assert snap_compare(make_app(box, hardware=card), run_before=probed)
 
 
+def test_hardware_flux_says_the_licence_and_how_to_log_in(box: Path, snap_compare: Callable[..., bool],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HOME", "no-hf-login-here")
+    saved_session(box, step="hardware", photos_dir="photos", identifier="zwx", hourly_price=2.49, family="sdxl",
+                  resolution=768)
+
+    async def probed(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None,
+                       what="plan")
+        await pilot.press("ctrl+f")  # SDXL 768 px -> Flux.1 1024 px
+        await wait_for(pilot, lambda: app.screen.base_spec is not None and app.screen.base_spec.family == "flux"
+                       and app.screen.estimate_s is not None, what="the Flux plan")
+        await wait_for(pilot, lambda: app.screen.session.base_model == "black-forest-labs/FLUX.1-dev",
+                       what="the FLUX.1-dev base model")
+        await pilot.pause()
+
+    assert snap_compare(make_app(box), run_before=probed)
+
+
 def test_hardware_offers_all_gpus(box: Path, snap_compare: Callable[..., bool]) -> None:
     saved_session(box, step="hardware", photos_dir="photos", identifier="zwx", hourly_price=2.49, family="sd15")
 
@@ -267,7 +289,7 @@ def test_leave_or_stop_dialog(box: Path, snap_compare: Callable[..., bool],
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, TrainScreen) and len(app.job_view.losses) == 42,
                        what="events")
-        await pilot.press("q")
+        await pilot.press("ctrl+q")
 
     assert snap_compare(make_app(box), run_before=asked)
 
@@ -300,3 +322,21 @@ def test_generate(box: Path, snap_compare: Callable[..., bool], held_lock: Calla
         await pilot.press("left")
 
     assert snap_compare(make_app(box), run_before=attached)
+
+
+def test_check_at_100x30(box: Path, snap_compare: Callable[..., bool]) -> None:
+    saved_session(box, step="check", photos_dir="photos", identifier="zwx")
+
+    async def scanned(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckScreen) and app.screen.scanned, what="scan")
+        await pilot.press(*["down"] * 5)  # the photo that was turned upright: its reason in full below
+        await wait_for(pilot, lambda: "crop" in shown(app.screen.query_one(".preview-caption", Static)),
+                       what="preview")
+
+    assert snap_compare(make_app(box), run_before=scanned, terminal_size=(100, 30))
+
+
+def test_prompts_at_100x30(box: Path, snap_compare: Callable[..., bool]) -> None:
+    saved_session(box, step="prompts", photos_dir="photos", identifier="zwx")
+    assert snap_compare(make_app(box), terminal_size=(100, 30))

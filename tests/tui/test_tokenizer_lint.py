@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from textual.widgets import Static
 
 from ioncannon.engine.demo import ensure_demo_model
 from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.screens.subject import SubjectScreen
 from ioncannon.tui.session import SessionStore, WizardSession
-from ioncannon.tui.tokenizer import load_clip_tokenizer
+from ioncannon.tui.tokenizer import HUB_PROBE_S, load_clip_tokenizer
+from tests.waiting import patience
 
 from .conftest import shown, wait_for
 
@@ -45,3 +51,67 @@ def test_no_tokenizer_without_its_files(tmp_path: Path) -> None:
     (tmp_path / "model" / "unet").mkdir(parents=True)
     assert load_clip_tokenizer(str(tmp_path / "model")) is None
     assert load_clip_tokenizer(str(tmp_path / "model.safetensors")) is None
+
+
+@pytest.fixture
+def hanging_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[socket.socket]]:
+    """A model hub that accepts connections and never answers (a box behind a black-holing firewall)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    yield held
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+async def test_a_hanging_hub_shows_checking_then_one_verdict(tui_workdir: Path, tmp_path: Path,
+                                                             hanging_hub: list[socket.socket]) -> None:
+    SessionStore(tui_workdir, WizardSession()).update(step="subject", identifier="qwvz", photos_dir="x",
+                                                      base_model="someone/never-cached-model")
+    app = IonCannonApp(tui_workdir, proc=tmp_path / "no-proc")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, SubjectScreen), what="subject")
+        screen = app.screen
+        assert isinstance(screen, SubjectScreen)
+        lint = screen.query_one("#subject-lint", Static)
+        assert "checking 'qwvz'" in shown(lint) and "✓" not in shown(lint)
+        started = time.monotonic()
+        await wait_for(pilot, lambda: not screen.checking, timeout=10, what="the probe to give up")
+        assert time.monotonic() - started < patience(HUB_PROBE_S + 3)
+        verdict = shown(lint)
+        assert "✓ 'qwvz' looks like a good rare word" in verdict and "did not answer within 2 s" in verdict
+        assert hanging_hub  # the probe did knock
+
+
+async def test_quitting_never_waits_for_the_hub(tui_workdir: Path, tmp_path: Path,
+                                                hanging_hub: list[socket.socket],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import ioncannon.tui.tokenizer
+
+    monkeypatch.setattr(ioncannon.tui.tokenizer, "HUB_PROBE_S", 600.0)  # a hub that takes forever to answer
+    monkeypatch.setattr(ioncannon.tui.tokenizer.find_clip_tokenizer, "__kwdefaults__", {"probe_s": 600.0})
+    SessionStore(tui_workdir, WizardSession()).update(step="subject", identifier="qwvz", photos_dir="x",
+                                                      base_model="someone/never-cached-model")
+    app = IonCannonApp(tui_workdir, proc=tmp_path / "no-proc")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, SubjectScreen), what="subject")
+        await wait_for(pilot, lambda: bool(hanging_hub), what="the probe to knock")
+        await pilot.press("escape")  # changing screen doesn't wait either
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "CheckScreen", what="check")
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: not app.is_running, timeout=5, what="quit")
+    # What still waits on the hub must not hold the process open at exit (Python joins non-daemon threads).
+    waiting = [t for t in threading.enumerate() if t.name == "ioncannon-tokenizer"]
+    assert waiting and all(t.daemon for t in waiting)

@@ -116,7 +116,11 @@ async def test_keyboard_walk_from_welcome_to_finish(tui_workdir: Path, small_dem
         await wait_for(pilot, lambda: app.job_view.losses, timeout=120, what="training steps")
         shoot(app, "train")
         await wait_for(pilot, lambda: isinstance(app.screen, GenerateScreen), timeout=120, what="generate screen")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "FinishScreen", timeout=180, what="finish")
+        await wait_for(pilot, lambda: app.job_view.state.status == "finished", timeout=180, what="every image")
+        await pilot.pause(0.5)
+        assert isinstance(app.screen, GenerateScreen)  # it stays with the pictures until the person moves on
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "FinishScreen", what="finish")
         shoot(app, "finish")
 
     (job,) = list_jobs(tui_workdir)

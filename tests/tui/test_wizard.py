@@ -83,7 +83,9 @@ def test_job_state_picks_its_screen(status: str, stage: str | None, expected: St
 
 def test_job_screens_only_move_forward() -> None:
     assert follow_job(Step.TRAIN, "running", "export") is Step.GENERATE
-    assert follow_job(Step.GENERATE, "finished", None) is Step.FINISH
+    # a finished job waits on the generate screen until the person moves on (enter)
+    assert follow_job(Step.GENERATE, "finished", None) is Step.GENERATE
+    assert follow_job(Step.TRAIN, "finished", None) is Step.GENERATE
     # a stale state.json that still says "train" must not pull the generate screen back
     assert follow_job(Step.GENERATE, "running", "train") is Step.GENERATE
     # setup screens are never moved by a job

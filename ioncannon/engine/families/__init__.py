@@ -33,13 +33,15 @@ def family_for(name: str) -> Family:
     return _LOADED[name]
 
 
-def load_trained(ctx: StageContext, dtype: torch.dtype | None = None) -> Components:
-    """Base components with the trained weights applied, on ctx.device, in eval mode."""
+def load_trained(ctx: StageContext, dtype: torch.dtype | None = None, on_device: bool = True) -> Components:
+    """Base components with the trained weights applied, in eval mode, on ctx.device (in host memory when not
+    `on_device`: a LoRA export, or a sampler that places the weights itself)."""
     family = family_for(ctx.spec.family)
-    components = apply_trained(family.load(ctx.spec.base_model), ctx.paths)
     dtype = dtype or ctx.dtype
+    components = apply_trained(family.load(ctx.spec.base_model, dtype=family.working_dtype(dtype)), ctx.paths)
+    device = ctx.device if on_device else torch.device("cpu")
     for module in components.modules():
-        module.to(device=ctx.device, dtype=family.vae_dtype(dtype) if module is components.vae else dtype)
+        module.to(device=device, dtype=family.vae_dtype(dtype) if module is components.vae else dtype)
         module.eval()
         module.requires_grad_(False)
     return components

@@ -11,11 +11,15 @@ A family (one module per family, looked up with `family_for(name)`) owns:
   a run that trains the text encoders calls it every step), `extra_conditioning(batch, resolution)` what
   does not depend on the prompt (SDXL's size and crop ids), `encode_prompts` all three at once, and
   `denoiser_inputs(cond)` turns those tensors into the denoiser's keyword arguments;
-- the training objective: `objective(scheduler, device)` draws timesteps and gives the noisy input and the
-  regression target (epsilon, v-prediction, flow matching);
-- the sampler for class images and the prompt pack: `make_scheduler(kind, training scheduler)`, and
+- the training objective: `objective(scheduler, device, latent_hw)` draws timesteps and gives the noisy input and
+  the regression target (epsilon, v-prediction, flow matching); `predict(denoiser, latents, timesteps, cond)` is
+  the one denoiser call (Flux packs the latents into tokens there); `lora_targets` the layers a LoRA adapts;
+  `place_frozen(denoiser, kind, device, dtype)` puts it on the GPU, its frozen weights in fewer bits if asked;
+- the sampler for class images, previews and the prompt pack: `make_scheduler(kind, training scheduler)`,
+  `sample_latents(...)` (classifier-free guidance for SD; Flux's guidance is an input of the model), and
   `vae_dtype(dtype)`, the dtype its VAE decodes in safely;
-- export layouts: `pipeline(parts)` (the diffusers folder), `save_lora(parts, folder)` (diffusers/peft
+- export layouts: `exports_full_model` (False: only the LoRA files, the merged model would be a copy of the base),
+  `pipeline(parts)` (the diffusers folder), `save_lora(parts, folder)` (diffusers/peft
   LoRA), `kohya_lora(parts)` (the kohya/A1111/ComfyUI LoRA file), `single_file(parts, dtype)` (the
   original-layout checkpoint), `metadata_architecture` and `card_notes(spec)` for the model card;
 - plans per VRAM: `info.profiles` (job/families.py, torch-free, so the wizard reads them without torch).
@@ -31,6 +35,7 @@ from typing import Any, ClassVar
 import torch
 
 from ioncannon.engine.models.load import Components, ModelLoadError, classify_source
+from ioncannon.engine.weights.trained import UNET_LORA_TARGETS
 from ioncannon.job.families import FamilyInfo, detect_family, family_info, mismatch_message
 from ioncannon.job.spec import JobSpec
 
@@ -52,8 +57,20 @@ def make_scheduler(kind: str, noise_scheduler: Any) -> Any:
     raise ValueError(f"unknown sampler {kind!r}; choose one of {', '.join(SAMPLERS)}")
 
 
+def scale_latents(vae: Any, mean: torch.Tensor) -> torch.Tensor:
+    """VAE posterior means as the denoiser sees them: shifted (Flux's VAE has a shift) and scaled."""
+    return (mean - (vae.config.get("shift_factor") or 0.0)) * vae.config.scaling_factor
+
+
+def unscale_latents(vae: Any, latents: torch.Tensor) -> torch.Tensor:
+    """The inverse of scale_latents, for decoding."""
+    return latents / vae.config.scaling_factor + (vae.config.get("shift_factor") or 0.0)
+
+
 class NoiseObjective:
     """DDPM noise prediction (epsilon, or v when the scheduler says so), timesteps drawn uniformly."""
+
+    timestep_dtype = torch.long
 
     def __init__(self, scheduler: Any, device: torch.device) -> None:
         ac = scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
@@ -79,6 +96,10 @@ class Family:
     name: ClassVar[str] = ""
     pipeline_class: ClassVar[str] = ""        # the diffusers pipeline that loads the exported folder
     metadata_architecture: ClassVar[str] = ""  # modelspec.architecture of exported single files
+    lora_targets: ClassVar[str | tuple[str, ...]] = UNET_LORA_TARGETS  # peft target_modules (a str is a regex)
+    exports_full_model: ClassVar[bool] = True
+    preview_guidance: ClassVar[float] = 5.0
+    channels_last: ClassVar[bool] = True  # NHWC on CUDA: UNets' convolutions run without layout transposes
 
     @property
     def info(self) -> FamilyInfo:
@@ -140,14 +161,48 @@ class Family:
         return {"encoder_hidden_states": cond["hidden"]}
 
     # ------------------------------------------------------------------ objective and sampler
-    def objective(self, scheduler: Any, device: torch.device) -> NoiseObjective:
+    def objective(self, scheduler: Any, device: torch.device, latent_hw: tuple[int, int] = (64, 64)) -> Any:
+        """Timestep draws, noisy input and target; `latent_hw` is the latent size (Flux shifts by it)."""
         return NoiseObjective(scheduler, device)
+
+    def predict(self, denoiser: Any, latents: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning,
+                guidance: float | None = None) -> torch.Tensor:
+        """The denoiser's output for (B, C, h, w) latents at `timesteps` (the scheduler's units), shaped as them."""
+        return denoiser(latents, timesteps, **self.denoiser_inputs(cond), return_dict=False)[0]
+
+    def place_frozen(self, denoiser: Any, kind: str, device: torch.device, dtype: torch.dtype) -> None:
+        """Move the denoiser to `device` in `dtype`, its frozen weights stored as `kind` (a LoRA run's memory
+        lever: "fp8" on Flux); only "plain" elsewhere."""
+        if kind != "plain":
+            raise ValueError(f"{self.name} has no {kind} base-weight plan; pick another plan")
+        denoiser.to(device=device, dtype=dtype)
 
     def make_scheduler(self, kind: str, noise_scheduler: Any) -> Any:
         return make_scheduler(kind, noise_scheduler)
 
+    def sample_latents(self, denoiser: Any, scheduler: Any, steps: int, latents: torch.Tensor, cond: Conditioning,
+                       uncond: Conditioning, guidance: float, dtype: torch.dtype) -> torch.Tensor:
+        """Denoise unit-variance noise `latents` in `steps` steps; [uncond, cond] go through one call per step."""
+        scheduler.set_timesteps(steps, device=latents.device)
+        latents = latents * scheduler.init_noise_sigma
+        inputs = self.denoiser_inputs({k: torch.cat([uncond[k], cond[k]]).to(dtype) for k in cond})
+        if latents.device.type == "cuda":
+            latents = latents.contiguous(memory_format=torch.channels_last)
+        for t in scheduler.timesteps:
+            model_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
+            noise = denoiser(model_in.to(dtype), t, **inputs, return_dict=False)[0]
+            uncond_noise, cond_noise = noise.chunk(2)
+            guided = uncond_noise + guidance * (cond_noise - uncond_noise)
+            latents = scheduler.step(guided, t, latents, return_dict=False)[0]
+        return latents
+
     def vae_dtype(self, dtype: torch.dtype) -> torch.dtype:
         return dtype
+
+    def working_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        """The dtype to load the base model in for caching, training and export, given the run's `dtype`
+        (SD-sized models load in fp32 and are cast where they run)."""
+        return torch.float32
 
     # ------------------------------------------------------------------ exports
     def pipeline(self, parts: Components) -> Any:
@@ -161,6 +216,10 @@ class Family:
 
     def single_file(self, parts: Components, dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def lora_file_notes(self, spec: JobSpec, kohya: str, diffusers: str) -> list[str]:
+        """Model-card lines on the LoRA files of a family that exports nothing else."""
+        return []
 
     def card_notes(self, spec: JobSpec) -> list[str]:
         """Family-specific paragraphs for the model card (how to get good images out of it)."""

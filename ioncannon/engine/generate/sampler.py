@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ioncannon.engine.compile_cache import use_compile_cache
+from ioncannon.engine.families.base import unscale_latents
 from ioncannon.engine.models.load import Components
 
 _log = logging.getLogger("ioncannon")
@@ -44,6 +45,7 @@ class ImageSampler:
         compile_cache: Path | None = None,
         decode_batch: int = 8,
         tuned: bool = True,
+        frozen_weights: str = "plain",
     ) -> None:
         self.parts = parts
         self.device = device
@@ -68,18 +70,26 @@ class ImageSampler:
             torch.backends.cudnn.allow_tf32 = True
             torch.backends.cudnn.benchmark = True  # shapes are static, so the first pick is reused
         self.vae_dtype = self.family.vae_dtype(dtype)
+        # small cards (a LoRA plan with fp8 base weights): the denoiser goes to the GPU in fp8, and the text encoders
+        # stay in host memory, visiting the GPU only to encode a prompt not seen before
+        self.small_card = frozen_weights != "plain"
         for module in parts.modules():
             module.requires_grad_(False)
             module.eval()
             want = self.vae_dtype if module is parts.vae else dtype
+            if module is parts.unet and self.small_card:
+                self.family.place_frozen(module, frozen_weights, device, dtype)
+                continue
+            on = torch.device("cpu") if self.small_card and module is not parts.vae else device
             current = next(module.parameters())
-            if current.dtype != want or current.device != device:
-                module.to(device=device, dtype=want)
+            if current.dtype != want or current.device != on:
+                module.to(device=on, dtype=want)
         if cuda:
-            # NHWC convolutions run on tensor cores without layout transposes
-            parts.unet.to(memory_format=torch.channels_last)
+            # NHWC convolutions run on tensor cores without layout transposes (Flux's transformer has none)
+            if self.family.channels_last:
+                parts.unet.to(memory_format=torch.channels_last)
             parts.vae.to(memory_format=torch.channels_last)
-        self.fused = cuda and tuned
+        self.fused = cuda and tuned and not self.small_card and hasattr(parts.unet, "fuse_qkv_projections")
         if self.fused:
             # one GEMM for q, k and v instead of three; the model is only used for inference here
             parts.unet.fuse_qkv_projections()
@@ -101,6 +111,8 @@ class ImageSampler:
         one compile. ValueError when the shapes differ (then make a new sampler)."""
         if parts.family != self.parts.family:
             raise ValueError(f"a {parts.family} model cannot run on a {self.parts.family} sampler")
+        if self.small_card:
+            raise ValueError("a sampler with frozen (quantised) base weights is not shared")
         if self.fused:
             parts.unet.fuse_qkv_projections()  # the same parameter names as this sampler's fused UNet
         with torch.no_grad():
@@ -123,14 +135,25 @@ class ImageSampler:
     @property
     def latent_shape(self) -> tuple[int, int, int]:
         side = self.resolution // 8
-        return (int(self.parts.unet.config.in_channels), side, side)
+        return (int(self.parts.vae.config.latent_channels), side, side)
 
     @torch.inference_mode()
     def embed(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         """The family's conditioning of each prompt (tokens padded like the diffusers pipeline), cached per prompt."""
         todo = [p for p in dict.fromkeys(prompts) if p not in self._embeddings]
-        if todo:
+        if todo and self.small_card:
+            encoders = [m for _, m in self.parts.text_encoders()]
+            for module in encoders:
+                module.to(self.device)
+            try:
+                cond = self.family.encode_prompts(self.parts, todo, self.resolution, self.device)
+            finally:
+                for module in encoders:
+                    module.to("cpu")
+                torch.cuda.empty_cache()
+        elif todo:
             cond = self.family.encode_prompts(self.parts, todo, self.resolution, self.device)
+        if todo:
             for i, prompt in enumerate(todo):
                 self._embeddings[prompt] = {k: v[i].to(self.dtype) for k, v in cond.items()}
         keys = self._embeddings[prompts[0]].keys()
@@ -139,24 +162,14 @@ class ImageSampler:
     @torch.inference_mode()
     def denoise(self, latents: torch.Tensor, cond: dict[str, torch.Tensor],
                 uncond: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Run the sampler from pure noise; guidance batches [uncond, cond] into one UNet call per step."""
+        """Run the family's sampler from pure noise (SD: guidance batches [uncond, cond] into one call per step)."""
         scheduler = self.family.make_scheduler(self.sampler, self.parts.noise_scheduler)
-        scheduler.set_timesteps(self.steps, device=self.device)
-        latents = latents * scheduler.init_noise_sigma
-        inputs = self.family.denoiser_inputs({k: torch.cat([uncond[k], cond[k]]) for k in cond})
-        if self.device.type == "cuda":
-            latents = latents.contiguous(memory_format=torch.channels_last)
-        for t in scheduler.timesteps:
-            model_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
-            noise = self.unet(model_in.to(self.dtype), t, **inputs, return_dict=False)[0]
-            uncond_noise, cond_noise = noise.chunk(2)
-            guided = uncond_noise + self.guidance * (cond_noise - uncond_noise)
-            latents = scheduler.step(guided, t, latents, return_dict=False)[0]
-        return latents
+        return self.family.sample_latents(self.unet, scheduler, self.steps, latents, cond, uncond, self.guidance,
+                                          self.dtype)
 
     def _decode_eager(self, latents: torch.Tensor) -> torch.Tensor:
         vae = self.parts.vae
-        pixels = vae.decode(latents.to(self.vae_dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        pixels = vae.decode(unscale_latents(vae, latents.to(self.vae_dtype)), return_dict=False)[0]
         return (pixels.float() / 2 + 0.5).clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1)
 
     @torch.inference_mode()

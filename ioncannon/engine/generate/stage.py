@@ -58,6 +58,12 @@ def _compile_marker(ctx: StageContext, parts: Components) -> Path:
     })
 
 
+def frozen_weights(ctx: StageContext) -> str:
+    """How the job's plan stores the base model's frozen weights; generation on its card stores them the same."""
+    train = ctx.spec.train
+    return train.base_weights if train.mode == "lora" else "plain"
+
+
 def make_sampler(ctx: StageContext, parts: Components, images: int) -> ImageSampler:
     """The fast sampler for this job; the UNet and VAE are compiled only when that saves time."""
     plan = ctx.spec.generate
@@ -66,7 +72,7 @@ def make_sampler(ctx: StageContext, parts: Components, images: int) -> ImageSamp
         parts, ctx.device, ctx.dtype,
         sampler=plan.sampler, steps=plan.steps, guidance=plan.guidance, resolution=ctx.spec.resolution,
         batch_size=plan.batch_size, compile_unet=should_compile(ctx.device, images, marker.exists()),
-        compile_cache=compile_root(ctx.shared_cache),
+        compile_cache=compile_root(ctx.shared_cache), frozen_weights=frozen_weights(ctx),
     )
     if sampler.compiled:
         ctx.log.info("compiling the UNet and VAE decoder (cache warm: %s)", marker.exists())
@@ -327,4 +333,5 @@ def run_generate(ctx: StageContext) -> None:
     """Run the prompt pack with the trained model (stage 'generate')."""
     from ioncannon.engine.families import load_trained
 
-    generate_pack(ctx, lambda: load_trained(ctx, dtype=ctx.dtype))
+    # a plan with fp8 base weights is for a card too small for them in bf16: the sampler places them block by block
+    generate_pack(ctx, lambda: load_trained(ctx, dtype=ctx.dtype, on_device=frozen_weights(ctx) == "plain"))

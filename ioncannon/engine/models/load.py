@@ -201,9 +201,13 @@ def _make_encoder_image_preserving(vae: Any) -> None:
         for c in range(3):
             out.weight[c, c, 1, 1] = gain
         out.weight[3, 0:3, 1, 1] = gain / 3  # the fourth channel: brightness
-        out.bias[:latent] = -1.762 * gain
+        # a VAE with a shift (Flux's) adds it back here, so scaled latents stay centred on zero
+        shift = vae.config.get("shift_factor") or 0.0
+        out.bias[:latent] = shift
+        out.bias[:4] = -1.762 * gain + shift
         out.bias[latent:] = -4.0  # log-variance: a narrow posterior, as in SD's VAE
-        _copy_channels(vae.quant_conv, [(c, c) for c in range(vae.quant_conv.out_channels)])
+        if vae.quant_conv is not None:
+            _copy_channels(vae.quant_conv, [(c, c) for c in range(vae.quant_conv.out_channels)])
 
 
 def _copy_channels(conv: torch.nn.Conv2d, pairs: list[tuple[int, int]]) -> None:

@@ -26,14 +26,18 @@ from ioncannon.engine.photos.decode import (
 )
 from ioncannon.engine.photos.quality import (
     BLUR_THRESHOLD,
+    NEAR_SHOT_DIFF,
+    SAME_SHOT_DIFF,
     CropMode,
     dhash,
     face_detector_available,
     find_face,
+    framings,
     near_duplicate,
     phash,
     render,
     sharpness,
+    shot_distance,
 )
 from ioncannon.job.fsio import atomic_write_bytes
 
@@ -93,11 +97,18 @@ class PhotoFinding:
     suggestion: str | None = None
     drop: bool = False
     hashes: tuple[int, int] | None = field(default=None, repr=False)
+    framings: Any = field(default=None, repr=False)  # quality.framings(): thumbnails for telling shots apart
+    similar_to: str | None = None  # another photo this one looks like (a near shot: shown side by side)
     sharpness: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        framings, self.framings = self.framings, None  # not copied into the JSON form
+        try:
+            data = asdict(self)
+        finally:
+            self.framings = framings
         data.pop("hashes")
+        data.pop("framings")
         for key in ("size", "face_box"):
             if data[key] is not None:
                 data[key] = list(data[key])
@@ -253,6 +264,7 @@ def _assess(finding: PhotoFinding, photo: DecodedPhoto, suffix: str, resolution:
     if any(f.startswith("animated") or f.startswith("GIF") for f in flags):
         finding.suggestion = finding.suggestion or "use a still JPEG/PNG of this shot"
     finding.hashes = (dhash(im), phash(im))
+    finding.framings = framings(im)
     finding.face_box = find_face(im, scale)
     if finding.face_box is not None:
         finding.crop = "face"
@@ -269,21 +281,35 @@ def _assess(finding: PhotoFinding, photo: DecodedPhoto, suffix: str, resolution:
 
 
 def _flag_duplicates(findings: list[PhotoFinding]) -> None:
-    """Mark the later of two near-identical shots; keep the larger original when sizes differ."""
+    """Drop copies of one shot (resized, recompressed, cropped), keeping the larger original; flag near shots.
+
+    Photos of one person are alike by nature: another shot of the same face is only flagged, never dropped,
+    and the check screen shows the pair side by side.
+    """
     kept: list[PhotoFinding] = []
     for f in usable(findings):
-        if f.hashes is None:
+        if f.hashes is None or f.framings is None:
             continue
-        twin = next((k for k in kept if k.hashes and near_duplicate(k.hashes, f.hashes)), None)
-        if twin is None:
+        distances = [(shot_distance(k.framings, f.framings), k) for k in kept if k.framings is not None]
+        same = min(((d, k) for d, k in distances if d <= SAME_SHOT_DIFF), default=None, key=lambda p: p[0])
+        if same is None:
+            near = min(((d, k) for d, k in distances
+                        if d <= NEAR_SHOT_DIFF or (k.hashes is not None and near_duplicate(k.hashes, f.hashes))),
+                       default=None, key=lambda p: p[0])
+            if near is not None:
+                f.status = "flagged"
+                f.similar_to = near[1].file
+                f.reasons.insert(0, f"looks much like {near[1].file}: kept (d drops it if it adds nothing new)")
             kept.append(f)
             continue
+        twin = same[1]
         loser, winner = f, twin
         if f.size and twin.size and f.size[0] * f.size[1] > twin.size[0] * twin.size[1]:
             loser, winner = twin, f
             kept[kept.index(twin)] = f
         loser.status = "flagged"
-        loser.reasons.insert(0, f"near-duplicate of {winner.file}: dropped (keep it if it differs)")
+        loser.similar_to = winner.file
+        loser.reasons.insert(0, f"a copy of {winner.file} (same shot, resized or cropped): dropped (d keeps it)")
         loser.suggestion = f"drop it: {winner.file} shows the same shot"
         loser.drop = True
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ioncannon.engine.context import StageContext
+from ioncannon.engine.families.base import scale_latents
 from ioncannon.engine.weights.files import save_tensors
 from ioncannon.job.errors import StageError
 from ioncannon.job.events import Message, Progress
@@ -33,7 +34,7 @@ class TrainCache:
     with the token ids a run that trains the text encoders re-encodes every step.
     """
 
-    instance_mean: torch.Tensor   # (2N, 4, h, w): every photo, then its mirror image
+    instance_mean: torch.Tensor   # (2N, C, h, w): every photo, then its mirror image (scaled, and shifted for Flux)
     instance_std: torch.Tensor    # kept so a trainer can sample the posterior; ours trains on the mean
     class_mean: torch.Tensor      # (M, 4, h, w); M may be 0 without prior preservation
     class_std: torch.Tensor
@@ -169,7 +170,7 @@ def run_cache(ctx: StageContext, components: Any = None) -> None:
     family = family_for(ctx.spec.family)
     loaded_here = components is None
     if components is None:
-        components = family.load(ctx.spec.base_model)
+        components = family.load(ctx.spec.base_model, dtype=family.working_dtype(ctx.dtype))
     device, dtype = ctx.device, family.vae_dtype(ctx.dtype)
     vae = components.vae
     vae.to(device=device, dtype=dtype).eval()
@@ -188,11 +189,11 @@ def run_cache(ctx: StageContext, components: Any = None) -> None:
     ctx.check_stop()
     m1, s1 = _encode(vae, instance, res, True, device, dtype, tick)
     scale = float(vae.config.scaling_factor)
-    tensors = {"instance_mean": torch.cat([m0, m1]) * scale, "instance_std": torch.cat([s0, s1]) * scale}
+    tensors = {"instance_mean": scale_latents(vae, torch.cat([m0, m1])), "instance_std": torch.cat([s0, s1]) * scale}
     if klass:
         ctx.check_stop()
         cm, cs = _encode(vae, klass, res, False, device, dtype, tick)
-        tensors.update(class_mean=cm * scale, class_std=cs * scale)
+        tensors.update(class_mean=scale_latents(vae, cm), class_std=cs * scale)
     spec = ctx.spec
     for which, prompt in (("instance", spec.instance_prompt), ("class", spec.class_prompt), ("empty", "")):
         cond = family.encode_prompts(components, [prompt], spec.resolution, device)
@@ -214,4 +215,4 @@ def run_cache(ctx: StageContext, components: Any = None) -> None:
 
 def base_model_key(ctx: StageContext) -> str:
     """Under which name the cache stage leaves the loaded base model for training."""
-    return f"base-model:{ctx.spec.family}:{ctx.spec.base_model}"
+    return f"base-model:{ctx.spec.family}:{ctx.spec.base_model}:{ctx.dtype}"

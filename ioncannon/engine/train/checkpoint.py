@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import random
-import re
 import shutil
 import threading
 import time
@@ -31,13 +30,14 @@ from ioncannon.job.fsio import (
     read_json,
     write_json,
 )
+from ioncannon.job.state import CHECKPOINT_MANIFEST, CHECKPOINT_NAME
 
 CHECKPOINT_FORMAT = 1
 WEIGHTS = "weights.safetensors"
 OPTIMIZER = "optimizer.safetensors"
 STATE = "state.json"
-MANIFEST = "manifest.json"
-_NAME = re.compile(r"^step_(\d{8})$")
+MANIFEST = CHECKPOINT_MANIFEST
+_NAME = CHECKPOINT_NAME
 _DISK_SLACK = 256 * 2**20
 
 

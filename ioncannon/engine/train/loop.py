@@ -63,7 +63,8 @@ def _components(source: ComponentSource, ctx: StageContext) -> Any:
         if held is not None:
             ctx.log.info("training reuses the base model the cache stage loaded")
             return held
-        return family_for(ctx.spec.family).load(ctx.spec.base_model)
+        family = family_for(ctx.spec.family)
+        return family.load(ctx.spec.base_model, dtype=family.working_dtype(ctx.dtype))
     return source() if callable(source) else source
 
 
@@ -335,8 +336,8 @@ def _preview(ctx: StageContext, trainer: Trainer, vae: Any, cache: TrainCache, s
             with torch.no_grad():
                 tokens = {k: v.to(device) for k, v in cache.instance_tokens.items()}
                 cond.update(trainer.family.encode_tokens(trainer.parts, tokens))
-        pixels = render_preview(trainer.family, trainer.unet, vae, trainer.scheduler_config, cond, cache.empty_cond,
-                                ctx.spec.resolution, trainer.plan.seed, device, trainer.weight_dtype)
+        pixels = render_preview(trainer.family, trainer.unet, vae, trainer.parts.noise_scheduler, cond,
+                                cache.empty_cond, ctx.spec.resolution, trainer.plan.seed, device, trainer.weight_dtype)
         path = ctx.paths.previews / f"step_{step:08d}.png"
         write_png(path, pixels)
         ctx.emit(SampleReady(stage="train", path=str(path), label=ctx.spec.instance_prompt, step=step))
@@ -356,6 +357,7 @@ def _publish(ctx: StageContext, trainer: Trainer, plan: TrainPlan) -> None:
 
         unet_state = get_peft_model_state_dict(trainer.unet)
         text_states = {name: get_peft_model_state_dict(module) for name, module in trainer.text_encoders}
-        lora = lora_info(plan.lora_rank, plan.lora_rank, with_text=bool(text_states))
+        lora = lora_info(plan.lora_rank, plan.lora_rank, with_text=bool(text_states),
+                         unet_targets=trainer.family.lora_targets)
     publish_trained(ctx.paths, mode=plan.mode, steps=plan.steps, base_model=ctx.spec.base_model,
                     unet_state=unet_state, text_states=text_states, lora=lora)

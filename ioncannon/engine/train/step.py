@@ -150,7 +150,8 @@ class Trainer:
         self._update: Callable[..., None] = self._eager_update
         sched = components.noise_scheduler
         self.scheduler_config = dict(sched.config)
-        self.objective = self.family.objective(sched, device)
+        latent_hw = tuple(cache.instance_mean.shape[-2:])
+        self.objective = self.family.objective(sched, device, latent_hw=latent_hw)
         self._setup_data()
         self.loss_out = torch.zeros((), dtype=torch.float32, device=device)
         self._forward: Callable[..., Any] = self.unet
@@ -179,13 +180,16 @@ class Trainer:
         plan, dev = self.plan, self.device
         for module in (components.unet, *(m for _, m in components.text_encoders())):
             module.requires_grad_(False)
-        self.unet.to(device=dev, dtype=self.weight_dtype)
-        if dev.type == "cuda":
+        # a LoRA run may store the frozen weights in fewer bits (block by block, as they reach the GPU); the
+        # adapters go on afterwards, so they stay in full precision
+        self.family.place_frozen(self.unet, plan.base_weights if plan.mode == "lora" else "plain", dev,
+                                 self.weight_dtype)
+        if dev.type == "cuda" and self.family.channels_last:
             self.unet.to(memory_format=torch.channels_last)
         if plan.mode == "lora":
-            from ioncannon.engine.weights.trained import TEXT_LORA_TARGETS, UNET_LORA_TARGETS, attach_lora
+            from ioncannon.engine.weights.trained import TEXT_LORA_TARGETS, attach_lora
 
-            attach_lora(self.unet, plan.lora_rank, plan.lora_rank, UNET_LORA_TARGETS)
+            attach_lora(self.unet, plan.lora_rank, plan.lora_rank, self.family.lora_targets)
             for _, text_encoder in self.text_encoders:
                 text_encoder.to(device=dev, dtype=self.weight_dtype)
                 attach_lora(text_encoder, plan.lora_rank, plan.lora_rank, TEXT_LORA_TARGETS)
@@ -231,7 +235,7 @@ class Trainer:
         if self.world > 1:
             global_rows = 2 * g if self.prior else g
             self._noise_all = torch.zeros((global_rows, *shape[1:]), device=dev)
-            self._t_all = torch.zeros(global_rows, dtype=torch.long, device=dev)
+            self._t_all = torch.zeros(global_rows, dtype=self.objective.timestep_dtype, device=dev)
             own = list(range(mine.start, mine.stop)) + (
                 list(range(g + mine.start, g + mine.stop)) if self.prior else []
             )
@@ -239,7 +243,7 @@ class Trainer:
         self.inputs = StepInputs(
             inst_idx=torch.zeros(b, dtype=torch.long, device=dev), cls_idx=torch.zeros(b, dtype=torch.long, device=dev),
             noise=torch.zeros(shape, device=dev),
-            timesteps=torch.zeros(rows, dtype=torch.long, device=dev),
+            timesteps=torch.zeros(rows, dtype=self.objective.timestep_dtype, device=dev),
         )
 
         def rows_of(instance: torch.Tensor, klass: torch.Tensor) -> torch.Tensor:
@@ -283,9 +287,9 @@ class Trainer:
             fresh = self.family.encode_tokens(self.parts, self.tokens)
             cond = {**cond, **{k: v.to(self.weight_dtype) for k, v in fresh.items()}}
         sample = noisy.to(self.weight_dtype)
-        if self.device.type == "cuda":
+        if self.device.type == "cuda" and self.family.channels_last:
             sample = sample.contiguous(memory_format=torch.channels_last)
-        pred = self._forward(sample, x.timesteps, **self.family.denoiser_inputs(cond), return_dict=False)[0]
+        pred = self.family.predict(self._forward, sample, x.timesteps, cond)
         per_row = F.mse_loss(pred.float(), target, reduction="none").mean(dim=(1, 2, 3))
         b = self.plan.batch_size
         total = per_row[:b].mean()

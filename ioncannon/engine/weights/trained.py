@@ -25,11 +25,13 @@ UNET_LORA_TARGETS: tuple[str, ...] = ("to_k", "to_q", "to_v", "to_out.0")
 TEXT_LORA_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
-def lora_info(rank: int, alpha: float | None = None, with_text: bool = False) -> dict[str, Any]:
+def lora_info(rank: int, alpha: float | None = None, with_text: bool = False,
+              unet_targets: str | tuple[str, ...] = UNET_LORA_TARGETS) -> dict[str, Any]:
     return {
         "rank": int(rank),
         "alpha": float(alpha if alpha is not None else rank),
-        "target_modules_unet": list(UNET_LORA_TARGETS),
+        # a string is a peft regex over module names (Flux's), a list of name suffixes otherwise
+        "target_modules_unet": unet_targets if isinstance(unet_targets, str) else list(unet_targets),
         "target_modules_text": list(TEXT_LORA_TARGETS) if with_text else [],
     }
 
@@ -119,12 +121,16 @@ def lora_state(paths: JobPaths) -> dict[str, dict[str, torch.Tensor]] | None:
     return out
 
 
-def attach_lora(module: Any, rank: int, alpha: float, targets: list[str] | tuple[str, ...]) -> None:
-    """Add a peft LoRA adapter (same config training uses) to a diffusers UNet or a transformers text encoder."""
+def attach_lora(module: Any, rank: int, alpha: float, targets: str | list[str] | tuple[str, ...]) -> None:
+    """Add a peft LoRA adapter (same config training uses) to a diffusers UNet or a transformers text encoder.
+
+    `targets` is a list of module-name suffixes, or one string: a regex the whole module name must match.
+    """
     from peft import LoraConfig
 
     config = LoraConfig(
-        r=int(rank), lora_alpha=float(alpha), init_lora_weights="gaussian", target_modules=list(targets)
+        r=int(rank), lora_alpha=float(alpha), init_lora_weights="gaussian",
+        target_modules=targets if isinstance(targets, str) else list(targets),
     )
     if hasattr(module, "set_adapters"):  # diffusers models
         module.add_adapter(config)

@@ -41,7 +41,7 @@ class ChoiceDialog(ModalScreen[str]):
 
     def on_key(self, event: events.Key) -> None:
         """Pick the answer whose key was pressed; other keys do nothing while the question is open."""
-        event.stop()  # an unanswered question must not let `q` open a second one behind it
+        event.stop()  # an unanswered question must not let ctrl+q open a second one behind it
         for choice in self.choices:
             if event.key == choice.key:
                 self.dismiss(choice.value)

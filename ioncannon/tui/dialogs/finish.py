@@ -33,10 +33,30 @@ _DIALOG_CSS = """
 """
 
 
+# What each kind of bundled file is called, one and many, in the order the summary lists them.
+KIND_NAMES: dict[str, tuple[str, str]] = {
+    "collage": ("collage", "collages"), "image": ("image", "images"),
+    "contact_sheet": ("contact sheet", "contact sheets"),
+    "model": ("model file", "model files"), "model_card": ("model card", "model cards"),
+    "metadata": ("metadata file", "metadata files"),
+}
+MODEL_NAMES = {"single": "single .safetensors file", "diffusers": "diffusers folder", "lora": "LoRA weights"}
+
+
+def bundle_counts(counts: dict[str, int]) -> str:
+    """`4 collages, 16 images, 1 contact sheet`: every kind counted, in a plural that agrees."""
+    order = [k for k in KIND_NAMES if k in counts] + sorted(k for k in counts if k not in KIND_NAMES)
+    parts = []
+    for kind in order:
+        one, many = KIND_NAMES.get(kind, (kind.replace("_", " "), kind.replace("_", " ") + "s"))
+        parts.append(f"{counts[kind]} {one if counts[kind] == 1 else many}")
+    return ", ".join(parts)
+
+
 def _keys(*pairs: tuple[str, str]) -> Text:
     text = Text()
     for i, (key, label) in enumerate(pairs):
-        text.append("   " if i else "")
+        text.append(" " if i else "")
         text.append(f" {key} ", style="bold reverse")
         text.append(f" {label}")
     return text
@@ -84,24 +104,34 @@ class BundleDialog(ModalScreen["str | None"]):
         """Plan off the UI thread: reading the prompt plan loads the generator (and torch)."""
         try:
             plan = bundles.plan_bundle(self.paths, self.spec, images=images, model_formats=formats)  # type: ignore[arg-type]
+            models = [f for f in formats if f in bundles.available_model_formats(self.paths)]
+            counts = dict(plan.counts)
+            cards = sum(1 for e in plan.entries
+                        if e.kind == "model" and bundles.model_format_of(self.paths, e.source) == "card")
+            if cards:  # the model card travels with the weights but is not one of them
+                counts["model"] -= cards
+                counts["model_card"] = cards
+                if not counts["model"]:
+                    del counts["model"]
         except bundles.BundleError as exc:
-            self.app.call_from_thread(self._show_plan, None, str(exc))
+            self.app.call_from_thread(self._show_plan, None, str(exc), [], {})
             return
-        self.app.call_from_thread(self._show_plan, plan, "")
+        self.app.call_from_thread(self._show_plan, plan, "", models, counts)
 
-    def _show_plan(self, plan: bundles.BundlePlan | None, problem: str) -> None:
+    def _show_plan(self, plan: bundles.BundlePlan | None, problem: str, models: list[str],
+                   counts: dict[str, int]) -> None:
         self.plan = plan
         summary = self.query_one("#bundle-summary", Static)
         if plan is None:
             summary.update(Text(problem, style="yellow"))
         else:
-            counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(plan.counts.items()))
             free = free_bytes(plan.archive.parent)
+            model = ", ".join(MODEL_NAMES.get(f, f) for f in models) or "none"
             summary.update(
                 Text.assemble(
                     (f"{bundles.human_bytes(plan.archive_bytes)}", "bold"),
                     f" → {plan.archive.name}\n",
-                    f"{counts}\nimages: {self.images} · model: {', '.join(self.formats) or 'none'}\n",
+                    f"{bundle_counts(counts)}\nimages: {self.images} · model: {model}\n",
                     (
                         f"{bundles.human_bytes(free)} free on this disk",
                         "green" if free > plan.archive_bytes else "bold red",
@@ -111,7 +141,7 @@ class BundleDialog(ModalScreen["str | None"]):
         keys = [("enter", "write it")] if plan is not None else []
         keys += [
             ("i", f"images: {'starred' if self.images == 'all' else 'all'}"),
-            ("f", "diffusers folder"),
+            ("f", "− diffusers folder" if "diffusers" in self.formats else "+ diffusers folder"),
             ("esc", "cancel"),
         ]
         self.query_one("#bundle-keys", Static).update(_keys(*keys))

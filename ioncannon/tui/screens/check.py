@@ -11,6 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
+from ioncannon.tui import format as fmt
 from ioncannon.tui.screens.base import WizardScreen
 from ioncannon.tui.widgets.preview import ImagePreview
 from ioncannon.tui.wizard import Step
@@ -27,6 +28,8 @@ STATUS_STYLES = {
     "ok": "green", "fixed": "cyan", "flagged": "yellow", "rejected": "red", "ignored": "dim", "dropped": "magenta",
 }
 USABLE_STATUSES = ("ok", "fixed", "flagged")
+STATUS_WIDTH = 8
+COLUMNS = (("status", "status"), ("file", "file"), ("what happens", "what"), ("becomes", "output"))
 
 
 class CheckScreen(WizardScreen):
@@ -43,6 +46,7 @@ class CheckScreen(WizardScreen):
         super().__init__()
         self.findings: list[PhotoFinding] = []
         self.scanned = False
+        self._widths: tuple[int, ...] = ()
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="check-body"):
@@ -55,12 +59,31 @@ class CheckScreen(WizardScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_column("status", key="status", width=8)
-        table.add_column("file", key="file", width=16)
-        table.add_column("what happens", key="what", width=27)
-        table.add_column("becomes", key="output", width=19)
+        self._fit_columns()
         table.focus()
         self.scan()
+
+    def on_resize(self) -> None:
+        """Columns follow the terminal's width."""
+        if self._fit_columns():
+            self._fill_table()
+
+    def _fit_columns(self) -> bool:
+        """Size the columns to the table: file and output names as long as they are, the rest for what happens."""
+        table = self.query_one(DataTable)
+        outputs = self._outputs()
+        total = table.size.width or self.size.width or 80
+        file_w = min(max([len(f.file) for f in self.findings] + [12]), max(12, total // 5))
+        output_w = min(max([len(o) for o in outputs.values()] + [12]), 26)
+        what_w = fmt.flexible_width(total, STATUS_WIDTH + file_w + output_w, 4, minimum=20)
+        widths = (STATUS_WIDTH, file_w, what_w, output_w)
+        if widths == self._widths:
+            return False
+        self._widths = widths
+        table.clear(columns=True)
+        for (label, key), width in zip(COLUMNS, widths, strict=True):
+            table.add_column(label, key=key, width=width)
+        return True
 
     # ------------------------------------------------------------------ scanning
 
@@ -83,6 +106,7 @@ class CheckScreen(WizardScreen):
         self.scanned = True
         rows = [f for f in findings if f.file != FOLDER_ROW]
         self.findings = sorted(rows, key=lambda f: (0 if f.status in USABLE_STATUSES else 1, f.file.casefold()))
+        self._fit_columns()
         self._fill_table()
         if self.findings:
             self.query_one(DataTable).move_cursor(row=0)
@@ -138,13 +162,14 @@ class CheckScreen(WizardScreen):
         row = table.cursor_row
         table.clear()
         outputs = self._outputs()
+        _status_w, file_w, what_w, output_w = self._widths
         for finding in self.findings:
             status = self._status(finding)
             table.add_row(
                 Text(status, style=STATUS_STYLES.get(status, "")),
-                finding.file,
-                self._what(finding),
-                outputs.get(finding.file, "–"),
+                fmt.fit(finding.file, file_w),
+                fmt.fit(self._what(finding), what_w),
+                fmt.fit(outputs.get(finding.file, "–"), output_w),
                 key=finding.file,
             )
         if self.findings:
@@ -210,10 +235,16 @@ class CheckScreen(WizardScreen):
             return
         text = Text()
         text.append(finding.file, style="bold")
+        text.append(f"\n→ {self._what(finding)}", style="bold")  # the row in full, where the table had to cut it
+        output = self._outputs().get(finding.file)
+        if output:
+            text.append(f"\n  becomes {output}", style="dim")
         if finding.format and finding.size:
             text.append(f"\n{finding.format} {finding.size[0]}×{finding.size[1]}", style="dim")
+        what = self._what(finding)
         for reason in finding.reasons:
-            text.append(f"\n• {reason}")
+            if reason not in what:
+                text.append(f"\n• {reason}")
         if finding.suggestion:
             text.append(f"\nsuggested: {finding.suggestion}", style="yellow")
         if finding.status in USABLE_STATUSES:
@@ -235,6 +266,16 @@ class CheckScreen(WizardScreen):
             folder, resolution = self.session.photos_dir, self.wizard.resolution
             image: Image.Image | None = photos.render_crop(folder, finding, cast("CropMode", crop), resolution)
             caption = f"{crop} crop"
+            twin = next((f for f in self.findings if f.file == finding.similar_to), None)
+            if image is not None and twin is not None:
+                # A near shot is judged by eye: this photo and the one it looks like, side by side.
+                other = photos.render_crop(folder, twin, cast("CropMode", self.crop_of(twin)), resolution)
+                from PIL import Image as PILImage
+
+                pair = PILImage.new("RGB", (image.width + other.width + resolution // 16, image.height), "black")
+                pair.paste(image, (0, 0))
+                pair.paste(other, (image.width + resolution // 16, 0))
+                image, caption = pair, f"left: this · right: {twin.file}"
         except Exception as exc:  # the file changed since the scan: say so under the preview
             image, caption = None, f"can't preview: {exc}"
         self.app.call_from_thread(self._preview_ready, finding.file, image, caption)

@@ -11,7 +11,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
+from textual.containers import HorizontalScroll, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
@@ -64,17 +64,20 @@ class FinishScreen(Screen[None]):
     FinishScreen #finish-body > .finish-section { padding-left: 2; }
     FinishScreen .finish-heading { text-style: bold; color: $accent; margin-top: 1; }
     FinishScreen #finish-outcome { margin-top: 1; }
+    FinishScreen #finish-commands { height: auto; scrollbar-size-horizontal: 1; }
+    FinishScreen #finish-commands:focus { background: $boost; }
+    FinishScreen #finish-download { width: auto; }
     FinishScreen > #finish-destroy {
         height: auto; border: heavy $error; padding: 0 1; margin: 0 0;
     }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("g", "gallery", "Images"),
         Binding("b", "bundle", "Bundle"),
         Binding("w", "wipe", "Wipe"),
         Binding("d", "destroy", "Destroy box"),
         Binding("p", "price", "Price"),
         Binding("c", "copy", "Copy rsync"),
-        Binding("q", "app.quit", "Quit", show=False),  # the footer already shows the app's ^q Quit
     ]
 
     def __init__(self, paths: JobPaths, spec: JobSpec, env: Mapping[str, str] | None = None) -> None:
@@ -99,7 +102,10 @@ class FinishScreen(Screen[None]):
             yield Static("Time and money", classes="finish-heading")
             yield Static(id="finish-money", classes="finish-section")
             yield Static("Copy it home: run on YOUR computer", classes="finish-heading")
-            yield Static(id="finish-download", classes="finish-section")
+            # Commands stay on one line each, however narrow the terminal: a wrapped command breaks copy-paste.
+            with HorizontalScroll(id="finish-commands", classes="finish-section"):
+                yield Static(id="finish-download")
+            yield Static(id="finish-download-note", classes="finish-section")
             yield Static("Your subject's data", classes="finish-heading")
             yield Static(id="finish-subject", classes="finish-section")
             yield Static("Stopping the meter", classes="finish-heading")
@@ -126,7 +132,8 @@ class FinishScreen(Screen[None]):
             self.notify(f"DOWNLOAD.txt not written: {exc.strerror}", severity="warning")
         sections = {
             "#finish-outcome": self._outcome, "#finish-files": self._files, "#finish-money": self._money,
-            "#finish-download": self._download, "#finish-subject": self._subject, "#finish-stopping": self._stopping,
+            "#finish-download": self._download, "#finish-download-note": self._download_note,
+            "#finish-subject": self._subject, "#finish-stopping": self._stopping,
         }
         for selector, build in sections.items():
             text = build()
@@ -165,6 +172,8 @@ class FinishScreen(Screen[None]):
         text.append_text(
             _row("images", f"outputs/ · {len(images)} images in {folders} folders, {len(collages)} collages")
         )
+        if collages:
+            text.append_text(_row("", "g: look at them and star the best for the bundle", "dim"))
         sheets = [p for p in self.paths.outputs.glob("*") if p.is_file()] if self.paths.outputs.is_dir() else []
         for sheet in sheets:
             text.append_text(_row("overview", f"outputs/{sheet.name}"))
@@ -222,12 +231,14 @@ class FinishScreen(Screen[None]):
     def _download(self) -> Text:
         if self.commands is None:
             return Text("(download commands unavailable)", style="dim")
+        return Text.assemble((self.commands.scp, "bold"), "\n", (self.commands.rsync, "bold"), no_wrap=True)
+
+    def _download_note(self) -> Text:
         text = Text()
-        text.append(f"{self.commands.scp}\n", style="bold")
-        text.append(f"{self.commands.rsync}\n", style="bold")
-        if self.commands.note:
+        if self.commands is not None and self.commands.note:
             text.append(f"{self.commands.note}\n", style="yellow")
-        text.append(f"rsync resumes if the link drops · c copies it · also in {DOWNLOAD_NAME}", style="dim")
+        text.append("one line each (tab, then ←/→ scrolls) · rsync resumes if the link drops · "
+                    f"c copies it to your clipboard · also in {DOWNLOAD_NAME}", style="dim")
         return text
 
     def _subject(self) -> Text:
@@ -284,6 +295,12 @@ class FinishScreen(Screen[None]):
             return self.provider.can_act_from_inside
         return True
 
+    def action_gallery(self) -> None:
+        """Page the collages and images, star the ones for the bundle, see the contact sheet."""
+        from ioncannon.tui.screens.gallery import GalleryScreen
+
+        self.app.push_screen(GalleryScreen(self.paths, self.spec), lambda _none: self.refresh_sections())
+
     def action_bundle(self) -> None:
         """Show the bundle's size, then write it."""
         self.app.push_screen(BundleDialog(self.paths, self.spec), lambda _archive: self.refresh_sections())
@@ -320,5 +337,6 @@ class FinishScreen(Screen[None]):
     def action_copy(self) -> None:
         """Copy the rsync command to the clipboard of the computer you type on (OSC 52)."""
         if self.commands is not None:
+            # OSC 52: the terminal on the person's computer puts it on their clipboard, over SSH too.
             self.app.copy_to_clipboard(self.commands.rsync)
-            self.notify("rsync command copied (if your terminal allows it); it is in DOWNLOAD.txt too.")
+            self.notify(f"rsync command sent to your clipboard (if the terminal allows); also in {DOWNLOAD_NAME}.")

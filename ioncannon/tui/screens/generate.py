@@ -34,6 +34,7 @@ class GenerateScreen(JobScreen):
         Binding("down,j", "step(1)", "Images"),
         Binding("up,k", "step(-1)", "Images", show=False),
         Binding("s", "star", "Star"),
+        Binding("enter", "next", "Finish"),
     ]
 
     def __init__(self) -> None:
@@ -53,10 +54,14 @@ class GenerateScreen(JobScreen):
 
     def show_job(self, view: JobView) -> None:
         super().show_job(view)
-        stage = view.stage if view.stage in SHOWN_HERE else "generate"
+        finished = view.state.status == "finished"
+        # Once finished, the prompt pack's own bar (full), not the last stage's (packaging shows no count).
+        stage = "generate" if finished or view.stage not in SHOWN_HERE else view.stage
         progress = view.progress.get(stage)
         current = f"  now: {progress.label}" if progress is not None and progress.label and stage == "generate" else ""
-        self.query_one(ProgressPanel).show(stage_info(stage).title + current, progress)
+        title = stage_info(stage).title + ("  ✓ done" if finished else current)
+        live = view.alive and view.state.status == "running"
+        self.query_one(ProgressPanel).show(title, progress, live=live)
         self.query_one("#generate-prompts", Static).update(self._prompt_list(view))
         self._show_collage(view)
 
@@ -73,6 +78,26 @@ class GenerateScreen(JobScreen):
         if not view.generated:
             text.append("waiting for the first images…", style="dim")
         return text
+
+    def status_text(self, view: JobView) -> Text:
+        if view.state.status == "finished":
+            return Text.assemble(
+                ("✔ All images are made. ", "bold green"),
+                "Page them here (←/→, ↓) or press ", (" enter ", "bold reverse"),
+                " for the finish screen: files, download, bundle; g there shows these images again.",
+            )
+        return super().status_text(view)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """enter (Finish) only once the job has finished."""
+        if action == "next":
+            return self.wizard.job_view.state.status == "finished"
+        return super().check_action(action, parameters)
+
+    def action_next(self) -> None:
+        """Go on to the finish screen once every image is made."""
+        if self.wizard.job_view.state.status == "finished":
+            self.wizard.go(Step.FINISH)
 
     def shown(self) -> gallery.Shown | None:
         """The collage (or one of its images) the preview is on."""

@@ -15,6 +15,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Static
 
 from ioncannon.job.families import detect_family, family_info, mismatch_message
+from ioncannon.job.hub import login_problem
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.presets import PRESETS
 from ioncannon.job.prompts import save_pack
@@ -70,17 +71,19 @@ class HardwareScreen(WizardScreen):
                 yield Label("Price per hour", classes="field-label")
                 known = session.hourly_price if session.hourly_price is not None else remembered_hourly_price()
                 price = "" if known is None else f"{known:g}"
-                yield Input(value=price, placeholder="e.g. 2.49", id="hardware-price",
+                yield Input(value=price, placeholder="e.g. 2.49", id="hardware-price", select_on_focus=False,
                             restrict=r"[$0-9.,]*", max_length=10, compact=True)
                 yield Static("", id="hardware-cost")
             with Horizontal(classes="field compact"):
                 yield Label("Budget cap", classes="field-label")
                 yield Input(value=session.budget, placeholder="none", id="hardware-budget",
+                            select_on_focus=False,
                             restrict=r"[$0-9.,a-zA-Z ]*", max_length=12, compact=True)
                 yield Static("", id="hardware-budget-note")
             with Horizontal(classes="field compact"):
                 yield Label("Base model", classes="field-label")
-                yield Input(value=session.base_model, id="hardware-model", disabled=self.wizard.demo, compact=True)
+                yield Input(value=session.base_model, id="hardware-model", select_on_focus=False,
+                            disabled=self.wizard.demo, compact=True)
             yield Static("", id="hardware-message")
 
     def on_mount(self) -> None:
@@ -226,10 +229,10 @@ class HardwareScreen(WizardScreen):
         table.add_column()
         session, choice = self.session, self.choice
         if choice is None or not choice.fits:
+            if self.hardware is not None and self.hardware.best_gpu is None and not self.wizard.demo:
+                return self._no_gpu_route(table)
             table.add_row("Plan", Text("nothing fits this machine", style="bold red"))
             table.add_row("", Text(self.refusal, style="red"))
-            if not self.wizard.demo:
-                table.add_row("", Text("To see every stage work without a GPU: ioncannon --demo", style="dim"))
             return table
         plan = choice.plan
         preset = "demo" if self.wizard.demo else session.preset
@@ -240,11 +243,24 @@ class HardwareScreen(WizardScreen):
             switch = f" · ctrl+f: {family_info(next_family).label}" + ("" if self.wizard.demo else f" {next_size} px")
             table.add_row("Model", Text.assemble((family_info(family).label, "bold"), f" · {resolution} px",
                                                  (switch, "dim")))
+            info = family_info(family)
+            if info.notice:  # a licence to accept and a gated download: the person must act before the job
+                table.add_row("Licence", Text(info.licence, style="yellow"))
+                login = self._login_problem()
+                gated = "gated on the Hugging Face Hub: a login token is on this machine"
+                table.add_row("", Text(login, style="bold red") if login else Text(gated, style="dim"))
         table.add_row("Plan", Text.assemble((label, "bold green"), f" · {preset} preset"))
-        table.add_row("", Text(PRESETS.get(preset, ""), style="dim"))
-        table.add_row("Recipe", f"{plan.steps} steps · lr {plan.learning_rate:.3g} · {plan.precision} · "
-                                f"{plan.num_class_images} class images"
+        recipe = PRESETS.get(preset, "")
+        if self.base_spec is not None and family_info(self.base_spec.family).lora_only and not self.wizard.demo:
+            recipe = (f"LoRA rank {plan.lora_rank} on the attention and MLP layers; the text encoders run once to "
+                      "cache the prompts, then leave the GPU.")
+        table.add_row("", Text(recipe, style="dim"))
+        klass = f"{plan.num_class_images} class images" if plan.prior_preservation else "no class images"
+        table.add_row("Recipe", f"{plan.steps} steps · lr {plan.learning_rate:.3g} · {plan.precision} · {klass}"
                                 + (" · text encoder trained" if plan.train_text_encoder else ""))
+        if not plan.prior_preservation and self.base_spec is not None:
+            why = family_info(self.base_spec.family).prior_why
+            table.add_row("", Text(f"prior preservation off: {why} (a job file can turn it on)", style="dim"))
         speed = f" · ≈ {choice.predicted_steps_per_s:g} it/s" if choice.predicted_steps_per_s else ""
         each = " per GPU" if plan.num_processes > 1 else ""
         table.add_row("Memory", f"peak ≈ {fmt.gib(choice.predicted_peak_gib)}{each}{speed}")
@@ -257,6 +273,26 @@ class HardwareScreen(WizardScreen):
         if self.wizard.demo:
             table.add_row("", Text(DEMO_NOTE, style="italic"))
         return table
+
+    def _no_gpu_route(self, table: Table) -> Table:
+        """No GPU: say plainly what can be done here (the CPU demo, with these photos) and what needs a GPU box."""
+        folder = self.session.photos_dir or "your photo folder"
+        table.add_row("Plan", Text("no GPU here: real training needs an NVIDIA GPU", style="bold red"))
+        table.add_row("On this CPU", Text.assemble(
+            "quit (ctrl+q) and run ", ("ioncannon --demo", "bold"), "; on its Photos step type ", (folder, "bold"),
+            ". Every stage runs for real in a few minutes with a tiny random-weight model: "
+            "your photos are checked and trained on, but the pictures come out as noise.",
+        ))
+        table.add_row("Real results", Text.assemble(
+            "run ", ("ioncannon", "bold"), " on a box with an NVIDIA GPU (a rented one is fine).", style="dim",
+        ))
+        return table
+
+    def _login_problem(self) -> str | None:
+        """How to log in, when the base model is gated on the hub and this machine has no token (not in the demo)."""
+        if self.wizard.demo or self.base_spec is None:
+            return None
+        return login_problem(models.base_model_for(self.base_spec.family, self.session.base_model))
 
     def _other_modes(self, current: str) -> Text | None:
         """One line on the other mode: the leanest plan of it and whether it fits (ctrl+l switches)."""
@@ -286,7 +322,7 @@ class HardwareScreen(WizardScreen):
         if minutes is not None:
             cost = f", ≈ {fmt.cost(minutes * 60, price)}" if price is not None else ""
             return Text(f"stops the job after {duration(minutes * 60, 'rough').removeprefix('about ')}{cost}")
-        return Text("optional: dollars (20) or minutes (90m); it checkpoints and stops", style="dim")
+        return Text("optional: 20 ($) or 90m; saves, then stops", style="dim")  # fits beside the box at 80 columns
 
     def _redraw_cost(self) -> None:
         self._redraw_budget()
@@ -318,9 +354,11 @@ class HardwareScreen(WizardScreen):
 
     @on(Input.Changed, "#hardware-model")
     def model_changed(self, event: Input.Changed) -> None:
-        """Remember the base model."""
+        """Remember the base model (the plan says again whether it needs a login)."""
         if not self.wizard.demo:
             self.wizard.store.update(base_model=event.value.strip())
+            if self.hardware is not None and self.base_spec is not None:
+                self.query_one("#hardware-plan", Static).update(self._plan())
 
     @on(Input.Submitted)
     def submitted(self) -> None:
@@ -340,7 +378,7 @@ class HardwareScreen(WizardScreen):
         self._recompute()
 
     def action_switch_family(self) -> None:
-        """Switch the model family and size (SD 1.5, SDXL 1024/768 px): plan, resolution and base model follow."""
+        """Switch the model family and size (SD 1.5, SDXL 1024/768, Flux 1024/512 px); plan and base model follow."""
         if self.base_spec is None:
             return
         family, resolution = models.following_model(self.base_spec.family, self.base_spec.resolution, self.wizard.demo)
@@ -355,6 +393,8 @@ class HardwareScreen(WizardScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The demo always runs its tiny plan: no preset or mode to switch; GPUs only where several fit the plan."""
+        if action == "switch_mode" and self.base_spec is not None and family_info(self.base_spec.family).lora_only:
+            return False  # Flux trains LoRA only
         if action in ("switch_preset", "switch_mode"):
             return not self.wizard.demo
         if action == "switch_gpus":
@@ -375,6 +415,8 @@ class HardwareScreen(WizardScreen):
         if self.hardware is None:
             return "Still probing the machine; a moment."
         if self.choice is None or not self.choice.fits:
+            if self.hardware.best_gpu is None and not self.wizard.demo:
+                return "Can't train without a GPU here: try it on the CPU with `ioncannon --demo` (see above)."
             return f"Can't start: {self.refusal}"
         try:
             dollars, _minutes = fmt.parse_budget(self.session.budget)
@@ -391,6 +433,9 @@ class HardwareScreen(WizardScreen):
             found, wanted = detect_family(model), self.base_spec.family if self.base_spec is not None else "sd15"
             if found is not None and found != wanted:
                 return mismatch_message(model, found, wanted)
+            login = self._login_problem()
+            if login:
+                return login
         return None
 
     def action_next(self) -> None:

@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
+from ioncannon.job.state import JobState, is_live, resume_promise
 from ioncannon.tui.dialogs.choice import Choice, ChoiceDialog
 from ioncannon.tui.jobview import JobView
 from ioncannon.tui.screens.base import WizardScreen
@@ -23,7 +24,7 @@ class JobScreen(WizardScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", show=False),
         Binding("ctrl+n", "next", "Next", show=False),
-        Binding("q", "leave", "Leave/stop"),
+        Binding("ctrl+q", "leave", "Leave/stop"),
         Binding("ctrl+c", "leave", "Leave/stop", show=False),
         Binding("r", "resume", "Resume"),
     ]
@@ -53,10 +54,10 @@ class JobScreen(WizardScreen):
         if state.status == "stopping":
             return Text("Stopping: saving a checkpoint first…", style="bold yellow")
         if view.stopped is not None or state.status == "stopped":
-            return Text("Stopped. Press r to resume: training continues from its last checkpoint.", style="bold yellow")
+            return Text(f"Stopped. Press r to resume: {self._promise(state)}.", style="bold yellow")
         if not view.alive and state.status in ("running", "new", "unknown"):
-            return Text("The runner is not running (the machine restarted or it was killed). "
-                        "Press r to restart it: training continues from its last checkpoint.", style="bold yellow")
+            return Text("The runner stopped without finishing (killed, or the machine restarted). "
+                        f"Press r to restart it: {self._promise(state)}.", style="bold yellow")
         text = Text()
         for level, message in list(view.messages)[-2:]:
             if text:
@@ -64,14 +65,21 @@ class JobScreen(WizardScreen):
             text.append(message, style=LEVEL_STYLES.get(level, ""))
         return text
 
+    def _promise(self, state: JobState) -> str:
+        job = self.wizard.job
+        return resume_promise(job.paths, state) if job is not None else "finished stages are kept"
+
     def resumable(self) -> bool:
         view = self.wizard.job_view
         return not view.alive and view.state.status != "finished"
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Resume only shows when the runner is not running."""
+        """Resume only shows when the runner is not running; with no runner, ctrl+q is the app's plain Quit."""
         if action == "resume":
             return self.resumable()
+        if action == "leave":
+            view = self.wizard.job_view
+            return is_live(view.state.status, view.alive)
         return action not in ("back", "next")
 
     def action_resume(self) -> None:
@@ -82,11 +90,11 @@ class JobScreen(WizardScreen):
     def action_leave(self) -> None:
         """Leave the screen: the job keeps running, or is stopped at a checkpoint."""
         if not self.wizard.job_view.alive:
-            self.app.exit()
+            self.wizard.leave()
             return
         body = (
             "Leave: this screen closes and the job keeps running on this machine;\n"
-            "type `ioncannon` any time to watch it again.\n"
+            f"type `{self.wizard.come_back}` any time to watch it again.\n"
             "Stop: the job saves a checkpoint and stops; you can resume it later."
         )
         self.app.push_screen(
@@ -100,7 +108,7 @@ class JobScreen(WizardScreen):
 
     def _left(self, answer: str | None) -> None:
         if answer == "leave":
-            self.app.exit()
+            self.wizard.leave()
             return
         if answer == "stop":
             self.wizard.stop_job()

@@ -93,6 +93,7 @@ class PhotosScreen(WizardScreen):
             yield PhotoFolderTree(str(start), id="photos-tree")
             yield Input(
                 value=self.session.photos_dir, placeholder="/path/to/photos", id="photos-path",
+                select_on_focus=False,
                 suggester=PathSuggester(),
             )
             yield Static("", id="photos-message")

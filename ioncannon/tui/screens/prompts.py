@@ -13,14 +13,14 @@ from textual.widgets import DataTable, Static
 
 from ioncannon.job.plans import GeneratePlan
 from ioncannon.job.prompts import PromptPackError, PromptStyle
+from ioncannon.tui import format as fmt
 from ioncannon.tui import pack
 from ioncannon.tui.dialogs.style import StyleDialog
 from ioncannon.tui.screens.base import WizardScreen
 from ioncannon.tui.wizard import Step
 
-HELP = "Each style makes a folder of images and a collage; [b]{token}[/b] becomes the subject."
+HELP = "Each style makes a folder of images and a collage; [b]{token}[/b] is your subject."
 KEYWORD_WIDTH = 13
-PROMPT_WIDTH = 52
 
 
 class PromptsScreen(WizardScreen):
@@ -40,6 +40,7 @@ class PromptsScreen(WizardScreen):
         super().__init__()
         self.pack_styles: list[PromptStyle] = []
         self.load_error = ""
+        self._prompt_width = 0
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="prompts-body"):
@@ -51,9 +52,7 @@ class PromptsScreen(WizardScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_column("on", width=3, key="on")
-        table.add_column("keyword", width=KEYWORD_WIDTH, key="keyword")
-        table.add_column("prompt", width=PROMPT_WIDTH, key="prompt")
+        self._fit_columns()
         try:
             self.pack_styles = pack.starting_styles(self.session.prompt_styles, self.wizard.demo)
         except PromptPackError as exc:
@@ -64,14 +63,31 @@ class PromptsScreen(WizardScreen):
 
     # ------------------------------------------------------------------ drawing
 
+    def on_resize(self) -> None:
+        """The prompt column takes whatever width the terminal has."""
+        if self._fit_columns():
+            self._fill_table()
+
+    def _fit_columns(self) -> bool:
+        table = self.query_one(DataTable)
+        prompt_w = fmt.flexible_width(table.size.width or self.size.width or 80, 3 + KEYWORD_WIDTH, 3, minimum=20)
+        if prompt_w == self._prompt_width:
+            return False
+        self._prompt_width = prompt_w
+        table.clear(columns=True)
+        table.add_column("on", width=3, key="on")
+        table.add_column("keyword", width=KEYWORD_WIDTH, key="keyword")
+        table.add_column("prompt", width=prompt_w, key="prompt")
+        return True
+
     def _fill_table(self, cursor: int | None = None) -> None:
         table = self.query_one(DataTable)
         row = table.cursor_row if cursor is None else cursor
         table.clear()
         for style in self.pack_styles:
             mark = Text("[x]", style="bold green") if style.enabled else Text("[ ]", style="dim")
-            keyword = Text(style.keyword, style="" if style.enabled else "dim")
-            prompt = Text(style.prompt, style="" if style.enabled else "dim", no_wrap=True, overflow="ellipsis")
+            keyword = Text(fmt.fit(style.keyword, KEYWORD_WIDTH), style="" if style.enabled else "dim")
+            prompt = Text(fmt.fit(style.prompt, self._prompt_width), style="" if style.enabled else "dim")
             table.add_row(mark, keyword, prompt)
         if self.pack_styles:
             table.move_cursor(row=max(0, min(row, len(self.pack_styles) - 1)))
@@ -89,9 +105,11 @@ class PromptsScreen(WizardScreen):
         session = self.session
         text = Text(no_wrap=False, overflow="ellipsis")
         text.append(style.render(session.identifier or "‹identifier›", session.class_name or "‹class›"))
+        seed = f"   seed {style.seed}"
+        room = (self.size.width or 80) - 4 - len("not: ") - len(seed)
         text.append("\nnot: ", style="dim")
-        text.append(style.negative or "–", style="dim")
-        text.append(f"   seed {style.seed}", style="dim")
+        text.append(fmt.fit(style.negative or "–", room), style="dim")  # e opens it in full
+        text.append(seed, style="dim")
         return text
 
     def _length_line(self) -> Text:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -17,6 +17,7 @@ from ioncannon.tui.wizard import Step
 
 if TYPE_CHECKING:
     from ioncannon.engine.identifier import IdentifierLint
+    from ioncannon.tui.tokenizer import TokenizerCheck
 
 HELP = (
     "The [b]identifier[/b] is a rare made-up word that will mean your subject (like [i]zwx[/i] or [i]ohwx[/i]); "
@@ -33,7 +34,9 @@ class SubjectScreen(WizardScreen):
     def __init__(self) -> None:
         super().__init__()
         self.lint: IdentifierLint | None = None
-        self.tokenizer: Any | None = None  # the base model's, once a worker has it; until then syntax checks only
+        self.tokenizer: Any | None = None  # the base model's, once found; until then syntax checks only
+        self.checking = True  # until the app says whether the tokenizer can be had
+        self.why_no_tokenizer = ""
 
     def compose_body(self) -> ComposeResult:
         session = self.session
@@ -42,7 +45,7 @@ class SubjectScreen(WizardScreen):
             with Horizontal(classes="field"):
                 yield Label("Identifier", classes="field-label")
                 yield Input(value=session.identifier, placeholder="e.g. zwx", id="subject-identifier",
-                            max_length=40)
+                            select_on_focus=False, max_length=40)
             with Horizontal(classes="field"):
                 yield Label("Class", classes="field-label")
                 with RadioSet(id="subject-class"):
@@ -51,7 +54,7 @@ class SubjectScreen(WizardScreen):
             with Horizontal(classes="field", id="subject-custom-row"):
                 yield Label("Custom class", classes="field-label")
                 yield Input(value=session.custom_class, placeholder="e.g. teddy bear", id="subject-custom",
-                            max_length=40)
+                            select_on_focus=False, max_length=40)
             yield Static("", id="subject-lint")
             yield Static("", id="subject-prompt")
 
@@ -62,17 +65,14 @@ class SubjectScreen(WizardScreen):
         self._show_custom()
         self.query_one("#subject-identifier", Input).focus()
         self._answers_changed()
-        self.fetch_tokenizer()
+        self.wizard.check_tokenizer()
 
-    @work(thread=True, exclusive=True, group="tokenizer", exit_on_error=False)
-    def fetch_tokenizer(self) -> None:
-        """Load the base model's tokenizer off the screen's thread; re-lint with it if it comes."""
-        tokenizer = self.wizard.lint_tokenizer()
-        if tokenizer is not None:
-            self.app.call_from_thread(self._tokenizer_arrived, tokenizer)
-
-    def _tokenizer_arrived(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
+    def tokenizer_checked(self, key: str, check: TokenizerCheck) -> None:
+        """The tokenizer arrived (or can't be had): give the one verdict now."""
+        wanted = "demo" if self.wizard.demo else self.session.base_model.strip()
+        if key != wanted:
+            return
+        self.tokenizer, self.why_no_tokenizer, self.checking = check.tokenizer, check.why_not, False
         self._answers_changed()
 
     def _show_custom(self) -> None:
@@ -122,9 +122,7 @@ class SubjectScreen(WizardScreen):
         text = Text()
         if lint is not None:
             if lint.ok and not lint.warnings and self.session.identifier:
-                text.append(f"✓ '{self.session.identifier}' looks like a good rare word", style="green")
-                one_token = " and is one token for the model's tokenizer" if lint.token_count == 1 else ""
-                text.append(one_token + ".\n", style="green")
+                text.append_text(self._verdict(lint))
             for error in lint.errors:
                 text.append(f"✗ {error}\n", style="bold red")
             for warning in lint.warnings:
@@ -140,6 +138,20 @@ class SubjectScreen(WizardScreen):
         prompt_text.append("After training, put this in your prompts:\n", style="dim")
         prompt_text.append(f"  {prompt}", style="bold cyan")
         prompt_box.update(prompt_text)
+
+    def _verdict(self, lint: IdentifierLint) -> Text:
+        """One verdict: withheld while the tokenizer is being checked, so a ✓ is never followed by a ⚠."""
+        name = self.session.identifier
+        if self.checking:
+            return Text(f"… checking '{name}' with the base model's tokenizer\n", style="dim")
+        if lint.token_count == 1:
+            return Text(f"✓ '{name}' looks like a good rare word and is one token for the model's tokenizer.\n",
+                        style="green")
+        text = Text(f"✓ '{name}' looks like a good rare word.", style="green")
+        if self.why_no_tokenizer:
+            text.append(f" Spelling checked; token count not: {self.why_no_tokenizer}.", style="dim")
+        text.append("\n")
+        return text
 
     def _fallback_prompt(self) -> str:
         return f"a photo of {self.session.identifier or '‹identifier›'} {self.session.class_name or '‹class›'}"

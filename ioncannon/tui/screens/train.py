@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
@@ -44,8 +46,12 @@ class TrainScreen(JobScreen):
         title = stage_info(stage).title
         if stage == "train" and view.last_checkpoint is not None:
             title += f"  (last checkpoint: step {view.last_checkpoint})"
+            if progress is not None and progress.done < view.last_checkpoint:
+                # Progress lines are throttled; the checkpoint written on stop is the newer count.
+                progress = dataclasses.replace(progress, done=view.last_checkpoint)
         starting = progress is None and view.alive
-        panel.show(title, progress, "starting: loading the model…" if starting else "")
+        live = view.alive and view.state.status == "running"
+        panel.show(title, progress, "starting: loading the model…" if starting else "", live=live)
         self.query_one(LossSparkline).show(list(view.losses))
         sample = view.preview
         if sample is not None and sample.path != self._preview_path:

@@ -11,6 +11,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from ioncannon.job.stages import label as stage_label
+from ioncannon.job.state import LIVE_STATUSES, resume_promise, shown_status
 from ioncannon.job.units import duration
 from ioncannon.tui.screens.base import DEMO_NOTE, WizardScreen
 from ioncannon.tui.wizard import Step, resume_action
@@ -36,6 +37,7 @@ class WelcomeScreen(WizardScreen):
         Binding("r", "resume", "Resume"),
         Binding("n", "new_job", "Start new"),
         Binding("v", "view_finished", "View last job"),
+        Binding("x", "start_over", "Start over"),
         Binding("ctrl+n", "next", "Next", show=False),
     ]
 
@@ -60,6 +62,20 @@ class WelcomeScreen(WizardScreen):
                     id="welcome-demo",
                 )
             yield Static(self._job_panel(), id="welcome-job")
+            yield Static(self._answers_line(), id="welcome-answers")
+
+    def _answers_line(self) -> Text:
+        """What a new job would start from, so a stray answer saved last time is seen (and can be dropped)."""
+        session = self.session
+        if not self.wizard.has_answers():
+            return Text()
+        subject = " ".join(w for w in (session.identifier, session.class_name) if w) or "not named yet"
+        text = Text("Saved answers: ", style="dim")
+        text.append(f"photos {session.photos_dir or 'not picked yet'} · subject {subject}")
+        text.append("   ")
+        text.append(" x ", style="bold reverse")
+        text.append(" restores the demo's answers" if self.wizard.demo else " starts over without them")
+        return text
 
     @property
     def action(self) -> str:
@@ -97,7 +113,7 @@ class WelcomeScreen(WizardScreen):
         where = stage_label(state.stage) or "not started"
         if state.total:
             where += f" {state.done}/{state.total}"
-        text.append(f"stage: {where} · status: {state.status}")
+        text.append(f"stage: {where} · {shown_status(state.status, job.alive)}")
         if state.elapsed_s:
             text.append(f" · ran {duration(state.elapsed_s)}")
         text.append("\n")
@@ -111,7 +127,11 @@ class WelcomeScreen(WizardScreen):
             ago = ""
             if state.updated_at:
                 ago = f" (last heard from {duration(max(0.0, self.wizard.clock() - state.updated_at))} ago)"
-            text.append(f"Its runner is not running{ago}.", style="yellow")
+            if state.status in LIVE_STATUSES:
+                text.append(f"Its runner stopped without finishing (killed, or the machine restarted){ago}.",
+                            style="yellow")
+            else:
+                text.append(f"Nothing is running it now{ago}.", style="yellow")
             if state.status == "failed" and state.message:
                 text.append(f"\nIt failed: {state.message}", style="red")
             elif state.status == "unknown":
@@ -121,7 +141,7 @@ class WelcomeScreen(WizardScreen):
             text.append(" enter ", style="bold reverse")
             text.append(" / ")
             text.append(" r ", style="bold reverse")
-            text.append(" resume it: finished stages are kept, training continues from its last checkpoint    ")
+            text.append(f" resume it: {resume_promise(job.paths, state)}    ")
         text.append("\n")
         text.append(" n ", style="bold reverse")
         text.append(" start a new job instead")
@@ -137,6 +157,8 @@ class WelcomeScreen(WizardScreen):
             return self.unfinished is not None
         if action == "view_finished":
             return self.unfinished is None and self.finished is not None
+        if action == "start_over":
+            return self.wizard.has_answers()
         return action != "back"
 
     def action_primary(self) -> None:
@@ -166,6 +188,13 @@ class WelcomeScreen(WizardScreen):
         """Open the summary of the last finished job."""
         if self.finished is not None and self.finished.spec is not None:
             self.wizard.attach(self.finished.paths, self.finished.spec)
+
+    def action_start_over(self) -> None:
+        """Forget the saved answers (the demo gets its sample photos and subject back)."""
+        self.wizard.start_over()
+        self.query_one("#welcome-answers", Static).update(self._answers_line())
+        self.refresh_bindings()
+        self.notify("The demo's answers are back." if self.wizard.demo else "Saved answers cleared.")
 
     def action_next(self) -> None:
         """Start setting up a job."""

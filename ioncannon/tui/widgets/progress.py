@@ -53,7 +53,8 @@ class ProgressPanel(Vertical):
         yield Static(fmt.bar(0, 0, 40), classes="progress-bar")
         yield Static("", classes="progress-stats")
 
-    def show(self, title: str, progress: Progress | None, extra: str = "") -> None:
+    def show(self, title: str, progress: Progress | None, extra: str = "", live: bool = True) -> None:
+        """Draw `progress`; rate and ETA only while `live` (a stopped job has neither)."""
         done, total = (progress.done, progress.total) if progress else (0, 0)
         width = max(10, (self.size.width or 60) - 22)
         count = f" {done}/{total} {self.unit}" if total else ""
@@ -63,9 +64,10 @@ class ProgressPanel(Vertical):
         )
         stats: list[str] = []
         if progress is not None and total:
-            unit = "it" if self.unit == "steps" else "img"
-            stats.append(fmt.rate(progress.rate, unit))
-            stats.append(f"ETA {duration(progress.eta_s)}")
+            if live:
+                unit = "it" if self.unit == "steps" else "img"
+                stats.append(fmt.rate(progress.rate, unit))
+                stats.append(f"ETA {duration(progress.eta_s)}")
             if progress.loss is not None:
                 stats.append(f"loss {progress.loss:.4f}")
         if extra:

@@ -1,0 +1,326 @@
+"""FLUX.1-dev on the GPU: our LoRA plans and the prompt pack against diffusers' script and FluxPipeline, same run.
+
+Random-weight FLUX.1-dev of the real shapes (REFERENCE §9: transformer 11.9 B, T5-XXL 4.7 B), built on the GPU in
+bf16 (a CPU init of 17 B parameters takes minutes), at 1024 px, one photo a step (Flux trains without class images
+by default). Prints one JSON line per measurement, then a summary: steps/s, peak GiB (allocated, the weights
+included: the transformer is moved off the GPU before each plan and our trainer brings it back) and MFU for our
+24 GB (fp8 base weights), 40 GB and roomy plans and for diffusers' `train_dreambooth_lora_flux.py` (given with
+--diffusers-script; it trains from a saved folder of the same random model); images/s with PNG writes for our
+sampler and FluxPipeline (28 steps, guidance 3.5). Phases run in order of importance and are skipped once
+--budget seconds are spent. MFU counts the model's FLOPs (LoRA: forward + input gradients), not recomputation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+PEAK_FLOPS = 989e12
+RES = 1024          # --size tiny (a CPU smoke test of this script) sets 64
+DEVICE = "cuda"
+SIZE = "real"
+PROMPT = "a professional portrait photograph of sks man, 85mm lens, soft studio lighting"
+_T0 = time.perf_counter()
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sdxl_speed  # noqa: E402
+from sdxl_speed import SmiPeak, _mem, _reset_peak, _sync, _write_pngs, random_pngs  # noqa: E402
+
+
+def log(row: dict[str, Any]) -> None:
+    row["t"] = round(time.perf_counter() - _T0, 1)
+    print("RESULT " + json.dumps(row), flush=True)
+
+
+def _dtype() -> Any:
+    import torch
+
+    return torch.bfloat16 if DEVICE == "cuda" else torch.float32
+
+
+def build() -> Any:
+    """Random FLUX.1-dev on the GPU in bf16."""
+    import torch
+
+    from ioncannon.engine.families import family_for
+
+    t = time.perf_counter()
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(_dtype())
+    try:
+        with torch.device(DEVICE):
+            parts = family_for("flux").build(SIZE, seed=0)
+    finally:
+        torch.set_default_dtype(before)
+    _sync()
+    params = {n: sum(p.numel() for p in m.parameters()) for n, m in
+              (("transformer", parts.unet), ("vae", parts.vae), ("clip", parts.text_encoder),
+               ("t5", parts.text_encoder_2))}
+    log({"phase": "build", "build_s": round(time.perf_counter() - t, 1), "params": params,
+         "gpu": torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu", "torch": torch.__version__})
+    return parts
+
+
+def fresh_transformer(parts: Any) -> None:
+    """A new random transformer (a plan's fp8 storage or merged adapters change the old one for good)."""
+    import torch
+    from diffusers import FluxTransformer2DModel
+
+    config = dict(parts.unet.config)
+    parts.unet = None
+    _reset_peak()
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(_dtype())
+    try:
+        with torch.device(DEVICE):
+            parts.unet = FluxTransformer2DModel.from_config(config)
+    finally:
+        torch.set_default_dtype(before)
+
+
+def flops(parts: Any, batch: int, backward: bool) -> float:
+    """Transformer FLOPs at RES for `batch` images: forward, or forward + input gradients (what LoRA training
+    computes, the adapters' own being negligible), counted by torch's FLOP counter."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ioncannon.engine.families import family_for
+
+    flux, model = family_for("flux"), parts.unet
+    dtype = next(model.parameters()).dtype
+    side = RES // 8
+    tokens = parts.tokenizer_2.model_max_length
+    cond = {"hidden": torch.randn(batch, tokens, model.config.joint_attention_dim, device=DEVICE, dtype=dtype),
+            "pooled": torch.randn(batch, model.config.pooled_projection_dim, device=DEVICE, dtype=dtype)}
+    x = torch.randn(batch, 16, side, side, device=DEVICE, dtype=dtype, requires_grad=backward)
+    t = torch.full((batch,), 500.0, device=DEVICE)
+    with FlopCounterMode(display=False) as counter:
+        if backward:
+            flux.predict(model, x, t, cond).float().square().mean().backward()
+        else:
+            with torch.inference_mode():
+                flux.predict(model, x, t, cond)
+    return float(counter.get_total_flops())
+
+
+def our_training(parts: Any, workdir: Path, key: str, steps: int, step_flops: float) -> dict[str, Any]:
+    """One Flux plan through the product's cache and train stages, the transformer starting off the GPU."""
+    import torch
+
+    from ioncannon.engine.context import StageContext
+    from ioncannon.engine.hardware import GpuInfo, HardwareInfo, plan_key, plan_options
+    from ioncannon.engine.train.loop import run_cache, run_training
+    from ioncannon.engine.weights.adapters import merge_adapters
+    from ioncannon.job.paths import JobPaths
+    from ioncannon.job.spec import JobSpec, save_spec
+
+    hw = HardwareInfo([GpuInfo(0, "NVIDIA H200", 139.8, 139.0)], 100.0, 16, 128.0)
+    plan = next(c.plan for c in plan_options(hw, family="flux") if plan_key(c.plan, "flux") == key)
+    plan = dataclasses.replace(plan, steps=steps, checkpoint_every=0, sample_every=0)
+    root = Path(tempfile.mkdtemp(dir=workdir, prefix=f"{key}-"))
+    spec = JobSpec(name=key, photos_dir=str(root), identifier="sks", class_name="man", base_model="random-flux",
+                   family="flux", resolution=RES, device=DEVICE, train=plan)
+    paths = JobPaths(root / "job")
+    save_spec(paths, spec)
+    random_pngs(paths.training_samples("man"), 4, 0, "sks man")
+    ctx = StageContext(spec=spec, paths=paths, workdir=workdir, emit=lambda e: None, should_stop=lambda: False,
+                       device=torch.device(DEVICE))
+    t = time.perf_counter()
+    parts.unet.to("cpu")  # the cache stage needs only the VAE and the text encoders
+    run_cache(ctx, parts)  # leaves the VAE and the text encoders on the CPU, as the product does
+    _sync()
+    cache_s = time.perf_counter() - t
+    _reset_peak()
+    base = _mem()
+    t = time.perf_counter()
+    run_training(ctx, parts)
+    train_s = time.perf_counter() - t
+    stats = json.loads((paths.meta / "train_stats.json").read_text())
+    peak = (_mem("max_allocated") - base) / 2**30
+    reserved = _mem("max_reserved") / 2**30
+    rate = stats.get("steady_steps_per_s") or 0.0
+    if plan.gradient_checkpointing:
+        parts.unet.disable_gradient_checkpointing()
+    if plan.base_weights == "plain":
+        parts.unet = merge_adapters(parts.unet)  # a plain transformer for the next phase
+    return {"phase": f"ours-{key}", "steps_per_s": rate, "peak_gib": round(peak, 2), "reserved_gib": round(reserved, 2),
+            "mfu_pct": round(100 * rate * step_flops / PEAK_FLOPS, 1), "cache_s": round(cache_s, 1),
+            "setup_s": stats.get("setup_s"), "first_steps_s": stats.get("first_steps_s"), "train_s": round(train_s, 1),
+            "mode": stats.get("mode"), "steps": steps}
+
+
+def pipeline_generation(parts: Any, batch: int, images: int, steps: int, image_flops: float) -> dict[str, Any]:
+    """diffusers' FluxPipeline on the same modules (bf16), 28 steps at guidance 3.5, PNG writes included."""
+    import numpy as np
+    import torch
+
+    from ioncannon.engine.families import family_for
+
+    pipe = family_for("flux").pipeline(parts).to(DEVICE, _dtype())
+    pipe.set_progress_bar_config(disable=True)
+    tokens = parts.tokenizer_2.model_max_length
+    _reset_peak()
+    pipe([PROMPT] * batch, num_inference_steps=2, height=RES, width=RES, max_sequence_length=tokens)  # warm-up
+    out = Path(tempfile.mkdtemp(prefix="pipe-"))
+    _sync()
+    t = time.perf_counter()
+    for start in range(0, images, batch):
+        result = pipe([PROMPT] * batch, num_inference_steps=steps, guidance_scale=3.5, height=RES, width=RES,
+                      generator=torch.Generator(DEVICE).manual_seed(start), output_type="np",
+                      max_sequence_length=tokens)
+        _write_pngs((np.asarray(result.images) * 255).round().astype("uint8"), out, start)
+    _sync()
+    rate = images / (time.perf_counter() - t)
+    return {"phase": "pipeline", "batch": batch, "images": images, "images_per_s": round(rate, 3),
+            "peak_gib": round(_mem("max_allocated") / 2**30, 2),
+            "mfu_pct": round(100 * rate * image_flops / PEAK_FLOPS, 1)}
+
+
+def our_generation(parts: Any, batch: int, images: int, steps: int, image_flops: float, label: str) -> dict[str, Any]:
+    """The product's sampler with its PNG writer (the same path class images and the prompt pack take)."""
+    import torch
+
+    from ioncannon.engine.generate.batches import ImageJob, fixed_batches, render
+    from ioncannon.engine.generate.sampler import ImageSampler
+
+    t = time.perf_counter()
+    sampler = ImageSampler(parts, torch.device(DEVICE), _dtype(), steps=steps, guidance=3.5, resolution=RES,
+                           batch_size=batch)
+    _reset_peak()
+    sampler.warm_up()
+    startup = time.perf_counter() - t
+    out = Path(tempfile.mkdtemp(prefix="ours-"))
+    jobs = [ImageJob(out / f"{i:04d}.png", PROMPT, "", 1000 + i, "bench") for i in range(images)]
+    _sync()
+    t = time.perf_counter()
+    render(sampler, fixed_batches(jobs, batch), stage="bench", emit=lambda e: None, check_stop=lambda: None,
+           announce=False)
+    _sync()
+    rate = images / (time.perf_counter() - t)
+    return {"phase": f"ours-generate{label}", "batch": batch, "images": images, "images_per_s": round(rate, 3),
+            "mfu_pct": round(100 * rate * image_flops / PEAK_FLOPS, 1),
+            "peak_gib": round(_mem("max_allocated") / 2**30, 2), "startup_s": round(startup, 1)}
+
+
+def fp8_inference(parts: Any) -> None:
+    """Hopper/Ada fp8 matmuls for generation: the blocks' linear layers with fp8 weights and per-row dynamic fp8
+    activations (torchao), the rest bf16. Irreversible: run last."""
+    import torch
+    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
+
+    quantize_(parts.unet, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
+              filter_fn=lambda m, n: isinstance(m, torch.nn.Linear) and "transformer_blocks." in n)
+
+
+def diffusers_training(script: Path, parts: Any, workdir: Path, steps: int, timeout: float) -> dict[str, Any]:
+    """diffusers' Flux DreamBooth LoRA script on a saved folder of the same random model, rank 16, batch 1, bf16,
+    cached latents, gradient checkpointing (its 40 GB recipe), 1024 px; its step bar timed."""
+    import torch
+
+    from ioncannon.engine.families import family_for
+
+    t = time.perf_counter()
+    folder = workdir / "flux-random"
+    family_for("flux").pipeline(parts).to(torch.bfloat16).save_pretrained(str(folder), safe_serialization=True)
+    save_s = time.perf_counter() - t
+    photos = workdir / "dreambooth" / "photos"
+    random_pngs(photos, 4, 0, "sks man")
+    wrapper = workdir / "timed_script.py"
+    wrapper.write_text(sdxl_speed._WRAPPER, encoding="utf-8")
+    cmd = [sys.executable, str(wrapper), str(script), f"--pretrained_model_name_or_path={folder}",
+           f"--instance_data_dir={photos}", "--instance_prompt=a photo of sks man", f"--resolution={RES}",
+           "--train_batch_size=1", "--mixed_precision=bf16", f"--max_train_steps={steps}", "--learning_rate=1e-4",
+           "--rank=16", "--guidance_scale=3.5", "--gradient_checkpointing", "--cache_latents",
+           "--checkpointing_steps=1000000", "--seed=0", f"--max_sequence_length={parts.tokenizer_2.model_max_length}",
+           f"--output_dir={workdir / 'dreambooth' / 'out'}", "--report_to=tensorboard"]
+    logfile = workdir / "diffusers.log"
+    t = time.perf_counter()
+    with open(logfile, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, text=True)
+        with SmiPeak(proc.pid) as smi:
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    out = logfile.read_text(errors="replace")
+    line = next((ln for ln in out.splitlines() if ln.startswith("DIFFUSERS ")), None)
+    row: dict[str, Any] = {"phase": "diffusers-lora", "save_s": round(save_s, 1),
+                           "wall_s": round(time.perf_counter() - t, 1), "smi_peak_gib": round(smi.peak_mib / 1024, 2)}
+    if line is None or json.loads(line[10:])["steps"] < 3:
+        row["error"] = out[-2500:]
+    else:
+        row.update(json.loads(line[10:]))
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--diffusers-script", default="", help="path to diffusers' train_dreambooth_lora_flux.py")
+    ap.add_argument("--workdir", default="")
+    ap.add_argument("--steps", type=int, default=30, help="our training steps per plan")
+    ap.add_argument("--diffusers-steps", type=int, default=20)
+    ap.add_argument("--gen-steps", type=int, default=28)
+    ap.add_argument("--images", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--plans", default="lora-24gb,lora-40gb,lora", help="our plans, in order")
+    ap.add_argument("--budget", type=float, default=520, help="seconds; later phases are skipped past it")
+    ap.add_argument("--size", default="real", choices=("real", "tiny"), help="tiny: a CPU smoke test of this script")
+    args = ap.parse_args()
+    import torch
+
+    global RES, DEVICE, SIZE
+    if args.size == "tiny":
+        RES, DEVICE, SIZE = 64, "cpu", "tiny"
+        sdxl_speed.DEVICE = "cpu"
+    torch.backends.cuda.matmul.allow_tf32 = True
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="flux-bench-"))
+    left = lambda: args.budget - (time.perf_counter() - _T0)  # noqa: E731
+    parts = build()
+    step_flops, image_flops = flops(parts, 1, backward=True), args.gen_steps * flops(parts, 1, backward=False)
+    log({"phase": "flops", "tflop_per_step": round(step_flops / 1e12, 1),
+         "tflop_per_image": round(image_flops / 1e12, 1)})
+    rows = []
+    for key in [k for k in args.plans.split(",") if k]:
+        if left() < 60:
+            break
+        try:
+            rows.append(our_training(parts, workdir, key, args.steps, step_flops))
+        except torch.OutOfMemoryError as exc:
+            rows.append({"phase": f"ours-{key}", "error": f"out of memory: {exc}"[:300]})
+        log(rows[-1])
+        fresh_transformer(parts)
+    for run in (lambda: pipeline_generation(parts, args.batch, args.images, args.gen_steps, image_flops),
+                lambda: our_generation(parts, args.batch, args.images, args.gen_steps, image_flops, "")):
+        if left() > 45:
+            rows.append(run())
+            log(rows[-1])
+    if args.diffusers_script and left() > 150:
+        parts.unet.to("cpu")
+        for module in (parts.vae, parts.text_encoder, parts.text_encoder_2):
+            module.to("cpu")
+        _reset_peak()
+        rows.append(diffusers_training(Path(args.diffusers_script), parts, workdir, args.diffusers_steps,
+                                       timeout=max(left() - 20, 30)))
+        log(rows[-1])
+    if DEVICE == "cuda" and left() > 45:
+        fp8_inference(parts)
+        rows.append(our_generation(parts, args.batch, args.images, args.gen_steps, image_flops, "-fp8-matmuls"))
+        log(rows[-1])
+    print("\nSUMMARY")
+    for r in rows:
+        print(json.dumps({k: v for k, v in r.items() if k != "error"}) + (" ERROR " + r["error"][-400:]
+                                                                          if "error" in r else ""))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main()
