@@ -206,3 +206,13 @@ def test_measuring_a_demo_step_takes_seconds_and_pins_nothing() -> None:
     step_s = measure_step_s(budget_s=0.5)
     assert 0 < step_s < time.perf_counter() - t
     assert torch.get_num_threads() == before
+
+
+def test_every_family_gets_a_demo_plan_sized_or_fixed() -> None:
+    from ioncannon.engine.demo import sized_demo_plan
+    from ioncannon.job.presets import demo_plan_for
+
+    for family in ("sd15", "sdxl", "flux"):
+        plan = sized_demo_plan(family)
+        fixed = demo_plan_for(family)
+        assert plan.mode == fixed.mode and 40 <= plan.steps <= fixed.steps
