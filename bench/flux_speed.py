@@ -16,23 +16,21 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-PEAK_FLOPS = 989e12
 RES = 1024          # --size tiny (a CPU smoke test of this script) sets 64
 DEVICE = "cuda"
 SIZE = "real"
-PROMPT = "a professional portrait photograph of sks man, 85mm lens, soft studio lighting"
 _T0 = time.perf_counter()
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sdxl_speed  # noqa: E402
-from sdxl_speed import SmiPeak, _mem, _reset_peak, _sync, _write_pngs, random_pngs  # noqa: E402
+from common import PEAK_FLOPS, PROMPT, random_pngs, run_diffusers_script  # noqa: E402
+from sdxl_speed import _mem, _reset_peak, _sync, _write_pngs  # noqa: E402
 
 
 def log(row: dict[str, Any]) -> None:
@@ -130,7 +128,7 @@ def our_training(parts: Any, workdir: Path, key: str, steps: int, step_flops: fl
                    family="flux", resolution=RES, device=DEVICE, train=plan)
     paths = JobPaths(root / "job")
     save_spec(paths, spec)
-    random_pngs(paths.training_samples("man"), 4, 0, "sks man")
+    random_pngs(paths.training_samples("man"), 4, 0, "sks man", RES)
     ctx = StageContext(spec=spec, paths=paths, workdir=workdir, emit=lambda e: None, should_stop=lambda: False,
                        device=torch.device(DEVICE))
     t = time.perf_counter()
@@ -232,34 +230,14 @@ def diffusers_training(script: Path, parts: Any, workdir: Path, steps: int, time
     family_for("flux").pipeline(parts).to(torch.bfloat16).save_pretrained(str(folder), safe_serialization=True)
     save_s = time.perf_counter() - t
     photos = workdir / "dreambooth" / "photos"
-    random_pngs(photos, 4, 0, "sks man")
-    wrapper = workdir / "timed_script.py"
-    wrapper.write_text(sdxl_speed._WRAPPER, encoding="utf-8")
-    cmd = [sys.executable, str(wrapper), str(script), f"--pretrained_model_name_or_path={folder}",
-           f"--instance_data_dir={photos}", "--instance_prompt=a photo of sks man", f"--resolution={RES}",
-           "--train_batch_size=1", "--mixed_precision=bf16", f"--max_train_steps={steps}", "--learning_rate=1e-4",
-           "--rank=16", "--guidance_scale=3.5", "--gradient_checkpointing", "--cache_latents",
-           "--checkpointing_steps=1000000", "--seed=0", f"--max_sequence_length={parts.tokenizer_2.model_max_length}",
-           f"--output_dir={workdir / 'dreambooth' / 'out'}", "--report_to=tensorboard"]
-    logfile = workdir / "diffusers.log"
-    t = time.perf_counter()
-    with open(logfile, "w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, text=True)
-        with SmiPeak(proc.pid) as smi:
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    out = logfile.read_text(errors="replace")
-    line = next((ln for ln in out.splitlines() if ln.startswith("DIFFUSERS ")), None)
-    row: dict[str, Any] = {"phase": "diffusers-lora", "save_s": round(save_s, 1),
-                           "wall_s": round(time.perf_counter() - t, 1), "smi_peak_gib": round(smi.peak_mib / 1024, 2)}
-    if line is None or json.loads(line[10:])["steps"] < 3:
-        row["error"] = out[-2500:]
-    else:
-        row.update(json.loads(line[10:]))
-    return row
+    random_pngs(photos, 4, 0, "sks man", RES)
+    args = [f"--pretrained_model_name_or_path={folder}",
+            f"--instance_data_dir={photos}", "--instance_prompt=a photo of sks man", f"--resolution={RES}",
+            "--train_batch_size=1", "--mixed_precision=bf16", f"--max_train_steps={steps}", "--learning_rate=1e-4",
+            "--rank=16", "--guidance_scale=3.5", "--gradient_checkpointing", "--cache_latents",
+            "--checkpointing_steps=1000000", "--seed=0", f"--max_sequence_length={parts.tokenizer_2.model_max_length}",
+            f"--output_dir={workdir / 'dreambooth' / 'out'}", "--report_to=tensorboard"]
+    return {**run_diffusers_script(script, args, workdir, timeout), "save_s": round(save_s, 1)}
 
 
 def main() -> None:

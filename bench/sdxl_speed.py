@@ -13,19 +13,18 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-PEAK_FLOPS = 989e12
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import PEAK_FLOPS, PROMPT, random_pngs, run_diffusers_script  # noqa: E402
+
 RES = 1024          # --size tiny (a CPU smoke test of this script) sets 64
 DEVICE = "cuda"
 SIZE = "real"
-PROMPT = "a professional portrait photograph of sks man, 85mm lens, soft studio lighting"
 NEGATIVE = "blurry, lowres, deformed, watermark, text"
 _T0 = time.perf_counter()
 PHASES = ("train", "diffusers", "train12", "pipeline", "ours", "ours-compiled")
@@ -34,17 +33,6 @@ PHASES = ("train", "diffusers", "train12", "pipeline", "ours", "ours-compiled")
 def log(row: dict[str, Any]) -> None:
     row["t"] = round(time.perf_counter() - _T0, 1)
     print("RESULT " + json.dumps(row), flush=True)
-
-
-def random_pngs(folder: Path, n: int, seed: int, stem: str) -> None:
-    import numpy as np
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        small = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
-        Image.fromarray(small).resize((RES, RES), Image.Resampling.BICUBIC).save(folder / f"{stem}_{i:03d}.png")
 
 
 def build(workdir: Path) -> Any:
@@ -143,8 +131,8 @@ def our_training(parts: Any, workdir: Path, key: str, steps: int) -> dict[str, A
                    family="sdxl", resolution=RES, device=DEVICE, train=plan)
     paths = JobPaths(root / "job")
     save_spec(paths, spec)
-    random_pngs(paths.training_samples("man"), 10, 0, "sks man")
-    random_pngs(paths.class_images("man"), 20, 1, "class")
+    random_pngs(paths.training_samples("man"), 10, 0, "sks man", RES)
+    random_pngs(paths.class_images("man"), 20, 1, "class", RES)
     ctx = StageContext(spec=spec, paths=paths, workdir=workdir, emit=lambda e: None, should_stop=lambda: False,
                        device=torch.device(DEVICE))
     t = time.perf_counter()
@@ -174,101 +162,21 @@ def our_training(parts: Any, workdir: Path, key: str, steps: int) -> dict[str, A
             "train_s": round(train_s, 1), "mode": stats.get("mode"), "steps": steps}
 
 
-class SmiPeak:
-    """Peak GPU memory of one process, polled from nvidia-smi (for a script we do not instrument)."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.peak_mib = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            try:
-                out = subprocess.run(
-                    ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                    capture_output=True,
-                    text=True,
-                    timeout=5,
-                ).stdout
-                for line in out.strip().splitlines():
-                    pid, used = (int(x) for x in line.split(","))
-                    if pid == self.pid:
-                        self.peak_mib = max(self.peak_mib, used)
-            except (OSError, ValueError, IndexError, subprocess.SubprocessError):
-                pass
-            self._stop.wait(0.25)
-
-    def __enter__(self) -> SmiPeak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-# Run as `python sdxl_speed.py --timed-script SCRIPT ARGS...`: diffusers' script with its step bar timed.
-_WRAPPER = """
-import atexit, json, runpy, sys, time
-import tqdm.auto
-stamps = []
-class Timed(tqdm.auto.tqdm):
-    def update(self, n=1):
-        out = super().update(n)
-        if self.desc == "Steps":
-            stamps.append(time.perf_counter())
-        return out
-tqdm.auto.tqdm = Timed
-def report():
-    import torch
-    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
-    skip = min(5, max(len(stamps) - 2, 0))
-    rate = (len(stamps) - 1 - skip) / (stamps[-1] - stamps[skip]) if len(stamps) - skip > 1 else 0.0
-    row = {"steps": len(stamps), "steps_per_s": round(rate, 3), "torch_peak_gib": round(peak, 2)}
-    print("DIFFUSERS " + json.dumps(row), flush=True)
-atexit.register(report)
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
-
 def diffusers_training(
     script: Path, model: Path, workdir: Path, steps: int, rank: int, timeout: float
 ) -> dict[str, Any]:
     photos, klass = workdir / "dreambooth" / "photos", workdir / "dreambooth" / "class"
-    random_pngs(photos, 10, 0, "sks man")
-    random_pngs(klass, 20, 1, "class")
-    wrapper = workdir / "timed_script.py"
-    wrapper.write_text(_WRAPPER, encoding="utf-8")
-    cmd = [sys.executable, str(wrapper), str(script), f"--pretrained_model_name_or_path={model}",
-           f"--instance_data_dir={photos}", f"--class_data_dir={klass}", "--with_prior_preservation",
-           "--num_class_images=20", "--instance_prompt=a photo of sks man", "--class_prompt=a photo of a man",
-           f"--resolution={RES}", "--train_batch_size=1", "--mixed_precision=bf16", f"--max_train_steps={steps}",
-           "--learning_rate=1e-4", f"--rank={rank}", "--checkpointing_steps=1000000", "--seed=0",
-           f"--output_dir={workdir / 'dreambooth' / 'out'}", "--report_to=tensorboard"]
+    random_pngs(photos, 10, 0, "sks man", RES)
+    random_pngs(klass, 20, 1, "class", RES)
+    args = [f"--pretrained_model_name_or_path={model}",
+            f"--instance_data_dir={photos}", f"--class_data_dir={klass}", "--with_prior_preservation",
+            "--num_class_images=20", "--instance_prompt=a photo of sks man", "--class_prompt=a photo of a man",
+            f"--resolution={RES}", "--train_batch_size=1", "--mixed_precision=bf16", f"--max_train_steps={steps}",
+            "--learning_rate=1e-4", f"--rank={rank}", "--checkpointing_steps=1000000", "--seed=0",
+            f"--output_dir={workdir / 'dreambooth' / 'out'}", "--report_to=tensorboard"]
     if DEVICE != "cuda":
-        cmd = [c if c != "--mixed_precision=bf16" else "--mixed_precision=no" for c in cmd]
-    t = time.perf_counter()
-    logfile = workdir / "diffusers.log"
-    with open(logfile, "w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, text=True)
-        with SmiPeak(proc.pid) as smi:
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    out = logfile.read_text(errors="replace")
-    line = next((ln for ln in out.splitlines() if ln.startswith("DIFFUSERS ")), None)
-    row: dict[str, Any] = {"phase": "diffusers-lora", "wall_s": round(time.perf_counter() - t, 1),
-                           "smi_peak_gib": round(smi.peak_mib / 1024, 2), "rank": rank}
-    if line is None or json.loads(line[10:])["steps"] < 3:
-        row["error"] = out[-3000:]
-    else:
-        row.update(json.loads(line[10:]))
-    return row
+        args = [a if a != "--mixed_precision=bf16" else "--mixed_precision=no" for a in args]
+    return {**run_diffusers_script(script, args, workdir, timeout), "rank": rank}
 
 
 def _write_pngs(images: Any, folder: Path, start: int) -> None:

@@ -13,9 +13,9 @@ from ioncannon.job.errors import StageError
 from ioncannon.job.events import Message
 
 try:
-    from tests.engine.test_train_support import make_job, one_thread, subject_image, tiny_model  # noqa: F401
+    from tests.engine.test_train_support import make_job, subject_image  # noqa: F401
 except ImportError:
-    from test_train_support import make_job, one_thread, subject_image, tiny_model  # noqa: F401
+    from test_train_support import make_job, subject_image  # noqa: F401
 
 
 def test_cache_holds_photos_mirrors_class_images_and_prompts(tmp_path: Path, tiny_model: Path) -> None:

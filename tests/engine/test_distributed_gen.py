@@ -28,9 +28,9 @@ from ioncannon.job.prompts import PromptStyle, save_pack
 from ioncannon.job.spec import save_spec
 
 try:
-    from tests.engine.test_train_support import CLASS, make_job, one_thread, tiny_model  # noqa: F401
+    from tests.engine.test_train_support import CLASS, make_job  # noqa: F401
 except ImportError:
-    from test_train_support import CLASS, make_job, one_thread, tiny_model  # noqa: F401
+    from test_train_support import CLASS, make_job  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 

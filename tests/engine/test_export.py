@@ -13,7 +13,6 @@ from ioncannon.engine.export import export_model, export_targets, pickle_files
 from ioncannon.engine.models.load import (
     Components,
     load_components,
-    save_tiny_model,
     unet_config,
     vae_config,
 )
@@ -22,11 +21,6 @@ from ioncannon.job.events import Event, Message, Progress
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.plans import TrainPlan
 from ioncannon.job.spec import JobSpec
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 def trained(model: Path) -> Components:

@@ -11,7 +11,7 @@ from safetensors import safe_open
 
 from ioncannon.engine.context import StageContext
 from ioncannon.engine.export import export_model, pickle_files
-from ioncannon.engine.models.load import Components, load_components, save_tiny_model
+from ioncannon.engine.models.load import Components, load_components
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.plans import TrainPlan
 from ioncannon.job.spec import JobSpec
@@ -19,10 +19,6 @@ from ioncannon.job.spec import JobSpec
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 def lora_trained(model: Path) -> Components:

@@ -20,17 +20,6 @@ PROMPT = "a photo of zwx person"
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return FLUX.save_tiny(tmp_path_factory.mktemp("flux") / "tiny-flux")
 
 
 def pipeline(folder: Path) -> Any:

@@ -24,16 +24,12 @@ from ioncannon.job.state import EventTail, read_state
 from ioncannon.job.workdir import create_job
 
 try:
-    from tests.engine.test_train_support import make_job, one_thread  # noqa: F401
+    from tests.engine.test_train_support import make_job  # noqa: F401
 except ImportError:
-    from test_train_support import make_job, one_thread  # noqa: F401
+    from test_train_support import make_job  # noqa: F401
 
 FLUX = family_for("flux")
 
-
-@pytest.fixture(scope="module")
-def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return FLUX.save_tiny(tmp_path_factory.mktemp("flux") / "tiny-flux")
 
 
 @pytest.mark.slow

@@ -29,10 +29,6 @@ from ioncannon.job.spec import JobSpec
 STEPS = 4
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
-
 
 def make_ctx(workdir: Path, job: str, model: Path, events: list[Event], *, class_images: int = 4,
              pack: str = "", per_prompt: int = 3, bare: int = 2, batch: int = 2, stop_after: int | None = None,

@@ -25,17 +25,6 @@ TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 PROMPT = "a photo of zwx cat"
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return SDXL.save_tiny(tmp_path_factory.mktemp("sdxl") / "tiny-sdxl")
 
 
 def pipeline(parts: Components) -> Any:

@@ -24,16 +24,12 @@ from ioncannon.job.state import EventTail, read_state
 from ioncannon.job.workdir import create_job
 
 try:
-    from tests.engine.test_train_support import make_job, one_thread  # noqa: F401
+    from tests.engine.test_train_support import make_job  # noqa: F401
 except ImportError:
-    from test_train_support import make_job, one_thread  # noqa: F401
+    from test_train_support import make_job  # noqa: F401
 
 SDXL = family_for("sdxl")
 
-
-@pytest.fixture(scope="module")
-def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return SDXL.save_tiny(tmp_path_factory.mktemp("sdxl") / "tiny-sdxl")
 
 
 @pytest.mark.slow

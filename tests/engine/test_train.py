@@ -17,9 +17,9 @@ from ioncannon.job.errors import StageError
 from ioncannon.job.events import CheckpointSaved, Message, Progress, SampleReady
 
 try:
-    from tests.engine.test_train_support import make_job, one_thread, tiny_model, unet_weights  # noqa: F401
+    from tests.engine.test_train_support import make_job, unet_weights  # noqa: F401
 except ImportError:
-    from test_train_support import make_job, one_thread, tiny_model, unet_weights  # noqa: F401
+    from test_train_support import make_job, unet_weights  # noqa: F401
 
 
 def _unet_out(unet: torch.nn.Module) -> torch.Tensor:

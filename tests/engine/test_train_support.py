@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
 from ioncannon.engine.context import StageContext
-from ioncannon.engine.models.load import TINY_RESOLUTION, save_tiny_model
+from ioncannon.engine.models.load import TINY_RESOLUTION
 from ioncannon.job.events import Event
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.presets import demo_plan
@@ -35,15 +34,6 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    with single_thread():
-        yield
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 def subject_image(seed: int, size: int = TINY_RESOLUTION) -> Image.Image:
