@@ -14,6 +14,7 @@ from typing import Any
 
 from ioncannon.cli.common import UserError, find_job
 from ioncannon.cli.common import workdir as chosen_workdir
+from ioncannon.job.families import family_info
 from ioncannon.job.handle import DAMAGED_JOB_HINT
 from ioncannon.job.units import duration
 
@@ -211,14 +212,15 @@ def _check_gpu(spec: Any) -> None:
 
 def _plan_text(spec: Any) -> str:
     t, g = spec.train, spec.generate
+    prior = f"on ({t.num_class_images} class images)" if t.prior_preservation else "off (no class images)"
     lines = [
         f"job        {spec.name}{'  (demo: tiny random-weight model)' if spec.demo else ''}",
         f"photos     {spec.photos_dir}",
         f"subject    {spec.identifier} {spec.class_name}  -> prompt: \"{spec.instance_prompt}\"",
         f"base model {spec.base_model} ({spec.family}, {spec.resolution} px)",
-        f"training   {t.mode}, {t.steps} steps, lr {t.learning_rate:g}, {t.precision}, "
-        f"prior preservation {'on' if t.prior_preservation else 'off'} ({t.num_class_images} class images)",
-        f"generation {g.sampler} {g.steps} steps, guidance {g.guidance:g}, {g.images_per_prompt} per prompt",
+        f"training   {t.mode}, {t.steps} steps, lr {t.learning_rate:g}, {t.precision}, prior preservation {prior}",
+        f"generation {family_info(spec.family).own_sampler or g.sampler} {g.steps} steps, guidance {g.guidance:g}, "
+        f"{g.images_per_prompt} per prompt",
     ]
     return "\n".join(lines)
 

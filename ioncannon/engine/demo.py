@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 from ioncannon.job import presets
 from ioncannon.job.assets import assets_dir
+from ioncannon.job.families import family_info
 from ioncannon.job.plans import GeneratePlan, TrainPlan
 from ioncannon.job.spec import JobSpec
 
@@ -98,6 +100,7 @@ def demo_spec(
         device="cpu",
         demo=True,
         train=train or presets.demo_plan_for(family),
-        generate=DEMO_GENERATE_PLAN,
+        # the family's guidance: Flux takes it as an input of the model, where 3.5 is its own value
+        generate=dataclasses.replace(DEMO_GENERATE_PLAN, guidance=family_info(family).generate.guidance),
         threads=DEMO_THREADS,
     )

@@ -50,6 +50,7 @@ class FamilyInfo:
     h100_images_per_s: float = 6.0  # the prompt pack with its default sampler, for time estimates
     text_encoders_trainable: bool = True  # False: the text towers are only ever run once, to cache the prompts
     notice: str = ""             # what the wizard must say before a job of this family starts (licence, login)
+    own_sampler: str = ""        # a sampler the family always uses, whatever the plan names ("" = the plan's)
 
 
 _SD15_PROFILES: tuple[PlanProfile, ...] = (
@@ -121,7 +122,7 @@ FAMILIES: dict[str, FamilyInfo] = {
         # the family module brings its own flow-matching sampler (FlowMatch Euler, guidance as an input, no
         # negative prompt); these are its step count and guidance
         generate=GeneratePlan(steps=28, guidance=3.5, batch_size=4),
-        lora_lr=1e-4, h100_images_per_s=0.19, text_encoders_trainable=False,
+        lora_lr=1e-4, h100_images_per_s=0.19, text_encoders_trainable=False, own_sampler="FlowMatch Euler",
         notice=("FLUX.1-dev weights are under a non-commercial licence and gated on the Hugging Face Hub: accept it "
                 "at huggingface.co/black-forest-labs/FLUX.1-dev and log in (`hf auth login`) before starting."),
     ),

@@ -179,3 +179,12 @@ def test_the_headless_plan_comes_first_without_library_chatter(tmp_path: Path) -
     assert out.returncode == 2 and out.stdout.startswith("job ")
     assert "torchvision" not in out.stdout + out.stderr and "Writing model shards" not in out.stdout + out.stderr
     assert out.stderr.strip() == "ioncannon: not starting without confirmation: add --yes."
+
+
+def test_a_flux_plan_names_the_sampler_and_guidance_that_will_run(tmp_path: Path) -> None:
+    out = ioncannon("run", "--demo", "--family", "flux", "--workdir", str(tmp_path / "work"), timeout=120)
+    assert out.returncode == 2, out.stderr
+    lines = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip()}
+    assert "prior preservation off (no class images)" in lines["training"]
+    assert "FlowMatch Euler" in lines["generation"] and "guidance 3.5" in lines["generation"]
+    assert "dpm" not in lines["generation"]
