@@ -18,13 +18,6 @@ from tests.waiting import patience, wait_until
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-@pytest.fixture
-def tmux():
-    driver = Tmux(80, 24)
-    yield driver
-    driver.close()
-
-
 def _job(workdir: Path) -> JobPaths:
     (root,) = [p for p in workdir.iterdir() if (p / ".ioncannon" / "job.json").exists()]
     return JobPaths(root)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,45 +11,25 @@ import pytest
 
 from ioncannon.tui.session import SessionStore, WizardSession
 from tests.e2e.tmuxdriver import Tmux
+from tests.hanging_hub import hanging_hub
 from tests.waiting import patience
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture
-def tmux() -> Iterator[Tmux]:
-    driver = Tmux(80, 24)
-    yield driver
-    driver.close()
-
-
-@pytest.fixture
-def hanging_hub() -> Iterator[str]:
-    """A model hub that accepts connections and never answers."""
-    server = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-
-    def serve() -> None:
-        while True:
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    server.close()
-    for conn in held:
-        conn.close()
+def hanging_hub_url() -> Iterator[str]:
+    with hanging_hub() as hub:
+        yield hub.url
 
 
 def test_quit_on_a_box_whose_hub_hangs_is_prompt_and_says_how_to_come_back(
-        tmux: Tmux, tmp_path: Path, hanging_hub: str) -> None:
+        tmux: Tmux, tmp_path: Path, hanging_hub_url: str) -> None:
     wd = tmp_path / "work"
     SessionStore(wd, WizardSession()).update(step="subject", identifier="qwvz", photos_dir=str(tmp_path),
                                              base_model="someone/never-cached-model")
     env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "TERM": "xterm-256color",
-           "HF_ENDPOINT": hanging_hub, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf"),
+           "HF_ENDPOINT": hanging_hub_url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf"),
            "XDG_CONFIG_HOME": str(tmp_path / "config")}
     tmux.start("wizard", f"sh -c '{sys.executable} -m ioncannon --workdir {wd}; echo EXIT=$?'", env)
     tmux.wait_for("wizard", "checking 'qwvz'", 30)

@@ -16,6 +16,7 @@ from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.screens.subject import SubjectScreen
 from ioncannon.tui.session import SessionStore, WizardSession
 from ioncannon.tui.tokenizer import HUB_PROBE_S, load_clip_tokenizer
+from tests.hanging_hub import hanging_hub as hanging_hub_server
 from tests.waiting import patience
 
 from .conftest import shown, wait_for
@@ -55,25 +56,12 @@ def test_no_tokenizer_without_its_files(tmp_path: Path) -> None:
 
 @pytest.fixture
 def hanging_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[socket.socket]]:
-    """A model hub that accepts connections and never answers (a box behind a black-holing firewall)."""
-    server = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-
-    def serve() -> None:
-        while True:
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=serve, daemon=True).start()
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    yield held
-    server.close()
-    for conn in held:
-        conn.close()
+    """The hub this test's wizard talks to hangs; yields the connections it was sent."""
+    with hanging_hub_server() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+        yield hub.held
 
 
 async def test_a_hanging_hub_shows_checking_then_one_verdict(tui_workdir: Path, tmp_path: Path,
