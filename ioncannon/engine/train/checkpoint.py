@@ -124,14 +124,15 @@ class CheckpointStore:
         needed += _DISK_SLACK
         free = free_bytes(self.folder)
         if free < needed:
-            last = self.published()
-            kept = f"The checkpoint at step {last[0][0]} is kept." if last else "No earlier checkpoint exists."
-            raise StageError(
-                f"Disk full: saving the step-{step} checkpoint needs {needed / 2**30:.1f} GiB, "
-                f"only {free / 2**30:.1f} GiB is free. {kept}",
-                "Free some disk space (old jobs, other checkpoints), then resume: training continues from the last "
-                "checkpoint.",
-            )
+            raise self.disk_full(f"Disk full: saving the step-{step} checkpoint needs {needed / 2**30:.1f} GiB, "
+                                 f"only {free / 2**30:.1f} GiB is free.")
+
+    def disk_full(self, what: str) -> StageError:
+        """The error for a checkpoint the disk could not hold: `what` happened, which checkpoint stays, what to do."""
+        last = self.published()
+        kept = f"The checkpoint at step {last[0][0]} is kept." if last else "No earlier checkpoint exists."
+        return StageError(f"{what} {kept}", "Free some disk space (old jobs, other checkpoints), then resume: "
+                                            "training continues from the last checkpoint.")
 
     def write(self, step: int, weights: dict[str, torch.Tensor], optimizer: dict[str, torch.Tensor],
               state: dict[str, Any]) -> Path:
@@ -299,11 +300,7 @@ class CheckpointWriter:
         if error is None:
             return
         if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            last = self.store.published()
-            kept = f"The checkpoint at step {last[0][0]} is kept." if last else "No earlier checkpoint exists."
-            raise StageError(f"Disk full while writing a checkpoint. {kept}",
-                             "Free some disk space (old jobs, other checkpoints), then resume: training continues "
-                             "from the last checkpoint.") from error
+            raise self.store.disk_full("Disk full while writing a checkpoint.") from error
         raise error
 
     def close(self) -> None:
