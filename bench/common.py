@@ -12,7 +12,85 @@ from pathlib import Path
 from typing import Any
 
 PEAK_FLOPS = 989e12  # H100/H200 dense bf16
+DEVICE = "cuda"  # a script's --size tiny (its CPU smoke test) sets "cpu"
 PROMPT = "a professional portrait photograph of sks man, 85mm lens, soft studio lighting"
+
+
+def sync() -> None:
+    import torch
+
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def mem(kind: str = "allocated") -> int:
+    """torch.cuda's memory_allocated / max_memory_allocated / max_memory_reserved (0 on the CPU)."""
+    import torch
+
+    if DEVICE != "cuda":
+        return 0
+    return int({"allocated": torch.cuda.memory_allocated, "max_allocated": torch.cuda.max_memory_allocated,
+                "max_reserved": torch.cuda.max_memory_reserved}[kind]())
+
+
+def reset_peak() -> None:
+    import torch
+
+    if DEVICE == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def train_plan(parts: Any, workdir: Path, family: str, key: str, steps: int, res: int, photos: int,
+               class_images: int = 0) -> tuple[Any, dict[str, Any]]:
+    """The hardware screen's plan `key` of `family` for an H200, through the product's cache and train stages on
+    the built model `parts` (its denoiser off the GPU while the prompts and latents are cached).
+
+    Returns the plan and its row: steady steps/s, peak GiB above what was resident before training, and where the
+    stages' time went (MFU is the caller's: it knows the family's FLOPs).
+    """
+    import dataclasses
+    import tempfile
+
+    import torch
+
+    from ioncannon.engine.context import StageContext
+    from ioncannon.engine.hardware import GpuInfo, HardwareInfo, plan_key, plan_options
+    from ioncannon.engine.train.loop import run_cache, run_training
+    from ioncannon.job.paths import JobPaths
+    from ioncannon.job.spec import JobSpec, save_spec
+
+    hw = HardwareInfo([GpuInfo(0, "NVIDIA H200", 139.8, 139.0)], 100.0, 16, 128.0)
+    plan = next(c.plan for c in plan_options(hw, family=family) if plan_key(c.plan, family) == key)
+    plan = dataclasses.replace(plan, steps=steps, checkpoint_every=0, sample_every=0)
+    if class_images:
+        plan = dataclasses.replace(plan, num_class_images=class_images)
+    root = Path(tempfile.mkdtemp(dir=workdir, prefix=f"{key}-"))
+    spec = JobSpec(name=key, photos_dir=str(root), identifier="sks", class_name="man", base_model=f"random-{family}",
+                   family=family, resolution=res, device=DEVICE, train=plan)
+    paths = JobPaths(root / "job")
+    save_spec(paths, spec)
+    random_pngs(paths.training_samples("man"), photos, 0, "sks man", res)
+    if class_images:
+        random_pngs(paths.class_images("man"), class_images, 1, "class", res)
+    ctx = StageContext(spec=spec, paths=paths, workdir=workdir, emit=lambda e: None, should_stop=lambda: False,
+                       device=torch.device(DEVICE))
+    parts.unet.to("cpu")  # the cache stage needs only the VAE and the text encoders
+    t = time.perf_counter()
+    run_cache(ctx, parts)
+    sync()
+    cache_s = time.perf_counter() - t
+    reset_peak()
+    base = mem()
+    t = time.perf_counter()
+    run_training(ctx, parts)
+    train_s = time.perf_counter() - t
+    stats = json.loads((paths.meta / "train_stats.json").read_text())
+    return plan, {"phase": f"ours-{key}", "steps_per_s": stats.get("steady_steps_per_s") or 0.0,
+                  "peak_gib": round((mem("max_allocated") - base) / 2**30, 2),
+                  "reserved_gib": round(mem("max_reserved") / 2**30, 2), "cache_s": round(cache_s, 1),
+                  "setup_s": stats.get("setup_s"), "first_steps_s": stats.get("first_steps_s"),
+                  "train_s": round(train_s, 1), "mode": stats.get("mode"), "steps": steps}
 
 
 def random_pngs(folder: Path, n: int, seed: int, stem: str, size: int) -> None:

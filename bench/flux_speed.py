@@ -13,7 +13,6 @@ sampler and FluxPipeline (28 steps, guidance 3.5). Phases run in order of import
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -28,9 +27,12 @@ SIZE = "real"
 _T0 = time.perf_counter()
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import sdxl_speed  # noqa: E402
-from common import PEAK_FLOPS, PROMPT, random_pngs, run_diffusers_script  # noqa: E402
-from sdxl_speed import _mem, _reset_peak, _sync, _write_pngs  # noqa: E402
+import common  # noqa: E402
+from common import PEAK_FLOPS, PROMPT, random_pngs, run_diffusers_script, train_plan  # noqa: E402
+from common import mem as _mem  # noqa: E402
+from common import reset_peak as _reset_peak  # noqa: E402
+from common import sync as _sync  # noqa: E402
+from sdxl_speed import _write_pngs  # noqa: E402
 
 
 def log(row: dict[str, Any]) -> None:
@@ -111,48 +113,14 @@ def flops(parts: Any, batch: int, backward: bool) -> float:
 
 def our_training(parts: Any, workdir: Path, key: str, steps: int, step_flops: float) -> dict[str, Any]:
     """One Flux plan through the product's cache and train stages, the transformer starting off the GPU."""
-    import torch
-
-    from ioncannon.engine.context import StageContext
-    from ioncannon.engine.hardware import GpuInfo, HardwareInfo, plan_key, plan_options
-    from ioncannon.engine.train.loop import run_cache, run_training
     from ioncannon.engine.weights.adapters import merge_adapters
-    from ioncannon.job.paths import JobPaths
-    from ioncannon.job.spec import JobSpec, save_spec
 
-    hw = HardwareInfo([GpuInfo(0, "NVIDIA H200", 139.8, 139.0)], 100.0, 16, 128.0)
-    plan = next(c.plan for c in plan_options(hw, family="flux") if plan_key(c.plan, "flux") == key)
-    plan = dataclasses.replace(plan, steps=steps, checkpoint_every=0, sample_every=0)
-    root = Path(tempfile.mkdtemp(dir=workdir, prefix=f"{key}-"))
-    spec = JobSpec(name=key, photos_dir=str(root), identifier="sks", class_name="man", base_model="random-flux",
-                   family="flux", resolution=RES, device=DEVICE, train=plan)
-    paths = JobPaths(root / "job")
-    save_spec(paths, spec)
-    random_pngs(paths.training_samples("man"), 4, 0, "sks man", RES)
-    ctx = StageContext(spec=spec, paths=paths, workdir=workdir, emit=lambda e: None, should_stop=lambda: False,
-                       device=torch.device(DEVICE))
-    t = time.perf_counter()
-    parts.unet.to("cpu")  # the cache stage needs only the VAE and the text encoders
-    run_cache(ctx, parts)  # leaves the VAE and the text encoders on the CPU, as the product does
-    _sync()
-    cache_s = time.perf_counter() - t
-    _reset_peak()
-    base = _mem()
-    t = time.perf_counter()
-    run_training(ctx, parts)
-    train_s = time.perf_counter() - t
-    stats = json.loads((paths.meta / "train_stats.json").read_text())
-    peak = (_mem("max_allocated") - base) / 2**30
-    reserved = _mem("max_reserved") / 2**30
-    rate = stats.get("steady_steps_per_s") or 0.0
+    plan, row = train_plan(parts, workdir, "flux", key, steps, RES, photos=4)
     if plan.gradient_checkpointing:
         parts.unet.disable_gradient_checkpointing()
     if plan.base_weights == "plain":
         parts.unet = merge_adapters(parts.unet)  # a plain transformer for the next phase
-    return {"phase": f"ours-{key}", "steps_per_s": rate, "peak_gib": round(peak, 2), "reserved_gib": round(reserved, 2),
-            "mfu_pct": round(100 * rate * step_flops / PEAK_FLOPS, 1), "cache_s": round(cache_s, 1),
-            "setup_s": stats.get("setup_s"), "first_steps_s": stats.get("first_steps_s"), "train_s": round(train_s, 1),
-            "mode": stats.get("mode"), "steps": steps}
+    return {**row, "mfu_pct": round(100 * row["steps_per_s"] * step_flops / PEAK_FLOPS, 1)}
 
 
 def pipeline_generation(parts: Any, batch: int, images: int, steps: int, image_flops: float) -> dict[str, Any]:
@@ -258,7 +226,7 @@ def main() -> None:
     global RES, DEVICE, SIZE
     if args.size == "tiny":
         RES, DEVICE, SIZE = 64, "cpu", "tiny"
-        sdxl_speed.DEVICE = "cpu"
+        common.DEVICE = "cpu"
     torch.backends.cuda.matmul.allow_tf32 = True
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="flux-bench-"))
     left = lambda: args.budget - (time.perf_counter() - _T0)  # noqa: E731

@@ -10,7 +10,6 @@ Phases run in order of importance and are skipped once --budget seconds are spen
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -20,7 +19,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PEAK_FLOPS, PROMPT, random_pngs, run_diffusers_script  # noqa: E402
+import common  # noqa: E402
+from common import PEAK_FLOPS, PROMPT, random_pngs, run_diffusers_script, train_plan  # noqa: E402
+from common import mem as _mem  # noqa: E402
+from common import reset_peak as _reset_peak  # noqa: E402
+from common import sync as _sync  # noqa: E402
 
 RES = 1024          # --size tiny (a CPU smoke test of this script) sets 64
 DEVICE = "cuda"
@@ -61,31 +64,6 @@ def build(workdir: Path) -> Any:
     return parts, folder
 
 
-def _sync() -> None:
-    import torch
-
-    if DEVICE == "cuda":
-        torch.cuda.synchronize()
-
-
-def _mem(kind: str = "allocated") -> int:
-    """torch.cuda's memory_allocated / max_memory_allocated / max_memory_reserved (0 on the CPU)."""
-    import torch
-
-    if DEVICE != "cuda":
-        return 0
-    return int({"allocated": torch.cuda.memory_allocated, "max_allocated": torch.cuda.max_memory_allocated,
-                "max_reserved": torch.cuda.max_memory_reserved}[kind]())
-
-
-def _reset_peak() -> None:
-    import torch
-
-    if DEVICE == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-
-
 def unet_flops(parts: Any, batch: int, backward: bool) -> float:
     """UNet forward (and backward) FLOPs at 1024 px, counted by torch's FLOP counter."""
     import torch
@@ -117,49 +95,16 @@ def our_training(parts: Any, workdir: Path, key: str, steps: int) -> dict[str, A
     """One SDXL plan through the product's cache and train stages on the built model."""
     import torch
 
-    from ioncannon.engine.context import StageContext
-    from ioncannon.engine.hardware import GpuInfo, HardwareInfo, plan_key, plan_options
-    from ioncannon.engine.train.loop import run_cache, run_training
-    from ioncannon.job.paths import JobPaths
-    from ioncannon.job.spec import JobSpec, save_spec
-
-    hw = HardwareInfo([GpuInfo(0, "NVIDIA H200", 139.8, 139.0)], 100.0, 16, 128.0)
-    plan = next(c.plan for c in plan_options(hw, family="sdxl") if plan_key(c.plan, "sdxl") == key)
-    plan = dataclasses.replace(plan, steps=steps, checkpoint_every=0, sample_every=0, num_class_images=20)
-    root = Path(tempfile.mkdtemp(dir=workdir, prefix=f"{key}-"))
-    spec = JobSpec(name=key, photos_dir=str(root), identifier="sks", class_name="man", base_model="random-sdxl",
-                   family="sdxl", resolution=RES, device=DEVICE, train=plan)
-    paths = JobPaths(root / "job")
-    save_spec(paths, spec)
-    random_pngs(paths.training_samples("man"), 10, 0, "sks man", RES)
-    random_pngs(paths.class_images("man"), 20, 1, "class", RES)
-    ctx = StageContext(spec=spec, paths=paths, workdir=workdir, emit=lambda e: None, should_stop=lambda: False,
-                       device=torch.device(DEVICE))
-    t = time.perf_counter()
-    run_cache(ctx, parts)
-    _sync()
-    cache_s = time.perf_counter() - t
-    parts.unet.to("cpu")
-    _reset_peak()
-    base = _mem()
-    t = time.perf_counter()
-    run_training(ctx, parts)
-    train_s = time.perf_counter() - t
-    stats = json.loads((paths.meta / "train_stats.json").read_text())
-    peak = (_mem("max_allocated") - base) / 2**30
-    reserved = _mem("max_reserved") / 2**30
     from ioncannon.engine.weights.adapters import merge_adapters
 
+    plan, row = train_plan(parts, workdir, "sdxl", key, steps, RES, photos=10, class_images=20)
     if plan.gradient_checkpointing:
         parts.unet.disable_gradient_checkpointing()
     flops = unet_flops(parts, 2, backward=True)
     parts.unet = merge_adapters(parts.unet)  # leave a plain UNet for the next phase
     parts.unet.to(torch.float32)
-    rate = stats.get("steady_steps_per_s") or 0.0
-    return {"phase": f"ours-{key}", "steps_per_s": rate, "peak_gib": round(peak, 2), "reserved_gib": round(reserved, 2),
-            "mfu_pct": round(100 * rate * flops / PEAK_FLOPS, 1), "tflop_per_step": round(flops / 1e12, 2),
-            "cache_s": round(cache_s, 1), "setup_s": stats.get("setup_s"), "first_steps_s": stats.get("first_steps_s"),
-            "train_s": round(train_s, 1), "mode": stats.get("mode"), "steps": steps}
+    return {**row, "mfu_pct": round(100 * row["steps_per_s"] * flops / PEAK_FLOPS, 1),
+            "tflop_per_step": round(flops / 1e12, 2)}
 
 
 def diffusers_training(
@@ -268,6 +213,7 @@ def main() -> None:
     global RES, DEVICE, SIZE
     if args.size == "tiny":
         RES, DEVICE, SIZE = 64, "cpu", "tiny"
+        common.DEVICE = "cpu"
 
     torch.backends.cuda.matmul.allow_tf32 = True
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="sdxl-bench-"))
