@@ -12,12 +12,7 @@ from pathlib import Path
 import pytest
 
 from ioncannon.cli.doctor import main
-
-try:
-    from tests.engine import photo_corpus
-except ImportError:  # tests/ not importable as a package
-    sys.path.insert(0, str(Path(__file__).parent / "engine"))
-    import photo_corpus  # type: ignore[no-redef]
+from tests.engine import photo_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 

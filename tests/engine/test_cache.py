@@ -11,11 +11,7 @@ from ioncannon.engine.models.load import load_components
 from ioncannon.engine.train.cache import KEY_FILE, TENSORS_FILE, _load_pixels, load_cache, run_cache
 from ioncannon.job.errors import StageError
 from ioncannon.job.events import Message
-
-try:
-    from tests.engine.test_train_support import make_job, subject_image  # noqa: F401
-except ImportError:
-    from test_train_support import make_job, subject_image  # noqa: F401
+from tests.engine.test_train_support import make_job, subject_image
 
 
 def test_cache_holds_photos_mirrors_class_images_and_prompts(tmp_path: Path, tiny_model: Path) -> None:

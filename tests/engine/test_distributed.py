@@ -17,11 +17,7 @@ from ioncannon.engine.train.checkpoint import CheckpointStore
 from ioncannon.engine.train.loop import run_training
 from ioncannon.job.errors import StopRequested
 from ioncannon.job.events import CheckpointSaved, Message, Progress
-
-try:
-    from tests.engine.test_train_support import make_job, unet_weights  # noqa: F401
-except ImportError:
-    from test_train_support import make_job, unet_weights  # noqa: F401
+from tests.engine.test_train_support import make_job, unet_weights
 
 # the demo recipe (lr 3e-4, fp32, prior preservation); 16 steps leave room to stop a run part-way
 PLAN = dict(steps=16, checkpoint_every=4, sample_every=0, keep_checkpoints=2)

@@ -26,11 +26,7 @@ from ioncannon.job.paths import JobPaths
 from ioncannon.job.plans import GeneratePlan
 from ioncannon.job.prompts import PromptStyle, save_pack
 from ioncannon.job.spec import save_spec
-
-try:
-    from tests.engine.test_train_support import CLASS, make_job  # noqa: F401
-except ImportError:
-    from test_train_support import CLASS, make_job  # noqa: F401
+from tests.engine.test_train_support import CLASS, make_job
 
 REPO = Path(__file__).resolve().parents[2]
 

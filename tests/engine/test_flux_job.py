@@ -22,11 +22,7 @@ from ioncannon.job.lock import wait_for_exit
 from ioncannon.job.spec import save_spec
 from ioncannon.job.state import EventTail, read_state
 from ioncannon.job.workdir import create_job
-
-try:
-    from tests.engine.test_train_support import make_job  # noqa: F401
-except ImportError:
-    from test_train_support import make_job  # noqa: F401
+from tests.engine.test_train_support import make_job
 
 FLUX = family_for("flux")
 

@@ -12,11 +12,7 @@ from ioncannon.engine.families import load_trained
 from ioncannon.engine.models.load import load_components
 from ioncannon.engine.train.cache import load_cache, run_cache
 from ioncannon.engine.train.loop import run_training
-
-try:
-    from tests.engine.test_train_support import make_job  # noqa: F401
-except ImportError:
-    from test_train_support import make_job  # noqa: F401
+from tests.engine.test_train_support import make_job
 
 # Far above a real recipe's rate so the random tiny model learns in seconds; at a few hundred steps the UNet
 # has only just started to read the prompt, so fewer steps make the gap below flaky.

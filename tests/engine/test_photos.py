@@ -23,11 +23,7 @@ from ioncannon.engine.photos.folder import (
     scan_folder,
     usable,
 )
-
-try:
-    from tests.engine import photo_corpus
-except ImportError:  # tests/ not importable as a package: pytest put this folder on sys.path
-    import photo_corpus  # type: ignore[no-redef]
+from tests.engine import photo_corpus
 
 
 def _tree_digest(folder: Path) -> dict[str, tuple[str, int, int]]:

@@ -9,11 +9,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from ioncannon.engine.photos.folder import PhotoFinding, scan_folder, usable
-
-try:
-    from tests.engine import photo_corpus
-except ImportError:  # tests/ not importable as a package: pytest put this folder on sys.path
-    import photo_corpus  # type: ignore[no-redef]
+from tests.engine import photo_corpus
 
 GREY, BLUE, BEIGE = (128, 128, 128), (70, 90, 200), (220, 200, 170)
 

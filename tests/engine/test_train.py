@@ -15,11 +15,7 @@ from ioncannon.engine.train.loop import run_training
 from ioncannon.engine.weights.trained import lora_state, trained_info
 from ioncannon.job.errors import StageError
 from ioncannon.job.events import CheckpointSaved, Message, Progress, SampleReady
-
-try:
-    from tests.engine.test_train_support import make_job, unet_weights  # noqa: F401
-except ImportError:
-    from test_train_support import make_job, unet_weights  # noqa: F401
+from tests.engine.test_train_support import make_job, unet_weights
 
 
 def _unet_out(unet: torch.nn.Module) -> torch.Tensor:

@@ -18,11 +18,7 @@ from ioncannon.engine.train.checkpoint import CheckpointStore
 from ioncannon.engine.train.loop import run_training
 from ioncannon.job.errors import StageError, StopRequested
 from ioncannon.job.events import Message, Progress
-
-try:
-    from tests.engine.test_train_support import make_job, single_thread, unet_weights  # noqa: F401
-except ImportError:
-    from test_train_support import make_job, single_thread, unet_weights  # noqa: F401
+from tests.engine.test_train_support import make_job, single_thread, unet_weights
 
 PLAN = dict(steps=12, checkpoint_every=4, sample_every=0, keep_checkpoints=3)
 REPO = Path(__file__).resolve().parents[2]
