@@ -55,9 +55,10 @@ def train_plan(parts: Any, workdir: Path, family: str, key: str, steps: int, res
     import torch
 
     from ioncannon.engine.context import StageContext
-    from ioncannon.engine.hardware import GpuInfo, HardwareInfo, plan_key, plan_options
     from ioncannon.engine.train.loop import run_cache, run_training
     from ioncannon.job.paths import JobPaths
+    from ioncannon.job.plan.box import GpuInfo, HardwareInfo
+    from ioncannon.job.plan.memory import plan_key, plan_options
     from ioncannon.job.spec import JobSpec, save_spec
 
     hw = HardwareInfo([GpuInfo(0, "NVIDIA H200", 139.8, 139.0)], 100.0, 16, 128.0)

@@ -21,14 +21,15 @@ PLANS = ("full-roomy", "full-12gb", "full-10gb", "lora", "lora-8gb", "classic", 
 
 
 def _plan(name: str, steps: int):  # -> TrainPlan
-    from ioncannon.engine.hardware import GpuInfo, HardwareInfo, choose_plan, plan_options
+    from ioncannon.job.plan.box import GpuInfo, HardwareInfo
+    from ioncannon.job.plan.memory import choose_plan, plan_options
 
     hw = HardwareInfo([GpuInfo(0, "NVIDIA H100 80GB HBM3", 79.1, 78.0)], 100.0, 16, 128.0)
     if name == "classic":
-        plan = choose_plan(hw, preset="classic", mode="full").plan
+        plan = choose_plan(hw, preset="classic", mode="full", family="sd15").plan
     else:
         key = name.removesuffix("-nocompile")
-        plan = next(c.plan for c in plan_options(hw) if c.label and _key(c.plan) == key)
+        plan = next(c.plan for c in plan_options(hw, family="sd15") if c.label and _key(c.plan) == key)
     plan = dataclasses.replace(plan, steps=steps, checkpoint_every=0, sample_every=0)
     if name.endswith("-nocompile"):
         plan = dataclasses.replace(plan, compile=False)
@@ -36,9 +37,9 @@ def _plan(name: str, steps: int):  # -> TrainPlan
 
 
 def _key(plan) -> str:
-    from ioncannon.engine.hardware import plan_key
+    from ioncannon.job.plan.memory import plan_key
 
-    return plan_key(plan)
+    return plan_key(plan, "sd15")
 
 
 def _random_pngs(folder: Path, n: int, size: int, seed: int) -> None:

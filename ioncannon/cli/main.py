@@ -10,13 +10,16 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ioncannon.cli.common import UserError, find_job
 from ioncannon.cli.common import workdir as chosen_workdir
-from ioncannon.job.families import family_info
+from ioncannon.job.families import DEFAULT_FAMILY, FAMILY_NAMES, family_info
 from ioncannon.job.handle import DAMAGED_JOB_HINT
 from ioncannon.job.units import duration
+
+if TYPE_CHECKING:
+    from ioncannon.job.plan.planner import Plan
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
 
@@ -75,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--example", action="store_true", help="print a commented example job file and exit")
     run.add_argument("--demo", action="store_true", help="the built-in demo job")
     run.add_argument(
-        "--family", choices=("sd15", "sdxl", "flux"), default="sd15", help="the demo's model family (default sd15)"
+        "--family", choices=FAMILY_NAMES, help=f"the demo's model family (default {DEFAULT_FAMILY})"
     )
     run.add_argument("--yes", "-y", action="store_true", help="start without asking to confirm the plan")
     run.add_argument("--detach", action="store_true", help="start the job and return at once")
@@ -121,7 +124,6 @@ def _cmd_wizard(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from ioncannon.job import handle
     from ioncannon.job.errors import JobError
-    from ioncannon.job.workdir import default_workdir
 
     if args.example:
         from ioncannon.job.jobfile import EXAMPLE_JOBFILE
@@ -134,32 +136,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
                         ("HF_HUB_DISABLE_PROGRESS_BARS", "1")):
         os.environ.setdefault(name, value)
     try:
-        if args.demo:
-            from ioncannon.engine.demo import demo_spec, sized_demo_plan
-
-            workdir = chosen_workdir(args)
-            # a slow or busy machine gets fewer steps, so the demo stays a couple of minutes anywhere
-            spec = demo_spec(workdir, family=args.family, train=sized_demo_plan(args.family))
-        elif args.jobfile:
-            from ioncannon.job.jobfile import gives_train_plan, read_jobfile
-
-            # the work dir is made only once the job file passed: a refused job leaves no trace anywhere
-            workdir = Path(args.workdir).expanduser() if args.workdir else default_workdir()
-            spec = read_jobfile(args.jobfile, workdir)
-            if not gives_train_plan(args.jobfile):
-                spec = _fitting_plan(spec, workdir)
-        else:
-            raise UserError("give a job file (`ioncannon run job.toml`) or `--demo`.")
-        handle.check_spec(spec, workdir)
+        plan = _planned(args)
         workdir = chosen_workdir(args)
     except JobError as exc:
         raise UserError(str(exc)) from exc
-    _check_gpu(spec)
-    from ioncannon.job.hub import login_problem
-
-    login = login_problem(spec.base_model)  # a gated model (FLUX.1-dev): say so now, not minutes into the job
-    if login:
-        raise UserError(login)
+    spec = plan.spec
     print(_plan_text(spec))
     if not args.yes:
         if not sys.stdin.isatty():
@@ -168,7 +149,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print("Not started.")
             return EXIT_OK
     try:
-        paths = handle.create(workdir, spec, estimate=_estimate(spec, workdir))
+        paths = handle.create(workdir, spec, estimate=plan.stage_seconds())
     except JobError as exc:
         raise UserError(str(exc)) from exc
     pid = handle.start(paths, workdir)
@@ -176,38 +157,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if args.detach else _follow(paths)
 
 
-def _estimate(spec: Any, workdir: Path) -> dict[str, float] | None:
-    """Each stage's expected seconds on this machine, kept with the job for the finish screen (None if unknown)."""
-    try:
-        from ioncannon.engine import hardware
+def _planned(args: argparse.Namespace) -> Plan:
+    """The job the planner makes of the demo or the job file on this box; SpecError lists every problem."""
+    from ioncannon.engine.hardware import probe
+    from ioncannon.job.plan.planner import Problems, plan_job
+    from ioncannon.job.workdir import default_workdir
 
-        return hardware.estimate_for(spec, hardware.probe(workdir))
-    except Exception:  # an estimate is a nicety: never refuse a job over it
-        return None
+    if args.demo:
+        from ioncannon.engine.demo import ensure_demo_model
+        from ioncannon.job.plan.demo import demo_request
 
+        workdir = chosen_workdir(args)
+        family = args.family or DEFAULT_FAMILY  # the demo's tiny models run anywhere: no card to fit
+        request = demo_request(workdir, family, str(ensure_demo_model(workdir, family)))
+        # a slow or busy machine gets fewer steps (the probe times a step), so the demo stays a couple of minutes
+        box = probe(workdir, demo=True, family=family)
+    elif args.jobfile:
+        from ioncannon.job.jobfile import read_jobfile
 
-def _fitting_plan(spec: Any, workdir: Path) -> Any:
-    """The training plan that fits this machine, as the wizard picks it: the tiny CPU plan on the CPU."""
-    from ioncannon.engine import hardware
-
-    info = hardware.probe(workdir)
-    cpu = spec.device == "cpu"  # "auto" without a GPU is refused next, with how to go on
-    try:
-        choice = hardware.choose_plan(info, "demo" if cpu else "recommended", family=spec.family)
-    except hardware.NothingFits as exc:
-        raise UserError(str(exc)) from exc
-    return spec.replace(train=choice.plan)
-
-
-def _check_gpu(spec: Any) -> None:
-    if spec.device != "cpu":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError(
-                "no CUDA GPU is visible (check `nvidia-smi`). To run on the CPU anyway (only sensible for tiny "
-                'test models), set device = "cpu" in the job file; to see the product, try `ioncannon --demo`.'
-            )
+        # the work dir is made only once the job file passed: a refused job leaves no trace anywhere
+        workdir = Path(args.workdir).expanduser() if args.workdir else default_workdir()
+        request = read_jobfile(args.jobfile, workdir)
+        box = probe(workdir)
+    else:
+        raise UserError("give a job file (`ioncannon run job.toml`) or `--demo`.")
+    result = plan_job(request, box)
+    if isinstance(result, Problems):
+        raise result.error(request.source)
+    return result
 
 
 def _plan_text(spec: Any) -> str:

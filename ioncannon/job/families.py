@@ -7,9 +7,11 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from ioncannon.job.plans import GeneratePlan
+from ioncannon.job.plans import BaseWeights, GeneratePlan, Mode, Optimizer
 
 FAMILY_NAMES: tuple[str, ...] = ("sd15", "sdxl", "flux")
+DEFAULT_FAMILY = "sd15"  # runs on any card the product supports; job.json files from before families read as it
+PREFERRED_FAMILY = "sdxl"  # taken instead wherever a plan of it fits the card
 
 
 @dataclass(frozen=True)
@@ -18,14 +20,14 @@ class PlanProfile:
 
     key: str
     label: str
-    mode: str               # full | lora
-    optimizer: str          # adamw = fp32 moments; adamw_bf16 = bf16 moments
+    mode: Mode
+    optimizer: Optimizer    # adamw = fp32 moments; adamw_bf16 = bf16 moments
     checkpointing: bool
     peak_gib: float         # training peak at the family's default resolution, batch 1 + 1 class image
     text_extra_gib: float   # added when the text encoder(s) are trained too
     h100_steps_per_s: float
     measured: bool = True   # False: an estimate until the GPU bench has run this plan
-    base_weights: str = "plain"  # LoRA plans: the frozen denoiser as `precision` (plain) or stored in fp8
+    base_weights: BaseWeights = "plain"  # LoRA plans: the frozen denoiser as `precision` (plain) or stored in fp8
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,11 @@ class FamilyInfo:
     text_encoders_trainable: bool = True  # False: the text towers are only ever run once, to cache the prompts
     notice: str = ""             # what the wizard must say before a job of this family starts (licence, login)
     own_sampler: str = ""        # a sampler the family always uses, whatever the plan names ("" = the plan's)
+    # disk sizes, for the planner's disk check: the denoiser's parameters (billions), the merged model's fp16 files
+    # (single file or diffusers folder; 0: no merged model is exported) and a rank-16 LoRA's parameters (millions)
+    denoiser_params_b: float = 0.86
+    merged_model_gib: float = 2.0
+    lora16_params_m: float = 3.2
 
 
 _SD15_PROFILES: tuple[PlanProfile, ...] = (
@@ -110,6 +117,7 @@ FAMILIES: dict[str, FamilyInfo] = {
         # SDXL is trained for lower guidance than SD 1.5; 8 images a batch fit in ~20 GB at 1024 px
         generate=GeneratePlan(sampler="dpm", steps=30, guidance=6.0, batch_size=8),
         full_lr=1e-6, lora_lr=1e-4, h100_images_per_s=1.0,
+        denoiser_params_b=2.57, merged_model_gib=6.5, lora16_params_m=23.0,
     ),
     "flux": FamilyInfo(
         name="flux", label="Flux.1",
@@ -123,6 +131,7 @@ FAMILIES: dict[str, FamilyInfo] = {
         # negative prompt); these are its step count and guidance
         generate=GeneratePlan(steps=28, guidance=3.5, batch_size=4),
         lora_lr=1e-4, h100_images_per_s=0.19, text_encoders_trainable=False, own_sampler="FlowMatch Euler",
+        denoiser_params_b=11.9, merged_model_gib=0.0, lora16_params_m=18.0,
         notice=("FLUX.1-dev weights are under a non-commercial licence and gated on the Hugging Face Hub: accept it "
                 "at huggingface.co/black-forest-labs/FLUX.1-dev and log in (`hf auth login`) before starting."),
     ),

@@ -15,6 +15,7 @@ from ioncannon.job.errors import JobError
 from ioncannon.job.events import Event
 from ioncannon.job.lock import RunnerBusy, request_stop, runner_pid, wait_for_exit
 from ioncannon.job.paths import JobPaths
+from ioncannon.job.plan.checks import door_problems
 from ioncannon.job.spec import JobSpec
 from ioncannon.job.state import EventTail, JobState, read_state
 from ioncannon.job.timings import write_estimate
@@ -28,26 +29,14 @@ START_TIMEOUT_S = 15.0
 
 
 def check_spec(spec: JobSpec, workdir: str | Path | None = None) -> None:
-    """Refuse a spec the runner could not use before anything is written (SpecError: one sentence per problem).
+    """Refuse a spec the runner could not use before anything is written (SpecError: one sentence per problem):
+    its fields, then the planner's checks at the door (job/plan/checks.py), the same the planner ran.
 
     With `workdir`, a prompt pack in the job's own folder may be missing still: the wizard writes it just after.
     """
     problems = spec.problems()
-    photos = Path(spec.photos_dir).expanduser()
-    if spec.photos_dir and not any(p.startswith("photos_dir") for p in problems) and not photos.is_dir():
-        problems.append(f"photos_dir {spec.photos_dir} does not exist or is not a folder: "
-                        "give the folder with the subject's photos.")
-    elif workdir is not None and photos.is_dir() and \
-            Path(workdir).expanduser().resolve().is_relative_to(photos.resolve()):
-        # the job's folders would appear inside the photo folder, which the product promises never to change
-        problems.append(f"the work dir {workdir} lies inside the photo folder {spec.photos_dir}: "
-                        "pick a work dir outside it (--workdir DIR).")
-    pack = spec.generate.prompt_pack
-    own = workdir is not None and Path(pack) == JobPaths(Path(workdir).expanduser().resolve() / spec.name) \
-        .prompt_pack_file
-    if pack and not own and not any(p.startswith("generate.prompt_pack") for p in problems) \
-            and not Path(pack).is_file():
-        problems.append(f"generate.prompt_pack {pack} is not a file: give a prompt pack .toml, or leave it empty.")
+    if not problems:
+        problems, _styles = door_problems(spec, workdir)
     if problems:
         raise SpecError(problems)
 

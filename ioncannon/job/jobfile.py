@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import stat
@@ -10,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ioncannon.job.errors import JobError
-from ioncannon.job.families import FAMILIES
-from ioncannon.job.spec import JobSpec
+from ioncannon.job.plan.request import JobRequest
 from ioncannon.job.validate import SpecError
 from ioncannon.job.workdir import new_job_name
 
@@ -28,9 +26,10 @@ identifier = "zwx"                 # a rare made-up word that will mean your sub
 class_name = "dog"                 # what kind of thing it is: man, woman, person, dog, cat, or your own word
 # name = "rex-first-try"           # the job's folder in the work dir (default: identifier and date)
 
-family = "sd15"                    # sd15 or sdxl; sets the base model, resolution and prompt settings below
+family = "sd15"                    # sd15, sdxl or flux; sets the base model, resolution and prompt settings below
+                                   # (left out: the base model's own family, else the one that fits this GPU)
 # base_model = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # a hub id, a diffusers folder or a .safetensors file
-# resolution = 512                 # training size in pixels (SD 1.5: 512; SDXL: 1024 or 768)
+# resolution = 512                 # training size in pixels (SD 1.5: 512; SDXL: 1024 or 768; Flux: 1024 or 512)
 # device = "auto"                  # auto, cuda, or cpu (cpu only makes sense with a tiny test model)
 
 # hourly_price = 0.89              # what the box costs per hour, for the cost lines
@@ -100,35 +99,26 @@ def parse_jobfile(path: Path, text: str) -> Any:
         raise JobError(f"job file {path} is not valid {kind} ({where}): fix that spot.") from exc
 
 
-def gives_train_plan(path: str | Path) -> bool:
-    """Whether the job file sets its own [train] table (read after read_jobfile has checked it)."""
+def read_jobfile(path: str | Path, workdir: str | Path) -> JobRequest:
+    """The request a job file makes, for the planner to decide and check; a file without a name gets a fresh one
+    (identifier and date). Raises JobError when the file can't be read or is not a table of fields."""
     path = Path(path).expanduser()
     data = parse_jobfile(path, _read_text(path))
-    return isinstance(data, dict) and "train" in data
-
-
-def read_jobfile(path: str | Path, workdir: str | Path) -> JobSpec:
-    """The checked spec of a job file; a file without a name gets a fresh one (identifier and date).
-
-    Raises JobError (SpecError lists every problem, one sentence each) before anything is written.
-    """
-    path = Path(path).expanduser()
-    data = parse_jobfile(path, _read_text(path))
-    if isinstance(data, dict) and "name" not in data:
+    where = f"job file {path}"
+    if not isinstance(data, dict):
+        raise SpecError([f"the job is {type(data).__name__}, not a table of fields: write photos_dir, identifier "
+                         "and class_name (see `ioncannon run --example`)."], where=where)
+    if "name" not in data:
         ident = data.get("identifier")
         data = {**data, "name": new_job_name(workdir, ident if isinstance(ident, str) else "job")}
-    if isinstance(data, dict) and isinstance(data.get("family"), str) and data["family"] in FAMILIES:
-        # the family's own base model, resolution and generation plan unless the file names others
-        info = FAMILIES[data["family"]]
-        data = {"base_model": info.default_model, "resolution": info.default_resolution,
-                "generate": dataclasses.asdict(info.generate), **data}
-        if info.lora_only and isinstance(data.get("train", {}), dict):
-            # a LoRA-only family (Flux) starts from its own LoRA recipe, not the full fine-tune defaults
-            from ioncannon.job.presets import preset_plan
-
-            data["train"] = {**dataclasses.asdict(preset_plan("recommended", "lora", info.name)),
-                             **data.get("train", {})}
-    try:
-        return JobSpec.from_json(data, strict_keys=True)
-    except SpecError as exc:
-        raise SpecError(exc.problems, where=f"job file {path}") from None
+    answers = dict(data)
+    # the fields the planner decides from are taken out when they have the right type; a wrong one stays among the
+    # answers, where the spec's own check names it
+    family = answers.pop("family") if isinstance(answers.get("family"), str) else None
+    model = answers.pop("base_model") if isinstance(answers.get("base_model"), str) else ""
+    size = answers.get("resolution")
+    resolution = answers.pop("resolution") if isinstance(size, int) and not isinstance(size, bool) else None
+    train = answers.pop("train") if isinstance(answers.get("train"), dict) else None
+    generate = answers.pop("generate") if isinstance(answers.get("generate"), dict) else {}
+    return JobRequest(answers, family=family, resolution=resolution, base_model=model, train=train,
+                      generate=generate, workdir=str(workdir), source=where)

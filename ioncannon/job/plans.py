@@ -36,6 +36,15 @@ class TrainPlan:
     seed: int = 1234
     num_processes: int = 1  # GPUs used, one process each; batch_size is per process (see hardware.data_parallel)
 
+    def checkpoint_due(self, done: int) -> bool:
+        """Whether the loop writes a periodic checkpoint after step `done`: every `checkpoint_every` steps, but not
+        at the end, where the trained weights are saved anyway. The one rule the loop and the estimate share."""
+        return self.checkpoint_every > 0 and done % self.checkpoint_every == 0 and done < self.steps
+
+    def checkpoints_written(self) -> int:
+        """How many periodic checkpoints a run from step 0 writes (`checkpoint_due` counted over the run)."""
+        return (self.steps - 1) // self.checkpoint_every if self.checkpoint_every > 0 and self.steps > 0 else 0
+
     def size_to_machine(self, step_s: float, target_s: float = 40.0, least: int = 40) -> TrainPlan:
         """This plan with as many steps as fit in about `target_s` seconds at `step_s` a step (never more than it
         had, never fewer than `least`), checkpoints and previews every quarter: the demo on a slow or busy box."""

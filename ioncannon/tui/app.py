@@ -42,9 +42,8 @@ from ioncannon.tui.tokenizer import TokenizerCheck
 from ioncannon.tui.wizard import JOB_STEPS, Step, follow_job, job_step, next_step, opening_step, previous_step
 
 if TYPE_CHECKING:
-    from ioncannon.engine.hardware import HardwareInfo
+    from ioncannon.job.plan.box import HardwareInfo
 
-REAL_RESOLUTION = 512
 log = logging.getLogger("ioncannon.tui")
 
 
@@ -99,6 +98,7 @@ class IonCannonApp(App[None]):
         self.clock = clock
         self.proc = proc  # where the cost meter reads the box's uptime
         self._hardware_probe = hardware_probe
+        self._box: HardwareInfo | None = None  # the last probe's answer
         self._tokenizers: dict[str, TokenizerCheck] = {}  # base model -> its CLIP tokenizer, or why there is none
         self._tokenizers_pending: set[str] = set()
         # Workers that import torch/diffusers/transformers take turns: diffusers' lazy imports are not
@@ -107,13 +107,17 @@ class IonCannonApp(App[None]):
 
     # ------------------------------------------------------------------ facts screens ask for
 
-    @property
-    def resolution(self) -> int:
-        if self.demo:
-            from ioncannon.engine.demo import DEMO_RESOLUTION
+    def training_resolution(self) -> int:
+        """The size the job will train at, as the planner decides it for the answers so far and this box: the
+        check step scans and previews the photos at it. Call from a worker: the first call probes the box."""
+        from ioncannon.job.plan.planner import decide_size
+        from ioncannon.tui.request import wizard_request
 
-            return DEMO_RESOLUTION
-        return REAL_RESOLUTION
+        with self.engine_import_lock:
+            if self._box is None:
+                self._box = self.probe_hardware()
+        request = wizard_request(self.store.session, self.workdir, "check", demo=self.demo)
+        return decide_size(request, self._box)[1]
 
     def hourly_price(self) -> float | None:
         if self.job is not None and self.job.spec.hourly_price is not None:
@@ -127,10 +131,13 @@ class IonCannonApp(App[None]):
     def probe_hardware(self) -> HardwareInfo:
         """GPU, disk and RAM of this box (slow the first time: it imports torch). Call from a worker."""
         if self._hardware_probe is not None:
-            return self._hardware_probe(self.workdir)
-        from ioncannon.engine.hardware import probe
+            box = self._hardware_probe(self.workdir)
+        else:
+            from ioncannon.engine.hardware import probe
 
-        return probe(self.workdir, demo=self.demo)
+            box = probe(self.workdir, demo=self.demo)
+        self._box = box
+        return box
 
     def check_tokenizer(self) -> None:
         """Find the base model's CLIP tokenizer for the identifier linter; the answer comes as TokenizerChecked.
@@ -253,7 +260,7 @@ class IonCannonApp(App[None]):
 
     @staticmethod
     def _demo_answers() -> dict[str, object]:
-        from ioncannon.engine.demo import DEMO_CLASS, DEMO_IDENTIFIER, demo_photos_dir
+        from ioncannon.job.plan.demo import DEMO_CLASS, DEMO_IDENTIFIER, demo_photos_dir
         from ioncannon.tui.session import DEMO_RUN_LENGTH
 
         return {"photos_dir": str(demo_photos_dir()), "identifier": DEMO_IDENTIFIER, "class_choice": DEMO_CLASS,

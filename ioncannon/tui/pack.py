@@ -26,7 +26,7 @@ RUN_LENGTH_LABELS: dict[str, str] = {
 def plan_pack(demo: bool) -> str:
     """The pack a new job starts from: the demo's, or the built-in one (empty path)."""
     if demo:
-        from ioncannon.engine import demo as demo_module
+        from ioncannon.job.plan import demo as demo_module
         return demo_module.DEMO_GENERATE_PLAN.prompt_pack
     return GeneratePlan().prompt_pack
 

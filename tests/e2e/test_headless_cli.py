@@ -106,7 +106,7 @@ def test_status_with_no_jobs_says_so_and_is_no_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_job_file_detach_stop_and_resume(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from ioncannon.engine.demo import demo_photos_dir
+    from ioncannon.job.plan.demo import demo_photos_dir
 
     wd = tmp_path / "work"
     jobfile = tmp_path / "job.toml"
@@ -146,8 +146,8 @@ def test_job_file_detach_stop_and_resume(tmp_path: Path, tiny_model_dir: Path) -
 
 
 def test_run_example_prints_a_job_file_that_runs(tmp_path: Path) -> None:
-    from ioncannon.engine.demo import demo_photos_dir
     from ioncannon.job.jobfile import read_jobfile
+    from ioncannon.job.plan.demo import demo_photos_dir
 
     out = ioncannon("run", "--example")
     assert out.returncode == 0 and out.stdout.startswith("# An ioncannon job file")
@@ -160,7 +160,7 @@ def test_run_example_prints_a_job_file_that_runs(tmp_path: Path) -> None:
 
 
 def test_a_cpu_job_without_a_train_table_gets_the_cpu_plan(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from ioncannon.engine.demo import demo_photos_dir
+    from ioncannon.job.plan.demo import demo_photos_dir
     from ioncannon.job.presets import demo_plan
 
     jobfile = tmp_path / "job.toml"

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from ioncannon.engine.demo import demo_photos_dir
 from ioncannon.job import handle
 from ioncannon.job.fsio import write_json
 from ioncannon.job.jobfile import read_jobfile
 from ioncannon.job.paths import JobPaths
+from ioncannon.job.plan.demo import demo_photos_dir
 from tests.waiting import patience
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "ioncannon"  # what a user types: it puts no cwd on sys.path

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from ioncannon.engine.hardware import GpuInfo, HardwareInfo, choose_plan, data_parallel
 from ioncannon.engine.models.load import load_components
 from ioncannon.engine.parallel.launch import launch
 from ioncannon.engine.stages import stage_function
@@ -17,6 +16,8 @@ from ioncannon.engine.train.checkpoint import CheckpointStore
 from ioncannon.engine.train.loop import run_training
 from ioncannon.job.errors import StopRequested
 from ioncannon.job.events import CheckpointSaved, Message, Progress
+from ioncannon.job.plan.box import GpuInfo, HardwareInfo
+from ioncannon.job.plan.memory import choose_plan, data_parallel
 from tests.engine.test_train_support import make_job, unet_weights
 
 # the demo recipe (lr 3e-4, fp32, prior preservation); 16 steps leave room to stop a run part-way
@@ -89,7 +90,7 @@ def test_a_stopped_two_process_run_resumes_from_its_checkpoint(tmp_path: Path, t
 def test_the_hardware_step_states_batch_and_learning_rate_scaling() -> None:
     h100 = GpuInfo(0, "NVIDIA H100 80GB HBM3", 79.1, 78.0)
     two = HardwareInfo([h100, GpuInfo(1, h100.name, 79.1, 78.0)], 200.0, 32, 256.0)
-    single = choose_plan(two)
+    single = choose_plan(two, family="sd15")
     multi = data_parallel(single, two)
     assert multi is not None
     plan = multi.plan

@@ -92,19 +92,31 @@ def test_a_mismatch_is_one_sentence_that_says_what_to_do() -> None:
                     "family or choose an SD 1.5 base model.")
 
 
-def test_a_flux_job_file_gets_the_lora_recipe_and_a_full_fine_tune_is_refused(tmp_path: Path) -> None:
+def test_a_flux_job_file_gets_the_lora_recipe_and_a_full_fine_tune_is_refused(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from ioncannon.job.jobfile import read_jobfile
+    from ioncannon.job.plan.box import GpuInfo, HardwareInfo
+    from ioncannon.job.plan.planner import Plan, Problems, plan_job
 
-    base = {"photos_dir": ".", "identifier": "zwx", "class_name": "man", "family": "flux"}
+    box = HardwareInfo([GpuInfo(0, "NVIDIA H100", 80.0, 79.0)], 500.0, 8, 64.0)
+    base = {"photos_dir": str(tmp_path), "identifier": "zwx", "class_name": "man", "family": "flux"}
     jobfile = tmp_path / "job.json"
-    jobfile.write_text(json.dumps(base))
-    spec = read_jobfile(jobfile, tmp_path)
+    work = tmp_path.parent / f"{tmp_path.name}-work"
+
+    def planned(data: dict) -> Plan | Problems:
+        jobfile.write_text(json.dumps(data))
+        return plan_job(read_jobfile(jobfile, work), box)
+
+    monkeypatch.setenv("HF_TOKEN", "hf_test")  # FLUX.1-dev is gated: without a login the door says how to log in
+    plan = planned(base)
+    assert isinstance(plan, Plan), plan
+    spec = plan.spec
     assert (spec.base_model, spec.resolution) == ("black-forest-labs/FLUX.1-dev", 1024)
     assert spec.train.mode == "lora" and spec.train.lora_rank == 16 and spec.train.learning_rate == 1e-4
     assert not spec.train.prior_preservation and (spec.generate.steps, spec.generate.guidance) == (28, 3.5)
-    jobfile.write_text(json.dumps({**base, "train": {"prior_preservation": True, "steps": 600}}))
-    spec = read_jobfile(jobfile, tmp_path)
-    assert spec.train.prior_preservation and spec.train.steps == 600 and spec.train.mode == "lora"
-    jobfile.write_text(json.dumps({**base, "train": {"mode": "full"}}))
-    with pytest.raises(SpecError, match='trains LoRA only here: write "lora"'):
-        read_jobfile(jobfile, tmp_path)
+    plan = planned({**base, "train": {"prior_preservation": True, "steps": 600}})
+    assert isinstance(plan, Plan), plan
+    assert plan.spec.train.prior_preservation and plan.spec.train.steps == 600 and plan.spec.train.mode == "lora"
+    refused = planned({**base, "train": {"mode": "full"}})
+    assert isinstance(refused, Problems)
+    assert any('trains LoRA only here: write "lora"' in p for p in refused.sentences)

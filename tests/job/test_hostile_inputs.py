@@ -182,12 +182,22 @@ def test_a_taken_name_is_a_sentence_and_the_first_job_is_untouched(capsys: pytes
     assert first.job_file.read_bytes() == before
 
 
+def planned_spec(request: Any) -> JobSpec:
+    """The job the planner makes of a request on a roomy card."""
+    from ioncannon.job.plan.box import GpuInfo, HardwareInfo
+    from ioncannon.job.plan.planner import Plan, plan_job
+
+    plan = plan_job(request, HardwareInfo([GpuInfo(0, "NVIDIA H100", 80.0, 79.0)], 500.0, 8, 64.0))
+    assert isinstance(plan, Plan), plan
+    return plan.spec
+
+
 def test_a_job_file_without_a_name_gets_a_fresh_safe_one(place: dict[str, Path]) -> None:
     from ioncannon.job.jobfile import read_jobfile
 
     jobfile = place["root"] / "job.toml"
     jobfile.write_text(f'photos_dir = "{place["photos"]}"\nidentifier = "zwx"\nclass_name = "dog"\n')
-    spec = read_jobfile(jobfile, place["work"])
+    spec = planned_spec(read_jobfile(jobfile, place["work"]))
     assert spec.name.startswith("zwx-") and spec.identifier == "zwx"
     assert spec.train.steps == 800  # defaults fill what the file leaves out
 
@@ -356,7 +366,7 @@ def test_relative_paths_in_a_job_file_are_made_absolute_once(place: dict[str, Pa
     jobfile = place["root"] / "job.toml"
     jobfile.write_text('name = "rel"\nphotos_dir = "photos"\nidentifier = "zwx"\nclass_name = "dog"\n'
                        'base_model = "org/model"\n[generate]\nprompt_pack = "pack.toml"\n')
-    paths = handle.create(place["work"], read_jobfile(jobfile, place["work"]))
+    paths = handle.create(place["work"], planned_spec(read_jobfile(jobfile, place["work"])))
     spec = load_spec(paths)
     assert spec.photos_dir == str(place["photos"].resolve())
     assert spec.generate.prompt_pack == str((place["root"] / "pack.toml").resolve())

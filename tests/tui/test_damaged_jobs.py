@@ -8,9 +8,9 @@ from pathlib import Path
 
 from textual.widgets import Static
 
-from ioncannon.engine.demo import demo_photos_dir
 from ioncannon.job import handle
 from ioncannon.job.paths import JobPaths
+from ioncannon.job.plan.demo import demo_photos_dir
 from ioncannon.job.spec import JobSpec
 from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.screens.welcome import WelcomeScreen

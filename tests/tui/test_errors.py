@@ -8,9 +8,9 @@ from pathlib import Path
 from textual.widgets import Static
 
 from ioncannon.engine.demo import demo_spec
-from ioncannon.engine.hardware import HardwareInfo
 from ioncannon.job import handle
 from ioncannon.job.lock import runner_pid
+from ioncannon.job.plan.box import HardwareInfo
 from ioncannon.job.workdir import create_job
 from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.dialogs.choice import ErrorDialog

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from textual.widgets import Static
 
-from ioncannon.engine.hardware import GpuInfo, HardwareInfo, choose_plan
 from ioncannon.job.paths import JobPaths
+from ioncannon.job.plan.box import GpuInfo, HardwareInfo
+from ioncannon.job.plan.memory import choose_plan
 from ioncannon.job.spec import load_spec
 from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.dialogs.choice import ChoiceDialog
@@ -104,7 +105,7 @@ async def test_two_gpus_offer_data_parallel_and_the_job_runs_on_both(tui_workdir
         assert isinstance(screen, HardwareScreen) and screen.choice is not None
         facts = screen.query_one("#hardware-facts", Static)
         # one GPU until the person asks for all: the offer states the per-GPU batch and the learning-rate scaling
-        single = choose_plan(TWO_H100)
+        single = choose_plan(TWO_H100, family="sd15")
         assert screen.choice.plan == single.plan and screen.choice.plan.num_processes == 1
         assert "2 × NVIDIA H100 80GB HBM3" in shown(facts) and "use all 2 (ctrl+g)" in shown(facts)
         assert "per GPU" in shown(facts) and "global batch 2" in shown(facts) and "sqrt(2)" in shown(facts)
@@ -175,12 +176,12 @@ async def test_sdxl_where_it_fits_and_ctrl_f_switches_family(tui_workdir: Path, 
                        what="the 768 px plan")
         assert screen.spec_for("x").family == "sdxl" and load_session(tui_workdir).resolution == 768
         await pilot.press("ctrl+f")  # Flux.1: no plan fits 12 GB, and the screen says what would
-        await wait_for(pilot, lambda: screen.base_spec is not None and screen.base_spec.family == "flux"
+        await wait_for(pilot, lambda: screen.decided is not None and screen.decided.family == "flux"
                        and screen.hardware is not None and screen.refusal != "", what="the Flux refusal")
         assert screen.choice is None and "at least 24 GB" in screen.refusal
         await pilot.press("ctrl+f")  # Flux.1 at 512 px
-        await wait_for(pilot, lambda: screen.base_spec is not None and screen.base_spec.resolution == 512
-                       and screen.base_spec.family == "flux", what="Flux at 512 px")
+        await wait_for(pilot, lambda: screen.decided is not None and screen.decided.resolution == 512
+                       and screen.decided.family == "flux", what="Flux at 512 px")
         await pilot.press("ctrl+f")
         await wait_for(pilot, lambda: screen.choice is not None and screen.spec_for("x").family == "sd15",
                        what="the SD 1.5 plan")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, Static
 
-from ioncannon.engine.demo import DEMO_IDENTIFIER, demo_photos_dir
+from ioncannon.job.plan.demo import DEMO_IDENTIFIER, demo_photos_dir
 from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.screens.photos import PhotosScreen
 from ioncannon.tui.screens.subject import SubjectScreen

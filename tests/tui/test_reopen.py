@@ -18,7 +18,7 @@ from .conftest import shown, wait_for
 async def test_reopens_on_the_saved_screen_with_answers(tui_workdir: Path, tmp_path: Path) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()
-    from ioncannon.engine.demo import demo_photos_dir
+    from ioncannon.job.plan.demo import demo_photos_dir
 
     for source in demo_photos_dir().iterdir():
         (photos / source.name).write_bytes(source.read_bytes())

@@ -18,8 +18,6 @@ from PIL import Image
 from textual.pilot import Pilot
 from textual.widgets import DirectoryTree, Input, Static
 
-from ioncannon.engine.demo import demo_photos_dir
-from ioncannon.engine.hardware import GpuInfo, HardwareInfo
 from ioncannon.job.events import (
     CheckpointSaved,
     CollageReady,
@@ -34,6 +32,8 @@ from ioncannon.job.events import (
 from ioncannon.job.fsio import append_line, write_json
 from ioncannon.job.lock import RunnerLock, try_lock
 from ioncannon.job.paths import JobPaths
+from ioncannon.job.plan.box import GpuInfo, HardwareInfo
+from ioncannon.job.plan.demo import demo_photos_dir
 from ioncannon.job.spec import JobSpec, save_spec
 from ioncannon.job.state import JobState
 from ioncannon.tui.app import IonCannonApp
@@ -229,7 +229,7 @@ def test_hardware_flux_says_the_licence_and_how_to_log_in(box: Path, snap_compar
         await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None,
                        what="plan")
         await pilot.press("ctrl+f")  # SDXL 768 px -> Flux.1 1024 px
-        await wait_for(pilot, lambda: app.screen.base_spec is not None and app.screen.base_spec.family == "flux"
+        await wait_for(pilot, lambda: app.screen.decided is not None and app.screen.decided.family == "flux"
                        and app.screen.estimate_s is not None, what="the Flux plan")
         await wait_for(pilot, lambda: app.screen.session.base_model == "black-forest-labs/FLUX.1-dev",
                        what="the FLUX.1-dev base model")

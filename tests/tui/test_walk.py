@@ -8,7 +8,7 @@ from pathlib import Path
 
 from textual.widgets import DataTable, Input, Static
 
-from ioncannon.engine.demo import demo_photos_dir
+from ioncannon.job.plan.demo import demo_photos_dir
 from ioncannon.job.prompts import load_pack
 from ioncannon.job.spec import load_spec
 from ioncannon.job.workdir import list_jobs

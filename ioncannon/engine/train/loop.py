@@ -13,7 +13,6 @@ import torch
 from ioncannon.engine.compile_cache import compile_root, use_compile_cache
 from ioncannon.engine.context import StageContext
 from ioncannon.engine.generate.batches import write_png
-from ioncannon.engine.hardware import profile_label, step_down
 from ioncannon.engine.models.load import release
 from ioncannon.engine.parallel.collectives import broadcast_from_first, process_rank, sync_rng_from_first
 from ioncannon.engine.train.cache import TrainCache, base_model_key, load_cache, run_cache
@@ -30,6 +29,7 @@ from ioncannon.engine.weights.trained import lora_info, publish_trained, trained
 from ioncannon.job.errors import StageError, StopRequested
 from ioncannon.job.events import CheckpointSaved, Message, Progress, SampleReady
 from ioncannon.job.fsio import StateFileError, read_json, write_json
+from ioncannon.job.plan.memory import profile_label, step_down
 from ioncannon.job.plans import TrainPlan
 
 __all__ = ["run_cache", "run_training", "active_plan", "training_finished", "step_down_after_oom"]
@@ -298,7 +298,7 @@ def _steps(ctx: StageContext, trainer: Trainer, plan: TrainPlan, store: Checkpoi
         pending += 1
         done = step + 1
         stopping = ctx.should_stop()
-        ckpt_due = plan.checkpoint_every > 0 and done % plan.checkpoint_every == 0 and done < total
+        ckpt_due = plan.checkpoint_due(done)
         sample_due = plan.sample_every > 0 and done % plan.sample_every == 0
         if pending == sync_every or done == total or ckpt_due or sample_due or stopping or done - start == warm_steps:
             losses = losses_buf[:pending].tolist()

@@ -46,6 +46,7 @@ class CheckScreen(WizardScreen):
         super().__init__()
         self.findings: list[PhotoFinding] = []
         self.scanned = False
+        self.resolution = 512  # the family's training size, from the planner once the scan's worker asked it
         self._widths: tuple[int, ...] = ()
 
     def compose_body(self) -> ComposeResult:
@@ -92,7 +93,8 @@ class CheckScreen(WizardScreen):
         """Run the doctor on the folder (read-only) without freezing the screen."""
         from ioncannon.engine.photos import folder as photos
         try:
-            findings = photos.scan_folder(self.session.photos_dir, self.wizard.resolution)
+            self.resolution = self.wizard.training_resolution()
+            findings = photos.scan_folder(self.session.photos_dir, self.resolution)
         except photos.PhotoFolderError as exc:
             self.app.call_from_thread(self._scan_failed, str(exc))
             return
@@ -263,7 +265,7 @@ class CheckScreen(WizardScreen):
         """Decode and crop the photo exactly as the training copy will be made."""
         from ioncannon.engine.photos import folder as photos
         try:
-            folder, resolution = self.session.photos_dir, self.wizard.resolution
+            folder, resolution = self.session.photos_dir, self.resolution
             image: Image.Image | None = photos.render_crop(folder, finding, cast("CropMode", crop), resolution)
             caption = f"{crop} crop"
             twin = next((f for f in self.findings if f.file == finding.similar_to), None)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -14,27 +14,34 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Static
 
-from ioncannon.job.families import detect_family, family_info, mismatch_message
+from ioncannon.job.families import family_info
 from ioncannon.job.hub import login_problem
 from ioncannon.job.paths import JobPaths
+from ioncannon.job.plan.box import HardwareInfo
+from ioncannon.job.plan.memory import PlanChoice
+from ioncannon.job.plan.planner import Plan, Problems, decide_family, plan_job
+from ioncannon.job.plan.request import JobRequest
 from ioncannon.job.presets import PRESETS
-from ioncannon.job.prompts import save_pack
+from ioncannon.job.prompts import PromptPackError, save_pack
 from ioncannon.job.spec import JobSpec
 from ioncannon.job.units import duration, money
 from ioncannon.rental.costs import remember_hourly_price, remembered_hourly_price
 from ioncannon.tui import format as fmt
-from ioncannon.tui import models, pack
+from ioncannon.tui import models, pack, request
 from ioncannon.tui.dialogs.choice import Choice, ChoiceDialog
+from ioncannon.tui.request import wizard_request
 from ioncannon.tui.screens.base import DEMO_NOTE, WizardScreen
 from ioncannon.tui.widgets.meter import CostMeter
 from ioncannon.tui.wizard import Step
 
-if TYPE_CHECKING:
-    from ioncannon.engine.hardware import HardwareInfo, PlanChoice
 
+@dataclass(frozen=True)
+class Decided:
+    """What the planner decided that the screen shows and ctrl+f goes on from."""
 
-def looks_like_path(source: str) -> bool:
-    return source.startswith(("/", "./", "../", "~")) or source.endswith(".safetensors")
+    family: str
+    resolution: int
+    base_model: str
 
 
 class HardwareScreen(WizardScreen):
@@ -52,15 +59,55 @@ class HardwareScreen(WizardScreen):
     def __init__(self) -> None:
         super().__init__()
         self.hardware: HardwareInfo | None = None
-        self.base_spec: JobSpec | None = None
-        self.choice: PlanChoice | None = None  # what would run: `single`, or `parallel` when all GPUs are chosen
-        self.single: PlanChoice | None = None
-        self.parallel: PlanChoice | None = None  # `single` over every GPU it fits; None on 0-1 GPU
-        self.options: list[PlanChoice] = []
-        self.refusal = ""
-        self.estimate_s: float | None = None
-        self.estimate: dict[str, float] = {}  # seconds per stage; kept with the job for the finish screen
+        self.demo_model = ""  # the demo's tiny model of the family the planner picked, made by the probe's worker
+        self.result: Plan | Problems | None = None  # the planner's answer for the answers as they stand
         self.starting = False
+
+    # ------------------------------------------------------------------ what the planner decided
+
+    @property
+    def plan(self) -> Plan | None:
+        """The job as it would run (also when a check still refuses it); None when no plan fits."""
+        return self.result if isinstance(self.result, Plan) else self.result.plan if self.result else None
+
+    @property
+    def decided(self) -> Decided | None:
+        """Family, size and base model, decided even when no plan fits (ctrl+f goes on from them)."""
+        if self.plan is not None:
+            spec = self.plan.spec
+            return Decided(spec.family, spec.resolution, spec.base_model)
+        if isinstance(self.result, Problems):
+            return Decided(self.result.family, self.result.resolution, self.result.base_model)
+        return None
+
+    @property
+    def choice(self) -> PlanChoice | None:
+        return self.plan.choice if self.plan is not None else None
+
+    @property
+    def single(self) -> PlanChoice | None:
+        return self.plan.single if self.plan is not None else None
+
+    @property
+    def parallel(self) -> PlanChoice | None:
+        return self.plan.parallel if self.plan is not None else None
+
+    @property
+    def options(self) -> tuple[PlanChoice, ...]:
+        return self.plan.options if self.plan is not None else ()
+
+    @property
+    def refusal(self) -> str:
+        return self.result.refusal if isinstance(self.result, Problems) else ""
+
+    @property
+    def estimate(self) -> dict[str, float]:
+        """Seconds per stage; kept with the job for the finish screen."""
+        return self.plan.stage_seconds() if self.plan is not None and self.plan.estimate else {}
+
+    @property
+    def estimate_s(self) -> float | None:
+        return self.plan.seconds if self.plan is not None and self.plan.estimate else None
 
     def compose_body(self) -> ComposeResult:
         session = self.session
@@ -98,81 +145,55 @@ class HardwareScreen(WizardScreen):
         """GPU, VRAM and disk (imports torch, so off the screen's thread); the demo's tiny model too."""
         with self.wizard.engine_import_lock:
             info = self.wizard.probe_hardware()
-            spec = self._base_spec(info)
-        self.app.call_from_thread(self._probed, info, spec)
+            model = ""
+            if self.wizard.demo:
+                from ioncannon.engine.demo import ensure_demo_model
 
-    def _base_spec(self, info: HardwareInfo) -> JobSpec:
-        from ioncannon.engine.hardware import default_family
+                family = decide_family(self._request("estimate", info=None), info)
+                model = str(ensure_demo_model(self.wizard.workdir, family))
+        self.app.call_from_thread(self._probed, info, model)
 
-        session = self.session
-        family = session.family or default_family(info, self.wizard.demo)
-        if self.wizard.demo:
-            from ioncannon.engine.demo import demo_spec
-
-            return demo_spec(self.wizard.workdir, name="estimate", photos_dir=session.photos_dir or None,
-                             identifier=session.identifier, class_name=session.class_name, family=family)
-        return JobSpec(name="estimate", photos_dir=session.photos_dir, identifier=session.identifier,
-                       class_name=session.class_name, base_model=models.base_model_for(family, session.base_model),
-                       family=family, resolution=models.resolution_for(family, session.resolution),
-                       generate=family_info(family).generate)
-
-    def _probed(self, info: HardwareInfo, spec: JobSpec) -> None:
-        self.hardware, self.base_spec = info, spec
-        model = self.query_one("#hardware-model", Input)
-        if self.wizard.demo or model.value.strip() != spec.base_model:
-            model.value = spec.base_model
+    def _probed(self, info: HardwareInfo, model: str) -> None:
+        self.hardware, self.demo_model = info, model
         self._recompute()
+        box = self.query_one("#hardware-model", Input)
+        decided = self.decided
+        if decided is not None and (self.wizard.demo or box.value.strip() != decided.base_model):
+            box.value = decided.base_model
 
     # ------------------------------------------------------------------ plan, time and cost
 
-    def _recompute(self) -> None:
-        from ioncannon.engine import hardware
-
-        if self.hardware is None or self.base_spec is None:
-            return
-        session = self.session
+    def _request(self, name: str, info: HardwareInfo | None = None) -> JobRequest:
+        styles = None
         try:
-            self.single = hardware.choose_plan(self.hardware, session.preset, session.mode, self.wizard.demo,
-                                               family=self.base_spec.family)
-            self.refusal = "" if self.single.fits else self.single.why
-        except hardware.NothingFits as exc:
-            self.single, self.refusal = None, str(exc)
-        self.parallel = hardware.data_parallel(self.single, self.hardware) if self.single is not None else None
-        self.choice = self.parallel if session.all_gpus and self.parallel is not None else self.single
-        self.options = hardware.plan_options(self.hardware, self.wizard.demo, family=self.base_spec.family)
-        self.estimate_s, self.estimate = None, {}
-        if self.choice is not None and self.choice.fits:
-            self.estimate = hardware.estimate_stages(self.spec_for(self.base_spec.name), self.choice)
-            self.estimate_s = sum(self.estimate.values())
+            styles = tuple(pack.starting_styles(self.session.prompt_styles, self.wizard.demo))
+        except PromptPackError:
+            pass  # the prompts step says what is wrong with a saved pack; the estimate counts a typical one
+        return wizard_request(self.session, self.wizard.workdir, name, demo=self.wizard.demo,
+                              demo_model=self.demo_model, styles=styles)
+
+    def _recompute(self) -> None:
+        if self.hardware is None:
+            return
+        self.result = plan_job(self._request("estimate"), self.hardware)
         self._redraw()
 
     def spec_for(self, name: str) -> JobSpec:
-        """The job this screen would start, exactly as shown."""
-        assert self.base_spec is not None and self.choice is not None
-        session = self.session
-        dollars, minutes = self.budget()
-        generate = dataclasses.replace(
-            self.base_spec.generate, prompt_pack=str(self.pack_path(name)),
-            images_per_prompt=pack.images_per_prompt(session.run_length, self.base_spec.generate),
-        )
-        return self.base_spec.replace(
-            name=name, train=self.choice.plan, hourly_price=session.hourly_price,
-            crops=dict(session.crops), excluded=tuple(session.excluded), kept=tuple(session.kept),
-            base_model=self.base_spec.base_model if self.wizard.demo else models.base_model_for(
-                self.base_spec.family, session.base_model),
-            budget_money=dollars, budget_minutes=minutes, generate=generate,
-        )
+        """The job this screen would start, exactly as shown (the planner's, under its real name)."""
+        assert self.hardware is not None
+        result = plan_job(self._request(name), self.hardware)
+        plan = result if isinstance(result, Plan) else result.plan
+        if plan is None:
+            raise result.error() if isinstance(result, Problems) else AssertionError
+        return plan.spec
 
     def pack_path(self, name: str) -> Path:
         """The job's own copy of the prompt pack: later edits of the wizard's pack don't change a started job."""
-        return JobPaths(self.wizard.workdir.expanduser().resolve() / name).prompt_pack_file
+        return request.pack_path(self.wizard.workdir, name)
 
     def budget(self) -> tuple[float | None, float | None]:
         """The typed cap as (dollars, minutes); (None, None) when empty or unreadable (the note says why)."""
-        try:
-            return fmt.parse_budget(self.session.budget)
-        except ValueError:
-            return None, None
+        return request.budget(self.session)
 
     def _redraw(self) -> None:
         self.query_one("#hardware-facts", Static).update(self._facts())
@@ -237,8 +258,8 @@ class HardwareScreen(WizardScreen):
         plan = choice.plan
         preset = "demo" if self.wizard.demo else session.preset
         label = choice.label if plan.mode == "full" else f"{choice.label} rank {plan.lora_rank}"
-        if self.base_spec is not None:
-            family, resolution = self.base_spec.family, self.base_spec.resolution
+        if self.decided is not None:
+            family, resolution = self.decided.family, self.decided.resolution
             next_family, next_size = models.following_model(family, resolution, self.wizard.demo)
             switch = f" · ctrl+f: {family_info(next_family).label}" + ("" if self.wizard.demo else f" {next_size} px")
             table.add_row("Model", Text.assemble((family_info(family).label, "bold"), f" · {resolution} px",
@@ -251,15 +272,15 @@ class HardwareScreen(WizardScreen):
                 table.add_row("", Text(login, style="bold red") if login else Text(gated, style="dim"))
         table.add_row("Plan", Text.assemble((label, "bold green"), f" · {preset} preset"))
         recipe = PRESETS.get(preset, "")
-        if self.base_spec is not None and family_info(self.base_spec.family).lora_only and not self.wizard.demo:
+        if self.decided is not None and family_info(self.decided.family).lora_only and not self.wizard.demo:
             recipe = (f"LoRA rank {plan.lora_rank} on the attention and MLP layers; the text encoders run once to "
                       "cache the prompts, then leave the GPU.")
         table.add_row("", Text(recipe, style="dim"))
         klass = f"{plan.num_class_images} class images" if plan.prior_preservation else "no class images"
         table.add_row("Recipe", f"{plan.steps} steps · lr {plan.learning_rate:.3g} · {plan.precision} · {klass}"
                                 + (" · text encoder trained" if plan.train_text_encoder else ""))
-        if not plan.prior_preservation and self.base_spec is not None:
-            why = family_info(self.base_spec.family).prior_why
+        if not plan.prior_preservation and self.decided is not None:
+            why = family_info(self.decided.family).prior_why
             table.add_row("", Text(f"prior preservation off: {why} (a job file can turn it on)", style="dim"))
         speed = f" · ≈ {choice.predicted_steps_per_s:g} it/s" if choice.predicted_steps_per_s else ""
         each = " per GPU" if plan.num_processes > 1 else ""
@@ -290,9 +311,9 @@ class HardwareScreen(WizardScreen):
 
     def _login_problem(self) -> str | None:
         """How to log in, when the base model is gated on the hub and this machine has no token (not in the demo)."""
-        if self.wizard.demo or self.base_spec is None:
+        if self.wizard.demo or self.decided is None:
             return None
-        return login_problem(models.base_model_for(self.base_spec.family, self.session.base_model))
+        return login_problem(models.base_model_for(self.decided.family, self.session.base_model))
 
     def _other_modes(self, current: str) -> Text | None:
         """One line on the other mode: the leanest plan of it and whether it fits (ctrl+l switches)."""
@@ -344,12 +365,14 @@ class HardwareScreen(WizardScreen):
         price = fmt.parse_price(event.value)
         self.wizard.store.update(hourly_price=price)
         self.query_one(CostMeter).hourly_price = price
+        self._recompute()  # the planner checks a dollar cap against the price
         self._redraw_cost()
 
     @on(Input.Changed, "#hardware-budget")
     def budget_changed(self, event: Input.Changed) -> None:
         """Remember the budget cap and say what it means."""
         self.wizard.store.update(budget=event.value.strip())
+        self._recompute()
         self._redraw_budget()
 
     @on(Input.Changed, "#hardware-model")
@@ -357,8 +380,8 @@ class HardwareScreen(WizardScreen):
         """Remember the base model (the plan says again whether it needs a login)."""
         if not self.wizard.demo:
             self.wizard.store.update(base_model=event.value.strip())
-            if self.hardware is not None and self.base_spec is not None:
-                self.query_one("#hardware-plan", Static).update(self._plan())
+            if self.hardware is not None:
+                self._recompute()
 
     @on(Input.Submitted)
     def submitted(self) -> None:
@@ -379,11 +402,11 @@ class HardwareScreen(WizardScreen):
 
     def action_switch_family(self) -> None:
         """Switch the model family and size (SD 1.5, SDXL 1024/768, Flux 1024/512 px); plan and base model follow."""
-        if self.base_spec is None:
+        if self.decided is None:
             return
-        family, resolution = models.following_model(self.base_spec.family, self.base_spec.resolution, self.wizard.demo)
+        family, resolution = models.following_model(self.decided.family, self.decided.resolution, self.wizard.demo)
         self.wizard.store.update(family=family, resolution=resolution)
-        self.choice = None
+        self.result = None
         self.probe()
 
     def action_switch_gpus(self) -> None:
@@ -393,7 +416,7 @@ class HardwareScreen(WizardScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The demo always runs its tiny plan: no preset or mode to switch; GPUs only where several fit the plan."""
-        if action == "switch_mode" and self.base_spec is not None and family_info(self.base_spec.family).lora_only:
+        if action == "switch_mode" and self.decided is not None and family_info(self.decided.family).lora_only:
             return False  # Flux trains LoRA only
         if action in ("switch_preset", "switch_mode"):
             return not self.wizard.demo
@@ -404,6 +427,8 @@ class HardwareScreen(WizardScreen):
     # ------------------------------------------------------------------ go
 
     def ready_for_next(self) -> bool:
+        if self.hardware is not None and not self.starting:
+            self._recompute()  # a login made or a file fixed meanwhile: ask the planner again
         message = self.query_one("#hardware-message", Static)
         problem = self._problem()
         message.update(Text(problem, style="bold red") if problem else "")
@@ -412,30 +437,20 @@ class HardwareScreen(WizardScreen):
     def _problem(self) -> str | None:
         if self.starting:
             return "Starting the job…"
-        if self.hardware is None:
+        if self.hardware is None or self.result is None:
             return "Still probing the machine; a moment."
         if self.choice is None or not self.choice.fits:
             if self.hardware.best_gpu is None and not self.wizard.demo:
                 return "Can't train without a GPU here: try it on the CPU with `ioncannon --demo` (see above)."
             return f"Can't start: {self.refusal}"
         try:
-            dollars, _minutes = fmt.parse_budget(self.session.budget)
+            fmt.parse_budget(self.session.budget)
         except ValueError as exc:
             return f"Budget cap: {exc}."
-        if dollars is not None and self.session.hourly_price is None:
-            return "A budget in dollars needs the price per hour: type it, or give the cap in minutes (90m)."
-        model = self.session.base_model.strip()
-        if not self.wizard.demo:
-            if not model:
-                return "Type a base model: a Hugging Face id, a diffusers folder or a .safetensors file."
-            if looks_like_path(model) and not Path(model).expanduser().exists():
-                return f"{model} does not exist. Type a Hugging Face id, a diffusers folder or a .safetensors file."
-            found, wanted = detect_family(model), self.base_spec.family if self.base_spec is not None else "sd15"
-            if found is not None and found != wanted:
-                return mismatch_message(model, found, wanted)
-            login = self._login_problem()
-            if login:
-                return login
+        if not self.wizard.demo and not self.session.base_model.strip():
+            return "Type a base model: a Hugging Face id, a diffusers folder or a .safetensors file."
+        if isinstance(self.result, Problems):  # the planner's checks, the same `ioncannon run` makes
+            return self.result.sentences[0]
         return None
 
     def action_next(self) -> None:

@@ -147,7 +147,7 @@ class PromptsScreen(WizardScreen):
     def _demo_plan(self) -> GeneratePlan | None:
         if not self.wizard.demo:
             return None
-        from ioncannon.engine import demo
+        from ioncannon.job.plan import demo
         return demo.DEMO_GENERATE_PLAN
 
     def selected(self) -> PromptStyle | None:
