@@ -400,7 +400,10 @@ def write_bundle(
 
 def read_bundle_manifest(archive: Path) -> dict[str, Any]:
     with zipfile.ZipFile(archive) as zf:
-        return json.loads(zf.read(MANIFEST_NAME))
+        manifest = json.loads(zf.read(MANIFEST_NAME))
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{archive.name}: its {MANIFEST_NAME} is not a table; make the bundle again")
+    return manifest
 
 
 def human_bytes(size: float) -> str:

@@ -21,7 +21,7 @@ def spare(table: DataTable) -> int:  # type: ignore[type-arg]
 
 @pytest.mark.parametrize("size", [(80, 24), (100, 30)])
 async def test_check_fits_its_columns_and_shows_the_cut_text_in_full(box: Path, size: tuple[int, int]) -> None:  # noqa: F811
-    saved_session(box, step="check", photos_dir="photos", identifier="zwx")
+    saved_session(box, step="check", photos_dir="photos", identifier="zwx", family="sd15")  # judged at 512 px
     app = make_app(box)
     async with app.run_test(size=size) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, CheckScreen) and app.screen.scanned, what="scan")

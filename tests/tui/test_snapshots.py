@@ -148,7 +148,8 @@ def test_photos_says_what_to_do_with_an_empty_folder(box: Path, snap_compare: Ca
 
 
 def test_check(box: Path, snap_compare: Callable[..., bool]) -> None:
-    saved_session(box, step="check", photos_dir="photos", identifier="zwx", excluded=["IMG_0004.jpg"])
+    saved_session(box, step="check", photos_dir="photos", identifier="zwx", excluded=["IMG_0004.jpg"],
+                  family="sd15")  # judged at 512 px
 
     async def scanned(pilot: Pilot[None]) -> None:
         app = pilot.app
@@ -325,7 +326,7 @@ def test_generate(box: Path, snap_compare: Callable[..., bool], held_lock: Calla
 
 
 def test_check_at_100x30(box: Path, snap_compare: Callable[..., bool]) -> None:
-    saved_session(box, step="check", photos_dir="photos", identifier="zwx")
+    saved_session(box, step="check", photos_dir="photos", identifier="zwx", family="sd15")  # judged at 512 px
 
     async def scanned(pilot: Pilot[None]) -> None:
         app = pilot.app
