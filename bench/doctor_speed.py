@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ioncannon.engine.photos.folder import normalise, scan_folder, usable
+from ioncannon.doctor.folder import normalise, scan_folder, usable
 
 ROOT = Path(__file__).resolve().parents[1]
 

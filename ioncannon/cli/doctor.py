@@ -11,8 +11,8 @@ import textwrap
 from pathlib import Path
 from typing import TextIO
 
-from ioncannon.engine.identifier import CLASSES, lint_identifier
-from ioncannon.engine.photos.folder import PhotoFinding, PhotoFolderError, normalise, scan_folder, usable
+from ioncannon.doctor.folder import PhotoFinding, PhotoFolderError, normalise, scan_folder, usable
+from ioncannon.doctor.identifier import CLASSES, lint_identifier
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2

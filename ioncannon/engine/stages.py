@@ -31,7 +31,7 @@ def stage_function(stage: str) -> StageFunction:
 
 def run_prepare(ctx: StageContext) -> None:
     """Normalise the user's photos into training_samples/<class>/ (the source folder is only read)."""
-    from ioncannon.engine.photos import folder as photos
+    from ioncannon.doctor import folder as photos
     spec = ctx.spec
     try:
         findings = photos.scan_folder(spec.photos_dir, resolution=spec.resolution)

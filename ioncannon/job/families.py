@@ -53,6 +53,7 @@ class FamilyInfo:
     text_encoders_trainable: bool = True  # False: the text towers are only ever run once, to cache the prompts
     notice: str = ""             # what the wizard must say before a job of this family starts (licence, login)
     own_sampler: str = ""        # a sampler the family always uses, whatever the plan names ("" = the plan's)
+    names_its_caches: bool = True  # the family's name goes into shared cache keys (SD 1.5's caches predate families)
     # disk sizes, for the planner's disk check: the denoiser's parameters (billions), the merged model's fp16 files
     # (single file or diffusers folder; 0: no merged model is exported) and a rank-16 LoRA's parameters (millions)
     denoiser_params_b: float = 0.86
@@ -104,7 +105,7 @@ FAMILIES: dict[str, FamilyInfo] = {
         default_resolution=512, resolutions=(512,), lora_only=False, prior_preservation=True,
         prior_why="a full fine-tune at lr 2e-6 drifts the whole class towards the subject without class images",
         licence="CreativeML Open RAIL-M: commercial use allowed under its use restrictions",
-        min_vram_gib=8.0, profiles=_SD15_PROFILES, generate=GeneratePlan(),
+        min_vram_gib=8.0, profiles=_SD15_PROFILES, generate=GeneratePlan(), names_its_caches=False,
     ),
     "sdxl": FamilyInfo(
         name="sdxl", label="SDXL",

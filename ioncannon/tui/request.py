@@ -50,6 +50,6 @@ def wizard_request(session: WizardSession, workdir: Path, name: str, *, demo: bo
     return JobRequest(
         answers, family=session.family, resolution=session.resolution if session.family is not None else None,
         base_model=demo_model if demo else model, preset=session.preset, mode=session.mode,
-        all_gpus=session.all_gpus, generate=generate, model_names_family=False, demo=demo, workdir=str(workdir), pack_follows=True,
-        styles=styles,
+        all_gpus=session.all_gpus, generate=generate, model_names_family=False, demo=demo, workdir=str(workdir),
+        pack_follows=True, styles=styles,
     )

@@ -161,7 +161,7 @@ def test_run_example_prints_a_job_file_that_runs(tmp_path: Path) -> None:
 
 def test_a_cpu_job_without_a_train_table_gets_the_cpu_plan(tmp_path: Path, tiny_model_dir: Path) -> None:
     from ioncannon.job.plan.demo import demo_photos_dir
-    from ioncannon.job.presets import demo_plan
+    from ioncannon.job.plan.presets import demo_plan
 
     jobfile = tmp_path / "job.toml"
     jobfile.write_text(f'photos_dir = "{demo_photos_dir()}"\nidentifier = "zwx"\nclass_name = "dog"\n'

@@ -6,7 +6,7 @@ import pytest
 
 from ioncannon.engine.hardware import probe
 from ioncannon.job.plan.memory import choose_plan
-from ioncannon.job.presets import demo_plan_for
+from ioncannon.job.plan.presets import demo_plan_for
 
 
 def test_probe_never_raises(tmp_path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from ioncannon.cli.doctor import main as doctor
-from ioncannon.engine.photos.decode import PhotoRejected, decode
+from ioncannon.doctor.decode import PhotoRejected, decode
 from tests.waiting import patience
 
 

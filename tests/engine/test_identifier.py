@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ioncannon.engine.identifier import CLASSES, COMMON_WORDS, lint_identifier
+from ioncannon.doctor.identifier import CLASSES, COMMON_WORDS, lint_identifier
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageDraw, ImageFilter
 
-from ioncannon.engine.photos import decode as photo_decode
-from ioncannon.engine.photos.folder import (
+from ioncannon.doctor import decode as photo_decode
+from ioncannon.doctor.folder import (
     FOLDER_ROW,
     PhotoFinding,
     PhotoFolderError,
@@ -257,7 +257,7 @@ def test_fifo_and_unreadable_files_are_rejected_without_hanging(tmp_path: Path,
             raise PermissionError(13, "Permission denied")
         return real(path, limit)
 
-    monkeypatch.setattr("ioncannon.engine.photos.folder.read_regular", fake)
+    monkeypatch.setattr("ioncannon.doctor.folder.read_regular", fake)
     by = {f.file: f for f in scan_folder(tmp_path)}
     assert by["pipe.jpg"].status == "rejected" and "regular file" in by["pipe.jpg"].reasons[0]
     assert by["locked.jpg"].status == "rejected" and "permission denied" in by["locked.jpg"].reasons[0]
@@ -288,7 +288,7 @@ def test_to_json_has_the_contract_keys() -> None:
 
 def test_missing_decoders_and_detector_degrade_with_a_message(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from ioncannon.engine.photos import quality as photo_quality
+    from ioncannon.doctor import quality as photo_quality
     photo_corpus.good_photos(tmp_path, 1)
     photo_corpus.save(photo_corpus.scene(3), tmp_path / "phone.heic", "HEIF", quality=80)
     monkeypatch.setattr(photo_decode, "_register_heif", lambda: False)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from ioncannon.engine.photos.folder import PhotoFinding, scan_folder, usable
+from ioncannon.doctor.folder import PhotoFinding, scan_folder, usable
 from tests.engine import photo_corpus
 
 GREY, BLUE, BEIGE = (128, 128, 128), (70, 90, 200), (220, 200, 170)

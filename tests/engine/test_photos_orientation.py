@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ioncannon.engine.photos.folder import normalise, scan_folder
+from ioncannon.doctor.folder import normalise, scan_folder
 
 SIDE = 600
 MARK = 150

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from ioncannon.engine.photos.decode import PhotoRejected, decode
-from ioncannon.engine.photos.folder import render_crop, scan_folder
+from ioncannon.doctor.decode import PhotoRejected, decode
+from ioncannon.doctor.folder import render_crop, scan_folder
 
 HEADERS = [
     b"", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"RIFF\x00\x00\x00\x00WEBPVP8 ",

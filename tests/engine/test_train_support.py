@@ -16,7 +16,7 @@ from ioncannon.engine.context import StageContext
 from ioncannon.engine.models.load import TINY_RESOLUTION
 from ioncannon.job.events import Event
 from ioncannon.job.paths import JobPaths
-from ioncannon.job.presets import demo_plan
+from ioncannon.job.plan.presets import demo_plan
 from ioncannon.job.spec import JobSpec, save_spec
 
 IDENTIFIER = "zq"

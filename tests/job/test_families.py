@@ -16,7 +16,7 @@ from ioncannon.job.families import (
     offered_families,
     safetensors_keys,
 )
-from ioncannon.job.presets import preset_plan
+from ioncannon.job.plan.presets import preset_plan
 from ioncannon.job.spec import JobSpec
 from ioncannon.job.validate import SpecError
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ioncannon.job import presets
+from ioncannon.job.plan import presets
 
 
 def test_a_fast_machine_keeps_the_full_demo() -> None:

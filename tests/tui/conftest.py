@@ -60,14 +60,14 @@ def isolated_box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def small_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
     """Shrink the demo's plan (train steps, class images, prompt pack) so a whole job takes seconds."""
     import ioncannon.job.plan.demo
-    import ioncannon.job.presets
+    import ioncannon.job.plan.presets
 
     pack = tmp_path / "pack.toml"
     pack.write_text(SMALL_PACK)
 
     def shrink(steps: int = SMALL_TRAIN.steps) -> None:
         plan = dataclasses.replace(SMALL_TRAIN, steps=steps)
-        monkeypatch.setattr(ioncannon.job.presets, "demo_plan", lambda: plan)
+        monkeypatch.setattr(ioncannon.job.plan.presets, "demo_plan", lambda: plan)
         monkeypatch.setattr(ioncannon.job.plan.demo, "DEMO_GENERATE_PLAN", GeneratePlan(
             sampler="dpm", steps=3, guidance=7.0, images_per_prompt=2, batch_size=2, bare_token_images=2,
             prompt_pack=str(pack),

@@ -21,6 +21,7 @@ from ioncannon.engine.parallel.collectives import image_shard
 from ioncannon.engine.weights.adapters import merge_adapters
 from ioncannon.job.errors import StageError
 from ioncannon.job.events import CollageReady, Message, Progress, SampleReady
+from ioncannon.job.families import family_info
 from ioncannon.job.fsio import write_json
 from ioncannon.job.outputs import ImageJob, OutputSet, plan_outputs
 
@@ -122,7 +123,7 @@ def class_cache_dir(ctx: StageContext) -> Path:
     plan = spec.generate
     key = {
         "model": _model_identity(spec.base_model), "prompt": spec.class_prompt, "resolution": spec.resolution,
-        **({"family": spec.family} if spec.family != "sd15" else {}),  # sd15 keys stay those of existing caches
+        **({"family": spec.family} if family_info(spec.family).names_its_caches else {}),
         "sampler": f"{plan.sampler}-{plan.steps}-{plan.guidance:g}",
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from ioncannon.engine.parallel.collectives import all_agree, average_gradients, process_rank
 from ioncannon.engine.train.cache import TrainCache
+from ioncannon.job.plan.presets import warmup_steps
 from ioncannon.job.plans import TrainPlan
-from ioncannon.job.presets import warmup_steps
 
 _CHUNK = 1 << 26  # optimizer works in 64 Mi-element slices so eager fallbacks need no full-size fp32 temporaries
 _MAX_GRAD_NORM = 1.0

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ioncannon.job import presets
 from ioncannon.job.families import PlanProfile, family_info
+from ioncannon.job.plan import presets
 from ioncannon.job.plan.box import GpuInfo, HardwareInfo, margin_gib, speed_factor
+from ioncannon.job.plan.presets import PRESETS, preset_plan
 from ioncannon.job.plans import TrainPlan
-from ioncannon.job.presets import PRESETS, preset_plan
 
 __all__ = [
     "PlanChoice", "NothingFits", "PRESETS", "choose_plan", "plan_options", "data_parallel", "scale_for_processes",

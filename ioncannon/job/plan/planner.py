@@ -22,8 +22,8 @@ from ioncannon.job.plan.memory import (
     plan_key,
     plan_options,
 )
+from ioncannon.job.plan.presets import preset_plan
 from ioncannon.job.plan.request import JobRequest
-from ioncannon.job.presets import preset_plan
 from ioncannon.job.spec import JobSpec
 from ioncannon.job.validate import SpecError
 

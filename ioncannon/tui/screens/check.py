@@ -19,8 +19,8 @@ from ioncannon.tui.wizard import Step
 if TYPE_CHECKING:
     from PIL import Image
 
-    from ioncannon.engine.photos.folder import PhotoFinding
-    from ioncannon.engine.photos.quality import CropMode
+    from ioncannon.doctor.folder import PhotoFinding
+    from ioncannon.doctor.quality import CropMode
 
 CROPS: tuple[str, ...] = ("face", "centre", "top")
 FOLDER_ROW = "."  # the doctor's photo-count row; its advice is redone here for the photos the person keeps
@@ -91,7 +91,7 @@ class CheckScreen(WizardScreen):
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
     def scan(self) -> None:
         """Run the doctor on the folder (read-only) without freezing the screen."""
-        from ioncannon.engine.photos import folder as photos
+        from ioncannon.doctor import folder as photos
         try:
             self.resolution = self.wizard.training_resolution()
             findings = photos.scan_folder(self.session.photos_dir, self.resolution)
@@ -123,7 +123,7 @@ class CheckScreen(WizardScreen):
     # ------------------------------------------------------------------ what the person decided
 
     def dropped(self, finding: PhotoFinding) -> bool:
-        from ioncannon.engine.photos.folder import is_dropped
+        from ioncannon.doctor.folder import is_dropped
 
         return is_dropped(finding, self.session.excluded, self.session.kept)
 
@@ -132,7 +132,7 @@ class CheckScreen(WizardScreen):
 
     def used(self) -> list[PhotoFinding]:
         """The photos that will be trained on, in the order their copies are numbered."""
-        from ioncannon.engine.photos.folder import apply_choices, usable
+        from ioncannon.doctor.folder import apply_choices, usable
 
         return usable(apply_choices(self.findings, self.session.excluded, self.session.kept))
 
@@ -153,7 +153,7 @@ class CheckScreen(WizardScreen):
         return f"{finding.reasons[0]} · {crop} crop"
 
     def _outputs(self) -> dict[str, str]:
-        from ioncannon.engine.photos.folder import output_name
+        from ioncannon.doctor.folder import output_name
 
         identifier = self.session.identifier or "‹id›"
         class_name = self.session.class_name or "‹class›"
@@ -200,7 +200,7 @@ class CheckScreen(WizardScreen):
     @staticmethod
     def _count_note(n: int) -> str:
         """The doctor's photo-count advice, for the photos the person actually kept."""
-        from ioncannon.engine.photos.folder import MAX_PHOTOS, MIN_PHOTOS
+        from ioncannon.doctor.folder import MAX_PHOTOS, MIN_PHOTOS
 
         if 0 < n < MIN_PHOTOS:
             return f"DreamBooth needs at least {MIN_PHOTOS}: add photos (8–20 varied ones work best)"
@@ -263,7 +263,7 @@ class CheckScreen(WizardScreen):
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def render_preview(self, finding: PhotoFinding, crop: str) -> None:
         """Decode and crop the photo exactly as the training copy will be made."""
-        from ioncannon.engine.photos import folder as photos
+        from ioncannon.doctor import folder as photos
         try:
             folder, resolution = self.session.photos_dir, self.resolution
             image: Image.Image | None = photos.render_crop(folder, finding, cast("CropMode", crop), resolution)

@@ -20,8 +20,8 @@ from ioncannon.job.paths import JobPaths
 from ioncannon.job.plan.box import HardwareInfo
 from ioncannon.job.plan.memory import PlanChoice
 from ioncannon.job.plan.planner import Plan, Problems, decide_family, plan_job
+from ioncannon.job.plan.presets import PRESETS
 from ioncannon.job.plan.request import JobRequest
-from ioncannon.job.presets import PRESETS
 from ioncannon.job.prompts import PromptPackError, save_pack
 from ioncannon.job.spec import JobSpec
 from ioncannon.job.units import duration, money

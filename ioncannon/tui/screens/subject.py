@@ -16,7 +16,7 @@ from ioncannon.tui.session import CLASS_CHOICES
 from ioncannon.tui.wizard import Step
 
 if TYPE_CHECKING:
-    from ioncannon.engine.identifier import IdentifierLint
+    from ioncannon.doctor.identifier import IdentifierLint
     from ioncannon.tui.tokenizer import TokenizerCheck
 
 HELP = (
@@ -111,7 +111,7 @@ class SubjectScreen(WizardScreen):
 
     def _lint(self) -> None:
         """Syntax, common-word and class-collision checks, and token counts once the tokenizer is here."""
-        from ioncannon.engine.identifier import lint_identifier
+        from ioncannon.doctor.identifier import lint_identifier
 
         self.lint = lint_identifier(self.session.identifier, self.session.class_name, tokenizer=self.tokenizer)
 

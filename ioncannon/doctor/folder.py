@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from ioncannon.engine.photos.decode import (
+from ioncannon.doctor.decode import (
     SNIFF_BYTES,
     DecodedPhoto,
     PhotoRejected,
@@ -24,7 +24,7 @@ from ioncannon.engine.photos.decode import (
     sniff,
     too_big_file,
 )
-from ioncannon.engine.photos.quality import (
+from ioncannon.doctor.quality import (
     BLUR_THRESHOLD,
     NEAR_SHOT_DIFF,
     SAME_SHOT_DIFF,

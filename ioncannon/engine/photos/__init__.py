@@ -1,1 +1,0 @@
-"""The photo doctor: formats, orientation, colour, junk, duplicates, crops; normalised copies only."""
