@@ -165,11 +165,13 @@ def _planned(args: argparse.Namespace) -> Plan:
 
     if args.demo:
         from ioncannon.engine.demo import ensure_demo_model
-        from ioncannon.job.plan.demo import demo_request
+        from ioncannon.job.plan.demo import DEMO_IDENTIFIER, demo_request
+        from ioncannon.job.workdir import new_job_name
 
         workdir = chosen_workdir(args)
         family = args.family or DEFAULT_FAMILY  # the demo's tiny models run anywhere: no card to fit
-        request = demo_request(workdir, family, str(ensure_demo_model(workdir, family)))
+        request = demo_request(workdir, family, str(ensure_demo_model(workdir, family)),
+                               name=new_job_name(workdir, DEMO_IDENTIFIER))
         # a slow or busy machine gets fewer steps (the probe times a step), so the demo stays a couple of minutes
         box = probe(workdir, demo=True, family=family)
     elif args.jobfile:

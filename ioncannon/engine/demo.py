@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ioncannon.job.families import DEFAULT_FAMILY
 from ioncannon.job.plan.box import HardwareInfo
-from ioncannon.job.plan.demo import DEMO_RESOLUTION, DEMO_THREADS, demo_model_dir, demo_request
+from ioncannon.job.plan.demo import DEMO_IDENTIFIER, DEMO_RESOLUTION, DEMO_THREADS, demo_model_dir, demo_request
 from ioncannon.job.plan.planner import Problems, plan_job
 from ioncannon.job.plans import TrainPlan
 from ioncannon.job.spec import JobSpec
@@ -59,7 +59,10 @@ def demo_spec(workdir: str | Path, name: str = "", family: str = DEFAULT_FAMILY,
               train: TrainPlan | None = None) -> JobSpec:
     """The demo job as the planner makes it (its tiny model made first), for tests and benchmarks that run it
     without a door; `train` replaces the planned recipe."""
-    request = demo_request(workdir, family, str(ensure_demo_model(workdir, family)), name=name)
+    from ioncannon.job.workdir import new_job_name
+
+    request = demo_request(workdir, family, str(ensure_demo_model(workdir, family)),
+                           name=name or new_job_name(workdir, DEMO_IDENTIFIER))
     if train is not None:
         request = dataclasses.replace(request, train=dataclasses.asdict(train))
     result = plan_job(request, HardwareInfo([], 0.0, 1, 0.0))

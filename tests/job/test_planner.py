@@ -132,7 +132,7 @@ def test_the_demo_is_one_input_of_the_planner(tmp_path: Path) -> None:
     measured = HardwareInfo([], 50.0, 2, 8.0, demo_step_s=0.5)
     model = tmp_path / "tiny"
     model.mkdir()
-    plan = planned(plan_job(demo_request(tmp_path, None, str(model)), measured))
+    plan = planned(plan_job(demo_request(tmp_path, None, str(model), "demo"), measured))
     spec = plan.spec
     assert spec.demo and spec.device == "cpu" and spec.resolution == 64 and spec.family == "sd15"
     assert spec.train.steps == 80  # 40 s of training at the measured 0.5 s a step

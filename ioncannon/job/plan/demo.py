@@ -34,14 +34,11 @@ def demo_model_dir(workdir: str | Path, family: str) -> Path:
     return Path(workdir) / ".cache" / "models" / name
 
 
-def demo_request(workdir: str | Path, family: str | None, model: str, photos_dir: str = "", identifier: str = "",
-                 class_name: str = "", name: str = "") -> JobRequest:
+def demo_request(workdir: str | Path, family: str | None, model: str, name: str, photos_dir: str = "",
+                 identifier: str = "", class_name: str = "") -> JobRequest:
     """The demo's request: its photos (or the person's), subject and tiny model; the planner sizes its plan."""
-    from ioncannon.job.workdir import new_job_name
-
-    identifier = identifier or DEMO_IDENTIFIER
     return JobRequest(
-        {"name": name or new_job_name(workdir, identifier), "photos_dir": photos_dir or str(demo_photos_dir()),
-         "identifier": identifier, "class_name": class_name or DEMO_CLASS},
+        {"name": name, "photos_dir": photos_dir or str(demo_photos_dir()),
+         "identifier": identifier or DEMO_IDENTIFIER, "class_name": class_name or DEMO_CLASS},
         family=family, base_model=model, demo=True, workdir=str(workdir),
     )
