@@ -154,8 +154,14 @@ def test_run_example_prints_a_job_file_that_runs(tmp_path: Path) -> None:
     assert "photos_dir" in out.stdout and "[train]" in out.stdout and "--example" not in out.stderr
     jobfile = tmp_path / "job.toml"
     jobfile.write_text(out.stdout.replace("~/photos/rex", str(demo_photos_dir())))
-    spec = read_jobfile(jobfile, tmp_path / "work")  # as printed (photo folder aside), it passes the door
-    assert (spec.identifier, spec.class_name, spec.family) == ("zwx", "dog", "sd15")
+    # as printed (photo folder aside), it passes the door on a card of its family
+    from ioncannon.job.plan.box import GpuInfo, HardwareInfo
+    from ioncannon.job.plan.planner import Plan, plan_job
+
+    plan = plan_job(read_jobfile(jobfile, tmp_path / "work"), HardwareInfo([GpuInfo(0, "NVIDIA L4", 24.0, 23.0)],
+                                                                           200.0, 8, 32.0))
+    assert isinstance(plan, Plan), plan
+    assert (plan.spec.identifier, plan.spec.class_name, plan.spec.family) == ("zwx", "dog", "sd15")
     assert "ioncannon run --example" in ioncannon("run", "--help").stdout
 
 
