@@ -39,7 +39,16 @@ from ioncannon.tui.screens.train import TrainScreen
 from ioncannon.tui.screens.welcome import WelcomeScreen
 from ioncannon.tui.session import SessionStore, WizardSession
 from ioncannon.tui.tokenizer import TokenizerCheck
-from ioncannon.tui.wizard import JOB_STEPS, Step, follow_job, job_step, next_step, opening_step, previous_step
+from ioncannon.tui.wizard import (
+    JOB_STEPS,
+    Step,
+    follow_job,
+    job_step,
+    needs_a_look,
+    next_step,
+    opening_step,
+    previous_step,
+)
 
 if TYPE_CHECKING:
     from ioncannon.engine.hardware import HardwareInfo
@@ -180,7 +189,13 @@ class IonCannonApp(App[None]):
     def on_mount(self) -> None:
         if self.demo:
             self._prefill_demo()
-        self.push_screen(self.make_screen(opening_step(Step.parse(self.store.session.step))))
+        from ioncannon.job.workdir import list_jobs
+
+        jobs = list_jobs(self.workdir)  # one scan: each job's lock is probed and its files read
+        news = any(needs_a_look(j.state.status) and j.spec is not None and (not self.demo or j.spec.demo)
+                   for j in jobs)
+        step = opening_step(Step.parse(self.store.session.step), news)
+        self.push_screen(WelcomeScreen(jobs) if step is Step.WELCOME else self.make_screen(step))
 
     def make_screen(self, step: Step) -> Screen[None]:
         if step is Step.WELCOME:
@@ -201,14 +216,9 @@ class IonCannonApp(App[None]):
         return screens.get(step, PhotosScreen)()
 
     def _welcome(self) -> WelcomeScreen:
-        from ioncannon.job.workdir import find_unfinished, list_jobs
+        from ioncannon.job.workdir import list_jobs
 
-        jobs = list_jobs(self.workdir)  # one scan: each job's lock is probed and its files read
-        unfinished = find_unfinished(self.workdir, jobs)
-        finished = None
-        if unfinished is None:
-            finished = next((j for j in jobs if j.state.finished and j.spec is not None), None)
-        return WelcomeScreen(unfinished, finished, [j for j in jobs if j.spec is None])
+        return WelcomeScreen(list_jobs(self.workdir))
 
     def go(self, step: Step) -> None:
         """Show `step`, remembering it so a dropped link reopens here."""

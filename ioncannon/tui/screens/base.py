@@ -68,7 +68,9 @@ class WizardScreen(Screen[None]):
         if number:
             text.append(f" step {number} of {len(ORDER) - 1} · ", style="dim")
         text.append(STEP_TITLES[self.STEP], style="bold")
-        if self.wizard.demo:
+        # the watched job says whether it is a demo, not the command that opened the wizard
+        demo = self.wizard.job.spec.demo if self.wizard.job is not None else self.wizard.demo
+        if demo:
             text.append(f"   {DEMO_NOTE}", style="italic")
         return text
 
