@@ -25,6 +25,7 @@ from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import JobSpec
 from ioncannon.job.state import is_live, read_state
 from ioncannon.tui.dialogs.choice import Choice, ChoiceDialog, ErrorDialog
+from ioncannon.tui.dialogs.help import HELP_BINDING, HelpDialog, key_rows
 from ioncannon.tui.feed import JobFeed
 from ioncannon.tui.jobview import JobView
 from ioncannon.tui.screens.base import WizardScreen
@@ -88,6 +89,7 @@ class IonCannonApp(App[None]):
     # screens and quit on others. Not a priority binding, so a job screen can label it "Leave/stop".
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "request_quit", "Quit"),
+        HELP_BINDING,
     ]
 
     def __init__(
@@ -375,6 +377,14 @@ class IonCannonApp(App[None]):
         if event.state is WorkerState.ERROR and event.worker.error is not None:
             error = event.worker.error
             self.show_error(f"{event.worker.name or 'background work'} failed: {error}", exc=error)
+
+    def action_help(self) -> None:
+        """List every key of this screen, the ones the footer leaves out too."""
+        screen = self.screen
+        if isinstance(screen, ModalScreen):
+            return  # a dialog names its own keys
+        title = getattr(screen, "HELP_TITLE", "") or screen.__class__.__name__.removesuffix("Screen")
+        self.push_screen(HelpDialog(title, key_rows(screen), getattr(screen, "HELP_EXTRA", ())))
 
     def action_request_quit(self) -> None:
         """Quit; while the job runs, ask first and say it keeps running."""

@@ -38,6 +38,7 @@ class WelcomeScreen(WizardScreen):
     """The first screen: a new job (or the setup under way) on the first row, then every job, newest first."""
 
     STEP = Step.WELCOME
+    HELP_EXTRA = (("↑ ↓", "pick the first row (a new job, or the setup under way) or a job"),)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "primary", "Go"),
         Binding("n", "new_job", "New job"),
