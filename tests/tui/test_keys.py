@@ -9,9 +9,9 @@ from textual.widgets import Input, Static
 
 from ioncannon.engine.demo import DEMO_IDENTIFIER, demo_photos_dir
 from ioncannon.tui.app import IonCannonApp
+from ioncannon.tui.dialogs.choice import ChoiceDialog
 from ioncannon.tui.screens.photos import PhotosScreen
 from ioncannon.tui.screens.subject import SubjectScreen
-from ioncannon.tui.dialogs.choice import ChoiceDialog
 from ioncannon.tui.screens.welcome import WelcomeScreen
 from ioncannon.tui.session import SessionStore, WizardSession, load_session
 

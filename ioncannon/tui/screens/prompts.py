@@ -15,8 +15,8 @@ from ioncannon.job.plans import GeneratePlan
 from ioncannon.job.prompts import PromptPackError, PromptStyle
 from ioncannon.tui import format as fmt
 from ioncannon.tui import pack
-from ioncannon.tui.dialogs.style import StyleDialog
 from ioncannon.tui.dialogs.choice import Choice, ChoiceDialog
+from ioncannon.tui.dialogs.style import StyleDialog
 from ioncannon.tui.screens.base import WizardScreen
 from ioncannon.tui.wizard import Step
 
