@@ -150,3 +150,42 @@ def find_job(workdir: str | Path, name: str | None) -> JobSummary | None:
     if name is None:
         return jobs[0] if jobs else None
     return next((j for j in jobs if j.name == name), None)
+
+
+ARCHIVE_DIR = "archive"  # set-aside jobs live here, out of every list; a job name always ends in a date, never this
+
+
+def set_aside_refusal(job: JobSummary) -> str:
+    """Why this job can't be archived or deleted now ("" when it can): never a job whose runner works."""
+    if runner_pid(job.paths) is not None:
+        return f"Job {job.name} is running: stop it first (`ioncannon stop {job.name}`)."
+    return ""
+
+
+def archive_job(workdir: str | Path, job: JobSummary) -> Path:
+    """Move a job out of the way into <workdir>/archive/ (kept whole, listed nowhere); WorkdirError if it runs."""
+    refusal = set_aside_refusal(job)
+    if refusal:
+        raise WorkdirError(refusal)
+    shelf = Path(workdir) / ARCHIVE_DIR
+    shelf.mkdir(mode=0o700, exist_ok=True)
+    target, n = shelf / job.name, 2
+    while target.exists():
+        target, n = shelf / f"{job.name}-{n}", n + 1
+    try:
+        os.replace(job.paths.root, target)
+    except OSError as exc:
+        raise WorkdirError(f"Job {job.name} could not be moved to {shelf} ({exc.strerror}).") from exc
+    return target
+
+
+def delete_job(job: JobSummary) -> None:
+    """Remove a job's folder and everything in it (the person's own photo folder is elsewhere and untouched)."""
+    refusal = set_aside_refusal(job)
+    if refusal:
+        raise WorkdirError(refusal)
+    try:
+        shutil.rmtree(job.paths.root)
+    except OSError as exc:
+        raise WorkdirError(f"Job {job.name} could not be deleted ({exc.strerror}); "
+                           f"remove {job.paths.root} by hand.") from exc
