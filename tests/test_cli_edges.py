@@ -84,3 +84,13 @@ def test_status_shows_a_rate_and_eta_only_while_running(capsys: pytest.CaptureFi
     assert (info["rate"] is None, info["eta_s"] is None) == (not running, not running)
     if status == "stopped":  # the same count the training screen shows: the checkpoint written on stop
         assert "172/400" in out and info["step"] == 172
+
+
+def test_counts_agree_with_their_number() -> None:
+    from ioncannon.rental.bundle import bundle_counts
+    from ioncannon.rental.wipe import WipeItem, WipeReceipt
+
+    receipt = WipeReceipt(removed=[WipeItem("checkpoints", "/j/ckpt", 2048, 1)])
+    lines = receipt.lines()
+    assert "in 1 place:" in lines[0] and "(1 file," in lines[1] and "(s)" not in " ".join(lines)
+    assert bundle_counts({"collage": 15, "image": 60, "contact_sheet": 1}) == "15 collages, 60 images, 1 contact sheet"

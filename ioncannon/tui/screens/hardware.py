@@ -409,9 +409,8 @@ class HardwareScreen(WizardScreen):
             return not self.wizard.demo
         if action == "switch_gpus":
             return self.parallel is not None
-        if action in ("switch_family", "switch_preset", "switch_mode") and self._no_gpu():
-            return False  # no plan to change on a box without a GPU: the screen says what to do instead
-        return True
+        # no plan to change on a box without a GPU: the screen says what to do instead
+        return not (action in ("switch_family", "switch_preset", "switch_mode") and self._no_gpu())
 
     def _no_gpu(self) -> bool:
         return self.hardware is not None and self.hardware.best_gpu is None and not self.wizard.demo

@@ -34,7 +34,8 @@ class JobScreen(WizardScreen):
 
     def show_job(self, view: JobView) -> None:
         job = self.wizard.job
-        unused = frozenset({"class_images"}) if job is not None and not job.spec.train.prior_preservation else frozenset()
+        no_class_images = job is not None and not job.spec.train.prior_preservation
+        unused = frozenset({"class_images"}) if no_class_images else frozenset()
         self.query_one(StageList).show(view.stage_marks(unused))
         self.query_one("#job-status", Static).update(self.status_text(view))
         meter = self.query_one(CostMeter)
