@@ -363,11 +363,17 @@ class PriceDialog(ModalScreen["float | None"]):
     DEFAULT_CSS = _DIALOG_CSS.format(name="PriceDialog")
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Close")]
 
+    def __init__(self, current: float | None = None) -> None:
+        super().__init__()
+        self.current = current  # the price already set, shown to edit rather than an example to retype
+
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static("Hourly price of this box", classes="dialog-title")
-            yield Static("Dollars per hour, as the provider shows it (e.g. 0.89). Remembered for this machine.")
-            yield Input(placeholder="0.89", id="price-input")
+            now = f"now {self.current:g}" if self.current is not None else "e.g. 0.89"
+            yield Static(f"Dollars per hour, as the provider shows it ({now}). Remembered for this machine.")
+            yield Input(value=f"{self.current:g}" if self.current is not None else "", placeholder="0.89",
+                        id="price-input")
             yield Static(_keys(("enter", "save"), ("esc", "cancel")), classes="dialog-keys")
 
     @on(Input.Submitted)
