@@ -13,6 +13,7 @@ from typing import TextIO
 
 from ioncannon.engine.identifier import CLASSES, lint_identifier
 from ioncannon.engine.photos.folder import PhotoFinding, PhotoFolderError, normalise, scan_folder, usable
+from ioncannon.job.workdir import overlaps
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -82,12 +83,14 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
         return _fail(f"no usable photos in {args.photo_dir}: add JPEG/PNG/HEIC photos of the subject"
                      + (f"\n{shown}" if shown else " (the folder is empty)"), err)
     target = Path(args.out).expanduser()
-    if target.resolve().is_relative_to(Path(args.photo_dir).expanduser().resolve()):
-        return _fail("--out must be outside the photo folder (that folder is never changed): "
-                     "pick another folder", err)
+    if overlaps(target, args.photo_dir):
+        return _fail("--out must be outside the photo folder, and the photo folder outside --out (the photo "
+                     "folder is never changed): pick another folder", err)
     try:
         findings = normalise(args.photo_dir, findings, args.identifier.strip(), args.class_name.strip(),
                              target, args.resolution)
+    except PhotoFolderError as exc:
+        return _fail(str(exc), err)
     except OSError as exc:
         return _fail(f"cannot write to {target}: {exc.strerror or exc}; pick a folder you can write to", err)
     try:
