@@ -63,6 +63,8 @@ async def test_ctrl_f_on_a_cpu_box_is_not_offered(box: Path) -> None:  # noqa: F
         await pilot.press("ctrl+f")
         await pilot.pause()
         assert screen.check_action("switch_family", ()) is False and screen.session.base_model == model
+        shown_keys = {b.description for (_, b, _, _) in screen.active_bindings.values() if b.show}
+        assert not shown_keys & {"Model", "Preset", "Full/LoRA"}  # no plan here to change
 
 
 async def test_the_demo_flux_plan_says_what_a_real_run_needs(box: Path) -> None:  # noqa: F811

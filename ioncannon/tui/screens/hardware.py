@@ -403,14 +403,15 @@ class HardwareScreen(WizardScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The demo always runs its tiny plan: no preset or mode to switch; GPUs only where several fit the plan."""
+        if action in ("switch_family", "switch_preset", "switch_mode") and self._no_gpu():
+            return False  # no plan to change on a box without a GPU: the screen says what to do instead
         if action == "switch_mode" and self.base_spec is not None and family_info(self.base_spec.family).lora_only:
             return False  # Flux trains LoRA only
         if action in ("switch_preset", "switch_mode"):
             return not self.wizard.demo
         if action == "switch_gpus":
             return self.parallel is not None
-        # no plan to change on a box without a GPU: the screen says what to do instead
-        return not (action in ("switch_family", "switch_preset", "switch_mode") and self._no_gpu())
+        return True
 
     def _no_gpu(self) -> bool:
         return self.hardware is not None and self.hardware.best_gpu is None and not self.wizard.demo
