@@ -34,9 +34,13 @@ def workdir(args: argparse.Namespace) -> Path:
         raise UserError(str(exc)) from exc
 
 
-def find_job(args: argparse.Namespace) -> JobSummary:
-    """The job named by args.job (a name in the work dir, or a job folder), else the newest one."""
+def find_job(args: argparse.Namespace, create: bool = True) -> JobSummary:
+    """The job named by args.job (a name in the work dir, or a job folder), else the newest one.
+
+    `create=False` (a command that only looks) leaves a missing work dir missing.
+    """
+    where = workdir(args) if create else Path(args.workdir).expanduser() if args.workdir else default_workdir()
     try:
-        return handle.find(workdir(args), args.job)
+        return handle.find(where, args.job)
     except JobError as exc:
         raise UserError(str(exc)) from exc

@@ -14,6 +14,7 @@ from ioncannon.rental.bundle import (
     DEFAULT_MODEL_FORMATS,
     MODEL_FORMATS,
     BundleError,
+    bundle_counts,
     download_decided,
     human_bytes,
     plan_bundle,
@@ -107,8 +108,7 @@ def bundle_main(argv: Sequence[str]) -> int:
     except BundleError as exc:
         print(f"ioncannon: {exc}", file=sys.stderr)
         return 1
-    counts = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(plan.counts.items()))
-    print(f"Bundle of {spec.name}: {counts}")
+    print(f"Bundle of {spec.name}: {bundle_counts(plan.counts)}")
     print(
         f"  {human_bytes(plan.archive_bytes)} → {plan.archive}"
         f"  ({human_bytes(free_bytes(plan.archive.parent))} free here)"

@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--demo", action="store_true", help="walk the wizard on built-in sample photos and a tiny model"
     )
+    from ioncannon import __version__
+
+    parser.add_argument("--version", "-V", action="version", version=f"ioncannon {__version__}")
     parser.set_defaults(handler=_cmd_wizard)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -134,6 +137,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for name, value in (("TRANSFORMERS_VERBOSITY", "error"), ("DIFFUSERS_VERBOSITY", "error"),
                         ("HF_HUB_DISABLE_PROGRESS_BARS", "1")):
         os.environ.setdefault(name, value)
+    if args.demo or args.jobfile:
+        # the first look loads torch and probes the GPU: seconds in which nothing else would be printed
+        print("checking the job and this machine (GPU, disk; loading torch takes a few seconds)…", flush=True)
     try:
         if args.demo:
             from ioncannon.engine.demo import demo_spec, sized_demo_plan
@@ -298,22 +304,23 @@ def _follow(paths: Any) -> int:
 
 
 def job_status(job: Any) -> dict[str, Any]:
-    from ioncannon.job.state import shown_status
+    from ioncannon.job.state import is_live, shown_done, shown_status
 
     st = job.state
     status = "damaged" if job.spec is None and not job.alive else shown_status(st.status, job.alive)
     spec = job.spec
+    running = is_live(st.status, job.alive) and st.status == "running"  # a rate and ETA only while it runs
     return {
         "job": job.name,
         "status": status,
         "alive": job.alive,
         "stage": st.stage,
         "stages_done": st.stages_done,
-        "step": st.done,
+        "step": shown_done(job.paths, st),
         "total": st.total,
         "loss": st.loss,
-        "rate": st.rate,
-        "eta_s": st.eta_s,
+        "rate": st.rate if running else None,
+        "eta_s": st.eta_s if running else None,
         "elapsed_s": round(st.elapsed_s, 1),
         "message": st.message or job.problem,
         "hint": st.hint,
@@ -330,14 +337,18 @@ def job_status(job: Any) -> dict[str, Any]:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     if args.job is None and not _any_job(args):
-        # No jobs is an answer, not a mistake: say so and how to make one, exit 0.
-        where = chosen_workdir(args)
+        # No jobs is an answer, not a mistake: say so and how to make one, exit 0 (and make no folder: a look
+        # at a mistyped --workdir must not leave it behind).
+        where = _looked_at_workdir(args)
         if args.json:
             print(json.dumps({"jobs": [], "workdir": str(where)}, indent=2))
         else:
-            print(f"no jobs in {where} yet. Start one with `ioncannon` (the wizard) or `ioncannon run JOBFILE`.")
+            if not where.is_dir():
+                print(f"no jobs in {where}: that folder does not exist (check --workdir).")
+            else:
+                print(f"no jobs in {where} yet. Start one with `ioncannon` (the wizard) or `ioncannon run JOBFILE`.")
         return EXIT_OK
-    job = find_job(args)
+    job = find_job(args, create=False)
     info = job_status(job)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -371,10 +382,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _looked_at_workdir(args: argparse.Namespace) -> Path:
+    from ioncannon.job.workdir import default_workdir
+
+    return Path(args.workdir).expanduser() if args.workdir else default_workdir()
+
+
 def _any_job(args: argparse.Namespace) -> bool:
     from ioncannon.job.workdir import list_jobs
 
-    return bool(list_jobs(chosen_workdir(args)))
+    return bool(list_jobs(_looked_at_workdir(args)))
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:

@@ -52,6 +52,15 @@ def resume_promise(paths: JobPaths, state: JobState) -> str:
     return "finished stages are kept; the rest runs from there"
 
 
+def shown_done(paths: JobPaths, state: JobState) -> int:
+    """The step count to show: progress lines are throttled, so a newer checkpoint (the one written on stop) wins."""
+    if state.stage == "train":
+        step = last_checkpoint_step(paths)
+        if step is not None and step > state.done:
+            return step
+    return state.done
+
+
 def is_live(status: str, alive: bool) -> bool:
     """Whether the job is at work now: quitting the wizard warns that it keeps running."""
     return alive and status not in ENDED_STATUSES

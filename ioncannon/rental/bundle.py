@@ -96,6 +96,25 @@ def _relative(paths: JobPaths, image: Path) -> str:
 
 
 
+# What each kind of bundled file is called, one and many, in the order the summary lists them.
+KIND_NAMES: dict[str, tuple[str, str]] = {
+    "collage": ("collage", "collages"), "image": ("image", "images"),
+    "contact_sheet": ("contact sheet", "contact sheets"),
+    "model": ("model file", "model files"), "model_card": ("model card", "model cards"),
+    "metadata": ("metadata file", "metadata files"),
+}
+
+
+def bundle_counts(counts: dict[str, int]) -> str:
+    """`4 collages, 16 images, 1 contact sheet`: every kind counted, in a plural that agrees."""
+    order = [k for k in KIND_NAMES if k in counts] + sorted(k for k in counts if k not in KIND_NAMES)
+    parts = []
+    for kind in order:
+        one, many = KIND_NAMES.get(kind, (kind.replace("_", " "), kind.replace("_", " ") + "s"))
+        parts.append(f"{counts[kind]} {one if counts[kind] == 1 else many}")
+    return ", ".join(parts)
+
+
 def read_finish_record(paths: JobPaths) -> dict[str, Any]:
     """What happened at the finish line: the bundle written, download confirmed or declined, the wipe."""
     try:

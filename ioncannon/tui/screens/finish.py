@@ -335,7 +335,7 @@ class FinishScreen(Screen[None]):
                 self.query_one(CostMeter).hourly_price = price
                 self.refresh_sections()
 
-        self.app.push_screen(PriceDialog(), done)
+        self.app.push_screen(PriceDialog(self.hourly_price), done)
 
     def action_copy(self) -> None:
         """Copy the rsync command to the clipboard of the computer you type on (OSC 52)."""
