@@ -39,7 +39,7 @@ def find_job(args: argparse.Namespace, create: bool = True) -> JobSummary:
 
     `create=False` (a command that only looks) leaves a missing work dir missing.
     """
-    where = workdir(args) if create else Path(args.workdir).expanduser() if args.workdir else default_workdir()
+    where = workdir(args) if create else given_workdir(args)
     try:
         return handle.find(where, args.job)
     except JobError as exc:

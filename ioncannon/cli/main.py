@@ -383,9 +383,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _looked_at_workdir(args: argparse.Namespace) -> Path:
-    from ioncannon.job.workdir import default_workdir
-
-    return Path(args.workdir).expanduser() if args.workdir else default_workdir()
+    return given_workdir(args)
 
 
 def _any_job(args: argparse.Namespace) -> bool:
