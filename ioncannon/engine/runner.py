@@ -154,6 +154,13 @@ class Runner:
         self.state.message = self.state.hint = ""
         self.state.started_at = self.state.started_at or time.time()
         self.emit(RunnerStarted(pid=os.getpid(), resumed=resumed))
+        if self.spec.budget_money is not None and not self.spec.hourly_price:
+            # the door asks for a price with a money cap; a job file edited since must not run past a cap
+            # that nothing can measure
+            return self._fail("prepare", f"the job has a money cap of {self.spec.budget_money:g} but no hourly "
+                              "price, so the cap could not be kept; nothing was run.",
+                              "Set hourly_price (or budget_minutes instead) in the job's .ioncannon/job.json, "
+                              "then `ioncannon resume`.")
         try:
             from ioncannon.engine.models.load import resolve_device
 
