@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from ioncannon.cli import common
 from ioncannon.job.fsio import free_bytes
@@ -15,6 +14,7 @@ from ioncannon.rental.bundle import (
     DEFAULT_MODEL_FORMATS,
     MODEL_FORMATS,
     BundleError,
+    bundle_counts,
     download_decided,
     human_bytes,
     plan_bundle,
@@ -60,7 +60,7 @@ def find_job(args: argparse.Namespace, damaged_ok: bool = False) -> tuple[JobPat
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("job", nargs="?", help="job name or folder (default: the most recent job)")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the jobs live")
+    parser.add_argument("--workdir", default=None, help="where the jobs live")
     return parser
 
 
@@ -108,8 +108,7 @@ def bundle_main(argv: Sequence[str]) -> int:
     except BundleError as exc:
         print(f"ioncannon: {exc}", file=sys.stderr)
         return 1
-    counts = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(plan.counts.items()))
-    print(f"Bundle of {spec.name}: {counts}")
+    print(f"Bundle of {spec.name}: {bundle_counts(plan.counts)}")
     print(
         f"  {human_bytes(plan.archive_bytes)} → {plan.archive}"
         f"  ({human_bytes(free_bytes(plan.archive.parent))} free here)"

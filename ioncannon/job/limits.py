@@ -1,48 +1,23 @@
-"""Every input's stated bound, checked before the work: here the prompt pack's size, styles and prompt length."""
+"""Every input's stated bound, in one place: each is checked before the work it would make."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+# The photo folder: entries are counted before any is opened. A DreamBooth set is 8-40 photos; a folder of
+# thousands is a camera roll picked by mistake, and checking it would take minutes for nothing.
+MAX_PHOTO_FILES = 1000
+# One photo file: more than any phone or camera writes (a bigger file is refused before it is opened).
+MAX_PHOTO_FILE_BYTES = 200_000_000
 
-from ioncannon.job.prompts import PromptPackError, PromptStyle, load_pack
+# A job file: a few hundred bytes of settings.
+MAX_JOBFILE_BYTES = 1 << 20
 
-# A pack is a few kilobytes of TOML; a bigger file is the wrong file, and parsing it would cost memory for nothing.
+# A prompt pack: its bytes are checked before it is read, its styles and prompts once it is parsed.
 MAX_PACK_BYTES = 1 << 20
-# Each enabled style makes images_per_prompt images and one collage: 200 styles x 100 images is already days.
-MAX_PACK_STYLES = 200
-# CLIP reads 77 tokens (T5 for Flux 512); a prompt far past that is a paste gone wrong, not a style.
-MAX_PROMPT_CHARS = 2000
+MAX_STYLES = 200
+MAX_PROMPT_CHARS = 1000
+# Images the generate stage may be asked for in one job (styles × images per prompt, plus the bare-token ones).
+MAX_IMAGES = 20_000
 
-
-def pack_styles(path: str | Path | None) -> list[PromptStyle]:
-    """The pack's styles once its size, styles and prompts are within bounds (PromptPackError: one sentence)."""
-    if path:
-        pack = Path(path).expanduser()
-        try:
-            size = os.stat(pack).st_size
-        except FileNotFoundError:
-            raise PromptPackError(f"prompt pack {pack} is not a file: give a prompt pack .toml, or leave it empty "
-                                  "for the built-in pack.") from None
-        except OSError as exc:
-            raise PromptPackError(f"prompt pack {pack} can't be read ({exc.strerror}): check the path.") from None
-        if not pack.is_file():
-            raise PromptPackError(f"prompt pack {pack} is not a file: give a prompt pack .toml, or leave it empty.")
-        if size > MAX_PACK_BYTES:
-            raise PromptPackError(f"prompt pack {pack.name} is {size:,} bytes: a pack is at most "
-                                  f"{MAX_PACK_BYTES:,} bytes; give the pack's .toml file.")
-    styles = load_pack(path or None)
-    check_styles(styles)
-    return styles
-
-
-def check_styles(styles: list[PromptStyle]) -> None:
-    """Raise PromptPackError (one sentence) when the pack has too many styles or a prompt past its bound."""
-    if len(styles) > MAX_PACK_STYLES:
-        raise PromptPackError(f"the prompt pack has {len(styles):,} styles: keep at most {MAX_PACK_STYLES} "
-                              "(turn the others off or split the pack).")
-    for n, style in enumerate(styles, start=1):
-        longest = max(len(style.prompt), len(style.negative))
-        if longest > MAX_PROMPT_CHARS:
-            raise PromptPackError(f"the prompt pack's style {n} ({style.keyword}) has a prompt of {longest:,} "
-                                  f"characters: keep each under {MAX_PROMPT_CHARS:,}.")
+# Nesting of any JSON or TOML file we read (our own files are a few levels deep): deeper is refused as damage
+# right after parsing, before anything walks or re-encodes it and runs out of stack.
+MAX_NESTING = 32

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ioncannon.job.jobfile import read_jobfile
-from ioncannon.job.limits import MAX_PACK_STYLES, MAX_PROMPT_CHARS
+from ioncannon.job.limits import MAX_PROMPT_CHARS, MAX_STYLES
 from ioncannon.job.plan.box import GpuInfo, HardwareInfo
 from ioncannon.job.plan.demo import demo_request
 from ioncannon.job.plan.estimate import ESTIMATED_STAGES
@@ -101,8 +101,8 @@ def _pack(tmp_path: Path, styles: list[tuple[str, str]]) -> Path:
 
 @pytest.mark.parametrize(("styles", "says"), [
     ([("Bad Keyword", "a {token}")], "keyword 'Bad Keyword' must be lower-case"),
-    ([(f"s{n}", "a {token}") for n in range(MAX_PACK_STYLES + 1)], f"keep at most {MAX_PACK_STYLES}"),
-    ([("long", "a {token} " + "x" * MAX_PROMPT_CHARS)], f"keep each under {MAX_PROMPT_CHARS:,}"),
+    ([(f"s{n}", "a {token}") for n in range(MAX_STYLES + 1)], f"a pack holds at most {MAX_STYLES}"),
+    ([("long", "a {token} " + "x" * MAX_PROMPT_CHARS)], f"keep each under {MAX_PROMPT_CHARS}"),
 ])
 def test_a_prompt_pack_is_checked_at_the_door(tmp_path: Path, photos: Path, styles: list[tuple[str, str]],
                                               says: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from textual.app import App
+from textual.widgets import Input
 
 from ioncannon.job.events import RunnerStarted
 from ioncannon.job.fsio import append_line
@@ -215,6 +216,10 @@ async def test_without_a_provider_cli_there_is_no_destroy_key(tmp_path: Path, mo
         assert "$1.20/h" in str(app.screen.query_one("#finish-money").render())
         assert app.screen.query_one(CostMeter).hourly_price == 1.2
         assert (tmp_path / "config" / "ioncannon" / PRICES_FILE).is_file()
+        await pilot.press("p")  # the dialog holds the price set, to edit, not an example
+        await pilot.pause()
+        assert app.screen.query_one("#price-input", Input).value == "1.2"
+        await pilot.press("escape")
 
 
 async def test_cost_meter_line_follows_the_clock(tmp_path: Path) -> None:

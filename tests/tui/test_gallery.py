@@ -50,10 +50,13 @@ async def test_finish_opens_a_gallery_to_page_star_and_see_the_contact_sheet(tmp
         await pilot.press("s")
         assert bundle.load_starred(paths) == ["outputs/zwx_oil/samples/0002.png"]
         assert "★" in info(app) and "1 starred for the bundle" in info(app)
+        assert "s unstars this image" in info(app) and "s stars" not in info(app)
         await pilot.press("s")  # and unstarred again
         assert bundle.load_starred(paths) == [] and "nothing starred yet" in info(app)
+        assert "s stars this image" in info(app)
         await pilot.press("up", "up", "up", "s")  # the collage stars all its images
         assert len(bundle.load_starred(paths)) == 4 and "★ 4/4" in info(app)
+        assert "s unstars all its images" in info(app)
         await pilot.press("o")
         assert "contact sheet" in info(app) and "contact_sheet.jpg" in caption(app)
         await pilot.press("o")

@@ -6,12 +6,13 @@ from pathlib import Path
 
 from ioncannon.job.families import detect_family, family_info, mismatch_message
 from ioncannon.job.hub import login_problem
-from ioncannon.job.limits import check_styles, pack_styles
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.plan.box import HardwareInfo
 from ioncannon.job.plan.estimate import DiskNeeds
-from ioncannon.job.prompts import PromptPackError, PromptStyle, validate_styles
+from ioncannon.job.prompts import PromptPackError, PromptStyle, load_pack, validate_styles
 from ioncannon.job.spec import JobSpec
+from ioncannon.job.validate import NAME_PATTERN
+from ioncannon.job.workdir import overlap_problem
 
 _TYPICAL_STYLES = 12  # the built-in pack's; an estimate of a pack not written yet
 
@@ -30,6 +31,10 @@ def folder_problems(spec: JobSpec, workdir: str | Path | None) -> list[str]:
             Path(workdir).expanduser().resolve().is_relative_to(photos.resolve()):
         return [f"the work dir {workdir} lies inside the photo folder {spec.photos_dir}: "
                 "pick a work dir outside it (--workdir DIR)."]
+    if workdir is not None and photos.is_dir() and NAME_PATTERN.fullmatch(spec.name):
+        overlap = overlap_problem(Path(workdir).expanduser() / spec.name, photos)
+        if overlap:
+            return [overlap]
     return []
 
 
@@ -42,16 +47,19 @@ def own_pack(spec: JobSpec, workdir: str | Path | None) -> bool:
 
 def pack_problems(spec: JobSpec, pack_follows: bool,
                   styles: tuple[PromptStyle, ...] | None = None) -> tuple[list[str], int]:
-    """Problems of the prompt pack (size, styles, prompts), and how many styles it turns on. `styles`: the pack the
-    wizard will write once the job exists (else the file is read; 12 styles while it is not there yet)."""
+    """Problems of the prompt pack (its bounds: bytes, styles, prompt length; keywords, tokens, seeds), and how many
+    styles it turns on. `styles`: the pack the wizard will write once the job exists (else the file is read)."""
+    pack = spec.generate.prompt_pack
     try:
         if styles is not None:
             validate_styles(list(styles), "the prompt pack")
-            check_styles(list(styles))
             return [], sum(1 for s in styles if s.enabled)
         if pack_follows:
             return [], _TYPICAL_STYLES
-        return [], sum(1 for s in pack_styles(spec.generate.prompt_pack or None) if s.enabled)
+        if pack and not Path(pack).expanduser().is_file():
+            return [f"generate.prompt_pack {pack} is not a file: give a prompt pack .toml, or leave it empty."], \
+                _TYPICAL_STYLES
+        return [], sum(1 for s in load_pack(pack or None) if s.enabled)
     except PromptPackError as exc:
         return [f"generate.prompt_pack: {exc}"], _TYPICAL_STYLES
 

@@ -36,6 +36,7 @@ class CheckScreen(WizardScreen):
     """Step 2: what the doctor found and what it will do with each file."""
 
     STEP = Step.CHECK
+    HELP_EXTRA = (("↑ ↓", "pick a photo: its preview, crop and reasons show below"),)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "cycle_crop", "Crop"),
         Binding("d", "toggle_drop", "Drop/keep"),
@@ -244,8 +245,10 @@ class CheckScreen(WizardScreen):
         if finding.format and finding.size:
             text.append(f"\n{finding.format} {finding.size[0]}×{finding.size[1]}", style="dim")
         what = self._what(finding)
+        chosen_crop = self.crop_of(finding) == finding.crop
         for reason in finding.reasons:
-            if reason not in what:
+            # the doctor's note on its own crop stops being true once the person picks another one
+            if reason not in what and (chosen_crop or " crop" not in reason):
                 text.append(f"\n• {reason}")
         if finding.suggestion:
             text.append(f"\nsuggested: {finding.suggestion}", style="yellow")

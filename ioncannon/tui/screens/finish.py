@@ -71,6 +71,9 @@ class FinishScreen(Screen[None]):
         height: auto; border: heavy $error; padding: 0 1; margin: 0 0;
     }
     """
+    HELP_TITLE = "Finished"
+    HELP_EXTRA = (("↑ ↓ pgup pgdn", "scroll the summary (its commands and privacy part are further down)"),
+                  ("tab", "to the download line; ← → then scroll it sideways"))
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("g", "gallery", "Images"),
         Binding("b", "bundle", "Bundle"),
@@ -332,7 +335,7 @@ class FinishScreen(Screen[None]):
                 self.query_one(CostMeter).hourly_price = price
                 self.refresh_sections()
 
-        self.app.push_screen(PriceDialog(), done)
+        self.app.push_screen(PriceDialog(self.hourly_price), done)
 
     def action_copy(self) -> None:
         """Copy the rsync command to the clipboard of the computer you type on (OSC 52)."""

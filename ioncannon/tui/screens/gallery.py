@@ -16,6 +16,14 @@ from ioncannon.tui import gallery
 from ioncannon.tui.widgets.preview import ImagePreview
 
 
+def star_key_says(stars: str, one_image: bool) -> str:
+    """What `s` does to what is shown: star it, or take its star off (a collage: all its images)."""
+    if one_image:
+        return "unstars this image" if stars else "stars this image"
+    all_starred = bool(stars) and stars.split()[-1].split("/")[0] == stars.split()[-1].split("/")[-1]
+    return "unstars all its images" if all_starred else "stars all its images"
+
+
 class GalleryScreen(Screen[None]):
     """The job's images, one at a time: collages, the images each was made of, and the contact sheet."""
 
@@ -25,6 +33,7 @@ class GalleryScreen(Screen[None]):
     GalleryScreen > #gallery-preview { height: 1fr; border: round $primary; }
     GalleryScreen > #gallery-info { height: auto; max-height: 3; padding: 0 1; }
     """
+    HELP_TITLE = "Images"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Back"),
         Binding("left,p", "page(-1)", "Prev"),
@@ -95,7 +104,7 @@ class GalleryScreen(Screen[None]):
             line.append(f"  {stars}", style="bold yellow")
         line.append("\n")
         line.append_text(bundle_note)
-        line.append(" · s stars " + ("this image" if shown.image is not None else "all its images"), style="dim")
+        line.append(" · s " + star_key_says(stars, shown.image is not None), style="dim")
         info.update(line)
 
     def action_page(self, delta: int) -> None:

@@ -48,6 +48,8 @@ class HardwareScreen(WizardScreen):
     """Step 4: the plan, its cost, and the go."""
 
     STEP = Step.HARDWARE
+    HELP_EXTRA = (("type", "the price per hour, a budget cap (20 dollars, 90m minutes) or the base model"),
+                  ("tab / shift+tab", "between the boxes"))
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+p", "switch_preset", "Preset"),
         Binding("ctrl+l", "switch_mode", "Full/LoRA"),
@@ -267,9 +269,7 @@ class HardwareScreen(WizardScreen):
             info = family_info(family)
             if info.notice:  # a licence to accept and a gated download: the person must act before the job
                 table.add_row("Licence", Text(info.licence, style="yellow"))
-                login = self._login_problem()
-                gated = "gated on the Hugging Face Hub: a login token is on this machine"
-                table.add_row("", Text(login, style="bold red") if login else Text(gated, style="dim"))
+                table.add_row("", self._login_line())
         table.add_row("Plan", Text.assemble((label, "bold green"), f" · {preset} preset"))
         recipe = PRESETS.get(preset, "")
         if self.decided is not None and family_info(self.decided.family).lora_only and not self.wizard.demo:
@@ -308,6 +308,16 @@ class HardwareScreen(WizardScreen):
             "run ", ("ioncannon", "bold"), " on a box with an NVIDIA GPU (a rented one is fine).", style="dim",
         ))
         return table
+
+    def _login_line(self) -> Text:
+        """What the gated download needs: in the demo, what a real run would need (the tiny model needs nothing)."""
+        if self.wizard.demo:
+            return Text("a real run downloads FLUX.1-dev, gated on the Hugging Face Hub: accept its licence and log in "
+                        "(`hf auth login` or HF_TOKEN); the demo's tiny model needs neither", style="dim")
+        login = self._login_problem()
+        if login:
+            return Text(login, style="bold red")
+        return Text("gated on the Hugging Face Hub: a login token is on this machine", style="dim")
 
     def _login_problem(self) -> str | None:
         """How to log in, when the base model is gated on the hub and this machine has no token (not in the demo)."""
@@ -416,6 +426,8 @@ class HardwareScreen(WizardScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The demo always runs its tiny plan: no preset or mode to switch; GPUs only where several fit the plan."""
+        if action in ("switch_family", "switch_preset", "switch_mode") and self._no_gpu():
+            return False  # no plan to change on a box without a GPU: the screen says what to do instead
         if action == "switch_mode" and self.decided is not None and family_info(self.decided.family).lora_only:
             return False  # Flux trains LoRA only
         if action in ("switch_preset", "switch_mode"):
@@ -423,6 +435,9 @@ class HardwareScreen(WizardScreen):
         if action == "switch_gpus":
             return self.parallel is not None
         return True
+
+    def _no_gpu(self) -> bool:
+        return self.hardware is not None and self.hardware.best_gpu is None and not self.wizard.demo
 
     # ------------------------------------------------------------------ go
 
