@@ -9,12 +9,12 @@ import pytest
 
 from ioncannon import __version__
 from ioncannon.cli.main import main
-from ioncannon.engine.demo import demo_photos_dir
 from ioncannon.job import handle
 from ioncannon.job.fsio import write_json
 from ioncannon.job.jobfile import EXAMPLE_JOBFILE
 from ioncannon.job.lock import try_lock
 from ioncannon.job.paths import JobPaths
+from ioncannon.job.plan.demo import demo_photos_dir
 from ioncannon.job.spec import JobSpec
 from ioncannon.job.state import JobState
 

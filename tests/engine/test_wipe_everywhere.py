@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ioncannon.engine.demo import demo_photos_dir
+from ioncannon.job.plan.demo import demo_photos_dir
 
 IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"PK\x03\x04", b"RIFF")
 

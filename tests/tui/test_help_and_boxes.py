@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from ioncannon.engine.hardware import GpuInfo, HardwareInfo
+from ioncannon.job.plan.box import GpuInfo, HardwareInfo
 from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.dialogs.help import HelpDialog
 from ioncannon.tui.dialogs.style import StyleDialog

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from textual.widgets import OptionList, Static
 
-from ioncannon.engine.demo import demo_photos_dir
 from ioncannon.job import handle
 from ioncannon.job.fsio import write_json
 from ioncannon.job.paths import JobPaths
+from ioncannon.job.plan.demo import demo_photos_dir
 from ioncannon.job.spec import JobSpec
 from ioncannon.job.state import JobState
 from ioncannon.job.workdir import list_jobs
