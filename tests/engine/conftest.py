@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
-from ioncannon.engine.models.load import save_tiny_model
+from ioncannon.engine.models.load import Components, save_tiny_model
 from tests.engine.test_train_support import single_thread
 
 
@@ -34,3 +35,10 @@ def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ioncannon.engine.families import family_for
 
     return family_for("flux").save_tiny(tmp_path_factory.mktemp("flux") / "tiny-flux")
+
+
+def load_sd15(source: str, dtype: torch.dtype = torch.float32) -> Components:
+    """A tiny SD 1.5-shaped model's parts, loaded the way the stages load a base model (through its family)."""
+    from ioncannon.engine.families import family_for
+
+    return family_for("sd15").load(source, dtype)

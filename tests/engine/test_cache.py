@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ioncannon.engine.models.load import load_components
 from ioncannon.engine.train.cache import KEY_FILE, TENSORS_FILE, _load_pixels, load_cache, run_cache
 from ioncannon.job.errors import StageError
 from ioncannon.job.events import Message
+from tests.engine.conftest import load_sd15
 from tests.engine.test_train_support import make_job, subject_image
 
 
@@ -21,7 +21,7 @@ def test_cache_holds_photos_mirrors_class_images_and_prompts(tmp_path: Path, tin
     assert cache is not None
     assert cache.instance_mean.shape == (6, 4, 8, 8) and cache.class_mean.shape == (5, 4, 8, 8)
     assert (cache.instance_std > 0).all()
-    parts = load_components(str(tiny_model))
+    parts = load_sd15(str(tiny_model))
     photo = sorted(ctx.paths.training_samples("dog").glob("*.png"))[1]
     pixels = _load_pixels(photo, 64).unsqueeze(0)
     with torch.no_grad():

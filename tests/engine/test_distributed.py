@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ioncannon.engine.models.load import load_components
+from ioncannon.engine.families import family_for
 from ioncannon.engine.parallel.launch import launch
 from ioncannon.engine.stages import stage_function
 from ioncannon.engine.train.cache import run_cache
@@ -42,7 +42,7 @@ def two_processes(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) ->
     as the benchmark passes it."""
     ctx, events = make_job(tmp_path_factory.mktemp("two"), tiny_model, batch_size=1, num_processes=2, **PLAN)
     run_cache(ctx)
-    launch("train", ctx, 2, stage_kwargs={"components": functools.partial(load_components, str(tiny_model))})
+    launch("train", ctx, 2, stage_kwargs={"components": functools.partial(family_for("sd15").load, str(tiny_model))})
     assert not ctx.paths.checkpoints.exists(), "rank 0 removes the training state once the weights are published"
     return unet_weights(ctx.paths), events
 

@@ -12,7 +12,6 @@ from ioncannon.engine.context import StageContext
 from ioncannon.engine.export import export_model, export_targets, pickle_files
 from ioncannon.engine.models.load import (
     Components,
-    load_components,
     unet_config,
     vae_config,
 )
@@ -21,11 +20,12 @@ from ioncannon.job.events import Event, Message, Progress
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.plans import TrainPlan
 from ioncannon.job.spec import JobSpec
+from tests.engine.conftest import load_sd15
 
 
 def trained(model: Path) -> Components:
     """The tiny model with every weight moved, as training would, so base weights can't pass for trained ones."""
-    parts = load_components(str(model))
+    parts = load_sd15(str(model))
     gen = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for module in (parts.unet, parts.vae, parts.text_encoder):

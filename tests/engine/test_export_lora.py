@@ -11,10 +11,11 @@ from safetensors import safe_open
 
 from ioncannon.engine.context import StageContext
 from ioncannon.engine.export import export_model, pickle_files
-from ioncannon.engine.models.load import Components, load_components
+from ioncannon.engine.models.load import Components
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.plans import TrainPlan
 from ioncannon.job.spec import JobSpec
+from tests.engine.conftest import load_sd15
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
@@ -25,7 +26,7 @@ def lora_trained(model: Path) -> Components:
     """Base weights plus non-zero adapters; alpha differs from rank so a lost scale would show."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    parts = load_components(str(model))
+    parts = load_sd15(str(model))
     torch.manual_seed(3)
     parts.unet.add_adapter(LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, target_modules=UNET_TARGETS))
     inject_adapter_in_model(
@@ -66,7 +67,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> tupl
 def images(tiny_model: Path) -> dict[str, np.ndarray]:
     return {
         "trained": draw(pipeline(lora_trained(tiny_model))),
-        "base": draw(pipeline(load_components(str(tiny_model)))),
+        "base": draw(pipeline(load_sd15(str(tiny_model)))),
     }
 
 
@@ -88,7 +89,7 @@ def test_lora_files_change_outputs_like_the_trained_adapters(
 ) -> None:
     _, targets = exported
     source = targets.lora_kohya if which == "kohya" else targets.lora_diffusers  # type: ignore[attr-defined]
-    pipe = pipeline(load_components(str(tiny_model)))
+    pipe = pipeline(load_sd15(str(tiny_model)))
     pipe.load_lora_weights(str(source))
     got = draw(pipe)
     effect = np.abs(images["trained"] - images["base"]).max()

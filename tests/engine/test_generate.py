@@ -18,13 +18,14 @@ from ioncannon.engine.generate.stage import (
     run_class_images,
     should_compile,
 )
-from ioncannon.engine.models.load import TINY_RESOLUTION, Components, load_components, save_tiny_model
+from ioncannon.engine.models.load import TINY_RESOLUTION, Components, save_tiny_model
 from ioncannon.job.errors import StageError, StopRequested
 from ioncannon.job.events import CollageReady, Event, Message, Progress, SampleReady
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.plans import GeneratePlan, TrainPlan
 from ioncannon.job.prompts import PromptStyle, save_pack
 from ioncannon.job.spec import JobSpec
+from tests.engine.conftest import load_sd15
 
 STEPS = 4
 
@@ -68,7 +69,7 @@ def pixels(path: Path) -> np.ndarray:
 def test_fast_sampler_matches_the_diffusers_pipeline(tiny_model: Path, sampler: str) -> None:
     from diffusers import StableDiffusionPipeline
 
-    parts = load_components(str(tiny_model))
+    parts = load_sd15(str(tiny_model))
     fast = ImageSampler(parts, torch.device("cpu"), torch.float32, sampler=sampler, steps=STEPS, guidance=7.0,
                         resolution=TINY_RESOLUTION, batch_size=2)
     prompts, negatives, seeds = ["a photo of sks dog", "an oil painting of sks dog"], ["", "blurry"], [5, 6]
@@ -174,7 +175,7 @@ def test_generate_writes_the_layout_collages_and_contact_sheet(
     tmp_path: Path, tiny_model: Path, two_style_pack: str
 ) -> None:
     ctx = make_ctx(tmp_path, "g", tiny_model, events := [], pack=two_style_pack, per_prompt=3, bare=2)
-    generate_pack(ctx, lambda: load_components(str(tiny_model)))
+    generate_pack(ctx, lambda: load_sd15(str(tiny_model)))
     out = ctx.paths.outputs
     assert sorted(p.name for p in out.iterdir()) == ["contact_sheet.jpg", "sks_bare", "sks_comic", "sks_oil"]
     for keyword, count in (("bare", 2), ("oil", 3), ("comic", 3)):
@@ -208,7 +209,7 @@ def test_resume_skips_existing_images_and_redraws_identical_pixels(
     tmp_path: Path, tiny_model: Path, two_style_pack: str
 ) -> None:
     def load() -> Components:
-        return load_components(str(tiny_model))
+        return load_sd15(str(tiny_model))
 
     ctx = make_ctx(tmp_path, "r", tiny_model, [], pack=two_style_pack, per_prompt=3, bare=2)
     generate_pack(ctx, load)
@@ -235,7 +236,7 @@ def test_a_stopped_run_keeps_its_images_and_finishes_identically(
     tmp_path: Path, tiny_model: Path, two_style_pack: str
 ) -> None:
     def load() -> Components:
-        return load_components(str(tiny_model))
+        return load_sd15(str(tiny_model))
 
     whole = make_ctx(tmp_path, "whole", tiny_model, [], pack=two_style_pack, per_prompt=3, bare=2)
     generate_pack(whole, load)
@@ -256,7 +257,7 @@ def test_a_broken_pack_is_a_stage_error(tmp_path: Path, tiny_model: Path) -> Non
     bad.write_text('[[style]]\nkeyword = "x"\nprompt = "no token"\nseed = 1\n', encoding="utf-8")
     ctx = make_ctx(tmp_path, "bad", tiny_model, [], pack=str(bad))
     with pytest.raises(StageError) as info:
-        generate_pack(ctx, lambda: load_components(str(tiny_model)))
+        generate_pack(ctx, lambda: load_sd15(str(tiny_model)))
     assert "{token}" in info.value.message and info.value.hint
 
 
@@ -277,19 +278,19 @@ def test_a_sampler_swapped_to_other_weights_draws_what_a_fresh_one_draws(tmp_pat
     cpu = torch.device("cpu")
     settings = dict(sampler="dpm", steps=STEPS, guidance=7.0, resolution=TINY_RESOLUTION, batch_size=2)
     prompts, negatives, seeds = ["a photo of zq dog", "a dog"], ["", ""], [3, 4]
-    shared = ImageSampler(load_components(str(tiny_model)), cpu, torch.float32, **settings)  # type: ignore[arg-type]
+    shared = ImageSampler(load_sd15(str(tiny_model)), cpu, torch.float32, **settings)  # type: ignore[arg-type]
     before = shared.sample(prompts, negatives, seeds)
-    shared.swap_weights(load_components(str(other)))
-    fresh = ImageSampler(load_components(str(other)), cpu, torch.float32, **settings)  # type: ignore[arg-type]
+    shared.swap_weights(load_sd15(str(other)))
+    fresh = ImageSampler(load_sd15(str(other)), cpu, torch.float32, **settings)  # type: ignore[arg-type]
     after = shared.sample(prompts, negatives, seeds)
     assert np.array_equal(after, fresh.sample(prompts, negatives, seeds))
     assert not np.array_equal(after, before), "the swap changed what is drawn (and the cached prompts with it)"
 
 
 def test_a_sampler_refuses_a_model_of_other_shapes(tmp_path: Path, tiny_model: Path) -> None:
-    shared = ImageSampler(load_components(str(tiny_model)), torch.device("cpu"), torch.float32, steps=STEPS,
+    shared = ImageSampler(load_sd15(str(tiny_model)), torch.device("cpu"), torch.float32, steps=STEPS,
                           resolution=TINY_RESOLUTION, batch_size=2)
-    parts = load_components(str(tiny_model))
+    parts = load_sd15(str(tiny_model))
     parts.unet = torch.nn.Linear(2, 2)
     with pytest.raises(ValueError, match="unet"):
         shared.swap_weights(parts)

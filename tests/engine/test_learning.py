@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from ioncannon.engine.families import load_trained
-from ioncannon.engine.models.load import load_components
 from ioncannon.engine.train.cache import load_cache, run_cache
 from ioncannon.engine.train.loop import run_training
+from tests.engine.conftest import load_sd15
 from tests.engine.test_train_support import make_job
 
 # Far above a real recipe's rate so the random tiny model learns in seconds; at a few hundred steps the UNet
@@ -60,7 +60,7 @@ def test_identifier_prompt_learns_the_subject(tmp_path: Path, tiny_model: Path) 
     gap = (subject.mean(0) - klass.mean(0)).square().mean().sqrt()
     assert gap > 2 * (subject - subject.mean(0)).square().mean().sqrt(), "the tiny VAE keeps pictures apart"
 
-    before = _measure(load_components(str(tiny_model)), subject, klass, cache.instance_ids, cache.class_ids)
+    before = _measure(load_sd15(str(tiny_model)), subject, klass, cache.instance_ids, cache.class_ids)
     run_training(ctx)
     after = _measure(load_trained(ctx), subject, klass, cache.instance_ids, cache.class_ids)
     for name, losses in (("before", before), ("after", after)):

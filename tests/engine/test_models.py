@@ -11,14 +11,14 @@ from ioncannon.engine.models.load import (
     ModelLoadError,
     build_components,
     classify_source,
-    load_components,
     resolve_device,
     save_tiny_model,
 )
+from tests.engine.conftest import load_sd15
 
 
 def test_tiny_model_folder_loads_with_real_shapes(tiny_model_dir: Path) -> None:
-    parts = load_components(str(tiny_model_dir))
+    parts = load_sd15(str(tiny_model_dir))
     assert parts.unet.config.sample_size * 8 == 64
     assert parts.vae.config.scaling_factor == pytest.approx(0.18215)
     assert parts.noise_scheduler.config.num_train_timesteps == 1000
@@ -30,8 +30,8 @@ def test_tiny_model_folder_loads_with_real_shapes(tiny_model_dir: Path) -> None:
 
 
 def test_save_tiny_model_is_deterministic_and_idempotent(tmp_path: Path) -> None:
-    a = load_components(str(save_tiny_model(tmp_path / "a", seed=3)))
-    b = load_components(str(save_tiny_model(tmp_path / "b", seed=3)))
+    a = load_sd15(str(save_tiny_model(tmp_path / "a", seed=3)))
+    b = load_sd15(str(save_tiny_model(tmp_path / "b", seed=3)))
     for (name, pa), (_, pb) in zip(a.unet.state_dict().items(), b.unet.state_dict().items(), strict=True):
         assert torch.equal(pa, pb), name
     assert save_tiny_model(tmp_path / "a", seed=99) == tmp_path / "a"  # existing folder is kept
@@ -57,18 +57,18 @@ def test_classify_source(source: str, kind: str) -> None:
 
 def test_missing_and_pickled_sources_are_refused_with_advice(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="does not exist"):
-        load_components(str(tmp_path / "gone.safetensors"))
+        load_sd15(str(tmp_path / "gone.safetensors"))
     pickled = tmp_path / "model.ckpt"
     pickled.write_bytes(b"\x80\x04not really")
     with pytest.raises(ModelLoadError, match="only .safetensors"):
-        load_components(str(pickled))
+        load_sd15(str(pickled))
 
 
 def test_hub_id_without_network_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(ModelLoadError) as err:
-        load_components("stable-diffusion-v1-5/stable-diffusion-v1-5")
+        load_sd15("stable-diffusion-v1-5/stable-diffusion-v1-5")
     text = str(err.value)
     assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in text and "Traceback" not in text
     assert "no connection to the Hugging Face Hub" in text and "local diffusers folder" in text

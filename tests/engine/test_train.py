@@ -9,12 +9,13 @@ import torch
 from PIL import Image
 
 from ioncannon.engine.families import load_trained
-from ioncannon.engine.models.load import TINY_RESOLUTION, load_components
+from ioncannon.engine.models.load import TINY_RESOLUTION
 from ioncannon.engine.train.cache import run_cache
 from ioncannon.engine.train.loop import run_training
 from ioncannon.engine.weights.trained import lora_state, trained_info
 from ioncannon.job.errors import StageError
 from ioncannon.job.events import CheckpointSaved, Message, Progress, SampleReady
+from tests.engine.conftest import load_sd15
 from tests.engine.test_train_support import make_job, unet_weights
 
 
@@ -50,7 +51,7 @@ def test_full_run_publishes_weights_events_and_previews(tmp_path: Path, tiny_mod
     published = unet_weights(ctx.paths)
     state = trained.unet.state_dict()
     assert all(torch.equal(state[k], published[k]) for k in published)
-    base = load_components(str(tiny_model)).unet.state_dict()
+    base = load_sd15(str(tiny_model)).unet.state_dict()
     assert any(not torch.equal(base[k], published[k]) for k in published), "training changed the weights"
     assert not trained.unet.training and trained.unet.device.type == "cpu"
 
@@ -76,7 +77,7 @@ def test_lora_run_hands_off_adapters(tmp_path: Path, tiny_model: Path) -> None:
     assert set(states) == {"unet"}
     assert states["unet"] and all("lora_A" in k or "lora_B" in k for k in states["unet"])
     assert any(v.abs().sum() > 0 for k, v in states["unet"].items() if "lora_B" in k), "lora_B moved from zero"
-    base = _unet_out(load_components(str(tiny_model)).unet)
+    base = _unet_out(load_sd15(str(tiny_model)).unet)
     tuned = _unet_out(load_trained(ctx).unet)
     assert not torch.allclose(base, tuned), "the adapters change the output"
     assert torch.equal(tuned, _unet_out(load_trained(ctx).unet))
@@ -87,7 +88,7 @@ def test_training_the_text_encoder_publishes_it(tmp_path: Path, tiny_model: Path
     run_cache(ctx)
     run_training(ctx)
     assert trained_info(ctx.paths)["text_encoder_trained"]
-    base = load_components(str(tiny_model)).text_encoder.state_dict()
+    base = load_sd15(str(tiny_model)).text_encoder.state_dict()
     trained = load_trained(ctx).text_encoder.state_dict()
     assert any(not torch.equal(base[k], trained[k]) for k in base if k in trained)
 

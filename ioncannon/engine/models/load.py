@@ -280,28 +280,6 @@ def classify_source(source: str) -> str:
     return "hub"
 
 
-def load_components(
-    source: str, dtype: torch.dtype = torch.float32, single_file_config: str | None = None
-) -> Components:
-    """Load UNet, VAE, text encoder, tokenizer and DDPM scheduler from any supported source."""
-    from diffusers import DDPMScheduler
-
-    kind = classify_source(source)
-    if kind == "missing":
-        raise ModelLoadError(f"Base model {source!r} does not exist. Check the path, or give a Hugging Face id.")
-    if kind == "file":
-        if not source.endswith(".safetensors"):
-            raise ModelLoadError(
-                f"{Path(source).name}: only .safetensors checkpoints are loaded (pickled .ckpt/.bin files can run "
-                "code). Convert it to .safetensors first."
-            )
-        pipe = _load_single_file(source, dtype, single_file_config)
-    else:
-        pipe = _load_pretrained(source, dtype)
-    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    return Components(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, scheduler, source=source)
-
-
 def _load_pretrained(source: str, dtype: torch.dtype) -> Any:
     from diffusers import StableDiffusionPipeline
 
