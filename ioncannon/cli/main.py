@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ioncannon.cli.common import UserError, find_job, given_workdir
 from ioncannon.cli.common import workdir as chosen_workdir
-from ioncannon.job.families import DEFAULT_FAMILY, FAMILY_NAMES, family_info
+from ioncannon.job.families import DEFAULT_FAMILY, FAMILY_NAMES
 from ioncannon.job.handle import DAMAGED_JOB_HINT
 from ioncannon.job.printable import printable, printable_lines
 from ioncannon.job.units import duration
@@ -149,7 +149,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except JobError as exc:
         raise UserError(str(exc)) from exc
     spec = plan.spec
-    print(printable_lines(_plan_text(spec)))
+    print(printable_lines(plan.summary()))
     if not args.yes:
         if not sys.stdin.isatty():
             raise UserError("not starting without confirmation: add --yes.")
@@ -170,22 +170,21 @@ def _planned(args: argparse.Namespace) -> Plan:
     from ioncannon.engine.hardware import probe
     from ioncannon.job.plan.planner import Problems, plan_job
 
+    # a job file's work dir is made only once the file passed: a refused job leaves no trace anywhere
+    workdir = chosen_workdir(args) if args.demo else given_workdir(args)
     if args.demo:
         from ioncannon.engine.demo import ensure_demo_model
         from ioncannon.job.plan.demo import DEMO_IDENTIFIER, demo_request
         from ioncannon.job.workdir import new_job_name
 
-        workdir = chosen_workdir(args)
         family = args.family or DEFAULT_FAMILY  # the demo's tiny models run anywhere: no card to fit
-        request = demo_request(workdir, family, str(ensure_demo_model(workdir, family)),
-                               name=new_job_name(workdir, DEMO_IDENTIFIER))
         # a slow or busy machine gets fewer steps (the probe times a step), so the demo stays a couple of minutes
         box = probe(workdir, demo=True, family=family)
+        model = str(ensure_demo_model(workdir, family))
+        request = demo_request(workdir, family, model, name=new_job_name(workdir, DEMO_IDENTIFIER))
     elif args.jobfile:
         from ioncannon.job.jobfile import read_jobfile
 
-        # the work dir is made only once the job file passed: a refused job leaves no trace anywhere
-        workdir = given_workdir(args)
         request = read_jobfile(args.jobfile, workdir)
         box = probe(workdir)
     else:
@@ -194,21 +193,6 @@ def _planned(args: argparse.Namespace) -> Plan:
     if isinstance(result, Problems):
         raise result.error(request.source)
     return result
-
-
-def _plan_text(spec: Any) -> str:
-    t, g = spec.train, spec.generate
-    prior = f"on ({t.num_class_images} class images)" if t.prior_preservation else "off (no class images)"
-    lines = [
-        f"job        {spec.name}{'  (demo: tiny random-weight model)' if spec.demo else ''}",
-        f"photos     {spec.photos_dir}",
-        f"subject    {spec.identifier} {spec.class_name}  -> prompt: \"{spec.instance_prompt}\"",
-        f"base model {spec.base_model} ({spec.family}, {spec.resolution} px)",
-        f"training   {t.mode}, {t.steps} steps, lr {t.learning_rate:g}, {t.precision}, prior preservation {prior}",
-        f"generation {family_info(spec.family).own_sampler or g.sampler} {g.steps} steps, guidance {g.guidance:g}, "
-        f"{g.images_per_prompt} per prompt",
-    ]
-    return "\n".join(lines)
 
 
 def format_event(event: Any) -> str:

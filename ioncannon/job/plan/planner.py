@@ -47,6 +47,21 @@ class Plan:
     def stage_seconds(self) -> dict[str, float]:
         return as_seconds(self.estimate)
 
+    def summary(self) -> str:
+        """The job in a few lines, as `ioncannon run` prints it before anything starts."""
+        spec = self.spec
+        t, g = spec.train, spec.generate
+        prior = f"on ({t.num_class_images} class images)" if t.prior_preservation else "off (no class images)"
+        return "\n".join([
+            f"job        {spec.name}{'  (demo: tiny random-weight model)' if spec.demo else ''}",
+            f"photos     {spec.photos_dir}",
+            f"subject    {spec.identifier} {spec.class_name}  -> prompt: \"{spec.instance_prompt}\"",
+            f"base model {spec.base_model} ({spec.family}, {spec.resolution} px)",
+            f"training   {t.mode}, {t.steps} steps, lr {t.learning_rate:g}, {t.precision}, prior preservation {prior}",
+            f"generation {family_info(spec.family).own_sampler or g.sampler} {g.steps} steps, guidance "
+            f"{g.guidance:g}, {g.images_per_prompt} per prompt",
+        ])
+
 
 @dataclass(frozen=True)
 class Problems:
