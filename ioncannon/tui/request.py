@@ -26,6 +26,13 @@ def budget(session: WizardSession) -> tuple[float | None, float | None]:
         return None, None
 
 
+def _chosen_size(session: WizardSession) -> int | None:
+    """The size picked with ctrl+f, if the family offers it (else the planner takes the family's default)."""
+    if session.family is None or session.family not in FAMILIES:
+        return None
+    return session.resolution if session.resolution in FAMILIES[session.family].resolutions else None
+
+
 def wizard_request(session: WizardSession, workdir: Path, name: str, *, demo: bool, demo_model: str = "",
                    styles: tuple[PromptStyle, ...] | None = None) -> JobRequest:
     """What the wizard asks the planner for: the answers so far, the job's own pack (written once the job exists)
@@ -48,7 +55,7 @@ def wizard_request(session: WizardSession, workdir: Path, name: str, *, demo: bo
     # a family's default model typed (or kept from before) follows the family: it is no choice of the person's
     model = "" if typed in {f.default_model for f in FAMILIES.values()} else typed
     return JobRequest(
-        answers, family=session.family, resolution=session.resolution if session.family is not None else None,
+        answers, family=session.family, resolution=_chosen_size(session),
         base_model=demo_model if demo else model, preset=session.preset, mode=session.mode,
         all_gpus=session.all_gpus, generate=generate, model_names_family=False, demo=demo, workdir=str(workdir),
         pack_follows=True, styles=styles,

@@ -323,7 +323,7 @@ class HardwareScreen(WizardScreen):
         """How to log in, when the base model is gated on the hub and this machine has no token (not in the demo)."""
         if self.wizard.demo or self.decided is None:
             return None
-        return login_problem(models.base_model_for(self.decided.family, self.session.base_model))
+        return login_problem(self.decided.base_model)
 
     def _other_modes(self, current: str) -> Text | None:
         """One line on the other mode: the leanest plan of it and whether it fits (ctrl+l switches)."""
