@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -15,12 +14,10 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Static
 
 from ioncannon.job.families import family_info
-from ioncannon.job.hub import login_problem
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.plan.box import HardwareInfo
 from ioncannon.job.plan.memory import PlanChoice
 from ioncannon.job.plan.planner import Plan, Problems, decide_family, plan_job
-from ioncannon.job.plan.presets import PRESETS
 from ioncannon.job.plan.request import JobRequest
 from ioncannon.job.prompts import PromptPackError, save_pack
 from ioncannon.job.spec import JobSpec
@@ -30,7 +27,8 @@ from ioncannon.tui import format as fmt
 from ioncannon.tui import models, pack, request
 from ioncannon.tui.dialogs.choice import Choice, ChoiceDialog
 from ioncannon.tui.request import wizard_request
-from ioncannon.tui.screens.base import DEMO_NOTE, WizardScreen
+from ioncannon.tui.screens.base import WizardScreen
+from ioncannon.tui.screens.hardware_tables import PlanTables
 from ioncannon.tui.widgets.meter import CostMeter
 from ioncannon.tui.wizard import Step
 
@@ -44,7 +42,7 @@ class Decided:
     base_model: str
 
 
-class HardwareScreen(WizardScreen):
+class HardwareScreen(PlanTables, WizardScreen):
     """Step 4: the plan, its cost, and the go."""
 
     STEP = Step.HARDWARE
@@ -151,7 +149,7 @@ class HardwareScreen(WizardScreen):
             if self.wizard.demo:
                 from ioncannon.engine.demo import ensure_demo_model
 
-                family = decide_family(self._request("estimate", info=None), info)
+                family = decide_family(self._request("estimate"), info)
                 model = str(ensure_demo_model(self.wizard.workdir, family))
         self.app.call_from_thread(self._probed, info, model)
 
@@ -165,7 +163,7 @@ class HardwareScreen(WizardScreen):
 
     # ------------------------------------------------------------------ plan, time and cost
 
-    def _request(self, name: str, info: HardwareInfo | None = None) -> JobRequest:
+    def _request(self, name: str) -> JobRequest:
         styles = None
         try:
             styles = tuple(pack.starting_styles(self.session.prompt_styles, self.wizard.demo))
@@ -203,157 +201,8 @@ class HardwareScreen(WizardScreen):
         self._redraw_cost()
         self.refresh_bindings()
 
-    def _facts(self) -> Table:
-        info = self.hardware
-        assert info is not None
-        table = Table.grid(padding=(0, 1))
-        table.add_column(style="bold", width=14)
-        table.add_column()
-        gpu = info.best_gpu
-        if gpu is None:
-            table.add_row("GPU", Text("none visible (CUDA not available)", style="yellow"))
-        elif len(info.gpus) == 1:
-            table.add_row("GPU", f"{gpu.name} · {fmt.gib(gpu.free_gib)} free of {fmt.gib(gpu.total_gib)}")
-        else:
-            table.add_row("GPUs", self._gpus_summary(info))
-            for line in self._gpus_offer():
-                table.add_row("", line)
-        table.add_row("Disk", f"{fmt.gib(info.disk_free_gib)} free in {self.wizard.workdir}")
-        table.add_row("CPU / RAM", f"{info.cpu_count} cores · {fmt.gib(info.ram_gib)}")
-        return table
-
-    @staticmethod
-    def _gpus_summary(info: HardwareInfo) -> str:
-        names = {g.name for g in info.gpus}
-        what = f"{len(info.gpus)} × {info.gpus[0].name}" if len(names) == 1 else " + ".join(g.name for g in info.gpus)
-        frees = {g.free_gib for g in info.gpus}
-        if len(frees) == 1:
-            return f"{what} · {fmt.gib(frees.pop())} free each"
-        return f"{what} · " + ", ".join(f"{g.free_gib:.1f}" for g in info.gpus) + " GiB free"
-
-    def _gpus_offer(self) -> list[Text]:
-        """Training on one GPU or all of them (ctrl+g), and what all of them changes: batch, steps, learning rate."""
-        single, parallel = self.single, self.parallel
-        if parallel is None or single is None:
-            if single is None or not single.fits or self.wizard.demo:
-                return []
-            return [Text("training on one: the others lack the free memory for this plan", style="dim")]
-        n = parallel.plan.num_processes
-        if self.choice is parallel:
-            head = Text.assemble((f"training on all {n}", "bold green"), " — one only (ctrl+g)")
-        else:
-            head = Text.assemble("training on one — ", (f"use all {n} (ctrl+g)", "bold"))
-        # the memory row already says what fits; keep only the scaling here
-        return [head, Text(parallel.why.removesuffix(f"; {single.why}"), style="dim")]
-
-    def _plan(self) -> Table:
-        table = Table.grid(padding=(0, 1))
-        table.add_column(style="bold", width=14)
-        table.add_column()
-        session, choice = self.session, self.choice
-        if choice is None or not choice.fits:
-            if self.hardware is not None and self.hardware.best_gpu is None and not self.wizard.demo:
-                return self._no_gpu_route(table)
-            table.add_row("Plan", Text("nothing fits this machine", style="bold red"))
-            table.add_row("", Text(self.refusal, style="red"))
-            return table
-        plan = choice.plan
-        preset = "demo" if self.wizard.demo else session.preset
-        label = choice.label if plan.mode == "full" else f"{choice.label} rank {plan.lora_rank}"
-        if self.decided is not None:
-            family, resolution = self.decided.family, self.decided.resolution
-            next_family, next_size = models.following_model(family, resolution, self.wizard.demo)
-            switch = f" · ctrl+f: {family_info(next_family).label}" + ("" if self.wizard.demo else f" {next_size} px")
-            table.add_row("Model", Text.assemble((family_info(family).label, "bold"), f" · {resolution} px",
-                                                 (switch, "dim")))
-            info = family_info(family)
-            if info.notice:  # a licence to accept and a gated download: the person must act before the job
-                table.add_row("Licence", Text(info.licence, style="yellow"))
-                table.add_row("", self._login_line())
-        table.add_row("Plan", Text.assemble((label, "bold green"), f" · {preset} preset"))
-        recipe = PRESETS.get(preset, "")
-        if self.decided is not None and family_info(self.decided.family).lora_only and not self.wizard.demo:
-            recipe = (f"LoRA rank {plan.lora_rank} on the attention and MLP layers; the text encoders run once to "
-                      "cache the prompts, then leave the GPU.")
-        table.add_row("", Text(recipe, style="dim"))
-        klass = f"{plan.num_class_images} class images" if plan.prior_preservation else "no class images"
-        table.add_row("Recipe", f"{plan.steps} steps · lr {plan.learning_rate:.3g} · {plan.precision} · {klass}"
-                                + (" · text encoder trained" if plan.train_text_encoder else ""))
-        if not plan.prior_preservation and self.decided is not None:
-            why = family_info(self.decided.family).prior_why
-            table.add_row("", Text(f"prior preservation off: {why} (a job file can turn it on)", style="dim"))
-        speed = f" · ≈ {choice.predicted_steps_per_s:g} it/s" if choice.predicted_steps_per_s else ""
-        each = " per GPU" if plan.num_processes > 1 else ""
-        table.add_row("Memory", f"peak ≈ {fmt.gib(choice.predicted_peak_gib)}{each}{speed}")
-        table.add_row("", Text((self.single or choice).why, style="dim"))
-        if self.estimate_s is not None:
-            table.add_row("Time", f"{duration(self.estimate_s, 'rough')} for the whole job")
-        others = self._other_modes(plan.mode)
-        if others is not None:
-            table.add_row("Other plans", others)
-        if self.wizard.demo:
-            table.add_row("", Text(DEMO_NOTE, style="italic"))
-        return table
-
-    def _no_gpu_route(self, table: Table) -> Table:
-        """No GPU: say plainly what can be done here (the CPU demo, with these photos) and what needs a GPU box."""
-        folder = self.session.photos_dir or "your photo folder"
-        table.add_row("Plan", Text("no GPU here: real training needs an NVIDIA GPU", style="bold red"))
-        table.add_row("On this CPU", Text.assemble(
-            "quit (ctrl+q) and run ", ("ioncannon --demo", "bold"), "; on its Photos step type ", (folder, "bold"),
-            ". Every stage runs for real in a few minutes with a tiny random-weight model: "
-            "your photos are checked and trained on, but the pictures come out as noise.",
-        ))
-        table.add_row("Real results", Text.assemble(
-            "run ", ("ioncannon", "bold"), " on a box with an NVIDIA GPU (a rented one is fine).", style="dim",
-        ))
-        return table
-
-    def _login_line(self) -> Text:
-        """What the gated download needs: in the demo, what a real run would need (the tiny model needs nothing)."""
-        if self.wizard.demo:
-            return Text("a real run downloads FLUX.1-dev, gated on the Hugging Face Hub: accept its licence and log in "
-                        "(`hf auth login` or HF_TOKEN); the demo's tiny model needs neither", style="dim")
-        login = self._login_problem()
-        if login:
-            return Text(login, style="bold red")
-        return Text("gated on the Hugging Face Hub: a login token is on this machine", style="dim")
-
-    def _login_problem(self) -> str | None:
-        """How to log in, when the base model is gated on the hub and this machine has no token (not in the demo)."""
-        if self.wizard.demo or self.decided is None:
-            return None
-        return login_problem(self.decided.base_model)
-
-    def _other_modes(self, current: str) -> Text | None:
-        """One line on the other mode: the leanest plan of it and whether it fits (ctrl+l switches)."""
-        other = [o for o in self.options if o.plan.mode != current]
-        if not other:
-            return None
-        leanest = min(other, key=lambda o: o.predicted_peak_gib)
-        name = "LoRA" if leanest.plan.mode == "lora" else "full fine-tune"
-        verdict = "fits" if any(o.fits for o in other) else "does not fit"
-        return Text(f"{name} from {fmt.gib(leanest.predicted_peak_gib)}: {verdict} (ctrl+l switches)", style="dim")
-
     def _redraw_budget(self) -> None:
         self.query_one("#hardware-budget-note", Static).update(self._budget_note())
-
-    def _budget_note(self) -> Text:
-        price = self.session.hourly_price
-        try:
-            dollars, minutes = fmt.parse_budget(self.session.budget)
-        except ValueError as exc:
-            return Text(str(exc), style="bold red")
-        if dollars is not None:
-            if price is None:
-                return Text("a dollar cap needs the price per hour above", style="yellow")
-            seconds = dollars / price * 3600 if price > 0 else None
-            after = f" (after {duration(seconds, 'rough').removeprefix('about ')})" if seconds is not None else ""
-            return Text(f"stops the job at {money(dollars)}{after}")
-        if minutes is not None:
-            cost = f", ≈ {fmt.cost(minutes * 60, price)}" if price is not None else ""
-            return Text(f"stops the job after {duration(minutes * 60, 'rough').removeprefix('about ')}{cost}")
-        return Text("optional: 20 ($) or 90m; saves, then stops", style="dim")  # fits beside the box at 80 columns
 
     def _redraw_cost(self) -> None:
         self._redraw_budget()
