@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ioncannon.job.families import FAMILY_NAMES, family_info
+from ioncannon.job.families import DEFAULT_FAMILY, FAMILY_NAMES, family_info
 from ioncannon.job.fsio import StateFileError, read_json, write_json
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.plans import GeneratePlan, TrainPlan
@@ -37,7 +37,7 @@ class JobSpec:
     identifier: str
     class_name: str
     base_model: str = DEFAULT_BASE_MODEL
-    family: str = "sd15"  # sd15 | sdxl | flux (job/families.py); job.json files from before families read as sd15
+    family: str = DEFAULT_FAMILY  # job/families.py; job.json files from before families read as the first family
     resolution: int = 512
     device: Device = "auto"
     hourly_price: float | None = None
@@ -86,7 +86,7 @@ class JobSpec:
         problems += found
         problems += _spec_rules(fields, data) + range_problems(train, TRAIN_RANGES, "train.")
         problems += range_problems(gen, GENERATE_RANGES, "generate.") + _plan_rules(train, gen)
-        family = fields.get("family", "sd15")
+        family = fields.get("family", DEFAULT_FAMILY)
         if family in FAMILY_NAMES and family_info(family).lora_only and train.get("mode", "full") == "full":
             problems.append(f'train.mode is "full", but {family_info(family).label} trains LoRA only here: '
                             'write "lora".')

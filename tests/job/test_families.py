@@ -55,7 +55,7 @@ def test_each_family_says_what_the_wizard_shows() -> None:
 def test_presets_take_the_family_learning_rate() -> None:
     assert preset_plan("recommended", "full", "sdxl").learning_rate == FAMILIES["sdxl"].full_lr
     assert preset_plan("recommended", "lora", "sdxl").learning_rate == FAMILIES["sdxl"].lora_lr
-    assert preset_plan("recommended", "full") == preset_plan("recommended", "full", "sd15")  # SD 1.5 unchanged
+    assert preset_plan("recommended", "full", "sd15").learning_rate == 2e-6  # SD 1.5: the recipe as written
     # Flux: LoRA, no class images, and the classic preset's text-encoder training does not apply
     classic = preset_plan("classic", "lora", "flux")
     assert not classic.prior_preservation and not classic.train_text_encoder and classic.mode == "lora"

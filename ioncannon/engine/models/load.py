@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from ioncannon.job.families import DEFAULT_FAMILY
+
 TINY_RESOLUTION = 64
 
 # Words the tiny tokenizer knows whole; everything else falls back to single characters.
@@ -34,7 +36,7 @@ class Components:
     tokenizer: Any
     noise_scheduler: Any
     source: str = ""
-    family: str = "sd15"
+    family: str = DEFAULT_FAMILY
     text_encoder_2: Any = None
     tokenizer_2: Any = None
 

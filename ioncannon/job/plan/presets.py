@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ioncannon.job.families import DEFAULT_FAMILY
 from ioncannon.job.plans import TrainPlan
 
 PRESETS: dict[str, str] = {
@@ -18,10 +19,10 @@ PRESETS: dict[str, str] = {
 }
 
 
-def preset_plan(preset: str, mode: str = "full", family: str = "sd15") -> TrainPlan:
+def preset_plan(preset: str, mode: str, family: str) -> TrainPlan:
     """The recipe part of a plan; hardware.choose_plan fills in the memory levers."""
     plan = _sd15_plan(preset, mode)
-    if family == "sd15" or preset == "demo":
+    if family == DEFAULT_FAMILY or preset == "demo":  # the recipes were written for the first family
         return plan
     from ioncannon.job.families import family_info
 
