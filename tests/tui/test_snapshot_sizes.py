@@ -91,6 +91,8 @@ def setup_step(step: str, **answers: object) -> Prepare:
                 await pilot.press(*["down"] * 5)  # the photo turned upright: the longest reason
                 await wait_for(pilot, lambda: "crop" in shown(app.screen.query_one(".preview-caption", Static)),
                                what="preview")
+            if step == "subject":  # the one verdict, once the tokenizer check has answered
+                await wait_for(pilot, lambda: not getattr(app.screen, "checking", True), what="the verdict")
             if step == "hardware":
                 await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen)
                                and app.screen.estimate_s is not None, what="plan")
