@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from ioncannon.cli import common
 from ioncannon.job.fsio import free_bytes
@@ -61,7 +60,7 @@ def find_job(args: argparse.Namespace, damaged_ok: bool = False) -> tuple[JobPat
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("job", nargs="?", help="job name or folder (default: the most recent job)")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the jobs live")
+    parser.add_argument("--workdir", default=None, help="where the jobs live")
     return parser
 
 

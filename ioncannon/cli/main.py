@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ioncannon.cli.common import UserError, find_job
+from ioncannon.cli.common import UserError, find_job, given_workdir
 from ioncannon.cli.common import workdir as chosen_workdir
 from ioncannon.job.families import family_info
 from ioncannon.job.handle import DAMAGED_JOB_HINT
@@ -20,6 +20,7 @@ from ioncannon.job.printable import printable, printable_lines
 from ioncannon.job.units import duration
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
+STOP_WAIT_S = float(os.environ.get("IONCANNON_STOP_WAIT_S", "120"))  # how long `stop` waits for the checkpoint
 
 # sub-commands implemented elsewhere, forwarded with their own argument parsers
 FORWARDED = {
@@ -125,7 +126,6 @@ def _cmd_wizard(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from ioncannon.job import handle
     from ioncannon.job.errors import JobError
-    from ioncannon.job.workdir import default_workdir
 
     if args.example:
         from ioncannon.job.jobfile import EXAMPLE_JOBFILE
@@ -151,7 +151,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             from ioncannon.job.jobfile import gives_train_plan, read_jobfile
 
             # the work dir is made only once the job file passed: a refused job leaves no trace anywhere
-            workdir = Path(args.workdir).expanduser() if args.workdir else default_workdir()
+            workdir = given_workdir(args)
             spec = read_jobfile(args.jobfile, workdir)
             if not gives_train_plan(args.jobfile):
                 spec = _fitting_plan(spec, workdir)
@@ -383,9 +383,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _looked_at_workdir(args: argparse.Namespace) -> Path:
-    from ioncannon.job.workdir import default_workdir
-
-    return Path(args.workdir).expanduser() if args.workdir else default_workdir()
+    return given_workdir(args)
 
 
 def _any_job(args: argparse.Namespace) -> bool:
@@ -396,6 +394,8 @@ def _any_job(args: argparse.Namespace) -> bool:
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     from ioncannon.job import handle
+    from ioncannon.job.errors import JobError
+    from ioncannon.job.lock import RunnerBusy
 
     job = find_job(args)
     if job.alive:
@@ -409,20 +409,39 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     if job.state.finished:
         print(f"job {printable(job.name)} already finished; outputs in {printable(job.paths.outputs)}")
         return EXIT_OK
-    pid = handle.resume(job, chosen_workdir(args))
+    try:
+        pid = handle.resume(job, chosen_workdir(args))
+    except RunnerBusy as exc:  # another `resume` (or the wizard) started it a moment before: follow that one
+        print(f"job {printable(job.name)} was resumed by another command a moment ago (runner pid {exc.pid}); "
+              + ("nothing more to do." if args.detach else "following it (Ctrl+C detaches)."))
+        return EXIT_OK if args.detach else _follow(job.paths)
+    except JobError as exc:
+        raise UserError(str(exc)) from exc
     print(f"job {printable(job.name)} resumed (runner pid {pid})")
     return EXIT_OK if args.detach else _follow(job.paths)
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
     from ioncannon.job import handle
+    from ioncannon.job.errors import JobError
 
     job = find_job(args)
-    if not handle.stop(job.paths):
+    try:
+        asked = handle.stop(job.paths)
+    except JobError as exc:  # locked, but not provably by its runner: nothing was signalled
+        raise UserError(str(exc)) from exc
+    if not asked:
         print(f"job {printable(job.name)} is not running.")
         return EXIT_OK
     print(f"asked job {printable(job.name)} to checkpoint and stop ...")
-    handle.wait_until_exited(job.paths, 120)
+    if not handle.wait_until_exited(job.paths, STOP_WAIT_S):
+        from ioncannon.job.lock import runner_pid
+
+        pid = runner_pid(job.paths)
+        print(f"ioncannon: job {printable(job.name)} has not stopped after {STOP_WAIT_S:.0f} s: its runner (pid {pid}) "
+              "still holds the job, perhaps stuck. Wait and `ioncannon status`, or end it with `kill -9 "
+              f"{pid}`; `ioncannon resume` later continues from the last checkpoint.", file=sys.stderr)
+        return EXIT_FAILED
     print("stopped. Resume with `ioncannon resume`.")
     return EXIT_OK
 

@@ -190,7 +190,7 @@ def detect_family(source: str) -> str | None:
         if path.is_dir() and (path / "model_index.json").is_file():
             index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
             return _PIPELINE_CLASSES.get(str(index.get("_class_name", "")))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a hostile model_index.json is "unknown", never a crash
         return None
     return None
 

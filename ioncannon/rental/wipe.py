@@ -11,7 +11,7 @@ from pathlib import Path
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import JobSpec
 from ioncannon.job.units import count
-from ioncannon.rental.bundle import archive_path, human_bytes, update_finish_record
+from ioncannon.rental.bundle import archive_path, human_bytes, partial_path, update_finish_record
 
 NOT_A_SECURE_ERASE = (
     "Deleting files on a rented SSD or container layer is not a secure erase: the blocks can stay on "
@@ -75,6 +75,8 @@ def _subject_copies(paths: JobPaths, spec: JobSpec, include_results: bool) -> li
         ("checkpoints", paths.checkpoints),
         ("training previews", paths.previews),
         ("trained weights (working copy)", paths.trained),
+        # a bundle cut short (a kill, a full disk) holds the subject's images as much as the finished one
+        ("unfinished results bundle", partial_path(paths, spec)),
     ]
     if include_results:
         places += [
