@@ -184,7 +184,7 @@ def wipe_main(argv: Sequence[str]) -> int:
         record_download(paths, "confirmed")
     except OSError:  # a full disk: the subject's files are gone all the same; the note is a nicety
         pass
-    print("\n".join(printable_lines("\n".join(receipt.lines()))))
+    print(printable_lines("\n".join(receipt.lines())))
     return 0 if not receipt.failed else 1
 
 
