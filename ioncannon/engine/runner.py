@@ -7,6 +7,7 @@ import dataclasses
 import errno
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -309,8 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     lock.record(os.getpid())
     for own in (paths.events_file, paths.state_file):
-        if own.is_symlink():  # planted: the job's own files are written here, never wherever a link leads
-            own.unlink()
+        # planted (a symlink, a FIFO, a folder): the job's own files are written here, as files, and nothing waits
+        if own.is_symlink() or (own.exists() and not own.is_file()):
+            shutil.rmtree(own) if own.is_dir() and not own.is_symlink() else own.unlink()
     try:
         os.chmod(paths.root, 0o700)  # a job created by an older version may still be readable by others
     except OSError:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -113,7 +115,11 @@ def start(paths: JobPaths, workdir: str | Path) -> int:
     if paths.meta.is_symlink():
         raise JobError(f"{paths.meta} is a symlink, not the job's own folder: nothing was started.")
     try:
-        log = os.fdopen(open_job_file(paths.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab")
+        fd = open_job_file(paths.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO would block the runner's first line forever
+            os.close(fd)
+            raise OSError(errno.EINVAL, "not a regular file")
+        log = os.fdopen(fd, "ab")
     except OSError as exc:
         raise JobError(f"can't open the job's log {paths.log_file} ({exc.strerror}): a symlink or something "
                        "other than a file is in its place; remove it, then try again.") from exc

@@ -95,7 +95,12 @@ def create_job(workdir: str | Path, spec: JobSpec) -> JobPaths:
         # there (the person's photos copied to the work dir, a file) is never taken over
         root.mkdir(mode=0o700)
     except FileExistsError:
-        ours = paths.meta.is_dir() and not paths.meta.is_symlink()  # a job of ours, or one being made now
+        ours = False
+        for _ in range(10):  # a job another command is making this moment gets its .ioncannon in a blink
+            ours = paths.meta.is_dir() and not paths.meta.is_symlink()
+            if ours or root.is_symlink() or not root.is_dir():
+                break
+            time.sleep(0.05)
         raise WorkdirError(
             f"A job named {spec.name!r} already exists in {base}: resume it with `ioncannon resume {spec.name}`, "
             "or give the new job another name." if ours else

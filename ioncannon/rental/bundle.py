@@ -462,6 +462,10 @@ def write_bundle(
     except FileNotFoundError as exc:
         partial.unlink(missing_ok=True)
         raise BundleError(f"{exc.filename} vanished while bundling; run the bundle again") from exc
+    except OSError as exc:  # a disk filled up meanwhile, a file became unreadable: one sentence, no half zip
+        partial.unlink(missing_ok=True)
+        raise BundleError(f"the bundle could not be written ({exc.strerror or exc}); nothing was kept: free "
+                          "some space (or fix the file named) and bundle again") from exc
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
