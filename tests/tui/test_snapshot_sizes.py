@@ -68,6 +68,7 @@ def welcome(workdir: Path, hold: Callable[[JobPaths], None]) -> Callable[[Pilot[
                      updated_at=NOW - 880, elapsed_s=20, message="could not download base model "
                      "stabilityai/stable-diffusion-xl-base-1.0: no network (fix the model source and resume)")
     write_json(failed.state_file, state.to_json())
+    os.utime(failed.job_file, (NOW - 900, NOW - 900))  # the newest job
 
     async def go(pilot: Pilot[None]) -> None:
         await pilot.press("down")  # the failed job: what it offers, and that enter only opens it
