@@ -29,7 +29,8 @@ from ioncannon.job.handle import DAMAGED_JOB_HINT
 from ioncannon.job.lock import try_lock
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import JobSpec, load_spec
-from ioncannon.job.stages import STAGE_NAMES
+from ioncannon.job.stages import STAGE_NAMES, load
+from ioncannon.job.stages import stage as stage_info
 from ioncannon.job.state import JobState, read_state, write_state
 from ioncannon.rental.costs import BUDGET_HINT, budget_exceeded
 
@@ -174,8 +175,14 @@ class Runner:
                 return self._stopped()
             self.state.stage, self.state.done, self.state.total = stage, 0, 0
             self.state.loss, self.state.eta_s = None, None
-            self.emit(StageStarted(stage=stage))
             t = time.time()
+            skip = self._skip_reason(stage, ctx)
+            if skip:  # nothing to do this time (a local base model): said once, shown as skipped, costs no time
+                self.emit(Message(level="info", text=skip))
+                self.state.stages_done.append(stage)
+                self.emit(StageFinished(stage=stage, seconds=time.time() - t, skipped=True))
+                continue
+            self.emit(StageStarted(stage=stage))
             try:
                 stage_function(stage)(ctx)
             except StopRequested:
@@ -200,12 +207,25 @@ class Runner:
         self.emit(JobFinished(seconds=self._elapsed0 + time.time() - self._t0, outputs=str(self.paths.outputs)))
         return 0
 
+    def _skip_reason(self, stage: str, ctx: Any) -> str:
+        check = stage_info(stage).skip
+        if not check:
+            return ""
+        try:
+            return str(load(check)(ctx) or "")
+        except Exception:  # a failed look means: run the stage, which says what is wrong in its own words
+            self.log.warning("could not tell whether stage %s has work:\n%s", stage, traceback.format_exc())
+            return ""
+
     def _recheck_done(self, ctx: Any) -> None:
         """Finished stages whose files were deleted since are run again, so a resume never repeats a failure.
 
         Only what training still needs is checked: the latent cache, and the photos and class images behind it.
         """
         done = self.state.stages_done
+        if "fetch" in done and len(done) < len(STAGE_NAMES) and not self._base_model_here():
+            self.log.warning("the base model is no longer complete in the model cache; fetching it again")
+            self.state.stages_done = done = [s for s in done if s != "fetch"]
         if "train" in done:
             return
         from ioncannon.engine.generate.stage import class_images_missing
@@ -222,6 +242,13 @@ class Runner:
         if gone:
             self.log.warning("files of finished stages are missing; running again: %s", sorted(set(gone)))
             self.state.stages_done = [s for s in done if s not in gone]
+
+    def _base_model_here(self) -> bool:
+        from ioncannon.engine.hub_files import local_model, model_source
+
+        spec = self.spec
+        return not model_source(spec.base_model, spec.family).repo or local_model(spec.base_model, spec.family) \
+            is not None
 
     def _stopped(self) -> int:
         self.state.status = "stopped"

@@ -116,7 +116,17 @@ class Family:
         self, source: str, dtype: torch.dtype = torch.float32, single_file_config: str | None = None
     ) -> Components:
         """This family's components from a hub id, diffusers folder or .safetensors file (ModelLoadError otherwise)."""
+        asked = source
         kind = classify_source(source)
+        if kind in ("hub", "file"):
+            from ioncannon.engine.hub_files import local_model
+
+            # what the fetch stage downloaded: loading reads that folder and never asks the hub again
+            fetched = local_model(source, self.name)
+            if fetched and kind == "hub":
+                source, kind = fetched, "folder"
+            elif fetched:
+                single_file_config = single_file_config or fetched
         if kind == "missing":
             raise ModelLoadError(f"Base model {source!r} does not exist. Check the path, or give a Hugging Face id.")
         if kind == "file" and not source.endswith(".safetensors"):
@@ -132,7 +142,7 @@ class Family:
                 raise ModelLoadError(f"{Path(source).name} is not a checkpoint of a model family this version trains "
                                      f"({', '.join(f.label for f in _known())}): pick another file.")
         parts = self._load(source, kind, dtype, single_file_config)
-        parts.family = self.name
+        parts.family, parts.source = self.name, asked
         return parts
 
     def _load(self, source: str, kind: str, dtype: torch.dtype, single_file_config: str | None) -> Components:

@@ -18,6 +18,7 @@ from ioncannon.engine.models.load import (
     ModelLoadError,
     _explain_load_failure,
     _make_encoder_image_preserving,
+    folder_variant,
     write_tiny_tokenizer,
 )
 from ioncannon.job.families import family_info
@@ -219,7 +220,8 @@ class Flux(Family):
                 pipe = FluxPipeline.from_pretrained(companion, transformer=None, torch_dtype=dtype)
                 pipe.transformer = self._transformer_from_file(source, companion, dtype)
             else:
-                pipe = FluxPipeline.from_pretrained(source, torch_dtype=dtype, use_safetensors=True)
+                pipe = FluxPipeline.from_pretrained(source, torch_dtype=dtype, use_safetensors=True,
+                                                    variant=folder_variant(source))
         except ModelLoadError:
             raise
         except Exception as exc:  # hub, network and format errors come in many types
