@@ -40,6 +40,24 @@ def sd15_repo(tiny_model: Path, into: Path) -> Path:
     return into
 
 
+PADDED = "unet/diffusion_pytorch_model.fp16.safetensors"
+
+
+def pad_weights(repo: Path, extra_bytes: int) -> Path:
+    """A copy of `repo` whose fp16 UNet file carries an unused tensor: big enough that huggingface_hub writes part of
+    it (it writes 10 MB at a time) before the download ends, so a kill can leave a partial file behind."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    padded = repo.with_name(repo.name + "-padded")
+    if not padded.exists():
+        shutil.copytree(repo, padded)
+        tensors = load_file(str(padded / PADDED))
+        tensors["unused_padding"] = torch.arange(extra_bytes // 2, dtype=torch.int16).view(torch.float16)
+        save_file(tensors, str(padded / PADDED), metadata={"format": "pt"})
+    return padded
+
+
 def point_at(hub: LocalHub, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Send every hub call of this process and of the runners it starts to `hub`, caching under `home`."""
     import huggingface_hub.constants as constants
