@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("job", nargs="?")
     resume.add_argument("--detach", action="store_true")
+    resume.add_argument("--base-model", metavar="ID_OR_PATH",
+                        help="continue with another base model (hub id, diffusers folder or .safetensors file); "
+                             "the stages after the photos run again")
     resume.set_defaults(handler=_cmd_resume)
 
     stop = sub.add_parser("stop", parents=[common], help="checkpoint and stop the running job (resume it later)")
@@ -160,7 +163,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     login = login_problem(spec.base_model)  # a gated model (FLUX.1-dev): say so now, not minutes into the job
     if login:
         raise UserError(login)
+    found, rate = _model_door(spec, workdir)
     print(_plan_text(spec))
+    print(f"download   {found.line(rate)}")
     if not args.yes:
         if not sys.stdin.isatty():
             raise UserError("not starting without confirmation: add --yes.")
@@ -168,7 +173,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print("Not started.")
             return EXIT_OK
     try:
-        paths = handle.create(workdir, spec, estimate=_estimate(spec, workdir))
+        paths = handle.create(workdir, spec, estimate=_estimate(spec, workdir, found.seconds(rate)))
     except JobError as exc:
         raise UserError(str(exc)) from exc
     pid = handle.start(paths, workdir)
@@ -176,12 +181,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if args.detach else _follow(paths)
 
 
-def _estimate(spec: Any, workdir: Path) -> dict[str, float] | None:
+def _model_door(spec: Any, workdir: Path) -> tuple[Any, float | None]:
+    """Refuse a base model that can't be had (offline and not cached, gated, not found, no room on the disk) before
+    any job exists; otherwise what it takes to download and this box's measured download rate."""
+    from ioncannon.engine.hub_files import door_check
+    from ioncannon.job.download import recorded_rate
+
+    if sys.stdout.isatty():
+        print("checking the base model…", end="\r", flush=True)
+    found = door_check(spec, workdir)
+    if sys.stdout.isatty():
+        print(" " * 30, end="\r", flush=True)
+    if found.problem:
+        raise UserError(found.problem)
+    return found, recorded_rate(Path(workdir) / ".cache")
+
+
+def _estimate(spec: Any, workdir: Path, fetch_s: float = 0.0) -> dict[str, float] | None:
     """Each stage's expected seconds on this machine, kept with the job for the finish screen (None if unknown)."""
     try:
         from ioncannon.engine import hardware
 
-        return hardware.estimate_for(spec, hardware.probe(workdir))
+        return hardware.estimate_for(spec, hardware.probe(workdir), fetch_s)
     except Exception:  # an estimate is a nicety: never refuse a job over it
         return None
 
@@ -229,7 +250,16 @@ def format_event(event: Any) -> str:
     """One human line per event, for the headless run."""
     from ioncannon.job import events as ev
     stamp = time.strftime("%H:%M:%S", time.localtime(event.t))
-    if isinstance(event, ev.Progress):
+    if isinstance(event, ev.Progress) and event.label == "bytes":  # the download: sizes people read
+        from ioncannon.job.download import size_text
+
+        parts = [event.stage, f"{size_text(event.done)}/{size_text(event.total)}"]
+        if event.rate:
+            parts.append(f"{size_text(event.rate)}/s")
+        if event.eta_s is not None:
+            parts.append(f"eta {duration(event.eta_s, 'short')}")
+        text = "  ".join(parts)
+    elif isinstance(event, ev.Progress):
         parts = [f"{event.stage}", f"{event.done}/{event.total}"]
         if event.label:
             parts.append(event.label)
@@ -389,9 +419,33 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     if job.state.finished:
         print(f"job {job.name} already finished; outputs in {job.paths.outputs}")
         return EXIT_OK
+    if args.base_model:
+        job = _with_base_model(job, args.base_model, chosen_workdir(args))
     pid = handle.resume(job, chosen_workdir(args))
     print(f"job {job.name} resumed (runner pid {pid})")
     return EXIT_OK if args.detach else _follow(job.paths)
+
+
+def _with_base_model(job: Any, base_model: str, workdir: Path) -> Any:
+    """The job with its base model changed, after the same door check a new job gets."""
+    from ioncannon.engine.hub_files import door_check
+    from ioncannon.job import handle
+    from ioncannon.job.errors import JobError
+    from ioncannon.job.families import detect_family, mismatch_message
+    from ioncannon.job.workdir import find_job as find_named
+
+    found = detect_family(base_model)
+    if found is not None and found != job.spec.family:
+        raise UserError(mismatch_message(base_model, found, job.spec.family))
+    check = door_check(job.spec.replace(base_model=base_model.strip()), workdir)
+    if check.problem:
+        raise UserError(check.problem)
+    try:
+        spec = handle.change_base_model(job, base_model)
+    except JobError as exc:
+        raise UserError(str(exc)) from exc
+    print(f"job {job.name}: base model now {spec.base_model}; the stages after the photos run again.")
+    return find_named(workdir, job.name) or job
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:

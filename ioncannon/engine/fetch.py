@@ -16,6 +16,7 @@ from ioncannon.engine.context import StageContext
 from ioncannon.engine.hub_files import (
     HUB_TIMEOUT_S,
     HubProblem,
+    disk_check,
     explain,
     is_hub_error,
     local_model,
@@ -23,19 +24,9 @@ from ioncannon.engine.hub_files import (
     plan_from_hub,
     storage_folder,
 )
-from ioncannon.job.download import (
-    FetchPlan,
-    HubFile,
-    disk_problem,
-    hub_cache_dir,
-    job_output_bytes,
-    rate_of,
-    record_rate,
-    size_text,
-)
+from ioncannon.job.download import FetchPlan, HubFile, hub_cache_dir, rate_of, record_rate, size_text
 from ioncannon.job.errors import StageError, StopRequested
 from ioncannon.job.events import Message, Progress
-from ioncannon.job.fsio import free_bytes
 
 WORKERS = 4  # files fetched at once: a CDN serves one stream slower than a few
 PROGRESS_EVERY_S = 0.5
@@ -152,37 +143,9 @@ def _verify(part: Path, etag: str, name: str, repo: str) -> None:
                          "Resume to download that file again: `ioncannon resume`.")
 
 
-def _free(path: Path) -> tuple[int, int]:
-    """Free bytes where `path` is (or would be created) and that disk's device id."""
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return free_bytes(probe), probe.stat().st_dev
-
-
-def job_bytes(ctx: StageContext) -> int:
-    """What the job itself will write (checkpoints, exports, images), from its plan."""
-    from ioncannon.engine.families import family_for
-    from ioncannon.job.prompts import PromptPackError, load_pack
-
-    spec, plan = ctx.spec, ctx.spec.train
-    try:
-        styles = sum(1 for s in load_pack(spec.generate.prompt_pack or None) if s.enabled)
-    except (PromptPackError, OSError):
-        styles = 12
-    images = styles * spec.generate.images_per_prompt + spec.generate.bare_token_images
-    images += plan.num_class_images if plan.prior_preservation else 0
-    return job_output_bytes(spec.family, plan.mode, plan.optimizer, plan.train_text_encoder, images,
-                            spec.resolution, family_for(spec.family).exports_full_model)
-
-
 def check_disk(ctx: StageContext, plan: FetchPlan) -> None:
     """Refuse before the first byte when the download and the job's own files won't fit."""
-    cache = Path(hub_cache_dir())
-    cache_free, cache_dev = _free(cache)
-    job_free, job_dev = _free(ctx.paths.root)
-    problem = disk_problem(download=plan.bytes_to_fetch, download_dir=cache, download_free=cache_free,
-                           job=job_bytes(ctx), job_dir=ctx.workdir, job_free=job_free, same_disk=cache_dev == job_dev)
+    problem = disk_check(ctx.spec, ctx.paths.root, plan.bytes_to_fetch)
     if problem:
         raise StageError(problem, "Then resume: `ioncannon resume`.")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,11 @@ from ioncannon.job.download import (
     FetchPlan,
     FetchPlanError,
     HubFile,
+    disk_problem,
+    download_line,
+    download_seconds,
+    hub_cache_dir,
+    job_output_bytes,
     needed_components,
     select_files,
     size_text,
@@ -18,7 +24,9 @@ from ioncannon.job.download import (
     weights_of,
 )
 from ioncannon.job.families import family_info
+from ioncannon.job.fsio import free_bytes
 from ioncannon.job.hub import login_problem
+from ioncannon.job.spec import JobSpec
 
 # A hub that answers nothing within this many seconds is treated as unreachable (the wizard must never hang on it)
 HUB_TIMEOUT_S = 10.0
@@ -219,15 +227,19 @@ class Availability:
     def bytes_to_fetch(self) -> int:
         return 0 if self.cached or self.plan is None else self.plan.bytes_to_fetch
 
-    def summary(self) -> str:
+    def line(self, bytes_per_s: float | None) -> str:
+        """What will be downloaded and roughly how long it takes at this box's speed (the plan's download line)."""
         if self.problem:
             return self.problem
-        if self.kind in ("folder", "file") and self.plan is None and not self.cached:
-            return f"a local {self.kind}: nothing to download"
         if self.cached:
-            return "complete in the model cache: nothing to download"
-        assert self.plan is not None
-        return f"{size_text(self.plan.bytes_to_fetch)} to download from the Hugging Face Hub"
+            size = f" ({size_text(self.plan.total_bytes)})" if self.plan is not None else ""
+            return f"none: the base model is complete in the model cache{size}"
+        if self.plan is None:
+            return f"none: the base model is a local {self.kind}"
+        return download_line(self.plan, bytes_per_s)
+
+    def seconds(self, bytes_per_s: float | None) -> float:
+        return download_seconds(self.bytes_to_fetch, bytes_per_s)
 
 
 def check_available(source: str, family: str) -> Availability:
@@ -247,3 +259,50 @@ def check_available(source: str, family: str) -> Availability:
             return Availability(where.kind, cached=True)
         return Availability(where.kind, problem=str(exc))
     return Availability(where.kind, plan=plan, cached=plan.complete)
+
+
+# --------------------------------------------------------------------------- the disk
+
+
+def _free(path: Path) -> tuple[int, int]:
+    """Free bytes where `path` is (or would be created) and that disk's device id."""
+    probe = path.expanduser()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return free_bytes(probe), probe.stat().st_dev
+
+
+def job_bytes(spec: JobSpec) -> int:
+    """What the job itself will write (checkpoints, exports, images), from its plan."""
+    from ioncannon.job.prompts import PromptPackError, load_pack
+
+    plan, gen = spec.train, spec.generate
+    try:
+        styles = sum(1 for s in load_pack(gen.prompt_pack or None) if s.enabled)
+    except (PromptPackError, OSError):
+        styles = 12  # an unreadable pack fails later with its own message
+    images = styles * gen.images_per_prompt + gen.bare_token_images
+    images += plan.num_class_images if plan.prior_preservation else 0
+    return job_output_bytes(spec.family, plan.mode, plan.optimizer, plan.train_text_encoder, images,
+                            spec.resolution, exports_full_model=not family_info(spec.family).lora_only)
+
+
+def disk_check(spec: JobSpec, job_root: Path, download: int) -> str | None:
+    """One sentence when the model download (into the hub cache) and the job's files don't fit; None when they do."""
+    cache = hub_cache_dir()
+    cache_free, cache_dev = _free(cache)
+    job_free, job_dev = _free(job_root)
+    return disk_problem(download=download, download_dir=cache, download_free=cache_free, job=job_bytes(spec),
+                        job_dir=job_root.parent, job_free=job_free, same_disk=cache_dev == job_dev)
+
+
+def door_check(spec: JobSpec, workdir: Path) -> Availability:
+    """Both doors ask this before a job exists: can the base model be had, and do it and the job fit the disk?"""
+    found = check_available(spec.base_model, spec.family)
+    if found.problem:
+        return found
+    try:
+        problem = disk_check(spec, Path(workdir).expanduser() / spec.name, found.bytes_to_fetch)
+    except OSError:
+        problem = None  # a disk that can't be measured is checked again by the fetch stage
+    return dataclasses.replace(found, problem=problem) if problem else found

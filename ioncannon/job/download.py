@@ -149,18 +149,15 @@ def download_seconds(nbytes: int, bytes_per_s: float | None) -> float:
     return nbytes / rate if nbytes > 0 else 0.0
 
 
-def download_line(plan: FetchPlan | None, bytes_per_s: float | None, source_kind: str = "hub") -> str:
+def download_line(plan: FetchPlan, bytes_per_s: float | None) -> str:
     """One line for the plan: what will be downloaded and roughly how long it takes at this box's speed."""
     from ioncannon.job.units import duration
 
-    if plan is None:
-        return {"folder": "none: the base model is a local folder",
-                "file": "none: the base model is a local file"}.get(source_kind, "unknown: the hub did not answer")
     if plan.complete:
         return f"none: {plan.repo} is complete in the cache ({size_text(plan.total_bytes)})"
     rate = (f"{size_text(bytes_per_s)}/s measured" if bytes_per_s
             else f"an assumed {size_text(ASSUMED_BYTES_PER_S)}/s")
-    cached = f", {size_text(plan.cached_bytes)} already cached" if plan.cached_bytes else ""
+    cached = f", {size_text(plan.cached_bytes)} already cached" if plan.cached_bytes >= 1e6 else ""
     return (f"{size_text(plan.bytes_to_fetch)} of {plan.repo}{cached}, "
             f"{duration(download_seconds(plan.bytes_to_fetch, bytes_per_s), 'rough')} at {rate}")
 

@@ -80,9 +80,9 @@ def test_fetch_downloads_with_progress_and_the_model_loads_from_the_cache(hub: L
 
 def test_a_disk_too_small_is_refused_before_any_byte(hub: LocalHub, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from ioncannon.engine import fetch
+    from ioncannon.engine import fetch, hub_files
 
-    monkeypatch.setattr(fetch, "free_bytes", lambda path: 1_000_000_000)
+    monkeypatch.setattr(hub_files, "free_bytes", lambda path: 1_000_000_000)
     events: list[Event] = []
     with pytest.raises(StageError) as caught:
         fetch.run_fetch(_ctx(tmp_path, REPO, events))

@@ -51,7 +51,9 @@ class TrainScreen(JobScreen):
                 progress = dataclasses.replace(progress, done=view.last_checkpoint)
         starting = progress is None and view.alive
         live = view.alive and view.state.status == "running"
-        panel.show(title, progress, "starting: loading the model…" if starting else "", live=live)
+        waiting = "starting: asking the Hugging Face Hub for the files…" if stage == "fetch" else \
+            "starting: loading the model…"
+        panel.show(title, progress, waiting if starting else "", live=live)
         self.query_one(LossSparkline).show(list(view.losses))
         sample = view.preview
         if sample is not None and sample.path != self._preview_path:
