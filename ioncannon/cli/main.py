@@ -163,8 +163,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     login = login_problem(spec.base_model)  # a gated model (FLUX.1-dev): say so now, not minutes into the job
     if login:
         raise UserError(login)
+    print(_plan_text(spec), flush=True)
     found, rate = _model_door(spec, workdir)
-    print(_plan_text(spec))
     print(f"download   {found.line(rate)}")
     if not args.yes:
         if not sys.stdin.isatty():
@@ -186,7 +186,11 @@ def _model_door(spec: Any, workdir: Path) -> tuple[Any, float | None]:
     any job exists; otherwise what it takes to download and this box's measured download rate."""
     from ioncannon.engine.hub_files import door_check
     from ioncannon.job.download import recorded_rate
+    from ioncannon.job.workdir import name_taken
 
+    taken = name_taken(workdir, spec.name)  # the cheaper refusal first: it needs no network
+    if taken:
+        raise UserError(taken)
     if sys.stdout.isatty():
         print("checking the base model…", end="\r", flush=True)
     found = door_check(spec, workdir)

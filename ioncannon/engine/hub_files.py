@@ -283,8 +283,10 @@ def job_bytes(spec: JobSpec) -> int:
         styles = 12  # an unreadable pack fails later with its own message
     images = styles * gen.images_per_prompt + gen.bare_token_images
     images += plan.num_class_images if plan.prior_preservation else 0
+    saves = plan.steps // plan.checkpoint_every if plan.checkpoint_every > 0 else 0
     return job_output_bytes(spec.family, plan.mode, plan.optimizer, plan.train_text_encoder, images,
-                            spec.resolution, exports_full_model=not family_info(spec.family).lora_only)
+                            spec.resolution, exports_full_model=not family_info(spec.family).lora_only,
+                            checkpoints=saves, weight_bytes=4 if plan.precision == "fp32" else 2)
 
 
 def disk_check(spec: JobSpec, job_root: Path, download: int) -> str | None:

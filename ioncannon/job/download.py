@@ -186,13 +186,14 @@ _PARAMS: Mapping[str, tuple[float, float, float, float]] = {
 
 
 def job_output_bytes(family: str, mode: str, optimizer: str, train_text_encoder: bool, images: int,
-                     resolution: int, exports_full_model: bool = True) -> int:
-    """Roughly what a job writes: its checkpoints (fp32 weights and Adam moments, three at the peak of a save),
-    its fp16 exports and its images."""
+                     resolution: int, exports_full_model: bool = True, checkpoints: int = 3,
+                     weight_bytes: int = 4) -> int:
+    """Roughly what a job writes: its checkpoints (trained weights and Adam moments; at most three on disk, two
+    kept and one being written), its fp16 exports and its images."""
     denoiser, text, vae, lora = _PARAMS.get(family, _PARAMS["sd15"])
     moments = 4 if optimizer == "adamw_bf16" else 8
     trained = lora if mode == "lora" else denoiser + (text if train_text_encoder else 0.0)
-    checkpoints = 3 * trained * (4 + moments)
+    checkpoints = min(max(checkpoints, 0), 3) * trained * (weight_bytes + moments)
     exports = 2 * 2 * trained if mode == "lora" or not exports_full_model else 2 * 2 * (denoiser + text + vae)
     image_bytes = images * (resolution / 512) ** 2 * 0.5e6
     return int(checkpoints + exports + image_bytes)

@@ -75,12 +75,20 @@ def create_job(workdir: str | Path, spec: JobSpec) -> JobPaths:
         # O_EXCL: of two commands creating the same name at once, exactly one wins
         os.close(os.open(paths.job_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
-        raise WorkdirError(
-            f"A job named {spec.name!r} already exists in {base}: resume it with `ioncannon resume {spec.name}`, "
-            "or give the new job another name."
-        ) from None
+        raise WorkdirError(_taken(spec.name, base)) from None
     save_spec(paths, spec)
     return paths
+
+
+def _taken(name: str, base: Path) -> str:
+    return (f"A job named {name!r} already exists in {base}: resume it with `ioncannon resume {name}`, "
+            "or give the new job another name.")
+
+
+def name_taken(workdir: str | Path, name: str) -> str | None:
+    """The sentence create_job would say when `name` is taken, asked before slower checks; None when it is free."""
+    base = Path(workdir).expanduser().resolve()
+    return _taken(name, base) if JobPaths(base / name).job_file.exists() else None
 
 
 def list_jobs(workdir: str | Path) -> list[JobSummary]:
