@@ -154,11 +154,11 @@ def download_line(plan: FetchPlan, bytes_per_s: float | None) -> str:
     from ioncannon.job.units import duration
 
     if plan.complete:
-        return f"none: {plan.repo} is complete in the cache ({size_text(plan.total_bytes)})"
+        return f"none: complete in the model cache ({size_text(plan.total_bytes)})"
     rate = (f"{size_text(bytes_per_s)}/s measured" if bytes_per_s
             else f"an assumed {size_text(ASSUMED_BYTES_PER_S)}/s")
     cached = f", {size_text(plan.cached_bytes)} already cached" if plan.cached_bytes >= 1e6 else ""
-    return (f"{size_text(plan.bytes_to_fetch)} of {plan.repo}{cached}, "
+    return (f"{size_text(plan.bytes_to_fetch)} from the hub{cached}, "
             f"{duration(download_seconds(plan.bytes_to_fetch, bytes_per_s), 'rough')} at {rate}")
 
 
