@@ -193,10 +193,10 @@ def job_output_bytes(family: str, mode: str, optimizer: str, train_text_encoder:
     denoiser, text, vae, lora = _PARAMS.get(family, _PARAMS["sd15"])
     moments = 4 if optimizer == "adamw_bf16" else 8
     trained = lora if mode == "lora" else denoiser + (text if train_text_encoder else 0.0)
-    checkpoints = min(max(checkpoints, 0), 3) * trained * (weight_bytes + moments)
+    saved = min(max(checkpoints, 0), 3) * trained * (weight_bytes + moments)
     exports = 2 * 2 * trained if mode == "lora" or not exports_full_model else 2 * 2 * (denoiser + text + vae)
     image_bytes = images * (resolution / 512) ** 2 * 0.5e6
-    return int(checkpoints + exports + image_bytes)
+    return int(saved + exports + image_bytes)
 
 
 def disk_problem(*, download: int, download_dir: Path, download_free: int, job: int, job_dir: Path, job_free: int,
