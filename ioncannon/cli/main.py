@@ -16,6 +16,7 @@ from ioncannon.cli.common import UserError, find_job
 from ioncannon.cli.common import workdir as chosen_workdir
 from ioncannon.job.families import family_info
 from ioncannon.job.handle import DAMAGED_JOB_HINT
+from ioncannon.job.printable import printable, printable_lines
 from ioncannon.job.units import duration
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except UserError as exc:
-        print(f"ioncannon: {exc}", file=sys.stderr)
+        print(printable_lines(f"ioncannon: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         # `ioncannon status | head -2` closed the pipe: the reader has what it wanted; say nothing more
@@ -163,9 +164,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     login = login_problem(spec.base_model)  # a gated model (FLUX.1-dev): say so now, not minutes into the job
     if login:
         raise UserError(login)
-    print(_plan_text(spec), flush=True)
+    print(printable_lines(_plan_text(spec)), flush=True)
     found, rate = _model_door(spec, workdir)
-    print(f"download   {found.line(rate)}")
+    print(f"download   {printable(found.line(rate))}")
     if not args.yes:
         if not sys.stdin.isatty():
             raise UserError("not starting without confirmation: add --yes.")
@@ -177,7 +178,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except JobError as exc:
         raise UserError(str(exc)) from exc
     pid = handle.start(paths, workdir)
-    print(f"job {spec.name} started (runner pid {pid}) in {paths.root}")
+    print(f"job {spec.name} started (runner pid {pid}) in {printable(paths.root)}")
     return EXIT_OK if args.detach else _follow(paths)
 
 
@@ -257,16 +258,16 @@ def format_event(event: Any) -> str:
     if isinstance(event, ev.Progress) and event.label == "bytes":  # the download: sizes people read
         from ioncannon.job.download import size_text
 
-        parts = [event.stage, f"{size_text(event.done)}/{size_text(event.total)}"]
+        parts = [printable(event.stage), f"{size_text(event.done)}/{size_text(event.total)}"]
         if event.rate:
             parts.append(f"{size_text(event.rate)}/s")
         if event.eta_s is not None:
             parts.append(f"eta {duration(event.eta_s, 'short')}")
         text = "  ".join(parts)
     elif isinstance(event, ev.Progress):
-        parts = [f"{event.stage}", f"{event.done}/{event.total}"]
+        parts = [printable(event.stage), f"{event.done}/{event.total}"]
         if event.label:
-            parts.append(event.label)
+            parts.append(printable(event.label))
         if event.rate:
             parts.append(f"{event.rate:.2f}/s")
         if event.loss is not None:
@@ -275,22 +276,24 @@ def format_event(event: Any) -> str:
             parts.append(f"eta {duration(event.eta_s, 'short')}")
         text = "  ".join(parts)
     elif isinstance(event, ev.StageStarted):
-        text = f"stage {event.stage} started {event.detail}".rstrip()
+        text = f"stage {printable(event.stage)} started {printable(event.detail)}".rstrip()
     elif isinstance(event, ev.StageFinished):
-        text = f"stage {event.stage} {'skipped' if event.skipped else 'done'} in {duration(event.seconds, 'short')}"
+        done = "skipped" if event.skipped else "done"
+        text = f"stage {printable(event.stage)} {done} in {duration(event.seconds, 'short')}"
     elif isinstance(event, ev.Failed):
-        text = f"FAILED in {event.stage}: {event.message}" + (f"\n  what to do: {event.hint}" if event.hint else "")
+        text = f"FAILED in {printable(event.stage)}: {printable(event.message)}" + (
+            f"\n  what to do: {printable(event.hint)}" if event.hint else "")
     elif isinstance(event, ev.JobFinished):
-        text = f"job finished in {duration(event.seconds, 'short')}; outputs in {event.outputs}"
+        text = f"job finished in {duration(event.seconds, 'short')}; outputs in {printable(event.outputs)}"
     elif isinstance(event, ev.Message):
-        text = f"{event.level}: {event.text}"
+        text = f"{printable(event.level)}: {printable(event.text)}"
     elif isinstance(event, (ev.SampleReady, ev.CollageReady, ev.CheckpointSaved)):
         what = {"SampleReady": "image", "CollageReady": "collage", "CheckpointSaved": "checkpoint"}[
             type(event).__name__
         ]
-        text = f"{what} {event.path}"
+        text = f"{what} {printable(event.path)}"
     elif isinstance(event, ev.Stopped):
-        text = f"stopped: {event.reason}"
+        text = f"stopped: {printable(event.reason)}"
     elif isinstance(event, ev.RunnerStarted):
         text = f"runner {event.pid} {'resumed' if event.resumed else 'started'}"
     else:
@@ -317,7 +320,7 @@ def _follow(paths: Any) -> int:
                     continue
                 if news.state.status == "finished":
                     return EXIT_OK
-                print(f"the runner exited ({news.state.status}). Details: {paths.log_file}", file=sys.stderr)
+                print(f"the runner exited ({news.state.status}). Details: {printable(paths.log_file)}", file=sys.stderr)
                 return EXIT_FAILED
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -382,12 +385,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
         line += f"   {info['rate']:.2f}/s"
     if info["eta_s"]:
         line += f"   eta {duration(info['eta_s'], 'short')}"
-    print(f"job      {info['job']}")
-    print(f"state    {line}")
-    print(f"done     {', '.join(info['stages_done']) or '-'}")
+    print(f"job      {printable(info['job'])}")
+    print(f"state    {printable(line)}")
+    print(f"done     {printable(', '.join(info['stages_done']) or '-')}")
     print(f"elapsed  {duration(info['elapsed_s'], 'short')}")
     if info["message"]:
-        print(f"note     {info['message']}")
+        print(f"note     {printable(info['message'])}")
     if info["status"] == "damaged":
         print(f"what now {DAMAGED_JOB_HINT}")
     elif info["status"] == "interrupted":
@@ -396,9 +399,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
         promise = resume_promise(job.paths, job.state)
         print(f"what now the runner stopped without finishing; `ioncannon resume`: {promise}")
     elif info["hint"]:
-        print(f"what now {info['hint']}")
+        print(f"what now {printable(info['hint'])}")
     for key, value in info["paths"].items():
-        print(f"{key:<17}{value}")
+        print(f"{key:<17}{printable(value)}")
     return EXIT_OK
 
 
@@ -414,19 +417,19 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     job = find_job(args)
     if job.alive:
         if args.detach:
-            print(f"job {job.name} is already running; nothing to resume.")
+            print(f"job {printable(job.name)} is already running; nothing to resume.")
             return EXIT_OK
-        print(f"job {job.name} is already running; following it (Ctrl+C detaches).")
+        print(f"job {printable(job.name)} is already running; following it (Ctrl+C detaches).")
         return _follow(job.paths)
     if job.spec is None:
-        raise UserError(f"job {job.name} can't be resumed: {job.problem}. {DAMAGED_JOB_HINT}")
+        raise UserError(f"job {printable(job.name)} can't be resumed: {job.problem}. {DAMAGED_JOB_HINT}")
     if job.state.finished:
-        print(f"job {job.name} already finished; outputs in {job.paths.outputs}")
+        print(f"job {printable(job.name)} already finished; outputs in {printable(job.paths.outputs)}")
         return EXIT_OK
     if args.base_model:
         job = _with_base_model(job, args.base_model, chosen_workdir(args))
     pid = handle.resume(job, chosen_workdir(args))
-    print(f"job {job.name} resumed (runner pid {pid})")
+    print(f"job {printable(job.name)} resumed (runner pid {pid})")
     return EXIT_OK if args.detach else _follow(job.paths)
 
 
@@ -448,7 +451,8 @@ def _with_base_model(job: Any, base_model: str, workdir: Path) -> Any:
         spec = handle.change_base_model(job, base_model)
     except JobError as exc:
         raise UserError(str(exc)) from exc
-    print(f"job {job.name}: base model now {spec.base_model}; the stages after the photos run again.")
+    print(f"job {printable(job.name)}: base model now {printable(spec.base_model)}; the stages after the photos "
+          "run again.")
     return find_named(workdir, job.name) or job
 
 
@@ -457,9 +461,9 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
     job = find_job(args)
     if not handle.stop(job.paths):
-        print(f"job {job.name} is not running.")
+        print(f"job {printable(job.name)} is not running.")
         return EXIT_OK
-    print(f"asked job {job.name} to checkpoint and stop ...")
+    print(f"asked job {printable(job.name)} to checkpoint and stop ...")
     handle.wait_until_exited(job.paths, 120)
     print("stopped. Resume with `ioncannon resume`.")
     return EXIT_OK

@@ -26,6 +26,7 @@ from ioncannon.job.download import (
 from ioncannon.job.families import family_info
 from ioncannon.job.fsio import free_bytes
 from ioncannon.job.hub import login_problem
+from ioncannon.job.printable import printable
 from ioncannon.job.spec import JobSpec
 
 # A hub that answers nothing within this many seconds is treated as unreachable (the wizard must never hang on it)
@@ -73,6 +74,8 @@ def explain(repo: str, exc: BaseException) -> str:
     """One sentence for a hub error: offline, timed out, a login or licence, not found, or the hub's own words."""
     from huggingface_hub import errors
 
+    repo = printable(repo, 200)
+
     name = type(exc).__name__
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if isinstance(exc, errors.GatedRepoError) or status == 403:
@@ -93,7 +96,7 @@ def explain(repo: str, exc: BaseException) -> str:
     if "Connect" in name or "Network" in name or isinstance(exc, OSError):
         return (f"No connection to the Hugging Face Hub for {repo}: check this box's internet (or HF_ENDPOINT), "
                 "or point the job at a local diffusers folder or .safetensors file; finished files are kept.")
-    text = " ".join(str(exc).split())[:200]
+    text = printable(" ".join(str(exc).split()), 200)
     return f"The Hugging Face Hub answered an error for {repo} ({name}: {text}): try again later, then resume."
 
 

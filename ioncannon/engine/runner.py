@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import logging
 import os
@@ -28,6 +29,7 @@ from ioncannon.job.fsio import StateFileError, append_line, free_bytes
 from ioncannon.job.handle import DAMAGED_JOB_HINT
 from ioncannon.job.lock import try_lock
 from ioncannon.job.paths import JobPaths
+from ioncannon.job.printable import printable
 from ioncannon.job.spec import JobSpec, load_spec
 from ioncannon.job.stages import STAGE_NAMES, load
 from ioncannon.job.stages import stage as stage_info
@@ -65,6 +67,8 @@ class Runner:
 
     # events and state
     def emit(self, event: Event) -> None:
+        if isinstance(event, Message):  # stages quote file names and library text: the log shows them printable
+            event = dataclasses.replace(event, text=printable(event.text, 2000))
         try:
             append_line(self.paths.events_file, event.dumps())
         except OSError as exc:  # the event log is a convenience; the state below is what status reads
@@ -261,6 +265,8 @@ class Runner:
         return 0
 
     def _fail(self, stage: str, message: str, hint: str) -> int:
+        # exception text and model metadata come from outside: state.json and the event log carry them printable
+        message, hint = printable(message, 2000), printable(hint, 2000)
         self.state.status, self.state.message, self.state.hint = "failed", message, hint
         self.emit(Failed(stage=stage, message=message, hint=hint))
         return 1
@@ -288,7 +294,7 @@ def _refuse_damaged_job(paths: JobPaths, problem: str, log: logging.Logger) -> i
     log.error("job.json can't be used: %s", problem)
     state = read_state(paths)
     state.status, state.pid = "failed", None
-    state.message = problem
+    state.message = problem = printable(problem, 2000)
     state.hint = DAMAGED_JOB_HINT
     try:
         append_line(paths.events_file, Failed(stage=state.stage or "prepare", message=problem,

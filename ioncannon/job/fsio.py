@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ioncannon.job.limits import MAX_NESTING
+
 SCHEMA_VERSION = 1
 # state files are a few kB; a bigger one is not ours, and reading it whole would cost memory for nothing
 MAX_STATE_BYTES = 16 << 20
@@ -78,6 +80,18 @@ def _read_small(path: Path, limit: int) -> bytes:
         os.close(fd)
 
 
+def too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether parsed JSON/TOML nests deeper than `limit` (checked without recursion, so any depth is safe)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
 def read_json(path: str | Path, limit: int = MAX_STATE_BYTES) -> dict[str, Any]:
     """Read a state file written by `write_json`; raise StateFileError with a reason otherwise (never anything else)."""
     path = Path(path)
@@ -97,6 +111,8 @@ def read_json(path: str | Path, limit: int = MAX_STATE_BYTES) -> dict[str, Any]:
         raise StateFileError(f"{path.name} is damaged (not a JSON object the product wrote)") from exc
     if not isinstance(body, dict):
         raise StateFileError(f"{path.name} is damaged (not a JSON object)")
+    if too_deep(body):
+        raise StateFileError(f"{path.name} is damaged (nested {MAX_NESTING}+ levels deep, never written so)")
     version = body.get("schema_version")
     if version != SCHEMA_VERSION:
         raise StateFileError(

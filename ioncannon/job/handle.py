@@ -18,8 +18,8 @@ from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import JobSpec, save_spec
 from ioncannon.job.state import EventTail, JobState, read_state, write_state
 from ioncannon.job.timings import write_estimate
-from ioncannon.job.validate import SpecError
-from ioncannon.job.workdir import JobSummary, WorkdirError, create_job, find_job, summarise
+from ioncannon.job.validate import NAME_PATTERN, SpecError
+from ioncannon.job.workdir import JobSummary, WorkdirError, create_job, find_job, overlap_problem, summarise
 
 RUNNER_MODULE = "ioncannon.engine.runner"
 DAMAGED_JOB_HINT = ("Fix the field named above in the job's .ioncannon/job.json, then `ioncannon resume`; or start a "
@@ -42,6 +42,10 @@ def check_spec(spec: JobSpec, workdir: str | Path | None = None) -> None:
         # the job's folders would appear inside the photo folder, which the product promises never to change
         problems.append(f"the work dir {workdir} lies inside the photo folder {spec.photos_dir}: "
                         "pick a work dir outside it (--workdir DIR).")
+    elif workdir is not None and photos.is_dir() and NAME_PATTERN.fullmatch(spec.name):
+        overlap = overlap_problem(Path(workdir).expanduser() / spec.name, photos)
+        if overlap:
+            problems.append(overlap)
     pack = spec.generate.prompt_pack
     own = workdir is not None and Path(pack) == JobPaths(Path(workdir).expanduser().resolve() / spec.name) \
         .prompt_pack_file

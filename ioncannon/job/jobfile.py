@@ -11,12 +11,13 @@ from typing import Any
 
 from ioncannon.job.errors import JobError
 from ioncannon.job.families import FAMILIES
+from ioncannon.job.fsio import too_deep
+from ioncannon.job.limits import MAX_JOBFILE_BYTES
 from ioncannon.job.spec import JobSpec
 from ioncannon.job.validate import SpecError
 from ioncannon.job.workdir import new_job_name
 
 # A job file is a few dozen lines; anything bigger is the wrong file, and reading it would cost memory for nothing.
-MAX_JOBFILE_BYTES = 1 << 20
 
 # What `ioncannon run --example` prints: every field a person is likely to set, each said in a comment.
 EXAMPLE_JOBFILE = """\
@@ -91,8 +92,12 @@ def parse_jobfile(path: Path, text: str) -> Any:
         if kind == "TOML":
             from ioncannon.job import toml
 
-            return toml.loads(text)
-        return json.loads(text)
+            data = toml.loads(text)
+        else:
+            data = json.loads(text)
+        if too_deep(data):
+            raise RecursionError
+        return data
     except RecursionError as exc:
         raise JobError(f"job file {path} nests too deeply to be a job file: write flat fields.") from exc
     except ValueError as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors

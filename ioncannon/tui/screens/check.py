@@ -36,6 +36,7 @@ class CheckScreen(WizardScreen):
     """Step 2: what the doctor found and what it will do with each file."""
 
     STEP = Step.CHECK
+    HELP_EXTRA = (("↑ ↓", "pick a photo: its preview, crop and reasons show below"),)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "cycle_crop", "Crop"),
         Binding("d", "toggle_drop", "Drop/keep"),

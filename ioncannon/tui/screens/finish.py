@@ -71,6 +71,9 @@ class FinishScreen(Screen[None]):
         height: auto; border: heavy $error; padding: 0 1; margin: 0 0;
     }
     """
+    HELP_TITLE = "Finished"
+    HELP_EXTRA = (("↑ ↓ pgup pgdn", "scroll the summary (its commands and privacy part are further down)"),
+                  ("tab", "to the download line; ← → then scroll it sideways"))
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("g", "gallery", "Images"),
         Binding("b", "bundle", "Bundle"),

@@ -25,6 +25,7 @@ class GalleryScreen(Screen[None]):
     GalleryScreen > #gallery-preview { height: 1fr; border: round $primary; }
     GalleryScreen > #gallery-info { height: auto; max-height: 3; padding: 0 1; }
     """
+    HELP_TITLE = "Images"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Back"),
         Binding("left,p", "page(-1)", "Prev"),

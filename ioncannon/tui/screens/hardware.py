@@ -42,6 +42,8 @@ class HardwareScreen(WizardScreen):
     """Step 4: the plan, its cost, and the go."""
 
     STEP = Step.HARDWARE
+    HELP_EXTRA = (("type", "the price per hour, a budget cap (20 dollars, 90m minutes) or the base model"),
+                  ("tab / shift+tab", "between the boxes"))
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+p", "switch_preset", "Preset"),
         Binding("ctrl+l", "switch_mode", "Full/LoRA"),

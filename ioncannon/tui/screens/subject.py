@@ -29,6 +29,9 @@ class SubjectScreen(WizardScreen):
     """Step 3: who or what is in the photos."""
 
     STEP = Step.SUBJECT
+    HELP_EXTRA = (("type", "the identifier (a rare word that will mean the subject)"),
+                  ("tab / shift+tab", "between the identifier, the class list and the custom class"),
+                  ("↑ ↓ enter / space", "in the class list: move, and pick a class"))
     BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+n", "next", "Next")]
 
     def __init__(self) -> None:
