@@ -95,12 +95,7 @@ def create_job(workdir: str | Path, spec: JobSpec) -> JobPaths:
         # there (the person's photos copied to the work dir, a file) is never taken over
         root.mkdir(mode=0o700)
     except FileExistsError:
-        ours = paths.meta.is_dir() and not paths.meta.is_symlink()  # a job of ours, or one being made now
-        raise WorkdirError(
-            _taken(spec.name, base) if ours else
-            f"{root} is already there and is not a job: give the job another name (or move that "
-            f"{'folder' if root.is_dir() else 'file'} out of the work dir)."
-        ) from None
+        raise WorkdirError(_taken(root, base)) from None
     except OSError as exc:
         raise WorkdirError(f"Can't make the job folder {root} ({exc.strerror}): pick another --workdir.") from exc
     try:
@@ -115,15 +110,21 @@ def create_job(workdir: str | Path, spec: JobSpec) -> JobPaths:
     return paths
 
 
-def _taken(name: str, base: Path) -> str:
-    return (f"A job named {name!r} already exists in {base}: resume it with `ioncannon resume {name}`, "
-            "or give the new job another name.")
+def _taken(root: Path, base: Path) -> str:
+    """Why the job folder `root` can't be made: a job of ours (or one being made now), or something else."""
+    meta = JobPaths(root).meta
+    if meta.is_dir() and not meta.is_symlink():
+        return (f"A job named {root.name!r} already exists in {base}: resume it with `ioncannon resume {root.name}`, "
+                "or give the new job another name.")
+    return (f"{root} is already there and is not a job: give the job another name (or move that "
+            f"{'folder' if root.is_dir() else 'file'} out of the work dir).")
 
 
 def name_taken(workdir: str | Path, name: str) -> str | None:
     """The sentence create_job would say when `name` is taken, asked before slower checks; None when it is free."""
     base = Path(workdir).expanduser().resolve()
-    return _taken(name, base) if JobPaths(base / name).job_file.exists() else None
+    root = base / name
+    return _taken(root, base) if root.exists() or root.is_symlink() else None
 
 
 def list_jobs(workdir: str | Path) -> list[JobSummary]:
