@@ -376,13 +376,18 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return EXIT_OK
+    from ioncannon.job.download import size_text
+
     line = f"{info['status']}"
+    download = info["stage"] == "fetch"  # its counts are bytes: shown as sizes
     if info["stage"]:
-        line += f"   stage {info['stage']}   {info['step']}/{info['total']}"
+        count = f"{size_text(info['step'])}/{size_text(info['total'])}" if download else \
+            f"{info['step']}/{info['total']}"
+        line += f"   stage {info['stage']}   {count}"
     if info["loss"] is not None:
         line += f"   loss {info['loss']:.4f}"
     if info["rate"]:
-        line += f"   {info['rate']:.2f}/s"
+        line += f"   {size_text(info['rate'])}/s" if download else f"   {info['rate']:.2f}/s"
     if info["eta_s"]:
         line += f"   eta {duration(info['eta_s'], 'short')}"
     print(f"job      {printable(info['job'])}")

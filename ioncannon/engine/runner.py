@@ -182,11 +182,13 @@ class Runner:
             t = time.time()
             skip = self._skip_reason(stage, ctx)
             if skip:  # nothing to do this time (a local base model): said once, shown as skipped, costs no time
+                self.log.info("stage %s skipped: %s", stage, skip)
                 self.emit(Message(level="info", text=skip))
                 self.state.stages_done.append(stage)
                 self.emit(StageFinished(stage=stage, seconds=time.time() - t, skipped=True))
                 continue
             self.emit(StageStarted(stage=stage))
+            self.log.info("stage %s started", stage)
             try:
                 stage_function(stage)(ctx)
             except StopRequested:
@@ -206,6 +208,7 @@ class Runner:
                 return self._fail(stage, f"{stage} stopped on an unexpected error: {type(exc).__name__}: {exc}"[:400],
                                   f"The details are in {self.paths.log_file}. Fix the cause, then resume: `ioncannon`.")
             self.state.stages_done.append(stage)
+            self.log.info("stage %s done in %.1f s", stage, time.time() - t)
             self.emit(StageFinished(stage=stage, seconds=time.time() - t))
         self.state.status, self.state.stage = "finished", None
         self.emit(JobFinished(seconds=self._elapsed0 + time.time() - self._t0, outputs=str(self.paths.outputs)))

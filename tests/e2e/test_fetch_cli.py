@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -76,6 +77,8 @@ def test_a_failed_download_takes_another_base_model_on_resume(
     info = json.loads(ioncannon("status", "gated", "--json", "--workdir", str(wd)).stdout)
     assert info["stage"] == "fetch" and "licence" in info["message"] and "\n" not in info["message"]
     assert "--base-model" in info["hint"]
+    text = ioncannon("status", "gated", "--workdir", str(wd)).stdout
+    assert re.search(r"stage fetch +[\d.]+ [kMG]?B/[\d.]+ [kMG]?B", text), text  # the download's counts as sizes
 
     refused = ioncannon("resume", "gated", "--base-model", str(tmp_path / "nowhere"), "--workdir", str(wd))
     assert refused.returncode == 2 and "does not exist" in refused.stderr
