@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
         shown = "\n".join(f"  {printable(f.file)}: {f.status}: {printable('; '.join(f.reasons))}" for f in findings)
         return _fail(f"no usable photos in {args.photo_dir}: add JPEG/PNG/HEIC photos of the subject"
                      + (f"\n{shown}" if shown else " (the folder is empty)"), err)
+    if not args.out.strip():
+        return _fail("--out is empty: give the folder to write the copies to", err)
     target = Path(args.out).expanduser()
     if overlaps(target, args.photo_dir):
         return _fail("--out must be outside the photo folder, and the photo folder outside --out (the photo "

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ioncannon.cli.common import UserError, find_job
+from ioncannon.cli.common import UserError, find_job, given_workdir
 from ioncannon.cli.common import workdir as chosen_workdir
 from ioncannon.job.families import family_info
 from ioncannon.job.handle import DAMAGED_JOB_HINT
@@ -20,6 +20,7 @@ from ioncannon.job.printable import printable, printable_lines
 from ioncannon.job.units import duration
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
+STOP_WAIT_S = float(os.environ.get("IONCANNON_STOP_WAIT_S", "120"))  # how long `stop` waits for the checkpoint
 
 # sub-commands implemented elsewhere, forwarded with their own argument parsers
 FORWARDED = {
@@ -67,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--demo", action="store_true", help="walk the wizard on built-in sample photos and a tiny model"
     )
+    from ioncannon import __version__
+
+    parser.add_argument("--version", "-V", action="version", version=f"ioncannon {__version__}")
     parser.set_defaults(handler=_cmd_wizard)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -125,7 +129,6 @@ def _cmd_wizard(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from ioncannon.job import handle
     from ioncannon.job.errors import JobError
-    from ioncannon.job.workdir import default_workdir
 
     if args.example:
         from ioncannon.job.jobfile import EXAMPLE_JOBFILE
@@ -137,6 +140,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for name, value in (("TRANSFORMERS_VERBOSITY", "error"), ("DIFFUSERS_VERBOSITY", "error"),
                         ("HF_HUB_DISABLE_PROGRESS_BARS", "1")):
         os.environ.setdefault(name, value)
+    if args.demo or args.jobfile:
+        # the first look loads torch and probes the GPU: seconds in which nothing else would be printed
+        print("checking the job and this machine (GPU, disk; loading torch takes a few seconds)…", flush=True)
     try:
         if args.demo:
             from ioncannon.engine.demo import demo_spec, sized_demo_plan
@@ -148,7 +154,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             from ioncannon.job.jobfile import gives_train_plan, read_jobfile
 
             # the work dir is made only once the job file passed: a refused job leaves no trace anywhere
-            workdir = Path(args.workdir).expanduser() if args.workdir else default_workdir()
+            workdir = given_workdir(args)
             spec = read_jobfile(args.jobfile, workdir)
             if not gives_train_plan(args.jobfile):
                 spec = _fitting_plan(spec, workdir)
@@ -332,22 +338,23 @@ def _follow(paths: Any) -> int:
 
 
 def job_status(job: Any) -> dict[str, Any]:
-    from ioncannon.job.state import shown_status
+    from ioncannon.job.state import is_live, shown_done, shown_status
 
     st = job.state
     status = "damaged" if job.spec is None and not job.alive else shown_status(st.status, job.alive)
     spec = job.spec
+    running = is_live(st.status, job.alive) and st.status == "running"  # a rate and ETA only while it runs
     return {
         "job": job.name,
         "status": status,
         "alive": job.alive,
         "stage": st.stage,
         "stages_done": st.stages_done,
-        "step": st.done,
+        "step": shown_done(job.paths, st),
         "total": st.total,
         "loss": st.loss,
-        "rate": st.rate,
-        "eta_s": st.eta_s,
+        "rate": st.rate if running else None,
+        "eta_s": st.eta_s if running else None,
         "elapsed_s": round(st.elapsed_s, 1),
         "message": st.message or job.problem,
         "hint": st.hint,
@@ -364,14 +371,18 @@ def job_status(job: Any) -> dict[str, Any]:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     if args.job is None and not _any_job(args):
-        # No jobs is an answer, not a mistake: say so and how to make one, exit 0.
-        where = chosen_workdir(args)
+        # No jobs is an answer, not a mistake: say so and how to make one, exit 0 (and make no folder: a look
+        # at a mistyped --workdir must not leave it behind).
+        where = _looked_at_workdir(args)
         if args.json:
             print(json.dumps({"jobs": [], "workdir": str(where)}, indent=2))
         else:
-            print(f"no jobs in {where} yet. Start one with `ioncannon` (the wizard) or `ioncannon run JOBFILE`.")
+            if not where.is_dir():
+                print(f"no jobs in {where}: that folder does not exist (check --workdir).")
+            else:
+                print(f"no jobs in {where} yet. Start one with `ioncannon` (the wizard) or `ioncannon run JOBFILE`.")
         return EXIT_OK
-    job = find_job(args)
+    job = find_job(args, create=False)
     info = job_status(job)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -410,14 +421,20 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _looked_at_workdir(args: argparse.Namespace) -> Path:
+    return given_workdir(args)
+
+
 def _any_job(args: argparse.Namespace) -> bool:
     from ioncannon.job.workdir import list_jobs
 
-    return bool(list_jobs(chosen_workdir(args)))
+    return bool(list_jobs(_looked_at_workdir(args)))
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     from ioncannon.job import handle
+    from ioncannon.job.errors import JobError
+    from ioncannon.job.lock import RunnerBusy
 
     job = find_job(args)
     if job.alive:
@@ -433,7 +450,14 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.base_model:
         job = _with_base_model(job, args.base_model, chosen_workdir(args))
-    pid = handle.resume(job, chosen_workdir(args))
+    try:
+        pid = handle.resume(job, chosen_workdir(args))
+    except RunnerBusy as exc:  # another `resume` (or the wizard) started it a moment before: follow that one
+        print(f"job {printable(job.name)} was resumed by another command a moment ago (runner pid {exc.pid}); "
+              + ("nothing more to do." if args.detach else "following it (Ctrl+C detaches)."))
+        return EXIT_OK if args.detach else _follow(job.paths)
+    except JobError as exc:
+        raise UserError(str(exc)) from exc
     print(f"job {printable(job.name)} resumed (runner pid {pid})")
     return EXIT_OK if args.detach else _follow(job.paths)
 
@@ -463,13 +487,25 @@ def _with_base_model(job: Any, base_model: str, workdir: Path) -> Any:
 
 def _cmd_stop(args: argparse.Namespace) -> int:
     from ioncannon.job import handle
+    from ioncannon.job.errors import JobError
 
     job = find_job(args)
-    if not handle.stop(job.paths):
+    try:
+        asked = handle.stop(job.paths)
+    except JobError as exc:  # locked, but not provably by its runner: nothing was signalled
+        raise UserError(str(exc)) from exc
+    if not asked:
         print(f"job {printable(job.name)} is not running.")
         return EXIT_OK
     print(f"asked job {printable(job.name)} to checkpoint and stop ...")
-    handle.wait_until_exited(job.paths, 120)
+    if not handle.wait_until_exited(job.paths, STOP_WAIT_S):
+        from ioncannon.job.lock import runner_pid
+
+        pid = runner_pid(job.paths)
+        print(f"ioncannon: job {printable(job.name)} has not stopped after {STOP_WAIT_S:.0f} s: its runner (pid {pid}) "
+              "still holds the job, perhaps stuck. Wait and `ioncannon status`, or end it with `kill -9 "
+              f"{pid}`; `ioncannon resume` later continues from the last checkpoint.", file=sys.stderr)
+        return EXIT_FAILED
     print("stopped. Resume with `ioncannon resume`.")
     return EXIT_OK
 

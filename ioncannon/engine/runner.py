@@ -7,6 +7,7 @@ import dataclasses
 import errno
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -25,7 +26,7 @@ from ioncannon.job.events import (
     StageStarted,
     Stopped,
 )
-from ioncannon.job.fsio import StateFileError, append_line, free_bytes
+from ioncannon.job.fsio import StateFileError, append_line, free_bytes, open_job_file
 from ioncannon.job.handle import DAMAGED_JOB_HINT
 from ioncannon.job.lock import try_lock
 from ioncannon.job.paths import JobPaths
@@ -113,7 +114,7 @@ class Runner:
         reserve = self.paths.meta / RESERVE_NAME
         try:
             if not reserve.exists() or reserve.stat().st_size < self.RESERVE_BYTES:
-                with open(reserve, "wb") as fh:
+                with os.fdopen(open_job_file(reserve, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as fh:
                     fh.write(b"\0" * self.RESERVE_BYTES)  # real blocks, not a sparse hole
                     fh.flush()
                     os.fsync(fh.fileno())
@@ -155,6 +156,13 @@ class Runner:
         self.state.message = self.state.hint = ""
         self.state.started_at = self.state.started_at or time.time()
         self.emit(RunnerStarted(pid=os.getpid(), resumed=resumed))
+        if self.spec.budget_money is not None and not self.spec.hourly_price:
+            # the door asks for a price with a money cap; a job file edited since must not run past a cap
+            # that nothing can measure
+            return self._fail("prepare", f"the job has a money cap of {self.spec.budget_money:g} but no hourly "
+                              "price, so the cap could not be kept; nothing was run.",
+                              "Set hourly_price (or budget_minutes instead) in the job's .ioncannon/job.json, "
+                              "then `ioncannon resume`.")
         try:
             from ioncannon.engine.models.load import resolve_device
 
@@ -317,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.umask(0o077)  # everything the job writes shows the subject or describes them: private to the user
     paths = JobPaths(args.job_root)
+    if paths.root.is_symlink() or paths.meta.is_symlink():
+        # every state write would land wherever the link leads
+        print(f"{paths.meta} is reached through a symlink, not the job's own folder; exiting", file=sys.stderr)
+        return 3
     lock = None
     for _ in range(20):  # a client may be probing the lock for a moment
         lock = try_lock(paths)
@@ -327,6 +339,10 @@ def main(argv: list[str] | None = None) -> int:
         print("another runner holds this job's lock; exiting", file=sys.stderr)
         return 3
     lock.record(os.getpid())
+    for own in (paths.events_file, paths.state_file):
+        # planted (a symlink, a FIFO, a folder): the job's own files are written here, as files, and nothing waits
+        if own.is_symlink() or (own.exists() and not own.is_file()):
+            shutil.rmtree(own) if own.is_dir() and not own.is_symlink() else own.unlink()
     try:
         os.chmod(paths.root, 0o700)  # a job created by an older version may still be readable by others
     except OSError:

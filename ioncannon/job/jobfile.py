@@ -29,9 +29,10 @@ identifier = "zwx"                 # a rare made-up word that will mean your sub
 class_name = "dog"                 # what kind of thing it is: man, woman, person, dog, cat, or your own word
 # name = "rex-first-try"           # the job's folder in the work dir (default: identifier and date)
 
-family = "sd15"                    # sd15 or sdxl; sets the base model, resolution and prompt settings below
+family = "sd15"                    # sd15, sdxl or flux; sets the base model, resolution and prompt settings below
+                                   # (flux: FLUX.1-dev, LoRA only, non-commercial licence, needs a hub login)
 # base_model = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # a hub id, a diffusers folder or a .safetensors file
-# resolution = 512                 # training size in pixels (SD 1.5: 512; SDXL: 1024 or 768)
+# resolution = 512                 # training size in pixels (SD 1.5: 512; SDXL: 1024 or 768; Flux: 1024 or 512)
 # device = "auto"                  # auto, cuda, or cpu (cpu only makes sense with a tiny test model)
 
 # hourly_price = 0.89              # what the box costs per hour, for the cost lines
@@ -47,6 +48,7 @@ family = "sd15"                    # sd15 or sdxl; sets the base model, resoluti
 # mode = "lora"                    # full or lora
 # steps = 800
 # learning_rate = 1e-4
+# prior_preservation = true        # train on class images too, so the class keeps its look (off for flux)
 # num_class_images = 200           # prior-preservation images of the class, made by the base model
 
 # [generate]

@@ -95,6 +95,10 @@ def create_job(workdir: str | Path, spec: JobSpec) -> JobPaths:
         # there (the person's photos copied to the work dir, a file) is never taken over
         root.mkdir(mode=0o700)
     except FileExistsError:
+        for _ in range(10):  # a job another command is making this moment gets its .ioncannon in a blink
+            if (paths.meta.is_dir() and not paths.meta.is_symlink()) or root.is_symlink() or not root.is_dir():
+                break
+            time.sleep(0.05)
         raise WorkdirError(_taken(root, base)) from None
     except OSError as exc:
         raise WorkdirError(f"Can't make the job folder {root} ({exc.strerror}): pick another --workdir.") from exc

@@ -20,6 +20,7 @@ from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ioncannon.job import handle
+from ioncannon.job.errors import JobError
 from ioncannon.job.lock import RunnerBusy
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import JobSpec
@@ -308,7 +309,14 @@ class IonCannonApp(App[None]):
 
     def stop_job(self) -> None:
         """Ask the runner to checkpoint and stop; the screen shows it stopping, then stopped."""
-        if self.job is not None and not handle.stop(self.job.paths):
+        if self.job is None:
+            return
+        try:
+            asked = handle.stop(self.job.paths)
+        except JobError as exc:  # locked by a process that is not provably the runner: nothing was signalled
+            self.notify(str(exc), severity="error")
+            return
+        if not asked:
             self.notify("The runner had already exited.", severity="warning")
 
     @work(thread=True, exclusive=True, group="pump", exit_on_error=False)
