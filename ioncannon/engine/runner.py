@@ -139,6 +139,7 @@ class Runner:
 
     # the loop
     def run(self) -> int:
+        from ioncannon.engine.attention import is_kernel_error as kernel_error
         from ioncannon.engine.context import StageContext
         from ioncannon.engine.models.load import ModelLoadError
         from ioncannon.engine.stages import stage_function
@@ -188,6 +189,8 @@ class Runner:
                 return self._fail(stage, str(exc), "Then resume: `ioncannon`.")
             except Exception as exc:  # an unexpected bug: the traceback goes to the log, a sentence to the user
                 self.log.error("stage %s crashed:\n%s", stage, traceback.format_exc())
+                if kernel_error(exc):
+                    return self._fail(stage, *self._kernel_failure(ctx, stage, exc))
                 if self._disk_full(exc):
                     return self._fail(stage, f"{stage} stopped: the disk is full ({_free_text(self.paths)}).",
                                       "Free some space (`ioncannon wipe` an old job, or delete files you no longer "
@@ -222,6 +225,24 @@ class Runner:
         if gone:
             self.log.warning("files of finished stages are missing; running again: %s", sorted(set(gone)))
             self.state.stages_done = [s for s in done if s not in gone]
+
+    def _kernel_failure(self, ctx: Any, stage: str, exc: BaseException) -> tuple[str, str]:
+        """A GPU kernel broke (CUDA, cuDNN, cuBLAS): which kernel, and that a resume leaves a broken one out."""
+        from ioncannon.engine.attention import first_line, mark_broken
+
+        detail = first_line(exc)
+        try:
+            backend = mark_broken(ctx.shared_cache, ctx.device, detail)
+        except OSError:
+            backend = None
+        if backend:
+            self.log.error("the %s attention kernel is marked broken on this card", backend)
+            return (f"{stage} stopped: a GPU kernel failed while the {backend} attention kernel was in use ({detail}).",
+                    "Resume (`ioncannon resume`): the job keeps its finished work and leaves that kernel out. If it "
+                    "fails again, this box's PyTorch or driver is broken: rent another box.")
+        return (f"{stage} stopped: a GPU kernel failed ({detail}).",
+                "Resume (`ioncannon resume`): the job keeps its finished work. If it fails the same way again, this "
+                "box's PyTorch or driver is broken: rent another box (or another PyTorch image).")
 
     def _stopped(self) -> int:
         self.state.status = "stopped"
