@@ -126,7 +126,7 @@ def sdpa_trial(backend: str, shapes: Sequence[AttentionShape], dtype: torch.dtyp
         q, k, v = _inputs(shape, dtype, device, backward)
         ref = _reference(q, k, v)
         try:
-            def once() -> torch.Tensor:
+            def once(q: torch.Tensor = q, k: torch.Tensor = k, v: torch.Tensor = v) -> torch.Tensor:
                 with sdpa_kernel([BACKENDS[backend]]):
                     out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
                     if backward:
