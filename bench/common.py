@@ -42,7 +42,7 @@ def reset_peak() -> None:
 
 
 def train_plan(parts: Any, workdir: Path, family: str, key: str, steps: int, res: int, photos: int,
-               class_images: int = 0) -> tuple[Any, dict[str, Any]]:
+               class_images: int = 0, keep_ctx: bool = False) -> Any:
     """The hardware screen's plan `key` of `family` for an H200, through the product's cache and train stages on
     the built model `parts` (its denoiser off the GPU while the prompts and latents are cached).
 
@@ -86,11 +86,12 @@ def train_plan(parts: Any, workdir: Path, family: str, key: str, steps: int, res
     run_training(ctx, parts)
     train_s = time.perf_counter() - t
     stats = json.loads((paths.meta / "train_stats.json").read_text())
-    return plan, {"phase": f"ours-{key}", "steps_per_s": stats.get("steady_steps_per_s") or 0.0,
-                  "peak_gib": round((mem("max_allocated") - base) / 2**30, 2),
-                  "reserved_gib": round(mem("max_reserved") / 2**30, 2), "cache_s": round(cache_s, 1),
-                  "setup_s": stats.get("setup_s"), "first_steps_s": stats.get("first_steps_s"),
-                  "train_s": round(train_s, 1), "mode": stats.get("mode"), "steps": steps}
+    row = {"phase": f"ours-{key}", "steps_per_s": stats.get("steady_steps_per_s") or 0.0,
+           "peak_gib": round((mem("max_allocated") - base) / 2**30, 2),
+           "reserved_gib": round(mem("max_reserved") / 2**30, 2), "cache_s": round(cache_s, 1),
+           "setup_s": stats.get("setup_s"), "first_steps_s": stats.get("first_steps_s"),
+           "train_s": round(train_s, 1), "mode": stats.get("mode"), "steps": steps}
+    return (plan, row, ctx) if keep_ctx else (plan, row)
 
 
 def random_pngs(folder: Path, n: int, seed: int, stem: str, size: int) -> None:
