@@ -236,7 +236,10 @@ def family_plan(family: str, work: Path, args: argparse.Namespace) -> None:
     finally:
         fam.load = real_load  # type: ignore[method-assign]
         CAPTURE.records.clear()
-        _free()
+        try:
+            _free()
+        except Exception as exc:  # noqa: BLE001 - a GPU context broken by the failure above
+            row.setdefault("error", f"{type(exc).__name__}: {exc}"[:600])
     add(row)
 
 
@@ -284,6 +287,8 @@ class _Capture:
         class Handler(logging.Handler):
             def emit(self, record: logging.LogRecord) -> None:
                 capture.records.append(record)
+                if "attention kernel" in record.getMessage():   # shown at once: a crash later must not hide it
+                    say("LOG " + record.getMessage())
 
         logging.getLogger("ioncannon").addHandler(Handler())
         logging.getLogger("ioncannon").setLevel(logging.INFO)
@@ -323,6 +328,39 @@ def table(started: float) -> str:
     return "\n".join(lines)
 
 
+def run_one(part: str, work: Path, args: argparse.Namespace) -> int:
+    """One part in this process (the parent runs each part in a child of its own)."""
+    if part == "sd15":
+        try:
+            sd15_whole_job(work, args)
+        except Exception as exc:  # noqa: BLE001
+            add({"part": "sd15 job", "ok": False, "error": f"{type(exc).__name__}: {exc}"[:600]})
+    else:
+        (work / part).mkdir(exist_ok=True)
+        family_plan(part, work / part, args)
+    return 0
+
+
+def in_child(part: str, work: Path) -> None:
+    """Runs one part in a child process: a kernel that breaks the GPU context fails that part, not the others."""
+    argv = [a for a in sys.argv[1:]]
+    proc = subprocess.Popen([sys.executable, __file__, *argv, "--one", part, "--work", str(work)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    tail: list[str] = []
+    rows = 0
+    for line in proc.stdout:
+        if line.startswith("ROW "):
+            ROWS.append(json.loads(line[4:]))
+            rows += 1
+        if line.startswith(("ROW ", "LOG ", "RESULT ")):
+            print(line, end="", flush=True)
+        tail = (tail + [line])[-40:]
+    code = proc.wait()
+    if code != 0 or rows == 0:
+        add({"part": part, "ok": False, "error": f"the process exited with {code}: " + "".join(tail)[-1200:]})
+
+
 def main() -> int:
     global TINY, DEVICE, CAPTURE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -336,6 +374,7 @@ def main() -> int:
     ap.add_argument("--job-timeout", type=float, default=300)
     ap.add_argument("--results", type=Path, default=None, help="append the table to this file")
     ap.add_argument("--tiny", action="store_true", help="tiny models on the CPU: checks this script, not the GPU")
+    ap.add_argument("--one", default="", help=argparse.SUPPRESS)   # a child running one part
     args = ap.parse_args()
     started = time.perf_counter()
     if args.tiny:
@@ -346,16 +385,10 @@ def main() -> int:
     CAPTURE = _Capture()
     work = args.work or Path(tempfile.mkdtemp(prefix="ioncannon-smoke-"))
     work.mkdir(parents=True, exist_ok=True)
-    parts = [p for p in args.parts.split(",") if p]
-    if "sd15" in parts:
-        try:
-            sd15_whole_job(work, args)
-        except Exception as exc:  # noqa: BLE001
-            add({"part": "sd15 job", "ok": False, "error": f"{type(exc).__name__}: {exc}"[:600]})
-    for family in ("sdxl", "flux"):
-        if family in parts:
-            (work / family).mkdir(exist_ok=True)
-            family_plan(family, work / family, args)
+    if args.one:
+        return run_one(args.one, work, args)
+    for part in [p for p in args.parts.split(",") if p]:
+        in_child(part, work)
     text = table(started)
     say("\n" + text)
     if args.results:

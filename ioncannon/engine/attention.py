@@ -98,12 +98,14 @@ class AttentionUnavailable(RuntimeError):
 
 
 def _inputs(shape: AttentionShape, dtype: torch.dtype, device: torch.device, grad: bool,
-            seed: int = 0) -> tuple[torch.Tensor, ...]:
+            seed: int = 0) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """q, k, v laid out as diffusers' attention passes them: (batch, tokens, heads, head size) tensors seen as
+    (batch, heads, tokens, head size) through a transpose, not contiguous copies (kernels can break on strides)."""
     g = torch.Generator(device="cpu").manual_seed(seed)
-    dims = [(shape.batch, shape.heads, shape.q_len, shape.head_dim),
-            (shape.batch, shape.heads, shape.kv_len, shape.head_dim),
-            (shape.batch, shape.heads, shape.kv_len, shape.head_dim)]
-    return tuple(torch.randn(d, generator=g).to(device=device, dtype=dtype).requires_grad_(grad) for d in dims)
+    lens = (shape.q_len, shape.kv_len, shape.kv_len)
+    leaves = [torch.randn((shape.batch, n, shape.heads, shape.head_dim), generator=g)
+              .to(device=device, dtype=dtype).requires_grad_(grad) for n in lens]
+    return [leaf.transpose(1, 2) for leaf in leaves], leaves
 
 
 def _unsupported(exc: BaseException) -> bool:
@@ -123,7 +125,7 @@ def sdpa_trial(backend: str, shapes: Sequence[AttentionShape], dtype: torch.dtyp
     tol = 2e-2 if dtype in (torch.float16, torch.bfloat16) else 1e-4
     largest = max(shapes, key=lambda s: s.batch * s.heads * s.q_len * s.kv_len * s.head_dim)
     for shape in shapes:
-        q, k, v = _inputs(shape, dtype, device, backward)
+        (q, k, v), leaves = _inputs(shape, dtype, device, backward)
         ref = _reference(q, k, v)
         try:
             def once(q: torch.Tensor = q, k: torch.Tensor = k, v: torch.Tensor = v) -> torch.Tensor:
@@ -141,7 +143,7 @@ def sdpa_trial(backend: str, shapes: Sequence[AttentionShape], dtype: torch.dtyp
                 trial.unsupported.append(shape.text())
                 continue
             return Trial(backend, ok=False, error=first_line(exc))
-        grads = [t.grad for t in (q, k, v)] if backward else []
+        grads = [leaf.grad for leaf in leaves] if backward else []
         if not torch.isfinite(out).all() or any(g is None or not torch.isfinite(g).all() for g in grads):
             return Trial(backend, ok=False, error=f"non-finite values at {shape.text()}")
         err = (out.detach().float() - ref).abs().max().item()
