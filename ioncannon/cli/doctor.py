@@ -13,6 +13,8 @@ from typing import TextIO
 
 from ioncannon.engine.identifier import CLASSES, lint_identifier
 from ioncannon.engine.photos.folder import PhotoFinding, PhotoFolderError, normalise, scan_folder, usable
+from ioncannon.job.printable import printable, printable_lines
+from ioncannon.job.workdir import overlaps
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -37,8 +39,10 @@ def _parser() -> argparse.ArgumentParser:
 def _table(findings: list[PhotoFinding], out: Path, width: int | None = None) -> str:
     """Plain text: file, status, what was done / why, output; long reasons wrap under their column."""
     width = width or max(80, shutil.get_terminal_size((100, 24)).columns)
-    rows = [(f.file, f.status, "; ".join(f.reasons + ([f"suggested: {f.suggestion}"] if f.suggestion else []))
-             or "-", f.output or "-") for f in findings]
+    # file names and the reasons that quote them come from outside: shown with control characters escaped
+    rows = [(printable(f.file), f.status,
+             printable("; ".join(f.reasons + ([f"suggested: {f.suggestion}"] if f.suggestion else []))) or "-",
+             printable(f.output or "-")) for f in findings]
     fw = min(max([len("file")] + [len(r[0]) for r in rows]), 32)
     ow = max([len("output")] + [len(r[3]) for r in rows])
     rw = max(30, width - fw - ow - 10 - 6)
@@ -51,12 +55,12 @@ def _table(findings: list[PhotoFinding], out: Path, width: int | None = None) ->
         lines.extend(f"{'':<{fw}}  {'':<8}  {more}" for more in wrapped[1:])
     n = len(usable(findings))
     lines.append("")
-    lines.append(f"{n} photo{'s' if n != 1 else ''} written to {out}")
+    lines.append(f"{n} photo{'s' if n != 1 else ''} written to {printable(out)}")
     return "\n".join(lines)
 
 
 def _fail(message: str, err: TextIO) -> int:
-    print(f"ioncannon doctor: {message}", file=err)
+    print(printable_lines(f"ioncannon doctor: {message}"), file=err)
     return EXIT_BAD_INPUT
 
 
@@ -78,16 +82,20 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     except PhotoFolderError as exc:
         return _fail(str(exc), err)
     if not usable(findings):
-        shown = "\n".join(f"  {f.file}: {f.status}: {'; '.join(f.reasons)}" for f in findings)
+        shown = "\n".join(f"  {printable(f.file)}: {f.status}: {printable('; '.join(f.reasons))}" for f in findings)
         return _fail(f"no usable photos in {args.photo_dir}: add JPEG/PNG/HEIC photos of the subject"
                      + (f"\n{shown}" if shown else " (the folder is empty)"), err)
+    if not args.out.strip():
+        return _fail("--out is empty: give the folder to write the copies to", err)
     target = Path(args.out).expanduser()
-    if target.resolve().is_relative_to(Path(args.photo_dir).expanduser().resolve()):
-        return _fail("--out must be outside the photo folder (that folder is never changed): "
-                     "pick another folder", err)
+    if overlaps(target, args.photo_dir):
+        return _fail("--out must be outside the photo folder, and the photo folder outside --out (the photo "
+                     "folder is never changed): pick another folder", err)
     try:
         findings = normalise(args.photo_dir, findings, args.identifier.strip(), args.class_name.strip(),
                              target, args.resolution)
+    except PhotoFolderError as exc:
+        return _fail(str(exc), err)
     except OSError as exc:
         return _fail(f"cannot write to {target}: {exc.strerror or exc}; pick a folder you can write to", err)
     try:
@@ -107,10 +115,10 @@ def _print_result(findings: list[PhotoFinding], target: Path, as_json: bool, pro
             item = f.to_json()
             item["output"] = str(target / f.output) if f.output else None
             payload.append(item)
-        print(json.dumps(payload, indent=2, ensure_ascii=False), file=out)
+        print(json.dumps(payload, indent=2), file=out)  # ASCII escapes: exact names, nothing a terminal acts on
     else:
         print(_table(findings, target), file=out)
-        print(f"prompt to use after training: {prompt}", file=out)
+        print(f"prompt to use after training: {printable(prompt)}", file=out)
     out.flush()
 
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from ioncannon.cli import common
 from ioncannon.job.fsio import free_bytes
 from ioncannon.job.paths import JobPaths
+from ioncannon.job.printable import printable_lines
 from ioncannon.job.spec import JobSpec
 from ioncannon.rental.bundle import (
     DEFAULT_MODEL_FORMATS,
     MODEL_FORMATS,
     BundleError,
+    bundle_counts,
     download_decided,
     human_bytes,
     plan_bundle,
@@ -60,7 +61,7 @@ def find_job(args: argparse.Namespace, damaged_ok: bool = False) -> tuple[JobPat
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("job", nargs="?", help="job name or folder (default: the most recent job)")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the jobs live")
+    parser.add_argument("--workdir", default=None, help="where the jobs live")
     return parser
 
 
@@ -108,8 +109,7 @@ def bundle_main(argv: Sequence[str]) -> int:
     except BundleError as exc:
         print(f"ioncannon: {exc}", file=sys.stderr)
         return 1
-    counts = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(plan.counts.items()))
-    print(f"Bundle of {spec.name}: {counts}")
+    print(f"Bundle of {spec.name}: {bundle_counts(plan.counts)}")
     print(
         f"  {human_bytes(plan.archive_bytes)} → {plan.archive}"
         f"  ({human_bytes(free_bytes(plan.archive.parent))} free here)"
@@ -133,8 +133,13 @@ def bundle_main(argv: Sequence[str]) -> int:
         print(f"\nioncannon: {exc}", file=sys.stderr)
         return 1
     print(file=sys.stderr)
-    update_finish_record(paths, bundle={"path": str(archive), "bytes": archive.stat().st_size})
-    commands = write_download_file(paths, spec)
+    try:
+        update_finish_record(paths, bundle={"path": str(archive), "bytes": archive.stat().st_size})
+        commands = write_download_file(paths, spec)
+    except OSError as exc:
+        print(f"ioncannon: the bundle is written ({archive}), but DOWNLOAD.txt could not be ({exc.strerror}): "
+              "free some space and run `ioncannon bundle` again for the download commands.", file=sys.stderr)
+        return 1
     print(f"Written: {archive} ({human_bytes(archive.stat().st_size)})")
     print("\nOn YOUR computer, run one of:")
     print(f"  {commands.scp}\n  {commands.rsync}")
@@ -175,8 +180,11 @@ def wipe_main(argv: Sequence[str]) -> int:
     except WipeError as exc:
         print(f"ioncannon: {exc}", file=sys.stderr)
         return 1
-    record_download(paths, "confirmed")
-    print("\n".join(receipt.lines()))
+    try:
+        record_download(paths, "confirmed")
+    except OSError:  # a full disk: the subject's files are gone all the same; the note is a nicety
+        pass
+    print(printable_lines("\n".join(receipt.lines())))
     return 0 if not receipt.failed else 1
 
 

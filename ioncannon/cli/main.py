@@ -12,13 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ioncannon.cli.common import UserError, find_job
+from ioncannon.cli.common import UserError, find_job, given_workdir
 from ioncannon.cli.common import workdir as chosen_workdir
 from ioncannon.job.families import family_info
 from ioncannon.job.handle import DAMAGED_JOB_HINT
+from ioncannon.job.printable import printable, printable_lines
 from ioncannon.job.units import duration
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
+STOP_WAIT_S = float(os.environ.get("IONCANNON_STOP_WAIT_S", "120"))  # how long `stop` waits for the checkpoint
 
 # sub-commands implemented elsewhere, forwarded with their own argument parsers
 FORWARDED = {
@@ -43,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except UserError as exc:
-        print(f"ioncannon: {exc}", file=sys.stderr)
+        print(printable_lines(f"ioncannon: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         # `ioncannon status | head -2` closed the pipe: the reader has what it wanted; say nothing more
@@ -66,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--demo", action="store_true", help="walk the wizard on built-in sample photos and a tiny model"
     )
+    from ioncannon import __version__
+
+    parser.add_argument("--version", "-V", action="version", version=f"ioncannon {__version__}")
     parser.set_defaults(handler=_cmd_wizard)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -121,7 +126,6 @@ def _cmd_wizard(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from ioncannon.job import handle
     from ioncannon.job.errors import JobError
-    from ioncannon.job.workdir import default_workdir
 
     if args.example:
         from ioncannon.job.jobfile import EXAMPLE_JOBFILE
@@ -133,6 +137,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for name, value in (("TRANSFORMERS_VERBOSITY", "error"), ("DIFFUSERS_VERBOSITY", "error"),
                         ("HF_HUB_DISABLE_PROGRESS_BARS", "1")):
         os.environ.setdefault(name, value)
+    if args.demo or args.jobfile:
+        # the first look loads torch and probes the GPU: seconds in which nothing else would be printed
+        print("checking the job and this machine (GPU, disk; loading torch takes a few seconds)…", flush=True)
     try:
         if args.demo:
             from ioncannon.engine.demo import demo_spec, sized_demo_plan
@@ -144,7 +151,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             from ioncannon.job.jobfile import gives_train_plan, read_jobfile
 
             # the work dir is made only once the job file passed: a refused job leaves no trace anywhere
-            workdir = Path(args.workdir).expanduser() if args.workdir else default_workdir()
+            workdir = given_workdir(args)
             spec = read_jobfile(args.jobfile, workdir)
             if not gives_train_plan(args.jobfile):
                 spec = _fitting_plan(spec, workdir)
@@ -160,7 +167,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     login = login_problem(spec.base_model)  # a gated model (FLUX.1-dev): say so now, not minutes into the job
     if login:
         raise UserError(login)
-    print(_plan_text(spec))
+    print(printable_lines(_plan_text(spec)))
     if not args.yes:
         if not sys.stdin.isatty():
             raise UserError("not starting without confirmation: add --yes.")
@@ -172,7 +179,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except JobError as exc:
         raise UserError(str(exc)) from exc
     pid = handle.start(paths, workdir)
-    print(f"job {spec.name} started (runner pid {pid}) in {paths.root}")
+    print(f"job {spec.name} started (runner pid {pid}) in {printable(paths.root)}")
     return EXIT_OK if args.detach else _follow(paths)
 
 
@@ -230,9 +237,9 @@ def format_event(event: Any) -> str:
     from ioncannon.job import events as ev
     stamp = time.strftime("%H:%M:%S", time.localtime(event.t))
     if isinstance(event, ev.Progress):
-        parts = [f"{event.stage}", f"{event.done}/{event.total}"]
+        parts = [printable(event.stage), f"{event.done}/{event.total}"]
         if event.label:
-            parts.append(event.label)
+            parts.append(printable(event.label))
         if event.rate:
             parts.append(f"{event.rate:.2f}/s")
         if event.loss is not None:
@@ -241,22 +248,24 @@ def format_event(event: Any) -> str:
             parts.append(f"eta {duration(event.eta_s, 'short')}")
         text = "  ".join(parts)
     elif isinstance(event, ev.StageStarted):
-        text = f"stage {event.stage} started {event.detail}".rstrip()
+        text = f"stage {printable(event.stage)} started {printable(event.detail)}".rstrip()
     elif isinstance(event, ev.StageFinished):
-        text = f"stage {event.stage} {'skipped' if event.skipped else 'done'} in {duration(event.seconds, 'short')}"
+        done = "skipped" if event.skipped else "done"
+        text = f"stage {printable(event.stage)} {done} in {duration(event.seconds, 'short')}"
     elif isinstance(event, ev.Failed):
-        text = f"FAILED in {event.stage}: {event.message}" + (f"\n  what to do: {event.hint}" if event.hint else "")
+        text = f"FAILED in {printable(event.stage)}: {printable(event.message)}" + (
+            f"\n  what to do: {printable(event.hint)}" if event.hint else "")
     elif isinstance(event, ev.JobFinished):
-        text = f"job finished in {duration(event.seconds, 'short')}; outputs in {event.outputs}"
+        text = f"job finished in {duration(event.seconds, 'short')}; outputs in {printable(event.outputs)}"
     elif isinstance(event, ev.Message):
-        text = f"{event.level}: {event.text}"
+        text = f"{printable(event.level)}: {printable(event.text)}"
     elif isinstance(event, (ev.SampleReady, ev.CollageReady, ev.CheckpointSaved)):
         what = {"SampleReady": "image", "CollageReady": "collage", "CheckpointSaved": "checkpoint"}[
             type(event).__name__
         ]
-        text = f"{what} {event.path}"
+        text = f"{what} {printable(event.path)}"
     elif isinstance(event, ev.Stopped):
-        text = f"stopped: {event.reason}"
+        text = f"stopped: {printable(event.reason)}"
     elif isinstance(event, ev.RunnerStarted):
         text = f"runner {event.pid} {'resumed' if event.resumed else 'started'}"
     else:
@@ -283,7 +292,7 @@ def _follow(paths: Any) -> int:
                     continue
                 if news.state.status == "finished":
                     return EXIT_OK
-                print(f"the runner exited ({news.state.status}). Details: {paths.log_file}", file=sys.stderr)
+                print(f"the runner exited ({news.state.status}). Details: {printable(paths.log_file)}", file=sys.stderr)
                 return EXIT_FAILED
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -295,22 +304,23 @@ def _follow(paths: Any) -> int:
 
 
 def job_status(job: Any) -> dict[str, Any]:
-    from ioncannon.job.state import shown_status
+    from ioncannon.job.state import is_live, shown_done, shown_status
 
     st = job.state
     status = "damaged" if job.spec is None and not job.alive else shown_status(st.status, job.alive)
     spec = job.spec
+    running = is_live(st.status, job.alive) and st.status == "running"  # a rate and ETA only while it runs
     return {
         "job": job.name,
         "status": status,
         "alive": job.alive,
         "stage": st.stage,
         "stages_done": st.stages_done,
-        "step": st.done,
+        "step": shown_done(job.paths, st),
         "total": st.total,
         "loss": st.loss,
-        "rate": st.rate,
-        "eta_s": st.eta_s,
+        "rate": st.rate if running else None,
+        "eta_s": st.eta_s if running else None,
         "elapsed_s": round(st.elapsed_s, 1),
         "message": st.message or job.problem,
         "hint": st.hint,
@@ -327,14 +337,18 @@ def job_status(job: Any) -> dict[str, Any]:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     if args.job is None and not _any_job(args):
-        # No jobs is an answer, not a mistake: say so and how to make one, exit 0.
-        where = chosen_workdir(args)
+        # No jobs is an answer, not a mistake: say so and how to make one, exit 0 (and make no folder: a look
+        # at a mistyped --workdir must not leave it behind).
+        where = _looked_at_workdir(args)
         if args.json:
             print(json.dumps({"jobs": [], "workdir": str(where)}, indent=2))
         else:
-            print(f"no jobs in {where} yet. Start one with `ioncannon` (the wizard) or `ioncannon run JOBFILE`.")
+            if not where.is_dir():
+                print(f"no jobs in {where}: that folder does not exist (check --workdir).")
+            else:
+                print(f"no jobs in {where} yet. Start one with `ioncannon` (the wizard) or `ioncannon run JOBFILE`.")
         return EXIT_OK
-    job = find_job(args)
+    job = find_job(args, create=False)
     info = job_status(job)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -348,12 +362,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
         line += f"   {info['rate']:.2f}/s"
     if info["eta_s"]:
         line += f"   eta {duration(info['eta_s'], 'short')}"
-    print(f"job      {info['job']}")
-    print(f"state    {line}")
-    print(f"done     {', '.join(info['stages_done']) or '-'}")
+    print(f"job      {printable(info['job'])}")
+    print(f"state    {printable(line)}")
+    print(f"done     {printable(', '.join(info['stages_done']) or '-')}")
     print(f"elapsed  {duration(info['elapsed_s'], 'short')}")
     if info["message"]:
-        print(f"note     {info['message']}")
+        print(f"note     {printable(info['message'])}")
     if info["status"] == "damaged":
         print(f"what now {DAMAGED_JOB_HINT}")
     elif info["status"] == "interrupted":
@@ -362,47 +376,72 @@ def _cmd_status(args: argparse.Namespace) -> int:
         promise = resume_promise(job.paths, job.state)
         print(f"what now the runner stopped without finishing; `ioncannon resume`: {promise}")
     elif info["hint"]:
-        print(f"what now {info['hint']}")
+        print(f"what now {printable(info['hint'])}")
     for key, value in info["paths"].items():
-        print(f"{key:<17}{value}")
+        print(f"{key:<17}{printable(value)}")
     return EXIT_OK
+
+
+def _looked_at_workdir(args: argparse.Namespace) -> Path:
+    return given_workdir(args)
 
 
 def _any_job(args: argparse.Namespace) -> bool:
     from ioncannon.job.workdir import list_jobs
 
-    return bool(list_jobs(chosen_workdir(args)))
+    return bool(list_jobs(_looked_at_workdir(args)))
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     from ioncannon.job import handle
+    from ioncannon.job.errors import JobError
+    from ioncannon.job.lock import RunnerBusy
 
     job = find_job(args)
     if job.alive:
         if args.detach:
-            print(f"job {job.name} is already running; nothing to resume.")
+            print(f"job {printable(job.name)} is already running; nothing to resume.")
             return EXIT_OK
-        print(f"job {job.name} is already running; following it (Ctrl+C detaches).")
+        print(f"job {printable(job.name)} is already running; following it (Ctrl+C detaches).")
         return _follow(job.paths)
     if job.spec is None:
-        raise UserError(f"job {job.name} can't be resumed: {job.problem}. {DAMAGED_JOB_HINT}")
+        raise UserError(f"job {printable(job.name)} can't be resumed: {job.problem}. {DAMAGED_JOB_HINT}")
     if job.state.finished:
-        print(f"job {job.name} already finished; outputs in {job.paths.outputs}")
+        print(f"job {printable(job.name)} already finished; outputs in {printable(job.paths.outputs)}")
         return EXIT_OK
-    pid = handle.resume(job, chosen_workdir(args))
-    print(f"job {job.name} resumed (runner pid {pid})")
+    try:
+        pid = handle.resume(job, chosen_workdir(args))
+    except RunnerBusy as exc:  # another `resume` (or the wizard) started it a moment before: follow that one
+        print(f"job {printable(job.name)} was resumed by another command a moment ago (runner pid {exc.pid}); "
+              + ("nothing more to do." if args.detach else "following it (Ctrl+C detaches)."))
+        return EXIT_OK if args.detach else _follow(job.paths)
+    except JobError as exc:
+        raise UserError(str(exc)) from exc
+    print(f"job {printable(job.name)} resumed (runner pid {pid})")
     return EXIT_OK if args.detach else _follow(job.paths)
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
     from ioncannon.job import handle
+    from ioncannon.job.errors import JobError
 
     job = find_job(args)
-    if not handle.stop(job.paths):
-        print(f"job {job.name} is not running.")
+    try:
+        asked = handle.stop(job.paths)
+    except JobError as exc:  # locked, but not provably by its runner: nothing was signalled
+        raise UserError(str(exc)) from exc
+    if not asked:
+        print(f"job {printable(job.name)} is not running.")
         return EXIT_OK
-    print(f"asked job {job.name} to checkpoint and stop ...")
-    handle.wait_until_exited(job.paths, 120)
+    print(f"asked job {printable(job.name)} to checkpoint and stop ...")
+    if not handle.wait_until_exited(job.paths, STOP_WAIT_S):
+        from ioncannon.job.lock import runner_pid
+
+        pid = runner_pid(job.paths)
+        print(f"ioncannon: job {printable(job.name)} has not stopped after {STOP_WAIT_S:.0f} s: its runner (pid {pid}) "
+              "still holds the job, perhaps stuck. Wait and `ioncannon status`, or end it with `kill -9 "
+              f"{pid}`; `ioncannon resume` later continues from the last checkpoint.", file=sys.stderr)
+        return EXIT_FAILED
     print("stopped. Resume with `ioncannon resume`.")
     return EXIT_OK
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -24,10 +26,11 @@ from ioncannon.job.events import (
     StageStarted,
     Stopped,
 )
-from ioncannon.job.fsio import StateFileError, append_line, free_bytes
+from ioncannon.job.fsio import StateFileError, append_line, free_bytes, open_job_file
 from ioncannon.job.handle import DAMAGED_JOB_HINT
 from ioncannon.job.lock import try_lock
 from ioncannon.job.paths import JobPaths
+from ioncannon.job.printable import printable
 from ioncannon.job.spec import JobSpec, load_spec
 from ioncannon.job.stages import STAGE_NAMES
 from ioncannon.job.state import JobState, read_state, write_state
@@ -64,6 +67,8 @@ class Runner:
 
     # events and state
     def emit(self, event: Event) -> None:
+        if isinstance(event, Message):  # stages quote file names and library text: the log shows them printable
+            event = dataclasses.replace(event, text=printable(event.text, 2000))
         try:
             append_line(self.paths.events_file, event.dumps())
         except OSError as exc:  # the event log is a convenience; the state below is what status reads
@@ -108,7 +113,7 @@ class Runner:
         reserve = self.paths.meta / RESERVE_NAME
         try:
             if not reserve.exists() or reserve.stat().st_size < self.RESERVE_BYTES:
-                with open(reserve, "wb") as fh:
+                with os.fdopen(open_job_file(reserve, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as fh:
                     fh.write(b"\0" * self.RESERVE_BYTES)  # real blocks, not a sparse hole
                     fh.flush()
                     os.fsync(fh.fileno())
@@ -151,6 +156,13 @@ class Runner:
         self.state.message = self.state.hint = ""
         self.state.started_at = self.state.started_at or time.time()
         self.emit(RunnerStarted(pid=os.getpid(), resumed=resumed))
+        if self.spec.budget_money is not None and not self.spec.hourly_price:
+            # the door asks for a price with a money cap; a job file edited since must not run past a cap
+            # that nothing can measure
+            return self._fail("prepare", f"the job has a money cap of {self.spec.budget_money:g} but no hourly "
+                              "price, so the cap could not be kept; nothing was run.",
+                              "Set hourly_price (or budget_minutes instead) in the job's .ioncannon/job.json, "
+                              "then `ioncannon resume`.")
         try:
             from ioncannon.engine.models.load import resolve_device
 
@@ -255,6 +267,8 @@ class Runner:
         return 0
 
     def _fail(self, stage: str, message: str, hint: str) -> int:
+        # exception text and model metadata come from outside: state.json and the event log carry them printable
+        message, hint = printable(message, 2000), printable(hint, 2000)
         self.state.status, self.state.message, self.state.hint = "failed", message, hint
         self.emit(Failed(stage=stage, message=message, hint=hint))
         return 1
@@ -282,7 +296,7 @@ def _refuse_damaged_job(paths: JobPaths, problem: str, log: logging.Logger) -> i
     log.error("job.json can't be used: %s", problem)
     state = read_state(paths)
     state.status, state.pid = "failed", None
-    state.message = problem
+    state.message = problem = printable(problem, 2000)
     state.hint = DAMAGED_JOB_HINT
     try:
         append_line(paths.events_file, Failed(stage=state.stage or "prepare", message=problem,
@@ -302,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.umask(0o077)  # everything the job writes shows the subject or describes them: private to the user
     paths = JobPaths(args.job_root)
+    if paths.root.is_symlink() or paths.meta.is_symlink():
+        # every state write would land wherever the link leads
+        print(f"{paths.meta} is reached through a symlink, not the job's own folder; exiting", file=sys.stderr)
+        return 3
     lock = None
     for _ in range(20):  # a client may be probing the lock for a moment
         lock = try_lock(paths)
@@ -312,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         print("another runner holds this job's lock; exiting", file=sys.stderr)
         return 3
     lock.record(os.getpid())
+    for own in (paths.events_file, paths.state_file):
+        # planted (a symlink, a FIFO, a folder): the job's own files are written here, as files, and nothing waits
+        if own.is_symlink() or (own.exists() and not own.is_file()):
+            shutil.rmtree(own) if own.is_dir() and not own.is_symlink() else own.unlink()
     try:
         os.chmod(paths.root, 0o700)  # a job created by an older version may still be readable by others
     except OSError:

@@ -32,7 +32,13 @@ def stage_function(stage: str) -> StageFunction:
 def run_prepare(ctx: StageContext) -> None:
     """Normalise the user's photos into training_samples/<class>/ (the source folder is only read)."""
     from ioncannon.engine.photos import folder as photos
+    from ioncannon.job.workdir import overlap_problem
+
     spec = ctx.spec
+    overlap = overlap_problem(ctx.paths.root, spec.photos_dir)  # job.json may have been edited since the door
+    if overlap:
+        raise StageError(overlap[0].upper() + overlap[1:], "Move the photos to a folder of their own, set "
+                         "photos_dir in the job's .ioncannon/job.json to it, then `ioncannon resume`.")
     try:
         findings = photos.scan_folder(spec.photos_dir, resolution=spec.resolution)
     except photos.PhotoFolderError as exc:
@@ -44,10 +50,13 @@ def run_prepare(ctx: StageContext) -> None:
             "Add 5-20 JPG/PNG/HEIC photos of the subject to the folder, then resume.",
         )
     out = ctx.paths.training_samples(spec.class_name)
-    written = photos.normalise(
-        spec.photos_dir, findings, spec.identifier, spec.class_name, out,
-        resolution=spec.resolution, crops=dict(spec.crops),
-    )
+    try:
+        written = photos.normalise(
+            spec.photos_dir, findings, spec.identifier, spec.class_name, out,
+            resolution=spec.resolution, crops=dict(spec.crops),
+        )
+    except photos.PhotoFolderError as exc:
+        raise StageError(str(exc), "Move the photos to a folder of their own, then resume the job.") from exc
     n = len([f for f in written if f.output])
     ctx.emit(Progress(stage="prepare", done=n, total=n, label="photos"))
     ctx.emit(Message(level="info", text=f"{n} training photos written to {out}"))

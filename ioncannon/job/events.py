@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ioncannon.job.fsio import too_deep
 from ioncannon.job.validate import typed_fields
 
 
@@ -116,6 +117,8 @@ def parse_event(line: str) -> Event | None:
     """Parse one events.jsonl line; None for a blank, damaged or unknown line (never raises)."""
     try:
         data = json.loads(line)
+        if too_deep(data):  # no event nests: re-encoding or walking a deep one would run out of stack
+            return None
         cls = EVENT_TYPES[data.pop("type")]
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None

@@ -116,7 +116,7 @@ FAMILIES: dict[str, FamilyInfo] = {
         summary="FLUX.1-dev: the best likeness, 1024 px, LoRA only, 24 GB and up",
         default_model="black-forest-labs/FLUX.1-dev",
         default_resolution=1024, resolutions=(1024, 512), lora_only=True, prior_preservation=False,
-        prior_why="a rank-16 LoRA on a guidance-distilled model barely drifts the class, and class images cost minutes",
+        prior_why="a LoRA on a guidance-distilled model barely drifts the class, and class images cost minutes",
         licence="FLUX.1 [dev] Non-Commercial License: outputs may be used commercially, the weights may not",
         min_vram_gib=24.0, profiles=_FLUX_PROFILES,
         # the family module brings its own flow-matching sampler (FlowMatch Euler, guidance as an input, no
@@ -190,7 +190,7 @@ def detect_family(source: str) -> str | None:
         if path.is_dir() and (path / "model_index.json").is_file():
             index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
             return _PIPELINE_CLASSES.get(str(index.get("_class_name", "")))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a hostile model_index.json is "unknown", never a crash
         return None
     return None
 

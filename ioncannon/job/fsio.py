@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -9,6 +10,8 @@ import stat
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from ioncannon.job.limits import MAX_NESTING
 
 SCHEMA_VERSION = 1
 # state files are a few kB; a bigger one is not ours, and reading it whole would cost memory for nothing
@@ -64,9 +67,18 @@ def write_json(path: str | Path, payload: dict[str, Any], mode: int = 0o600) -> 
     atomic_write_text(path, json.dumps(body, indent=2, sort_keys=True) + "\n", mode)
 
 
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def open_job_file(path: str | Path, flags: int = os.O_RDONLY, mode: int = 0o600) -> int:
+    """Open a job's own file never through a symlink (ELOOP instead): a link planted in the job folder must not
+    make us read, append to or truncate a file elsewhere."""
+    return os.open(path, flags | NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode)
+
+
 def _read_small(path: Path, limit: int) -> bytes:
     """A regular file's bytes; never blocks on a FIFO put in its place, never reads more than `limit`."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    fd = open_job_file(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -76,6 +88,18 @@ def _read_small(path: Path, limit: int) -> bytes:
         return os.read(fd, limit + 1)
     finally:
         os.close(fd)
+
+
+def too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether parsed JSON/TOML nests deeper than `limit` (checked without recursion, so any depth is safe)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def read_json(path: str | Path, limit: int = MAX_STATE_BYTES) -> dict[str, Any]:
@@ -97,6 +121,8 @@ def read_json(path: str | Path, limit: int = MAX_STATE_BYTES) -> dict[str, Any]:
         raise StateFileError(f"{path.name} is damaged (not a JSON object the product wrote)") from exc
     if not isinstance(body, dict):
         raise StateFileError(f"{path.name} is damaged (not a JSON object)")
+    if too_deep(body):
+        raise StateFileError(f"{path.name} is damaged (nested {MAX_NESTING}+ levels deep, never written so)")
     version = body.get("schema_version")
     if version != SCHEMA_VERSION:
         raise StateFileError(
@@ -108,7 +134,12 @@ def read_json(path: str | Path, limit: int = MAX_STATE_BYTES) -> dict[str, Any]:
 
 def append_line(path: str | Path, line: str) -> None:
     """Append one line and flush it to disk (used for the event log)."""
-    with open(path, "a", encoding="utf-8") as fh:
+    # non-blocking open: a FIFO planted in its place fails at once (ENXIO) instead of waiting for a reader forever
+    fd = open_job_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{Path(path).name} is not a regular file")
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
         fh.write(line.rstrip("\n") + "\n")
         fh.flush()
         os.fsync(fh.fileno())

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -13,15 +15,15 @@ from pathlib import Path
 
 from ioncannon.job.errors import JobError
 from ioncannon.job.events import Event
-from ioncannon.job.lock import RunnerBusy, request_stop, runner_pid, wait_for_exit
+from ioncannon.job.fsio import open_job_file
+from ioncannon.job.lock import RUNNER_MODULE, RunnerBusy, request_stop, runner_pid, wait_for_exit
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import JobSpec
 from ioncannon.job.state import EventTail, JobState, read_state
 from ioncannon.job.timings import write_estimate
-from ioncannon.job.validate import SpecError
-from ioncannon.job.workdir import JobSummary, WorkdirError, create_job, find_job, summarise
+from ioncannon.job.validate import NAME_PATTERN, SpecError
+from ioncannon.job.workdir import JobSummary, WorkdirError, create_job, find_job, overlap_problem, summarise
 
-RUNNER_MODULE = "ioncannon.engine.runner"
 DAMAGED_JOB_HINT = ("Fix the field named above in the job's .ioncannon/job.json, then `ioncannon resume`; or start a "
                     "new job and remove this one's copies of the subject with `ioncannon wipe NAME`.")
 START_TIMEOUT_S = 15.0
@@ -42,6 +44,10 @@ def check_spec(spec: JobSpec, workdir: str | Path | None = None) -> None:
         # the job's folders would appear inside the photo folder, which the product promises never to change
         problems.append(f"the work dir {workdir} lies inside the photo folder {spec.photos_dir}: "
                         "pick a work dir outside it (--workdir DIR).")
+    elif workdir is not None and photos.is_dir() and NAME_PATTERN.fullmatch(spec.name):
+        overlap = overlap_problem(Path(workdir).expanduser() / spec.name, photos)
+        if overlap:
+            problems.append(overlap)
     pack = spec.generate.prompt_pack
     own = workdir is not None and Path(pack) == JobPaths(Path(workdir).expanduser().resolve() / spec.name) \
         .prompt_pack_file
@@ -106,7 +112,18 @@ def start(paths: JobPaths, workdir: str | Path) -> int:
     if runner_pid(paths) is not None:
         raise RunnerBusy(f"Job {paths.root.name} already has a running runner.")
     paths.meta.mkdir(parents=True, exist_ok=True)
-    with open(paths.log_file, "ab") as log:
+    if paths.meta.is_symlink():
+        raise JobError(f"{paths.meta} is a symlink, not the job's own folder: nothing was started.")
+    try:
+        fd = open_job_file(paths.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO would block the runner's first line forever
+            os.close(fd)
+            raise OSError(errno.EINVAL, "not a regular file")
+        log = os.fdopen(fd, "ab")
+    except OSError as exc:
+        raise JobError(f"can't open the job's log {paths.log_file} ({exc.strerror}): a symlink or something "
+                       "other than a file is in its place; remove it, then try again.") from exc
+    with log:
         proc = subprocess.Popen(
             runner_command(paths, workdir), cwd=paths.meta, env=runner_env(),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
@@ -114,9 +131,16 @@ def start(paths: JobPaths, workdir: str | Path) -> int:
     # wait until it holds the lock (or died trying) so callers see a consistent picture
     deadline = time.time() + START_TIMEOUT_S
     while time.time() < deadline:
-        if runner_pid(paths) is not None or proc.poll() is not None:
+        # ours holding the lock is the answer; another pid there means ours lost a race and is about to exit
+        if runner_pid(paths) == proc.pid or proc.poll() is not None:
             break
         time.sleep(0.05)
+    if proc.poll() is not None:
+        # ours exited at once: another command's runner won the race for the lock (name that one, the live one)
+        other = runner_pid(paths)
+        if other is not None:
+            raise RunnerBusy(f"Job {paths.root.name} was started by another command at the same moment "
+                             f"(runner pid {other}).", other)
     return proc.pid
 
 
@@ -154,7 +178,8 @@ def resume(job: JobSummary, workdir: str | Path) -> int:
 
 
 def stop(paths: JobPaths) -> bool:
-    """Ask the runner to checkpoint and stop; False when none was running."""
+    """Ask the runner to checkpoint and stop; False when none was running; NotTheRunner (a JobError) when the
+    job is locked by a process that can't be shown to be its runner (nothing is signalled then)."""
     return request_stop(paths)
 
 

@@ -11,12 +11,13 @@ from typing import Any
 
 from ioncannon.job.errors import JobError
 from ioncannon.job.families import FAMILIES
+from ioncannon.job.fsio import too_deep
+from ioncannon.job.limits import MAX_JOBFILE_BYTES
 from ioncannon.job.spec import JobSpec
 from ioncannon.job.validate import SpecError
 from ioncannon.job.workdir import new_job_name
 
 # A job file is a few dozen lines; anything bigger is the wrong file, and reading it would cost memory for nothing.
-MAX_JOBFILE_BYTES = 1 << 20
 
 # What `ioncannon run --example` prints: every field a person is likely to set, each said in a comment.
 EXAMPLE_JOBFILE = """\
@@ -28,9 +29,10 @@ identifier = "zwx"                 # a rare made-up word that will mean your sub
 class_name = "dog"                 # what kind of thing it is: man, woman, person, dog, cat, or your own word
 # name = "rex-first-try"           # the job's folder in the work dir (default: identifier and date)
 
-family = "sd15"                    # sd15 or sdxl; sets the base model, resolution and prompt settings below
+family = "sd15"                    # sd15, sdxl or flux; sets the base model, resolution and prompt settings below
+                                   # (flux: FLUX.1-dev, LoRA only, non-commercial licence, needs a hub login)
 # base_model = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # a hub id, a diffusers folder or a .safetensors file
-# resolution = 512                 # training size in pixels (SD 1.5: 512; SDXL: 1024 or 768)
+# resolution = 512                 # training size in pixels (SD 1.5: 512; SDXL: 1024 or 768; Flux: 1024 or 512)
 # device = "auto"                  # auto, cuda, or cpu (cpu only makes sense with a tiny test model)
 
 # hourly_price = 0.89              # what the box costs per hour, for the cost lines
@@ -46,6 +48,7 @@ family = "sd15"                    # sd15 or sdxl; sets the base model, resoluti
 # mode = "lora"                    # full or lora
 # steps = 800
 # learning_rate = 1e-4
+# prior_preservation = true        # train on class images too, so the class keeps its look (off for flux)
 # num_class_images = 200           # prior-preservation images of the class, made by the base model
 
 # [generate]
@@ -91,8 +94,12 @@ def parse_jobfile(path: Path, text: str) -> Any:
         if kind == "TOML":
             from ioncannon.job import toml
 
-            return toml.loads(text)
-        return json.loads(text)
+            data = toml.loads(text)
+        else:
+            data = json.loads(text)
+        if too_deep(data):
+            raise RecursionError
+        return data
     except RecursionError as exc:
         raise JobError(f"job file {path} nests too deeply to be a job file: write flat fields.") from exc
     except ValueError as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors

@@ -6,14 +6,22 @@ import fcntl
 import os
 import signal
 import time
+from pathlib import Path
 
-from ioncannon.job.fsio import atomic_write_text
+from ioncannon.job.errors import JobError
+from ioncannon.job.fsio import atomic_write_text, open_job_file
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.state import read_state
 
+RUNNER_MODULE = "ioncannon.engine.runner"
+
 
 class RunnerBusy(Exception):
-    """Another live runner already works on this job."""
+    """Another live runner already works on this job (its pid, -1 when unknown, in `pid`)."""
+
+    def __init__(self, message: str, pid: int = -1) -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 class RunnerLock:
@@ -55,9 +63,13 @@ def try_lock(paths: JobPaths) -> RunnerLock | None:
 
 def _noted_pid(paths: JobPaths) -> int:
     try:
-        text = paths.lock_file.read_text(encoding="utf-8").strip()
+        fd = open_job_file(paths.lock_file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            text = os.read(fd, 64).decode("utf-8").strip()
+        finally:
+            os.close(fd)
         return int(text.split()[0]) if text else -1
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, IndexError):
         pass
     pid = read_state(paths).pid  # the note was deleted: the runner also keeps its pid in state.json
     return pid if isinstance(pid, int) and pid > 0 else -1
@@ -74,11 +86,45 @@ def runner_pid(paths: JobPaths) -> int | None:
     return _noted_pid(paths)
 
 
-def request_stop(paths: JobPaths) -> bool:
-    """Ask the runner to checkpoint and stop; False when no runner is alive."""
-    pid = runner_pid(paths)
-    if pid is None or pid <= 0:
+class NotTheRunner(JobError):
+    """The job is locked, but no process can be shown to be its runner: nothing was signalled."""
+
+
+def is_job_runner(pid: int, paths: JobPaths) -> bool:
+    """Whether `pid` is provably this job's runner: its command line is the runner's, for this job's folder, and
+    it holds that folder open (the lock). A pid from a note can be stale or reused by any other process."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        argv = (proc / "cmdline").read_bytes().split(b"\0")
+    except OSError:
         return False
+    root = os.fsencode(str(paths.root.resolve()))
+    if RUNNER_MODULE.encode() not in argv or root not in argv:
+        return False
+    try:
+        fds = os.listdir(proc / "fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.fsencode(os.readlink(proc / "fd" / fd)) == root:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def request_stop(paths: JobPaths) -> bool:
+    """Ask the runner to checkpoint and stop; False when no runner is alive. NotTheRunner when the job is locked
+    but the pid can't be shown to be its runner (then nothing is signalled)."""
+    pid = runner_pid(paths)
+    if pid is None:
+        return False
+    if pid <= 0 or not is_job_runner(pid, paths):
+        raise NotTheRunner(
+            f"job {paths.root.name} is locked, but no process could be shown to be its runner"
+            + (f" (the lock note names pid {pid}, which is something else)" if pid > 0 else "")
+            + ": nothing was signalled. `ps aux | grep ioncannon.engine.runner` shows the runner to stop by hand.")
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:

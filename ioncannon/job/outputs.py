@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ioncannon.job.errors import StageError
+from ioncannon.job.limits import MAX_IMAGES
 from ioncannon.job.prompts import PromptPackError, enabled_styles, load_pack
 from ioncannon.job.spec import JobSpec
 
@@ -55,6 +56,10 @@ def plan_outputs(spec: JobSpec, outputs: Path) -> list[OutputSet]:
         (s.keyword, s.render(spec.identifier, spec.class_name), s.negative, s.seed, plan.images_per_prompt)
         for s in styles
     ]
+    total = sum(max(n, 0) for *_, n in rows)
+    if total > MAX_IMAGES:
+        raise StageError(f"the prompt pack asks for {total:,} images; a job makes at most {MAX_IMAGES:,}.",
+                         "Use fewer styles or fewer images per prompt, then resume: `ioncannon resume`.")
     sets = []
     for keyword, prompt, negative, seed, n in rows:
         if n <= 0:

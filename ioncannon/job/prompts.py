@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ioncannon.job import toml
-from ioncannon.job.fsio import atomic_write_text
+from ioncannon.job.fsio import atomic_write_text, too_deep
+from ioncannon.job.limits import MAX_PACK_BYTES, MAX_PROMPT_CHARS, MAX_STYLES
 
 TOKEN = "{token}"
 _KEYWORD = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -44,6 +47,9 @@ def validate_styles(styles: list[PromptStyle], source: str = "prompt pack") -> N
     """Raise PromptPackError naming the first bad style (missing token, duplicate keyword, …)."""
     if not styles:
         raise PromptPackError(f"{source} has no styles. Add at least one [[style]] with keyword, prompt and seed.")
+    if len(styles) > MAX_STYLES:
+        raise PromptPackError(f"{source} has {len(styles):,} styles; a pack holds at most {MAX_STYLES}: "
+                              "keep the styles you want and split the rest into another pack.")
     seen: set[str] = set()
     for n, style in enumerate(styles, start=1):
         where = f"{source}, style {n} ({style.keyword or 'no keyword'})"
@@ -60,6 +66,10 @@ def validate_styles(styles: list[PromptStyle], source: str = "prompt pack") -> N
                 f"{where}: the prompt has no {TOKEN}. Put {TOKEN} where the subject goes, "
                 f"e.g. 'a portrait of {TOKEN}, studio light'."
             )
+        longest = max(len(style.prompt), len(style.negative))
+        if longest > MAX_PROMPT_CHARS:
+            raise PromptPackError(f"{where}: a prompt of {longest:,} characters; keep each under "
+                                  f"{MAX_PROMPT_CHARS} (the text encoder reads only the first 77 tokens).")
         if style.seed < 0 or style.seed >= 2**32:
             raise PromptPackError(f"{where}: seed {style.seed} must be between 0 and 4294967295.")
 
@@ -80,11 +90,31 @@ def _style_from_table(table: dict[str, Any], n: int, source: str) -> PromptStyle
         raise PromptPackError(f"{source}, style {n}: {exc}. The seed must be a whole number.") from exc
 
 
+def _read_pack(pack: Path) -> bytes:
+    """The pack's bytes, its size checked before a byte is read (a FIFO in its place never blocks)."""
+    fd = os.open(pack, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise PromptPackError(f"Prompt pack {pack} is not a regular file: give a .toml file.")
+        if info.st_size > MAX_PACK_BYTES:
+            raise PromptPackError(f"Prompt pack {pack.name} is {info.st_size:,} bytes; a pack is at most "
+                                  f"{MAX_PACK_BYTES:,} bytes: give a pack of a few hundred styles at most.")
+        return os.read(fd, MAX_PACK_BYTES + 1)
+    finally:
+        os.close(fd)
+
+
 def load_pack(path: str | Path | None = None) -> list[PromptStyle]:
     """Read and validate a TOML pack (`[[style]]` tables); the built-in pack when `path` is None or empty."""
     pack = Path(path) if path else default_pack_path()
     try:
-        data = toml.loads(pack.read_text(encoding="utf-8"))
+        data = toml.loads(_read_pack(pack).decode("utf-8"))
+        if too_deep(data):
+            raise RecursionError
+    except RecursionError as exc:
+        raise PromptPackError(f"Prompt pack {pack.name} nests too deeply to be a pack: write [[style]] tables.") \
+            from exc
     except FileNotFoundError as exc:
         raise PromptPackError(
             f"Prompt pack {pack} does not exist. Check the path, or leave it empty for the built-in pack."

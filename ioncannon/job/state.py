@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ioncannon.job.events import Event, parse_event
-from ioncannon.job.fsio import StateFileError, read_json, write_json
+from ioncannon.job.fsio import StateFileError, open_job_file, read_json, write_json
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.stages import STAGE_NAMES
 from ioncannon.job.stages import label as stage_label
@@ -49,6 +50,15 @@ def resume_promise(paths: JobPaths, state: JobState) -> str:
     if state.stage == "train":
         return "finished stages are kept; training starts again from step 0 (no checkpoint was saved yet)"
     return "finished stages are kept; the rest runs from there"
+
+
+def shown_done(paths: JobPaths, state: JobState) -> int:
+    """The step count to show: progress lines are throttled, so a newer checkpoint (the one written on stop) wins."""
+    if state.stage == "train":
+        step = last_checkpoint_step(paths)
+        if step is not None and step > state.done:
+            return step
+    return state.done
 
 
 def is_live(status: str, alive: bool) -> bool:
@@ -126,19 +136,25 @@ class EventTail:
         self._pending = b""
         self._inode: int | None = None
         if not from_start and self.path.exists():
-            self._offset = self.path.stat().st_size
+            self._offset = self.path.lstat().st_size
 
     def read_new(self) -> list[Event]:
         try:
-            st = os.stat(self.path)
+            st = os.lstat(self.path)
         except FileNotFoundError:
+            return []
+        if not stat.S_ISREG(st.st_mode):  # a symlink or FIFO in its place is never followed or read
             return []
         if self._inode is not None and (st.st_ino != self._inode or st.st_size < self._offset):
             self._offset, self._pending = 0, b""  # the log was replaced: start over
         self._inode = st.st_ino
         if st.st_size == self._offset:
             return []
-        with open(self.path, "rb") as fh:
+        try:
+            fh = os.fdopen(open_job_file(self.path), "rb")
+        except OSError:
+            return []
+        with fh:
             fh.seek(self._offset)
             chunk = fh.read(self.MAX_READ)  # bounded: the rest comes on the next call
         self._offset += len(chunk)

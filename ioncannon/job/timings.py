@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from ioncannon.job.events import StageFinished, parse_event
+from ioncannon.job.events import Failed, RunnerStarted, StageFinished, StageStarted, Stopped, parse_event
 from ioncannon.job.fsio import StateFileError, read_json, write_json
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.stages import STAGE_NAMES
 
 _MAX_EVENT_BYTES = 64 << 20  # a finished job's log is a few MB; never read an unbounded file whole
+# The events that start, end or cut short a stage attempt (their type names, as written in the log).
+_TIMED = tuple(t.__name__ for t in (StageStarted, StageFinished, RunnerStarted, Stopped, Failed))
 
 
 def write_estimate(paths: JobPaths, stages: Mapping[str, float]) -> None:
@@ -32,17 +34,34 @@ def read_estimate(paths: JobPaths) -> dict[str, float]:
 
 
 def stage_seconds(paths: JobPaths) -> dict[str, float]:
-    """Seconds each finished stage ran, from the event log (summed when a resume ran a stage again)."""
+    """Seconds each stage ran, from the event log, over every attempt.
+
+    A resume runs a stage again: its finished run counts, and so does the attempt a kill, a stop or a
+    failure cut short (from its start to the last event it wrote).
+    """
     try:
         with open(paths.events_file, "rb") as fh:
             data = fh.read(_MAX_EVENT_BYTES)
     except OSError:
         return {}
     seconds: dict[str, float] = {}
+    started: StageStarted | None = None  # the stage attempt under way, if any
+    previous = ""  # the line before, whose time is the cut-off attempt's last sign of life
     for line in data.decode("utf-8", errors="replace").splitlines():
-        if "StageFinished" not in line:  # most lines are progress: skip them before parsing
+        if not any(name in line for name in _TIMED):  # most lines are progress: skip them before parsing
+            previous = line
             continue
         event = parse_event(line)
-        if isinstance(event, StageFinished) and not event.skipped:
-            seconds[event.stage] = seconds.get(event.stage, 0.0) + event.seconds
+        if isinstance(event, StageFinished):
+            if not event.skipped:
+                seconds[event.stage] = seconds.get(event.stage, 0.0) + event.seconds
+            started = None
+        elif isinstance(event, StageStarted):
+            started = event
+        elif event is not None and started is not None:  # the runner ended or restarted mid-stage
+            last = parse_event(previous) if previous else None
+            end = event.t if isinstance(event, (Stopped, Failed)) else (last.t if last is not None else started.t)
+            seconds[started.stage] = seconds.get(started.stage, 0.0) + max(0.0, end - started.t)
+            started = None
+        previous = line
     return seconds

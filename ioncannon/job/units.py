@@ -50,3 +50,8 @@ def duration(seconds: float | None, style: DurationStyle = "timer") -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def count(n: int, one: str, many: str | None = None) -> str:
+    """`1 place`, `3 places`: a number with its noun in the form that agrees (`many` when +s is wrong)."""
+    return f"{n} {one if n == 1 else many or one + 's'}"

@@ -240,8 +240,9 @@ def text_problem(field: str, value: str, max_chars: int = TEXT_MAX_CHARS, allow_
     """Free text (a path, a model name): no control characters, bounded length."""
     if not value and not allow_empty:
         return f"{field} is empty: write it in quotes."
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
-        return f"{field} contains control characters (a stray newline or tab?): retype it."
+    if any(unicodedata.category(c) in ("Cc", "Cs", "Cf", "Zl", "Zp") for c in value):
+        # Cf: direction overrides such as U+202E would show the text reversed wherever it is printed
+        return f"{field} contains control characters (a stray newline or tab, or a direction mark?): retype it."
     if len(value) > max_chars:
         return f"{field} is {len(value)} characters long: keep it under {max_chars}."
     return None

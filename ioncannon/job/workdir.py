@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,21 @@ def ensure_workdir(workdir: str | Path) -> Path:
     return workdir
 
 
+def overlaps(a: str | Path, b: str | Path) -> bool:
+    """Whether two folders are one, or one lies inside the other, once symlinks are followed."""
+    ra, rb = Path(a).expanduser().resolve(), Path(b).expanduser().resolve()
+    return ra == rb or ra.is_relative_to(rb) or rb.is_relative_to(ra)
+
+
+def overlap_problem(job_root: str | Path, photos_dir: str | Path) -> str | None:
+    """One sentence when a job folder and the photo folder overlap (the job would write among the photos)."""
+    if not overlaps(job_root, photos_dir):
+        return None
+    return (f"the job folder {job_root} and the photo folder {photos_dir} overlap (one is, or lies inside, the "
+            "other), and the photo folder is never changed: keep the photos in a folder of their own outside the "
+            "job, or pick another job name or --workdir.")
+
+
 def new_job_name(workdir: str | Path, identifier: str) -> str:
     base = f"{slugify(identifier)[:40].strip('-') or 'job'}-{time.strftime('%Y%m%d-%H%M')}"
     name, n = base, 2
@@ -70,16 +87,37 @@ def create_job(workdir: str | Path, spec: JobSpec) -> JobPaths:
     if root.parent != base or root.is_symlink() or not root.resolve().is_relative_to(base):
         raise WorkdirError(f"The job name {spec.name!r} would leave the work dir {base}: pick a plain name.")
     paths = JobPaths(root)
-    paths.ensure()
+    problem = overlap_problem(root, spec.photos_dir)
+    if problem:
+        raise WorkdirError(problem[0].upper() + problem[1:])
     try:
-        # O_EXCL: of two commands creating the same name at once, exactly one wins
-        os.close(os.open(paths.job_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        # exclusive: of two commands creating one name at once exactly one wins, and a folder that is already
+        # there (the person's photos copied to the work dir, a file) is never taken over
+        root.mkdir(mode=0o700)
     except FileExistsError:
+        ours = False
+        for _ in range(10):  # a job another command is making this moment gets its .ioncannon in a blink
+            ours = paths.meta.is_dir() and not paths.meta.is_symlink()
+            if ours or root.is_symlink() or not root.is_dir():
+                break
+            time.sleep(0.05)
         raise WorkdirError(
             f"A job named {spec.name!r} already exists in {base}: resume it with `ioncannon resume {spec.name}`, "
-            "or give the new job another name."
+            "or give the new job another name." if ours else
+            f"{root} is already there and is not a job: give the job another name (or move that "
+            f"{'folder' if root.is_dir() else 'file'} out of the work dir)."
         ) from None
-    save_spec(paths, spec)
+    except OSError as exc:
+        raise WorkdirError(f"Can't make the job folder {root} ({exc.strerror}): pick another --workdir.") from exc
+    try:
+        paths.ensure()
+        save_spec(paths, spec)
+    except OSError as exc:
+        # nothing half-made may stay behind to take the name or show as a damaged job
+        shutil.rmtree(root, ignore_errors=True)
+        raise WorkdirError(f"Can't write the job into {base} ({exc.strerror or exc}): "
+                           + ("free some disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                              else "check the work dir") + ", then run the command again.") from exc
     return paths
 
 
@@ -117,3 +155,42 @@ def find_job(workdir: str | Path, name: str | None) -> JobSummary | None:
     if name is None:
         return jobs[0] if jobs else None
     return next((j for j in jobs if j.name == name), None)
+
+
+ARCHIVE_DIR = "archive"  # set-aside jobs live here, out of every list; a job name always ends in a date, never this
+
+
+def set_aside_refusal(job: JobSummary) -> str:
+    """Why this job can't be archived or deleted now ("" when it can): never a job whose runner works."""
+    if runner_pid(job.paths) is not None:
+        return f"Job {job.name} is running: stop it first (`ioncannon stop {job.name}`)."
+    return ""
+
+
+def archive_job(workdir: str | Path, job: JobSummary) -> Path:
+    """Move a job out of the way into <workdir>/archive/ (kept whole, listed nowhere); WorkdirError if it runs."""
+    refusal = set_aside_refusal(job)
+    if refusal:
+        raise WorkdirError(refusal)
+    shelf = Path(workdir) / ARCHIVE_DIR
+    shelf.mkdir(mode=0o700, exist_ok=True)
+    target, n = shelf / job.name, 2
+    while target.exists():
+        target, n = shelf / f"{job.name}-{n}", n + 1
+    try:
+        os.replace(job.paths.root, target)
+    except OSError as exc:
+        raise WorkdirError(f"Job {job.name} could not be moved to {shelf} ({exc.strerror}).") from exc
+    return target
+
+
+def delete_job(job: JobSummary) -> None:
+    """Remove a job's folder and everything in it (the person's own photo folder is elsewhere and untouched)."""
+    refusal = set_aside_refusal(job)
+    if refusal:
+        raise WorkdirError(refusal)
+    try:
+        shutil.rmtree(job.paths.root)
+    except OSError as exc:
+        raise WorkdirError(f"Job {job.name} could not be deleted ({exc.strerror}); "
+                           f"remove {job.paths.root} by hand.") from exc

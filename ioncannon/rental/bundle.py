@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 import time
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from ioncannon import __version__
 from ioncannon.job.errors import StageError
-from ioncannon.job.fsio import StateFileError, free_bytes, read_json, write_json
+from ioncannon.job.fsio import StateFileError, free_bytes, open_job_file, read_json, write_json
 from ioncannon.job.outputs import plan_outputs
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import JobSpec, slugify
@@ -94,6 +96,25 @@ def _relative(paths: JobPaths, image: Path) -> str:
 
 
 
+# What each kind of bundled file is called, one and many, in the order the summary lists them.
+KIND_NAMES: dict[str, tuple[str, str]] = {
+    "collage": ("collage", "collages"), "image": ("image", "images"),
+    "contact_sheet": ("contact sheet", "contact sheets"),
+    "model": ("model file", "model files"), "model_card": ("model card", "model cards"),
+    "metadata": ("metadata file", "metadata files"),
+}
+
+
+def bundle_counts(counts: dict[str, int]) -> str:
+    """`4 collages, 16 images, 1 contact sheet`: every kind counted, in a plural that agrees."""
+    order = [k for k in KIND_NAMES if k in counts] + sorted(k for k in counts if k not in KIND_NAMES)
+    parts = []
+    for kind in order:
+        one, many = KIND_NAMES.get(kind, (kind.replace("_", " "), kind.replace("_", " ") + "s"))
+        parts.append(f"{counts[kind]} {one if counts[kind] == 1 else many}")
+    return ", ".join(parts)
+
+
 def read_finish_record(paths: JobPaths) -> dict[str, Any]:
     """What happened at the finish line: the bundle written, download confirmed or declined, the wipe."""
     try:
@@ -127,13 +148,18 @@ def archive_path(paths: JobPaths, spec: JobSpec) -> Path:
 
 
 def _files_under(folder: Path) -> list[Path]:
-    if not folder.is_dir():
+    """Regular files under `folder`, symlinks never followed nor packed (a link could lead anywhere on the box)."""
+    if not folder.is_dir() or folder.is_symlink():
         return []
-    # Hidden entries are staging folders and partial files, never results.
-    return sorted(
-        p for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    found = []
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        # Hidden entries are staging folders and partial files, never results.
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            path = Path(root) / name
+            if not name.startswith(".") and stat.S_ISREG(path.lstat().st_mode):
+                found.append(path)
+    return sorted(found)
 
 
 def _output_entries(paths: JobPaths, images: str, starred: set[str]) -> list[BundleEntry]:
@@ -200,6 +226,14 @@ def plan_bundle(
     model_formats: Iterable[str] = DEFAULT_MODEL_FORMATS,
 ) -> BundlePlan:
     """Choose the files and size the archive exactly; nothing is written."""
+    from ioncannon.job.lock import runner_pid
+    from ioncannon.job.state import read_state
+
+    if runner_pid(paths) is not None:
+        # a zip of what is there now would be missing what the job still writes, and look complete
+        state = read_state(paths)
+        raise BundleError(f"the job is still running ({state.stage or 'starting'}): bundle it once it has finished, "
+                          "or `ioncannon stop` it first to bundle what is there")
     formats = tuple(dict.fromkeys(model_formats))
     unknown = [f for f in formats if f not in MODEL_FORMATS]
     if unknown:
@@ -353,6 +387,42 @@ def _zip_info(entry_name: str, source: Path | None, size: int) -> zipfile.ZipInf
     return info
 
 
+def _open_member(source: Path, job_root: Path) -> BinaryIO:
+    """A planned file, opened without following a symlink and only inside the job folder: one swapped for a link
+    after planning is refused, never packed."""
+    if not source.resolve().is_relative_to(job_root.resolve()):
+        raise BundleError(f"{source} now leads outside the job folder; nothing was kept: run the bundle again")
+    try:
+        fd = open_job_file(source)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BundleError(f"{source} became a symlink while bundling; nothing was kept: remove it, then "
+                              "bundle again") from exc
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BundleError(f"{source} is not a regular file any more; nothing was kept: bundle again")
+    return os.fdopen(fd, "rb")
+
+
+def partial_path(paths: JobPaths, spec: JobSpec) -> Path:
+    """Where the bundle is written before it is complete (a kill leaves it: the wipe removes it)."""
+    archive = archive_path(paths, spec)
+    return archive.with_name(f".{archive.name}.partial")
+
+
+def bundle_is_current(paths: JobPaths, spec: JobSpec) -> bool:
+    """Whether the zip exists and is no older than every result in it could be (a zip made mid-job is stale)."""
+    archive = archive_path(paths, spec)
+    try:
+        made = archive.lstat().st_mtime
+    except OSError:
+        return False
+    newest = max((p.lstat().st_mtime for folder in (paths.outputs, paths.trained_models)
+                  for p in _files_under(folder)), default=0.0)
+    return made >= newest
+
+
 def write_bundle(
     plan: BundlePlan,
     progress: Callable[[int, int], None] | None = None,
@@ -360,7 +430,7 @@ def write_bundle(
 ) -> Path:
     """Write the planned archive (hashing every file on the way) and publish it atomically."""
     check_free_space(plan)
-    partial = plan.archive.with_name(f".{plan.archive.name}.partial")
+    partial = plan.archive.with_name(f".{plan.archive.name}.partial")  # partial_path(), from the plan alone
     manifest = json.loads(json.dumps(plan.manifest))
     done = 0
     try:
@@ -369,7 +439,7 @@ def write_bundle(
                 digest = hashlib.sha256()
                 written = 0
                 with (
-                    open(entry.source, "rb") as src,
+                    _open_member(entry.source, plan.archive.parent) as src,
                     archive.open(_zip_info(entry.name, entry.source, entry.size), "w") as dst,
                 ):
                     while chunk := src.read(_CHUNK):
@@ -392,6 +462,10 @@ def write_bundle(
     except FileNotFoundError as exc:
         partial.unlink(missing_ok=True)
         raise BundleError(f"{exc.filename} vanished while bundling; run the bundle again") from exc
+    except OSError as exc:  # a disk filled up meanwhile, a file became unreadable: one sentence, no half zip
+        partial.unlink(missing_ok=True)
+        raise BundleError(f"the bundle could not be written ({exc.strerror or exc}); nothing was kept: free "
+                          "some space (or fix the file named) and bundle again") from exc
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

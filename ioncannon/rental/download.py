@@ -12,7 +12,7 @@ from pathlib import Path
 from ioncannon.job.fsio import atomic_write_text
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import JobSpec, load_spec
-from ioncannon.rental.bundle import archive_path
+from ioncannon.rental.bundle import archive_path, bundle_is_current
 
 # Bare words, not <HOST>: a pasted "<PORT>" is a shell redirection that creates stray files.
 HOST_PLACEHOLDER = "HOST"
@@ -111,7 +111,7 @@ def detect_address(env: Mapping[str, str] | None = None) -> SshAddress:
 def download_targets(paths: JobPaths, spec: JobSpec) -> tuple[Path, ...]:
     """The bundle when it exists (one file, resumable); else the output and model folders themselves."""
     bundle = archive_path(paths, spec)
-    if bundle.is_file():
+    if bundle_is_current(paths, spec):  # a zip made before the job's last results would leave them behind
         return (bundle,)
     folders = tuple(p for p in (paths.outputs, paths.trained_models) if p.is_dir())
     return folders or (bundle,)

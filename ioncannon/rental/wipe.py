@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import JobSpec
-from ioncannon.rental.bundle import archive_path, human_bytes, update_finish_record
+from ioncannon.job.units import count
+from ioncannon.rental.bundle import archive_path, human_bytes, partial_path, update_finish_record
 
 NOT_A_SECURE_ERASE = (
     "Deleting files on a rented SSD or container layer is not a secure erase: the blocks can stay on "
@@ -52,8 +53,9 @@ class WipeReceipt:
                 return str(Path(path).relative_to(relative_to))
             return path
 
-        out = [f"Removed {human_bytes(self.total_bytes)} in {len(self.removed)} place(s):"]
-        out += [f"  ✓ {i.label}: {short(i.path)} ({i.files} files, {human_bytes(i.bytes)})" for i in self.removed]
+        out = [f"Removed {human_bytes(self.total_bytes)} in {count(len(self.removed), 'place')}:"]
+        out += [f"  ✓ {i.label}: {short(i.path)} ({count(i.files, 'file')}, {human_bytes(i.bytes)})"
+                for i in self.removed]
         out += [f"  ✗ {i.label}: {short(i.path)} could not be removed: {why}" for i, why in self.failed]
         out += [
             f"Kept: {short(k)}"
@@ -73,6 +75,8 @@ def _subject_copies(paths: JobPaths, spec: JobSpec, include_results: bool) -> li
         ("checkpoints", paths.checkpoints),
         ("training previews", paths.previews),
         ("trained weights (working copy)", paths.trained),
+        # a bundle cut short (a kill, a full disk) holds the subject's images as much as the finished one
+        ("unfinished results bundle", partial_path(paths, spec)),
     ]
     if include_results:
         places += [
@@ -152,6 +156,14 @@ def wipe(paths: JobPaths, spec: JobSpec, include_results: bool = False) -> WipeR
         f"Your original photos in {spec.photos_dir} were never modified or removed; "
         "if you uploaded them to this box, delete them yourself."
     )
+    try:
+        record_wipe(paths, receipt, include_results)
+    except OSError:  # a full disk is when people wipe: the files are gone whether or not the note is written
+        pass
+    return receipt
+
+
+def record_wipe(paths: JobPaths, receipt: WipeReceipt, include_results: bool) -> None:
     update_finish_record(
         paths,
         wipe={
@@ -161,4 +173,3 @@ def wipe(paths: JobPaths, spec: JobSpec, include_results: bool = False) -> WipeR
             "failed": [[asdict(i), why] for i, why in receipt.failed],
         },
     )
-    return receipt

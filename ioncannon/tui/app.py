@@ -20,11 +20,13 @@ from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ioncannon.job import handle
+from ioncannon.job.errors import JobError
 from ioncannon.job.lock import RunnerBusy
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import JobSpec
 from ioncannon.job.state import is_live, read_state
 from ioncannon.tui.dialogs.choice import Choice, ChoiceDialog, ErrorDialog
+from ioncannon.tui.dialogs.help import HELP_BINDING, HelpDialog, key_rows
 from ioncannon.tui.feed import JobFeed
 from ioncannon.tui.jobview import JobView
 from ioncannon.tui.screens.base import WizardScreen
@@ -39,7 +41,16 @@ from ioncannon.tui.screens.train import TrainScreen
 from ioncannon.tui.screens.welcome import WelcomeScreen
 from ioncannon.tui.session import SessionStore, WizardSession
 from ioncannon.tui.tokenizer import TokenizerCheck
-from ioncannon.tui.wizard import JOB_STEPS, Step, follow_job, job_step, next_step, opening_step, previous_step
+from ioncannon.tui.wizard import (
+    JOB_STEPS,
+    Step,
+    follow_job,
+    job_step,
+    needs_a_look,
+    next_step,
+    opening_step,
+    previous_step,
+)
 
 if TYPE_CHECKING:
     from ioncannon.engine.hardware import HardwareInfo
@@ -79,6 +90,7 @@ class IonCannonApp(App[None]):
     # screens and quit on others. Not a priority binding, so a job screen can label it "Leave/stop".
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "request_quit", "Quit"),
+        HELP_BINDING,
     ]
 
     def __init__(
@@ -180,7 +192,13 @@ class IonCannonApp(App[None]):
     def on_mount(self) -> None:
         if self.demo:
             self._prefill_demo()
-        self.push_screen(self.make_screen(opening_step(Step.parse(self.store.session.step))))
+        from ioncannon.job.workdir import list_jobs
+
+        jobs = list_jobs(self.workdir)  # one scan: each job's lock is probed and its files read
+        news = any(needs_a_look(j.state.status) and j.spec is not None and (not self.demo or j.spec.demo)
+                   for j in jobs)
+        step = opening_step(Step.parse(self.store.session.step), news)
+        self.push_screen(WelcomeScreen(jobs) if step is Step.WELCOME else self.make_screen(step))
 
     def make_screen(self, step: Step) -> Screen[None]:
         if step is Step.WELCOME:
@@ -201,14 +219,9 @@ class IonCannonApp(App[None]):
         return screens.get(step, PhotosScreen)()
 
     def _welcome(self) -> WelcomeScreen:
-        from ioncannon.job.workdir import find_unfinished, list_jobs
+        from ioncannon.job.workdir import list_jobs
 
-        jobs = list_jobs(self.workdir)  # one scan: each job's lock is probed and its files read
-        unfinished = find_unfinished(self.workdir, jobs)
-        finished = None
-        if unfinished is None:
-            finished = next((j for j in jobs if j.state.finished and j.spec is not None), None)
-        return WelcomeScreen(unfinished, finished, [j for j in jobs if j.spec is None])
+        return WelcomeScreen(list_jobs(self.workdir))
 
     def go(self, step: Step) -> None:
         """Show `step`, remembering it so a dropped link reopens here."""
@@ -296,7 +309,14 @@ class IonCannonApp(App[None]):
 
     def stop_job(self) -> None:
         """Ask the runner to checkpoint and stop; the screen shows it stopping, then stopped."""
-        if self.job is not None and not handle.stop(self.job.paths):
+        if self.job is None:
+            return
+        try:
+            asked = handle.stop(self.job.paths)
+        except JobError as exc:  # locked by a process that is not provably the runner: nothing was signalled
+            self.notify(str(exc), severity="error")
+            return
+        if not asked:
             self.notify("The runner had already exited.", severity="warning")
 
     @work(thread=True, exclusive=True, group="pump", exit_on_error=False)
@@ -365,6 +385,14 @@ class IonCannonApp(App[None]):
         if event.state is WorkerState.ERROR and event.worker.error is not None:
             error = event.worker.error
             self.show_error(f"{event.worker.name or 'background work'} failed: {error}", exc=error)
+
+    def action_help(self) -> None:
+        """List every key of this screen, the ones the footer leaves out too."""
+        screen = self.screen
+        if isinstance(screen, ModalScreen):
+            return  # a dialog names its own keys
+        title = getattr(screen, "HELP_TITLE", "") or screen.__class__.__name__.removesuffix("Screen")
+        self.push_screen(HelpDialog(title, key_rows(screen), getattr(screen, "HELP_EXTRA", ())))
 
     def action_request_quit(self) -> None:
         """Quit; while the job runs, ask first and say it keeps running."""

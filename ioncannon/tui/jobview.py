@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ class JobView:
     stages_done: list[str] = field(default_factory=list)
     progress: dict[str, Progress] = field(default_factory=dict)  # latest Progress per stage
     losses: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_LOSSES))
+    loss_steps: deque[int] = field(default_factory=lambda: deque(maxlen=MAX_LOSSES))  # the step of each loss
     preview: SampleReady | None = None  # the latest training sample (or class image before training)
     generated: dict[str, int] = field(default_factory=dict)  # prompt label -> images written
     collages: list[CollageReady] = field(default_factory=list)
@@ -68,7 +70,12 @@ class JobView:
         if isinstance(event, Progress):
             self.progress[event.stage] = event
             if event.stage == "train" and event.loss is not None:
+                # a resumed run replays the steps after its checkpoint: their first losses were thrown away
+                while self.loss_steps and self.loss_steps[-1] >= event.done:
+                    self.loss_steps.pop()
+                    self.losses.pop()
                 self.losses.append(event.loss)
+                self.loss_steps.append(event.done)
         elif isinstance(event, SampleReady):
             if event.stage == "train" or (event.stage == "class_images" and (
                     self.preview is None or self.preview.stage != "train")):
@@ -96,15 +103,19 @@ class JobView:
         elif isinstance(event, RunnerStarted):
             # A restarted runner clears an earlier failure or stop: the job is live again.
             self.failed = self.stopped = None
+            # the last run's speed is not this one's: no rate or ETA until the new runner reports its own
+            self.progress = {stage: dataclasses.replace(p, rate=0.0, eta_s=None) for stage, p in self.progress.items()}
             self.messages.append(("info", "runner resumed the job" if event.resumed else "runner started"))
         elif isinstance(event, JobFinished):
             self.finished = event
 
-    def stage_marks(self) -> list[tuple[str, str]]:
-        """(stage, mark) for every stage in run order: ✓ done, ▶ running, ✗ failed, · waiting."""
+    def stage_marks(self, unused: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+        """(stage, mark) for every stage in run order: ✓ done, ▶ running, ✗ failed, · waiting, – not made here."""
         marks = []
         for stage in STAGE_NAMES:
-            if stage in self.stages_done:
+            if stage in unused:
+                mark = "–"  # a stage this job's plan leaves out (class images without prior preservation)
+            elif stage in self.stages_done:
                 mark = "✓"
             elif stage == self.stage and self.failed is not None:
                 mark = "✗"

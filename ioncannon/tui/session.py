@@ -101,8 +101,9 @@ class WizardSession:
         return WizardSession(
             step="photos", demo=self.demo, base_model=self.base_model,
             hourly_price=self.hourly_price, preset=self.preset, prompt_styles=self.prompt_styles,
-            run_length=self.run_length, budget=self.budget, all_gpus=self.all_gpus, family=self.family,
-            resolution=self.resolution,
+            run_length=self.run_length, budget=self.budget, all_gpus=self.all_gpus,
+            # a demo job tries one family: the next one starts from the demo's own again
+            family=None if self.demo else self.family, resolution=None if self.demo else self.resolution,
         )
 
 

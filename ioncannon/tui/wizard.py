@@ -36,6 +36,7 @@ JOB_STEPS: tuple[Step, ...] = (Step.TRAIN, Step.GENERATE, Step.FINISH)
 GENERATE_STAGES: frozenset[str] = frozenset(s.name for s in STAGES if s.screen == "generate")
 
 ResumeAction = Literal["attach", "resume", "none"]
+JobAction = Literal["attach", "resume", "open"]
 
 
 def next_step(step: Step) -> Step | None:
@@ -54,15 +55,35 @@ def previous_step(step: Step) -> Step | None:
     return None
 
 
-def opening_step(saved: Step) -> Step:
+def opening_step(saved: Step, job_needs_a_look: bool = False) -> Step:
     """Where a (re)started wizard opens: mid-setup on the saved screen, otherwise on welcome.
 
     Welcome is where a live or dead job is offered for attach / resume, so a job step never
     reopens blind: the job may have finished, failed or lost its runner while nobody watched.
+    A job that runs, was interrupted or failed is news even mid-setup: welcome says so first
+    (and its first row carries on with the setup).
     """
-    if saved in SETUP_STEPS:
+    if saved in SETUP_STEPS and not job_needs_a_look:
         return saved
     return Step.WELCOME
+
+
+def needs_a_look(status: str) -> bool:
+    """Whether a job in this state is news when the wizard opens: it runs, was cut off, or failed."""
+    return status in ("running", "stopping", "failed", "unknown")
+
+
+def job_action(status: str, alive: bool) -> JobAction:
+    """What enter does on a job of the welcome list: watch it, resume it, or open it to read.
+
+    A failed job only opens (its screen says why it failed): pressing enter out of habit must
+    never run a doomed job again; resuming it is its own key.
+    """
+    if status in ("finished", "failed"):
+        return "open"
+    if alive and status in ("running", "stopping", "new", "unknown"):
+        return "attach"
+    return "resume"
 
 
 def job_step(status: str, stage: str | None) -> Step:

@@ -34,7 +34,7 @@ def test_demo_survives_a_killed_terminal_and_reattaches(tmux: Tmux, tmp_path: Pa
     env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "TERM": "xterm-256color"}
 
     tmux.start("first", f"{ioncannon} --demo", env)
-    tmux.wait_for("first", "Press", 30)
+    tmux.wait_for("first", "a new job", 30)
     tmux.send("first", "Enter")
     tmux.wait_for("first", "Photos")
     tmux.send("first", "Enter")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ioncannon.job.events import Progress, StageFinished
+from ioncannon.job.events import Progress, RunnerStarted, StageFinished, StageStarted, Stopped
 from ioncannon.job.fsio import append_line
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.timings import read_estimate, stage_seconds, write_estimate
@@ -36,3 +36,16 @@ def test_stage_times_sum_over_resumes_and_skip_other_events(tmp_path: Path) -> N
         append_line(paths.events_file, event.dumps())
     append_line(paths.events_file, '{"type": "StageFinished", "stage": "generate", "seconds": "a while"}')
     assert stage_seconds(paths) == {"cache": 8.0, "train": 100.0}
+
+
+def test_a_stage_attempt_cut_short_counts_up_to_its_last_event(tmp_path: Path) -> None:
+    paths = JobPaths(tmp_path / "job")
+    paths.ensure()
+    for event in (RunnerStarted(pid=1, t=0.0), StageStarted(stage="train", t=10.0),
+                  Progress(stage="train", done=50, total=100, t=70.0),  # then kill -9: no more events
+                  RunnerStarted(pid=2, resumed=True, t=500.0), StageStarted(stage="train", t=510.0),
+                  Stopped(reason="asked to stop", t=530.0),  # a stop ends an attempt where it says so
+                  RunnerStarted(pid=3, resumed=True, t=600.0), StageStarted(stage="train", t=605.0),
+                  StageFinished(stage="train", seconds=40.0, t=645.0)):
+        append_line(paths.events_file, event.dumps())
+    assert stage_seconds(paths) == {"train": 60.0 + 20.0 + 40.0}

@@ -40,4 +40,6 @@ async def test_welcome_shows_damaged_state_and_job_files_with_a_way_out(tui_work
         assert welcome.unfinished is not None and welcome.unfinished.name == "hurt-state"
         assert welcome.action == "resume"  # a damaged progress file is rebuilt by resuming
         assert "progress file can't be read" in text and "elapsed_s" in text
+        await pilot.press("down")  # the older job, whose settings can't be read: listed, with a way out
+        text = " ".join(shown(app.screen.query_one("#welcome-job", Static)).split())
         assert "Job lost-settings can't be read" in text and "ioncannon wipe lost-settings" in text

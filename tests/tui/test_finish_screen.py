@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from textual.app import App
+from textual.widgets import Input
 
 from ioncannon.job.events import RunnerStarted
 from ioncannon.job.fsio import append_line
@@ -215,6 +216,10 @@ async def test_without_a_provider_cli_there_is_no_destroy_key(tmp_path: Path, mo
         assert "$1.20/h" in str(app.screen.query_one("#finish-money").render())
         assert app.screen.query_one(CostMeter).hourly_price == 1.2
         assert (tmp_path / "config" / "ioncannon" / PRICES_FILE).is_file()
+        await pilot.press("p")  # the dialog holds the price set, to edit, not an example
+        await pilot.pause()
+        assert app.screen.query_one("#price-input", Input).value == "1.2"
+        await pilot.press("escape")
 
 
 async def test_cost_meter_line_follows_the_clock(tmp_path: Path) -> None:
@@ -309,3 +314,18 @@ async def test_a_job_created_without_an_estimate_shows_no_stage_rows(
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         assert "stages" not in str(app.screen.query_one("#finish-money").render())
+
+
+async def test_a_small_terminal_says_what_is_below_the_fold(tmp_path: Path) -> None:
+    paths, spec = finished_job(tmp_path)
+    app = FinishApp(FinishScreen(paths, spec, env={}))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        more = app.screen.query_one("#finish-more")
+        assert more.display and "download commands" in str(more.render()) and "subject's data" in str(more.render())
+        await pilot.press("end")
+        await pilot.pause()
+        assert not more.display  # everything is on screen now
+    async with FinishApp(FinishScreen(paths, spec, env={})).run_test(size=(120, 60)) as pilot:
+        await pilot.pause()
+        assert not pilot.app.screen.query_one("#finish-more").display  # a tall terminal shows it all

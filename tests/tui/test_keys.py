@@ -9,6 +9,7 @@ from textual.widgets import Input, Static
 
 from ioncannon.engine.demo import DEMO_IDENTIFIER, demo_photos_dir
 from ioncannon.tui.app import IonCannonApp
+from ioncannon.tui.dialogs.choice import ChoiceDialog
 from ioncannon.tui.screens.photos import PhotosScreen
 from ioncannon.tui.screens.subject import SubjectScreen
 from ioncannon.tui.screens.welcome import WelcomeScreen
@@ -56,6 +57,9 @@ async def test_welcome_restores_the_demo_answers_after_a_stray_answer(tui_workdi
         assert "photos q · subject qq dog" in shown(answers)
         await pilot.press("x")
         await pilot.pause()
+        assert app.store.session.photos_dir == "q"  # x only asks
+        await pilot.press("y")
+        await pilot.pause()
         session = app.store.session
         assert session.photos_dir == str(demo_photos_dir())
         assert (session.identifier, session.class_choice) == (DEMO_IDENTIFIER, "person")
@@ -73,6 +77,12 @@ async def test_start_over_forgets_a_real_run_answers(tui_workdir: Path, tmp_path
         await wait_for(pilot, lambda: isinstance(app.screen, WelcomeScreen), what="welcome")
         assert app.screen.check_action("start_over", ()) is True
         await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(app.screen, ChoiceDialog) and "can't be undone" in app.screen.body_text
+        await pilot.press("escape")  # kept: one stray letter forgets nothing
+        await pilot.pause()
+        assert app.store.session.photos_dir == "q" and app.store.session.identifier == "zwx"
+        await pilot.press("x", "y")
         await pilot.pause()
         assert app.store.session.photos_dir == "" and app.store.session.identifier == ""
         assert app.screen.check_action("start_over", ()) is False  # nothing left to forget

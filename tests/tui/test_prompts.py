@@ -9,6 +9,7 @@ from textual.widgets import DataTable, Static
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.prompts import load_pack
 from ioncannon.tui.app import IonCannonApp
+from ioncannon.tui.dialogs.choice import ChoiceDialog
 from ioncannon.tui.dialogs.style import StyleDialog
 from ioncannon.tui.screens.hardware import HardwareScreen
 from ioncannon.tui.screens.prompts import PromptsScreen
@@ -68,7 +69,14 @@ async def test_edit_toggle_and_length_are_remembered_and_reach_the_job_spec(tui_
         screen = again.screen
         assert isinstance(screen, PromptsScreen)
         assert screen.pack_styles[0].seed == 77 and not screen.pack_styles[1].enabled
-        await pilot.press("r")  # back to the pack as shipped
+        await pilot.press("r")  # asks first: one letter never throws the edits away
+        await pilot.pause()
+        assert isinstance(again.screen, ChoiceDialog) and "can't be undone" in again.screen.body_text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert screen.pack_styles[0].seed == 77 and load_session(tui_workdir).prompt_styles is not None
+        await pilot.press("r", "y")  # back to the pack as shipped
+        await pilot.pause()
         assert screen.pack_styles == built_in and load_session(tui_workdir).prompt_styles is None
 
 

@@ -81,3 +81,10 @@ def test_prompt_answers_survive_and_damage_falls_back(tmp_path: Path) -> None:
     session_file(tmp_path).write_text(json.dumps(data))
     damaged = load_session(tmp_path)
     assert (damaged.prompt_styles, damaged.run_length, damaged.budget) == (None, "short", "")
+
+
+def test_a_new_demo_job_starts_from_the_demo_family_a_real_one_keeps_its_own() -> None:
+    demo = WizardSession(demo=True, family="flux", resolution=512, job_name="zwx-1")
+    assert (demo.for_new_job().family, demo.for_new_job().resolution) == (None, None)
+    real = WizardSession(family="sdxl", resolution=768, job_name="zwx-1")
+    assert (real.for_new_job().family, real.for_new_job().resolution) == ("sdxl", 768)

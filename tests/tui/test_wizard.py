@@ -10,7 +10,9 @@ from ioncannon.tui.wizard import (
     SETUP_STEPS,
     Step,
     follow_job,
+    job_action,
     job_step,
+    needs_a_look,
     next_step,
     opening_step,
     previous_step,
@@ -118,3 +120,25 @@ def test_quit_warns_only_while_the_job_really_runs() -> None:
 
 def test_order_lists_every_step_once() -> None:
     assert len(set(ORDER)) == len(ORDER) == len(Step)
+
+
+@pytest.mark.parametrize(
+    ("status", "alive", "action"),
+    [
+        ("running", True, "attach"),
+        ("running", False, "resume"),
+        ("stopped", False, "resume"),
+        ("unknown", False, "resume"),
+        ("failed", False, "open"),  # enter never runs a failed job again
+        ("failed", True, "open"),
+        ("finished", False, "open"),
+    ],
+)
+def test_enter_on_a_listed_job_never_repeats_a_failure(status: str, alive: bool, action: str) -> None:
+    assert job_action(status, alive) == action
+
+
+@pytest.mark.parametrize("status", ["running", "failed", "unknown"])
+def test_news_of_a_job_opens_welcome_even_mid_setup(status: str) -> None:
+    assert opening_step(Step.SUBJECT, needs_a_look(status)) is Step.WELCOME
+    assert opening_step(Step.SUBJECT, needs_a_look("finished")) is Step.SUBJECT

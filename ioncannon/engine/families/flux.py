@@ -167,13 +167,12 @@ class Flux(Family):
         from diffusers import AutoencoderKL, FluxTransformer2DModel
         from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
 
-        if tokenizer_dir is None:
-            tokenizer_dir = Path(tempfile.mkdtemp(prefix="ioncannon-tok-")) / "tokenizer"
-        tokenizer_dir = write_tiny_tokenizer(tokenizer_dir)
-        t5_dir = write_tiny_t5_tokenizer(Path(tokenizer_dir).parent / "tokenizer_2",
-                                         512 if size == "real" else TINY_T5_TOKENS)
-        tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
-        tokenizer_2 = T5TokenizerFast.from_pretrained(str(t5_dir))
+        with tempfile.TemporaryDirectory(prefix="ioncannon-tok-") as tmp:  # read into memory, then removed
+            tokenizer_dir = write_tiny_tokenizer(tokenizer_dir or Path(tmp) / "tokenizer")
+            t5_dir = write_tiny_t5_tokenizer(Path(tokenizer_dir).parent / "tokenizer_2",
+                                             512 if size == "real" else TINY_T5_TOKENS)
+            tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
+            tokenizer_2 = T5TokenizerFast.from_pretrained(str(t5_dir))
         torch.manual_seed(seed)
         transformer = FluxTransformer2DModel(**transformer_config(size))
         vae = AutoencoderKL(**vae_config(size))

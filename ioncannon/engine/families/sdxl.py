@@ -89,10 +89,10 @@ class SDXL(Family):
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-        if tokenizer_dir is None:
-            tokenizer_dir = write_tiny_tokenizer(Path(tempfile.mkdtemp(prefix="ioncannon-tok-")))
-        tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
-        tokenizer_2 = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
+        with tempfile.TemporaryDirectory(prefix="ioncannon-tok-") as tmp:  # read into memory, then removed
+            tokenizer_dir = tokenizer_dir or write_tiny_tokenizer(Path(tmp))
+            tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
+            tokenizer_2 = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(**unet_config(size))
         vae = AutoencoderKL(**vae_config(size))

@@ -228,8 +228,11 @@ def build_components(size: str = "tiny", seed: int = 0, tokenizer_dir: str | Pat
     if tokenizer_dir is None:
         import tempfile
 
-        tokenizer_dir = write_tiny_tokenizer(Path(tempfile.mkdtemp(prefix="ioncannon-tok-")))
-    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
+        # the tokenizer is read into memory: its files need not outlive this call (nothing left in the temp dir)
+        with tempfile.TemporaryDirectory(prefix="ioncannon-tok-") as tmp:
+            tokenizer = CLIPTokenizer.from_pretrained(str(write_tiny_tokenizer(Path(tmp))))
+    else:
+        tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(**unet_config(size))
     vae = AutoencoderKL(**vae_config(size))
@@ -327,9 +330,15 @@ def _load_single_file(path: str, dtype: torch.dtype, config: str | None) -> Any:
 
 def _explain_load_failure(source: str, exc: Exception) -> str:
     text = f"{type(exc).__name__}: {exc}"
+    if Path(source).expanduser().exists():
+        # a folder or file on this disk: whatever its error says, the network was never asked
+        return (f"Could not load base model {source!r} (a local {'folder' if Path(source).is_dir() else 'file'}): "
+                f"{text.splitlines()[0][:300] if text.strip() else type(exc).__name__}. Check that it is a complete "
+                "diffusers folder or a .safetensors checkpoint.")
     offline = any(
         s in text for s in (
-            "offline", "Connection", "resolve", "Max retries", "LocalEntryNotFound", "NameResolution",
+            "offline", "ConnectionError", "Connection refused", "Connection reset", "Failed to resolve",
+            "Temporary failure in name resolution", "Max retries", "LocalEntryNotFound", "NameResolution",
             "not fully cached locally", "outgoing traffic has been disabled", "Cannot reach",
         )
     )

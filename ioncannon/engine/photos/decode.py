@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from ioncannon.job.limits import MAX_PHOTO_FILE_BYTES
+
 # Our own ceiling, checked from the header before any pixel is decoded, so a crafted file
 # cannot make us allocate gigabytes. Pillow's own bomb check still applies on top of it.
 MAX_PIXELS = 120_000_000
@@ -23,7 +25,7 @@ MAX_DECODE_BYTES = 300 << 20
 # anything bigger is padding or junk that a decoder would plough through for seconds or minutes.
 FILE_SLACK_BYTES = 16 << 20
 # Bigger than any photo a phone or camera writes: rejected from its size alone, before a byte is read.
-MAX_FILE_BYTES = 200_000_000
+MAX_FILE_BYTES = MAX_PHOTO_FILE_BYTES
 _BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2,
                     "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3}
 # Neutral grey for transparent areas: white or black backgrounds teach the model a studio look.

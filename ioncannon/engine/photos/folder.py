@@ -39,7 +39,10 @@ from ioncannon.engine.photos.quality import (
     sharpness,
     shot_distance,
 )
+from ioncannon.engine.photos.shots import ShotIndex
 from ioncannon.job.fsio import atomic_write_bytes
+from ioncannon.job.limits import MAX_PHOTO_FILES
+from ioncannon.job.workdir import overlaps
 
 Status = Literal["ok", "fixed", "flagged", "rejected", "ignored"]
 __all__ = [
@@ -160,6 +163,10 @@ def _open_folder(folder: str | Path) -> tuple[Path, list[os.DirEntry[str]]]:
         raise PhotoFolderError(f"cannot read {root} (permission denied): run `chmod u+rx {root}`") from exc
     except OSError as exc:
         raise PhotoFolderError(f"cannot read {root}: {exc.strerror or exc}") from exc
+    if len(entries) > MAX_PHOTO_FILES:
+        raise PhotoFolderError(
+            f"{root} holds {len(entries):,} files; the check reads at most {MAX_PHOTO_FILES:,}: put the 8-40 best "
+            "photos of the subject in a folder of their own and pick that one")
     entries.sort(key=lambda e: (e.name.casefold(), e.name))
     return root.resolve(), entries
 
@@ -286,11 +293,12 @@ def _flag_duplicates(findings: list[PhotoFinding]) -> None:
     Photos of one person are alike by nature: another shot of the same face is only flagged, never dropped,
     and the check screen shows the pair side by side.
     """
+    photos = [f for f in usable(findings) if f.hashes is not None and f.framings is not None]
     kept: list[PhotoFinding] = []
-    for f in usable(findings):
-        if f.hashes is None or f.framings is None:
-            continue
-        distances = [(shot_distance(k.framings, f.framings), k) for k in kept if k.framings is not None]
+    index = ShotIndex(len(photos))  # only photos that may be alike are compared: a big folder stays fast
+    for f in photos:
+        distances = [(shot_distance(kept[i].framings, f.framings), kept[i])
+                     for i in index.candidates(f.framings, f.hashes)]
         same = min(((d, k) for d, k in distances if d <= SAME_SHOT_DIFF), default=None, key=lambda p: p[0])
         if same is None:
             near = min(((d, k) for d, k in distances
@@ -300,13 +308,16 @@ def _flag_duplicates(findings: list[PhotoFinding]) -> None:
                 f.status = "flagged"
                 f.similar_to = near[1].file
                 f.reasons.insert(0, f"looks much like {near[1].file}: kept (d drops it if it adds nothing new)")
+            index.put(len(kept), f.framings, f.hashes)
             kept.append(f)
             continue
         twin = same[1]
         loser, winner = f, twin
         if f.size and twin.size and f.size[0] * f.size[1] > twin.size[0] * twin.size[1]:
             loser, winner = twin, f
-            kept[kept.index(twin)] = f
+            slot = kept.index(twin)
+            kept[slot] = f
+            index.put(slot, f.framings, f.hashes)
         loser.status = "flagged"
         loser.similar_to = winner.file
         loser.reasons.insert(0, f"a copy of {winner.file} (same shot, resized or cropped): dropped (d keeps it)")
@@ -350,7 +361,7 @@ def render_crop(folder: str | Path, finding: PhotoFinding, crop: CropMode, resol
 def _write_png(image: Image.Image, target: Path) -> None:
     """Write atomically and private (0600): copies of a person's face stay theirs."""
     buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=6)
+    image.save(buf, format="PNG", compress_level=1)  # a working copy: speed over bytes
     atomic_write_bytes(target, buf.getvalue(), mode=0o600)
 
 
@@ -367,6 +378,9 @@ def normalise(
     if not identifier or "/" in identifier or "/" in class_name or not class_name:
         raise ValueError("identifier and class must be non-empty and contain no '/'")
     src, out = Path(folder), Path(out_dir)
+    if overlaps(src, out):  # the last guard before a write: copies never land among (or over) the originals
+        raise PhotoFolderError(f"{out} and the photo folder {src} overlap, and the photo folder is never changed: "
+                               "write the copies to a folder outside it")
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(out, 0o700)
     crops = crops or {}

@@ -72,8 +72,9 @@ def framings(im: Image.Image) -> np.ndarray:
             for right in _CROP_MARGINS:
                 for bottom in _CROP_MARGINS:
                     box = (int(left * w), int(top * h), w - int(right * w), h - int(bottom * h))
+                    # kept as bytes (a quarter of float32): a folder of many photos holds all of these at once
                     thumbs.append(np.asarray(small.crop(box).resize((_THUMB, _THUMB), Image.Resampling.BOX),
-                                             dtype=np.float32))
+                                             dtype=np.uint8))
     # the uncropped frame must come first: shot_distance compares every framing of one with it
     return np.stack(thumbs)
 
@@ -81,6 +82,7 @@ def framings(im: Image.Image) -> np.ndarray:
 def shot_distance(a: np.ndarray, b: np.ndarray) -> float:
     """How different two photos look at their best-matching framing: near 0 for a resized, recompressed or
     cropped copy of one shot; more for another shot, however alike its subject."""
+    a, b = a.astype(np.float32), b.astype(np.float32)
     a_in_b = np.abs(a - b[0]).mean(axis=(1, 2, 3)).min()
     b_in_a = np.abs(b - a[0]).mean(axis=(1, 2, 3)).min()
     return float(min(a_in_b, b_in_a))

@@ -33,6 +33,7 @@ from ioncannon.job.errors import StageError, StopRequested
 from ioncannon.job.events import CheckpointSaved, Message, Progress, SampleReady
 from ioncannon.job.fsio import StateFileError, read_json, write_json
 from ioncannon.job.plans import TrainPlan
+from ioncannon.job.units import count
 
 __all__ = ["run_cache", "run_training", "active_plan", "training_finished", "step_down_after_oom"]
 
@@ -221,7 +222,7 @@ def _train(ctx: StageContext, comps: Any, cache: TrainCache, plan: TrainPlan, st
         ctx.emit(Message("info", f"Resuming training at step {start} of {plan.steps}."))
         saved_world = ckpt.state.get("processes", 1)
         if saved_world != trainer.world:
-            ctx.emit(Message("info", f"The checkpoint was trained on {saved_world} GPU(s), this run uses "
+            ctx.emit(Message("info", f"The checkpoint was trained on {count(saved_world, 'GPU')}, this run uses "
                                      f"{trainer.world}: the global batch changes from here on."))
     del ckpt
     if trainer.world > 1:  # every rank starts from rank 0's weights and random state, as DDP does

@@ -16,6 +16,7 @@ from ioncannon.job.fsio import free_bytes
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import JobSpec
 from ioncannon.rental import bundle as bundles
+from ioncannon.rental.bundle import bundle_counts
 from ioncannon.rental.costs import parse_price, remember_hourly_price
 from ioncannon.rental.provider import WHY_DESTROY, ProviderCommand, ProviderInfo, run_provider_command
 from ioncannon.rental.wipe import WipeError, WipeReceipt, plan_wipe, wipe
@@ -33,24 +34,7 @@ _DIALOG_CSS = """
 """
 
 
-# What each kind of bundled file is called, one and many, in the order the summary lists them.
-KIND_NAMES: dict[str, tuple[str, str]] = {
-    "collage": ("collage", "collages"), "image": ("image", "images"),
-    "contact_sheet": ("contact sheet", "contact sheets"),
-    "model": ("model file", "model files"), "model_card": ("model card", "model cards"),
-    "metadata": ("metadata file", "metadata files"),
-}
 MODEL_NAMES = {"single": "single .safetensors file", "diffusers": "diffusers folder", "lora": "LoRA weights"}
-
-
-def bundle_counts(counts: dict[str, int]) -> str:
-    """`4 collages, 16 images, 1 contact sheet`: every kind counted, in a plural that agrees."""
-    order = [k for k in KIND_NAMES if k in counts] + sorted(k for k in counts if k not in KIND_NAMES)
-    parts = []
-    for kind in order:
-        one, many = KIND_NAMES.get(kind, (kind.replace("_", " "), kind.replace("_", " ") + "s"))
-        parts.append(f"{counts[kind]} {one if counts[kind] == 1 else many}")
-    return ", ".join(parts)
 
 
 def _keys(*pairs: tuple[str, str]) -> Text:
@@ -379,11 +363,17 @@ class PriceDialog(ModalScreen["float | None"]):
     DEFAULT_CSS = _DIALOG_CSS.format(name="PriceDialog")
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Close")]
 
+    def __init__(self, current: float | None = None) -> None:
+        super().__init__()
+        self.current = current  # the price already set, shown to edit rather than an example to retype
+
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static("Hourly price of this box", classes="dialog-title")
-            yield Static("Dollars per hour, as the provider shows it (e.g. 0.89). Remembered for this machine.")
-            yield Input(placeholder="0.89", id="price-input")
+            now = f"now {self.current:g}" if self.current is not None else "e.g. 0.89"
+            yield Static(f"Dollars per hour, as the provider shows it ({now}). Remembered for this machine.")
+            yield Input(value=f"{self.current:g}" if self.current is not None else "", placeholder="0.89",
+                        id="price-input")
             yield Static(_keys(("enter", "save"), ("esc", "cancel")), classes="dialog-keys")
 
     @on(Input.Submitted)

@@ -48,6 +48,7 @@ class StyleDialog(ModalScreen["PromptStyle | None"]):
                 with Horizontal(classes="field compact"):
                     yield Label(label, classes="field-label")
                     yield Input(value=value, placeholder=placeholder, id=f"style-{name}", compact=True,
+                                select_on_focus=False,  # the first key must add to the prompt, not replace it
                                 max_length=400 if name in ("prompt", "negative") else 40,
                                 restrict=r"[0-9]*" if name == "seed" else None)
             yield Static("", id="style-error")

@@ -61,6 +61,10 @@ class WizardScreen(Screen[None]):
     def compose_body(self) -> ComposeResult:
         yield from ()
 
+    @property
+    def HELP_TITLE(self) -> str:  # noqa: N802 - read like the class constants of the other screens
+        return STEP_TITLES[self.STEP]
+
     def title_line(self) -> Text:
         number = ORDER.index(self.STEP) if self.STEP is not Step.WELCOME else 0
         text = Text()
@@ -68,8 +72,11 @@ class WizardScreen(Screen[None]):
         if number:
             text.append(f" step {number} of {len(ORDER) - 1} · ", style="dim")
         text.append(STEP_TITLES[self.STEP], style="bold")
-        if self.wizard.demo:
+        # the watched job says whether it is a demo, not the command that opened the wizard
+        demo = self.wizard.job.spec.demo if self.wizard.job is not None else self.wizard.demo
+        if demo:
             text.append(f"   {DEMO_NOTE}", style="italic")
+        text.append("   ? keys", style="dim")
         return text
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

@@ -36,6 +36,7 @@ class CheckScreen(WizardScreen):
     """Step 2: what the doctor found and what it will do with each file."""
 
     STEP = Step.CHECK
+    HELP_EXTRA = (("↑ ↓", "pick a photo: its preview, crop and reasons show below"),)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "cycle_crop", "Crop"),
         Binding("d", "toggle_drop", "Drop/keep"),
@@ -139,7 +140,8 @@ class CheckScreen(WizardScreen):
             return "dropped"
         return finding.status
 
-    def _what(self, finding: PhotoFinding) -> str:
+    def _what(self, finding: PhotoFinding, short: bool = False) -> str:
+        """What happens to the photo; `short` (the table) leaves a reason's bracketed detail to the panel below."""
         status = self._status(finding)
         if status == "dropped":
             return finding.suggestion or "dropped by you (d keeps it)"
@@ -148,7 +150,10 @@ class CheckScreen(WizardScreen):
         crop = self.crop_of(finding)
         if status == "ok" or not finding.reasons:
             return f"{crop} crop, saved as PNG"
-        return f"{finding.reasons[0]} · {crop} crop"
+        reason = finding.reasons[0]
+        if short and " (" in reason:
+            reason = reason.split(" (", 1)[0]
+        return f"{reason} · {crop} crop"
 
     def _outputs(self) -> dict[str, str]:
         from ioncannon.engine.photos.folder import output_name
@@ -168,7 +173,7 @@ class CheckScreen(WizardScreen):
             table.add_row(
                 Text(status, style=STATUS_STYLES.get(status, "")),
                 fmt.fit(finding.file, file_w),
-                fmt.fit(self._what(finding), what_w),
+                fmt.fit(self._what(finding, short=True), what_w),
                 fmt.fit(outputs.get(finding.file, "–"), output_w),
                 key=finding.file,
             )
@@ -242,8 +247,10 @@ class CheckScreen(WizardScreen):
         if finding.format and finding.size:
             text.append(f"\n{finding.format} {finding.size[0]}×{finding.size[1]}", style="dim")
         what = self._what(finding)
+        chosen_crop = self.crop_of(finding) == finding.crop
         for reason in finding.reasons:
-            if reason not in what:
+            # the doctor's note on its own crop stops being true once the person picks another one
+            if reason not in what and (chosen_crop or " crop" not in reason):
                 text.append(f"\n• {reason}")
         if finding.suggestion:
             text.append(f"\nsuggested: {finding.suggestion}", style="yellow")

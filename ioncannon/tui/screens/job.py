@@ -33,7 +33,10 @@ class JobScreen(WizardScreen):
         self.show_job(self.wizard.job_view)
 
     def show_job(self, view: JobView) -> None:
-        self.query_one(StageList).show(view.stage_marks())
+        job = self.wizard.job
+        no_class_images = job is not None and not job.spec.train.prior_preservation
+        unused = frozenset({"class_images"}) if no_class_images else frozenset()
+        self.query_one(StageList).show(view.stage_marks(unused))
         self.query_one("#job-status", Static).update(self.status_text(view))
         meter = self.query_one(CostMeter)
         if meter.job_started_at != view.state.started_at:

@@ -81,6 +81,9 @@ class PhotosScreen(WizardScreen):
     """Step 1: the photo folder."""
 
     STEP = Step.PHOTOS
+    HELP_EXTRA = (("type", "a folder path into the box (→ completes it)"),
+                  ("tab / shift+tab", "between the path box and the folder tree"),
+                  ("↑ ↓ enter", "in the tree: move, and open a folder (its path goes into the box)"))
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("backspace", "parent_folder", "Up a folder"),
         Binding("ctrl+n", "next", "Next"),
@@ -106,8 +109,8 @@ class PhotosScreen(WizardScreen):
         return workspace if workspace.is_dir() else Path.home()
 
     def on_mount(self) -> None:
-        target = "#photos-path" if self.session.photos_dir else "#photos-tree"
-        self.query_one(target).focus()
+        # the path box, even when empty: a path typed first thing must land somewhere (tab reaches the browser)
+        self.query_one("#photos-path").focus()
 
     @on(DirectoryTree.DirectorySelected)
     def folder_picked(self, event: DirectoryTree.DirectorySelected) -> None:

@@ -15,6 +15,7 @@ from ioncannon.job.plans import GeneratePlan
 from ioncannon.job.prompts import PromptPackError, PromptStyle
 from ioncannon.tui import format as fmt
 from ioncannon.tui import pack
+from ioncannon.tui.dialogs.choice import Choice, ChoiceDialog
 from ioncannon.tui.dialogs.style import StyleDialog
 from ioncannon.tui.screens.base import WizardScreen
 from ioncannon.tui.wizard import Step
@@ -27,6 +28,7 @@ class PromptsScreen(WizardScreen):
     """Step 4: what to generate once the model is trained."""
 
     STEP = Step.PROMPTS
+    HELP_EXTRA = (("↑ ↓", "pick a style"),)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "toggle_style", "On/off"),
         Binding("a", "add", "Add"),
@@ -105,11 +107,8 @@ class PromptsScreen(WizardScreen):
         session = self.session
         text = Text(no_wrap=False, overflow="ellipsis")
         text.append(style.render(session.identifier or "‹identifier›", session.class_name or "‹class›"))
-        seed = f"   seed {style.seed}"
-        room = (self.size.width or 80) - 4 - len("not: ") - len(seed)
-        text.append("\nnot: ", style="dim")
-        text.append(fmt.fit(style.negative or "–", room), style="dim")  # e opens it in full
-        text.append(seed, style="dim")
+        # the negative prompt in full (wrapped): a cut one hides what the style keeps out
+        text.append(f"\nseed {style.seed} · not: {style.negative or '–'}", style="dim")
         return text
 
     def _length_line(self) -> Text:
@@ -222,7 +221,19 @@ class PromptsScreen(WizardScreen):
         self._redraw()
 
     def action_reset(self) -> None:
-        """Forget the edits: back to the pack as shipped."""
+        """Forget the edits, once confirmed with y: back to the pack as shipped."""
+        if self.session.prompt_styles is None:
+            self.notify("The styles are the pack as shipped: nothing to reset.")
+            return
+        self.app.push_screen(
+            ChoiceDialog("Reset the styles?",
+                         "Every style you added, edited or turned on or off goes back to the pack as shipped; "
+                         "this can't be undone.",
+                         [Choice("y", "reset them", "reset"), Choice("escape", "keep my edits", "keep")]),
+            lambda answer: self._reset() if answer == "reset" else None,
+        )
+
+    def _reset(self) -> None:
         self.wizard.store.update(prompt_styles=None)
         try:
             self.pack_styles, self.load_error = pack.starting_styles(None, self.wizard.demo), ""

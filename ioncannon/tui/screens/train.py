@@ -19,6 +19,15 @@ from ioncannon.tui.wizard import Step
 SHOWN_HERE = frozenset(s.name for s in STAGES if s.screen == "train")
 
 
+# What a stage does before its first progress line (loading a model takes a while: say which).
+WAITING = {
+    "prepare": "checking the photos and writing their training copies…",
+    "class_images": "loading the base model to draw the class images…",
+    "cache": "loading the VAE and text encoders to cache the photos…",
+    "train": "loading the model and setting up training…",
+}
+
+
 class TrainScreen(JobScreen):
     """Step 5: the job from photos to the trained model."""
 
@@ -51,7 +60,7 @@ class TrainScreen(JobScreen):
                 progress = dataclasses.replace(progress, done=view.last_checkpoint)
         starting = progress is None and view.alive
         live = view.alive and view.state.status == "running"
-        panel.show(title, progress, "starting: loading the model…" if starting else "", live=live)
+        panel.show(title, progress, WAITING.get(stage, "starting…") if starting else "", live=live)
         self.query_one(LossSparkline).show(list(view.losses))
         sample = view.preview
         if sample is not None and sample.path != self._preview_path:

@@ -1,4 +1,4 @@
-"""Welcome: what ioncannon does in three lines, and attach / resume / start new for an unfinished job."""
+"""Welcome: what ioncannon does, and every job in the work dir, newest first, to watch, resume, open or set aside."""
 
 from __future__ import annotations
 
@@ -8,61 +8,165 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.widgets import Static
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
 
+from ioncannon.job.families import FAMILIES
 from ioncannon.job.stages import label as stage_label
 from ioncannon.job.state import LIVE_STATUSES, resume_promise, shown_status
 from ioncannon.job.units import duration
-from ioncannon.tui.screens.base import DEMO_NOTE, WizardScreen
-from ioncannon.tui.wizard import Step, resume_action
+from ioncannon.tui.dialogs.choice import Choice, ChoiceDialog
+from ioncannon.tui.screens.base import DEMO_NOTE, STEP_TITLES, WizardScreen
+from ioncannon.tui.wizard import SETUP_STEPS, Step, job_action
 
 if TYPE_CHECKING:
     from ioncannon.job.workdir import JobSummary
 
 INTRO = (
-    "1. Pick a folder with 8–20 photos of one person, pet or thing.\n"
-    "2. Check them, name the subject, pick the prompts, confirm the GPU plan.\n"
-    "3. Training and generation run on their own: close this terminal any time\n"
-    "   and type [b]ioncannon[/b] to come back."
+    "Pick 8–20 photos of one person, pet or thing; check them, name the subject, pick the styles and "
+    "confirm the GPU plan. Training and generation run on their own: close this terminal any time and "
+    "type [b]ioncannon[/b] to come back."
 )
+NEW_ROW = "new"
+
+
+def _wiped(job: JobSummary) -> bool:
+    from ioncannon.rental.bundle import read_finish_record
+
+    return isinstance(read_finish_record(job.paths).get("wipe"), dict)
+
+
+def key(label: str) -> Text:
+    return Text(f" {label} ", style="bold reverse")
 
 
 class WelcomeScreen(WizardScreen):
-    """The first screen; offers the unfinished job, if there is one."""
+    """The first screen: a new job (or the setup under way) on the first row, then every job, newest first."""
 
     STEP = Step.WELCOME
+    HELP_EXTRA = (("↑ ↓", "pick the first row (a new job, or the setup under way) or a job"),)
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "primary", "Continue"),
+        Binding("enter", "primary", "Go"),
+        Binding("n", "new_job", "New job"),
         Binding("a", "attach", "Attach"),
         Binding("r", "resume", "Resume"),
-        Binding("n", "new_job", "Start new"),
-        Binding("v", "view_finished", "View last job"),
+        Binding("v", "view", "View"),
+        Binding("s", "archive", "Set aside"),
+        Binding("d", "delete", "Delete"),
         Binding("x", "start_over", "Start over"),
         Binding("ctrl+n", "next", "Next", show=False),
     ]
 
-    def __init__(self, unfinished: JobSummary | None, finished: JobSummary | None = None,
-                 damaged: list[JobSummary] | None = None) -> None:
+    def __init__(self, jobs: list[JobSummary]) -> None:
         super().__init__()
-        self.unfinished = unfinished
-        self.finished = finished
-        self.damaged = damaged or []  # jobs whose job.json can't be read: shown, never silently skipped
+        self.jobs = jobs  # newest first; a job whose job.json can't be read is listed too, never skipped
+
+    # ------------------------------------------------------------------ what is offered
+
+    @property
+    def unfinished(self) -> JobSummary | None:
+        """The job enter offers when welcome opens: one that runs, else the newest to resume (never a failed one)."""
+        mine = [j for j in self.jobs if j.spec is not None and (not self.wizard.demo or j.spec.demo)]
+        actions = [(job_action(j.state.status, j.alive), j) for j in mine]
+        return next((j for a, j in actions if a == "attach"), None) or next((j for a, j in actions if a == "resume"),
+                                                                            None)
+
+    @property
+    def selected(self) -> JobSummary | None:
+        """The job on the highlighted row; None on the first row (a new job)."""
+        try:
+            index = self.query_one("#welcome-jobs", OptionList).highlighted
+        except Exception:  # not composed yet
+            return self.unfinished
+        if index is None or index == 0:
+            return None
+        return self.jobs[index - 1]
+
+    @property
+    def action(self) -> str:
+        """What enter does on the highlighted row."""
+        job = self.selected
+        if job is None:
+            return NEW_ROW
+        if job.spec is None:
+            return "none"
+        return job_action(job.state.status, job.alive)
+
+    # ------------------------------------------------------------------ layout
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="welcome-body"):
-            yield Static(
-                "[b]Your photos in; a DreamBooth-trained Stable Diffusion model and finished images out.[/b]",
-                id="welcome-lead",
-            )
+            yield Static("[b]Your photos in; a DreamBooth-trained model and finished images out.[/b]",
+                         id="welcome-lead")
             yield Static(INTRO, id="welcome-intro")
             if self.wizard.demo:
-                yield Static(
-                    f"{DEMO_NOTE}: sample photos of a made-up subject, every stage runs for real on the CPU "
-                    "in a few minutes; the pictures are noise, the plumbing is real.",
-                    id="welcome-demo",
-                )
-            yield Static(self._job_panel(), id="welcome-job")
+                yield Static(f"{DEMO_NOTE}: a new job here uses sample photos of a made-up subject and runs every "
+                             "stage for real on the CPU in a few minutes; its pictures are noise.", id="welcome-demo")
+            options = [Option(self._new_row(), id=NEW_ROW)] + [Option(self._job_row(j)) for j in self.jobs]
+            yield OptionList(*options, id="welcome-jobs")
+            yield Static(id="welcome-job")
             yield Static(self._answers_line(), id="welcome-answers")
+
+    def on_mount(self) -> None:
+        jobs = self.query_one("#welcome-jobs", OptionList)
+        default = self.unfinished
+        jobs.highlighted = 0 if default is None else self.jobs.index(default) + 1
+        jobs.border_title = self._list_title()
+        jobs.focus()
+        self._show_selected()
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        """Say what the highlighted row holds and which keys act on it."""
+        self._show_selected()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        """Enter on a row does its first offer."""
+        self.action_primary()
+
+    def _list_title(self) -> str:
+        count = len(self.jobs)
+        if not count:
+            return "no jobs in this work dir yet"
+        return f"{count} job{'s' if count != 1 else ''} in this work dir, newest first"
+
+    def _show_selected(self) -> None:
+        self.query_one("#welcome-job", Static).update(self._job_panel())
+        self.refresh_bindings()
+
+    def _setup_step(self) -> Step | None:
+        """The setup step the saved answers reached, when they are worth carrying on."""
+        step = Step.parse(self.session.step)
+        if step in SETUP_STEPS and self.wizard.has_answers() and self.session.job_name is None:
+            return step
+        return None
+
+    def _newest_finished(self) -> JobSummary | None:
+        return next((j for j in self.jobs if j.spec is not None and j.state.finished), None)
+
+    def _new_row(self) -> Text:
+        step = self._setup_step()
+        if step is not None:
+            return Text.assemble(("+ ", "bold green"), f"carry on setting up: {STEP_TITLES[step]}")
+        return Text.assemble(("+ ", "bold green"), "a new job: start with your photos")
+
+    def _job_row(self, job: JobSummary) -> Text:
+        text = Text(f"{job.name:<28.28} ")
+        if job.spec is None:
+            text.append("can't be read", style="yellow")
+            return text
+        family = FAMILIES[job.spec.family].label if job.spec.family in FAMILIES else job.spec.family
+        text.append(f"{('demo ' if job.spec.demo else '') + family:<13}", style="dim")
+        status = shown_status(job.state.status, job.alive)
+        style = {"finished": "green", "failed": "red", "running": "cyan", "interrupted": "yellow"}.get(status, "")
+        text.append(f"{status:<12}", style=style)
+        if job.state.status != "finished":
+            where = stage_label(job.state.stage) or "not started"
+            if job.state.total:
+                where += f" {job.state.done}/{job.state.total}"
+            text.append(where, style="dim")
+        if _wiped(job):
+            text.append(" wiped", style="dim")  # its copies of the subject are gone; s or d clears the row
+        return text
 
     def _answers_line(self) -> Text:
         """What a new job would start from, so a stray answer saved last time is seen (and can be dropped)."""
@@ -73,130 +177,228 @@ class WelcomeScreen(WizardScreen):
         text = Text("Saved answers: ", style="dim")
         text.append(f"photos {session.photos_dir or 'not picked yet'} · subject {subject}")
         text.append("   ")
-        text.append(" x ", style="bold reverse")
+        text.append(key("x"))
         text.append(" restores the demo's answers" if self.wizard.demo else " starts over without them")
         return text
 
-    @property
-    def action(self) -> str:
-        if self.unfinished is None:
-            return "none"
-        return resume_action(self.unfinished.state.status, self.unfinished.alive)
-
     def _job_panel(self) -> Text:
-        text = self._unfinished_panel()
-        for job in self.damaged[:2]:
-            text.append(f"\nJob {job.name} can't be read: {job.problem}. ", style="yellow")
-            text.append(f"`ioncannon status {job.name}` says what to do; `ioncannon wipe {job.name}` removes "
-                        "its copies of the subject.")
-        if len(self.damaged) > 2:
-            text.append(f"\n{len(self.damaged) - 2} more jobs can't be read: `ioncannon status NAME` for each.",
-                        style="yellow")
-        return text
-
-    def _unfinished_panel(self) -> Text:
-        job = self.unfinished
+        job = self.selected
         if job is None:
-            text = Text("Press ")
-            text.append(" enter ", style="bold reverse")
-            text.append(" to start with your photos.")
-            if self.finished is not None:
-                text.append("\nLast finished job: ", style="dim")
-                text.append(self.finished.name, style="bold")
-                text.append("  (v: view its results)", style="dim")
+            text = Text.assemble(key("enter"), " ")
+            step = self._setup_step()
+            text.append(f"carry on setting up where you left off ({STEP_TITLES[step]})" if step is not None
+                        else "start a new job with your photos")
+            newest = self._newest_finished()
+            if newest is not None:
+                text.append("\n")
+                text.append_text(key("v"))
+                text.append(" open the newest finished job, ")
+                text.append(newest.name, style="bold")
+            if self.jobs:
+                text.append("\n↑ ↓ pick a job above to watch, resume, open or set aside it.", style="dim")
             return text
-        state = job.state
+        if job.spec is None:
+            text = Text(f"Job {job.name} can't be read: {job.problem}. ", style="yellow")
+            text.append(f"`ioncannon status {job.name}` says what to do; `ioncannon wipe {job.name}` removes "
+                        "its copies of the subject; ")
+            text.append_text(key("d"))
+            text.append(" deletes it.")
+            return text
+        return self._state_panel(job)
+
+    def _state_panel(self, job: JobSummary) -> Text:
+        state, action = job.state, job_action(job.state.status, job.alive)
         text = Text()
-        text.append("Unfinished job ", style="bold")
+        text.append(f"{'Demo job' if job.spec is not None and job.spec.demo else 'Job'} ", style="bold")
         text.append(job.name, style="bold cyan")
-        text.append("\n")
         where = stage_label(state.stage) or "not started"
-        if state.total:
+        if state.total and state.status != "finished":
             where += f" {state.done}/{state.total}"
-        text.append(f"stage: {where} · {shown_status(state.status, job.alive)}")
+        text.append(f" · {shown_status(state.status, job.alive)}")
+        if state.status != "finished":
+            text.append(f" · stage: {where}")
         if state.elapsed_s:
             text.append(f" · ran {duration(state.elapsed_s)}")
         text.append("\n")
-        if self.action == "attach":
+        ago = ""
+        if state.updated_at:
+            ago = f" (last heard from {duration(max(0.0, self.wizard.clock() - state.updated_at))} ago)"
+        if action == "attach":
             text.append("Its runner is working right now. ", style="green")
-            text.append(" enter ", style="bold reverse")
+            text.append_text(key("enter"))
             text.append(" / ")
-            text.append(" a ", style="bold reverse")
-            text.append(" attach and watch it    ")
+            text.append_text(key("a"))
+            text.append(" attach and watch it")
+            return text
+        if state.status == "finished":
+            text.append("Finished. ", style="green")
+            text.append_text(key("enter"))
+            text.append(" / ")
+            text.append_text(key("v"))
+            text.append(" open its results and images")
+        elif state.status == "failed":
+            text.append(f"It failed{ago}: {state.message or 'no reason was recorded'}", style="red")
+            text.append("\n")
+            text.append_text(key("enter"))
+            text.append(" / ")
+            text.append_text(key("v"))
+            text.append(" open it (nothing runs)   ")
+            text.append_text(key("r"))
+            text.append(" try it again as it is")
         else:
-            ago = ""
-            if state.updated_at:
-                ago = f" (last heard from {duration(max(0.0, self.wizard.clock() - state.updated_at))} ago)"
             if state.status in LIVE_STATUSES:
                 text.append(f"Its runner stopped without finishing (killed, or the machine restarted){ago}.",
                             style="yellow")
+            elif state.status == "unknown":
+                text.append(f"Its progress file can't be read ({state.message}); resuming rebuilds it from "
+                            "the work on disk.", style="yellow")
             else:
                 text.append(f"Nothing is running it now{ago}.", style="yellow")
-            if state.status == "failed" and state.message:
-                text.append(f"\nIt failed: {state.message}", style="red")
-            elif state.status == "unknown":
-                text.append(f"\nIts progress file can't be read ({state.message}); resuming rebuilds it from "
-                            "the work on disk.", style="yellow")
             text.append("\n")
-            text.append(" enter ", style="bold reverse")
+            text.append_text(key("enter"))
             text.append(" / ")
-            text.append(" r ", style="bold reverse")
-            text.append(f" resume it: {resume_promise(job.paths, state)}    ")
+            text.append_text(key("r"))
+            text.append(f" resume it: {resume_promise(job.paths, state)}")
         text.append("\n")
-        text.append(" n ", style="bold reverse")
-        text.append(" start a new job instead")
+        text.append_text(key("s"))
+        text.append(" set it aside (archive)   ")
+        text.append_text(key("d"))
+        text.append(" delete it   ")
+        text.append_text(key("n"))
+        text.append(" a new job")
         return text
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Show only the keys that make sense for what welcome offers."""
+        """Show only the keys that act on the highlighted row."""
+        job, offer = self.selected, self.action
         if action == "attach":
-            return self.action == "attach"
+            return offer == "attach"
+        if action == "view":
+            return offer == "open" or (job is None and self._newest_finished() is not None)
         if action == "resume":
-            return self.action == "resume"
-        if action == "new_job":
-            return self.unfinished is not None
-        if action == "view_finished":
-            return self.unfinished is None and self.finished is not None
+            return offer == "resume" or (offer == "open" and job is not None and job.state.status == "failed")
+        if action in ("archive", "delete"):
+            return job is not None and offer != "attach"
         if action == "start_over":
             return self.wizard.has_answers()
         return action != "back"
 
+    # ------------------------------------------------------------------ what the keys do
+
     def action_primary(self) -> None:
-        """Do the recommended thing: attach, resume, or start."""
-        if self.action == "attach":
+        """Do the highlighted row's first offer: start or carry on, attach, resume, or open."""
+        offer = self.action
+        if offer == "attach":
             self.action_attach()
-        elif self.action == "resume":
+        elif offer == "resume":
             self.action_resume()
-        else:
+        elif offer == "open":
+            self.action_view()
+        elif offer == NEW_ROW:
             self.action_next()
 
     def action_attach(self) -> None:
         """Watch the running job."""
-        if self.unfinished is not None and self.unfinished.spec is not None:
-            self.wizard.attach(self.unfinished.paths, self.unfinished.spec)
+        job = self.selected
+        if job is not None and job.spec is not None:
+            self.wizard.attach(job.paths, job.spec)
 
     def action_resume(self) -> None:
         """Restart the job's runner; it skips finished stages and resumes training from its checkpoint."""
-        if self.unfinished is not None and self.unfinished.spec is not None:
-            self.wizard.resume(self.unfinished.paths, self.unfinished.spec)
+        job = self.selected
+        if job is not None and job.spec is not None:
+            self.wizard.resume(job.paths, job.spec)
+
+    def action_view(self) -> None:
+        """Open a finished or failed job to read (nothing runs); on the first row, the newest finished job."""
+        job = self.selected or self._newest_finished()
+        if job is not None and job.spec is not None:
+            self.wizard.attach(job.paths, job.spec)
 
     def action_new_job(self) -> None:
-        """Leave the unfinished job alone and set up a new one."""
+        """Leave the listed jobs alone and set up a new one."""
         self.wizard.start_new_job()
 
-    def action_view_finished(self) -> None:
-        """Open the summary of the last finished job."""
-        if self.finished is not None and self.finished.spec is not None:
-            self.wizard.attach(self.finished.paths, self.finished.spec)
+    def action_next(self) -> None:
+        """Carry on with the setup under way, or start a new job."""
+        step = self._setup_step()
+        if step is not None:
+            self.wizard.go(step)
+        else:
+            self.wizard.start_new_job()
+
+    def action_archive(self) -> None:
+        """Move the highlighted job to the work dir's archive folder, once confirmed."""
+        job = self.selected
+        if job is None:
+            return
+        from ioncannon.job.workdir import ARCHIVE_DIR
+
+        body = (f"Job {job.name} moves to {self.wizard.workdir / ARCHIVE_DIR}/, whole: nothing is deleted, and "
+                "it leaves this list and `ioncannon status`. Move it back to list it again.")
+        self.app.push_screen(
+            ChoiceDialog(f"Set {job.name} aside?", body,
+                         [Choice("enter", "archive it", "archive"), Choice("escape", "keep it here", "keep")]),
+            lambda answer: self._set_aside(job, answer),
+        )
+
+    def action_delete(self) -> None:
+        """Delete the highlighted job's folder, once confirmed with y."""
+        job = self.selected
+        if job is None:
+            return
+        photos = f" Your photo folder {job.spec.photos_dir} is not touched." if job.spec is not None else ""
+        body = (f"Everything in {job.paths.root} goes for good: its copies of your photos, checkpoints, trained "
+                f"models and images.{photos}")
+        self.app.push_screen(
+            ChoiceDialog(f"Delete {job.name}?", body,
+                         [Choice("y", "delete it", "delete"), Choice("escape", "keep it", "keep")]),
+            lambda answer: self._set_aside(job, answer),
+        )
+
+    def _set_aside(self, job: JobSummary, answer: str | None) -> None:
+        from ioncannon.job.workdir import WorkdirError, archive_job, delete_job, list_jobs
+
+        if answer not in ("archive", "delete"):
+            return
+        try:
+            if answer == "archive":
+                where = archive_job(self.wizard.workdir, job)
+                self.notify(f"Job {job.name} is archived in {where}.")
+            else:
+                delete_job(job)
+                self.notify(f"Job {job.name} is deleted.")
+        except WorkdirError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+        self.jobs = list_jobs(self.wizard.workdir)
+        self._reload()
+
+    def _reload(self) -> None:
+        """Rebuild the list after a job left it or the answers changed."""
+        jobs = self.query_one("#welcome-jobs", OptionList)
+        jobs.clear_options()
+        jobs.add_options([Option(self._new_row(), id=NEW_ROW)] + [Option(self._job_row(j)) for j in self.jobs])
+        jobs.highlighted = 0
+        jobs.border_title = self._list_title()
+        self.query_one("#welcome-answers", Static).update(self._answers_line())
+        self._show_selected()
 
     def action_start_over(self) -> None:
-        """Forget the saved answers (the demo gets its sample photos and subject back)."""
-        self.wizard.start_over()
-        self.query_one("#welcome-answers", Static).update(self._answers_line())
-        self.refresh_bindings()
-        self.notify("The demo's answers are back." if self.wizard.demo else "Saved answers cleared.")
+        """Forget the saved answers, once confirmed (the demo gets its sample photos and subject back)."""
+        if not self.wizard.has_answers():
+            return
+        what = "puts the demo's sample photos and subject back" if self.wizard.demo else "can't be undone"
+        self.app.push_screen(
+            ChoiceDialog("Forget your answers?",
+                         f"The photo folder, subject, crops, styles and run length you picked are forgotten; this "
+                         f"{what}. Jobs already made stay as they are.",
+                         [Choice("y", "forget them", "forget"), Choice("escape", "keep them", "keep")]),
+            self._start_over,
+        )
 
-    def action_next(self) -> None:
-        """Start setting up a job."""
-        if self.unfinished is None:
-            self.wizard.start_new_job()
+    def _start_over(self, answer: str | None) -> None:
+        if answer != "forget":
+            return
+        self.wizard.start_over()
+        self._reload()
+        self.notify("The demo's answers are back." if self.wizard.demo else "Saved answers cleared.")

@@ -14,7 +14,7 @@ from ioncannon.job.stages import label as stage_label
 from ioncannon.job.units import duration
 from ioncannon.tui import format as fmt
 
-_MARK_STYLES = {"✓": "bold green", "▶": "bold yellow", "✗": "bold red", "·": "dim"}
+_MARK_STYLES = {"✓": "bold green", "▶": "bold yellow", "✗": "bold red", "·": "dim", "–": "dim"}
 
 
 class StageList(Static):
@@ -29,7 +29,7 @@ class StageList(Static):
                 text.append("  ")
             style = _MARK_STYLES.get(mark, "")
             text.append(mark + " ", style=style)
-            label_style = {"▶": "bold", "·": "dim"}.get(mark, "")
+            label_style = {"▶": "bold", "·": "dim", "–": "dim strike"}.get(mark, "")
             text.append(stage_label(stage), style=label_style)
         self.update(text)
 
@@ -76,7 +76,7 @@ class ProgressPanel(Vertical):
 
 
 class LossSparkline(Vertical):
-    """The training loss so far, smoothed into a sparkline with its latest and lowest value."""
+    """The training loss so far as bars, with its latest value and the range the bars span."""
 
     DEFAULT_CSS = """
     LossSparkline { height: 1fr; width: 1fr; }
@@ -93,5 +93,6 @@ class LossSparkline(Vertical):
         self.query_one(Sparkline).data = list(values) or []
         caption = "loss: no steps yet"
         if values:
-            caption = f"loss {values[-1]:.4f} · lowest {min(values):.4f} · {len(values)} points"
+            # the bars run from the lowest loss (bottom) to the highest (top): say so, or heights mean nothing
+            caption = f"loss {values[-1]:.4f} · bars {min(values):.3f}–{max(values):.3f} · {len(values)} pts"
         self.query_one(".loss-caption", Static).update(caption)
