@@ -141,7 +141,8 @@ class CheckScreen(WizardScreen):
             return "dropped"
         return finding.status
 
-    def _what(self, finding: PhotoFinding) -> str:
+    def _what(self, finding: PhotoFinding, short: bool = False) -> str:
+        """What happens to the photo; `short` (the table) leaves a reason's bracketed detail to the panel below."""
         status = self._status(finding)
         if status == "dropped":
             return finding.suggestion or "dropped by you (d keeps it)"
@@ -150,7 +151,10 @@ class CheckScreen(WizardScreen):
         crop = self.crop_of(finding)
         if status == "ok" or not finding.reasons:
             return f"{crop} crop, saved as PNG"
-        return f"{finding.reasons[0]} · {crop} crop"
+        reason = finding.reasons[0]
+        if short and " (" in reason:
+            reason = reason.split(" (", 1)[0]
+        return f"{reason} · {crop} crop"
 
     def _outputs(self) -> dict[str, str]:
         from ioncannon.engine.photos.folder import output_name
@@ -170,7 +174,7 @@ class CheckScreen(WizardScreen):
             table.add_row(
                 Text(status, style=STATUS_STYLES.get(status, "")),
                 fmt.fit(finding.file, file_w),
-                fmt.fit(self._what(finding), what_w),
+                fmt.fit(self._what(finding, short=True), what_w),
                 fmt.fit(outputs.get(finding.file, "–"), output_w),
                 key=finding.file,
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -76,7 +77,7 @@ class HardwareScreen(WizardScreen):
                 yield Input(value=price, placeholder="e.g. 2.49", id="hardware-price", select_on_focus=False,
                             restrict=r"[$0-9.,]*", max_length=10, compact=True)
                 yield Static("", id="hardware-cost")
-            with Horizontal(classes="field compact"):
+            with Horizontal(classes="field compact", id="hardware-budget-row"):
                 yield Label("Budget cap", classes="field-label")
                 yield Input(value=session.budget, placeholder="none", id="hardware-budget",
                             select_on_focus=False,
@@ -93,7 +94,18 @@ class HardwareScreen(WizardScreen):
         if self.session.hourly_price is None and price.value:
             self.wizard.store.update(hourly_price=fmt.parse_price(price.value))
         price.focus()
+        self._probe_started = time.monotonic()
+        self._probe_timer = self.set_interval(1.0, self._probe_waiting)
         self.probe()
+
+    def _probe_waiting(self) -> None:
+        """Count the seconds of the first look (torch loads, the GPU answers), so the wait is not silent."""
+        if self.hardware is not None:
+            self._probe_timer.stop()
+            return
+        waited = time.monotonic() - self._probe_started
+        self.query_one("#hardware-facts", Static).update(
+            f"Looking at this machine's GPU, memory and disk… (loading torch: {waited:.0f} s)")
 
     @work(thread=True, exclusive=True, group="probe", exit_on_error=False)
     def probe(self) -> None:
