@@ -31,6 +31,12 @@ INTRO = (
 NEW_ROW = "new"
 
 
+def _wiped(job: JobSummary) -> bool:
+    from ioncannon.rental.bundle import read_finish_record
+
+    return isinstance(read_finish_record(job.paths).get("wipe"), dict)
+
+
 def key(label: str) -> Text:
     return Text(f" {label} ", style="bold reverse")
 
@@ -159,6 +165,8 @@ class WelcomeScreen(WizardScreen):
             if job.state.total:
                 where += f" {job.state.done}/{job.state.total}"
             text.append(where, style="dim")
+        if _wiped(job):
+            text.append(" wiped", style="dim")  # its copies of the subject are gone; s or d clears the row
         return text
 
     def _answers_line(self) -> Text:
