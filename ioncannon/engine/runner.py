@@ -30,7 +30,7 @@ from ioncannon.job.fsio import StateFileError, append_line, free_bytes, open_job
 from ioncannon.job.handle import DAMAGED_JOB_HINT
 from ioncannon.job.lock import try_lock
 from ioncannon.job.paths import JobPaths
-from ioncannon.job.printable import printable
+from ioncannon.job.printable import printable, printable_lines
 from ioncannon.job.spec import JobSpec, load_spec
 from ioncannon.job.stages import STAGE_NAMES
 from ioncannon.job.state import JobState, read_state, write_state
@@ -274,11 +274,19 @@ class Runner:
         return 1
 
 
+class PrintableFormatter(logging.Formatter):
+    """runner.log is read in a terminal (`less`, `tail -f`): outside text in it (exception messages, file names,
+    model metadata) is escaped line by line; the lines of a traceback stay lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable_lines(super().format(record))
+
+
 def _setup_logging(paths: JobPaths) -> logging.Logger:
     log = logging.getLogger("ioncannon")
     log.setLevel(logging.INFO)
     handler = logging.StreamHandler(sys.stdout)  # stdout is runner.log (handle.start points it there)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     return log
 
