@@ -30,7 +30,7 @@ from ioncannon.job.fsio import StateFileError, append_line, free_bytes, open_job
 from ioncannon.job.handle import DAMAGED_JOB_HINT
 from ioncannon.job.lock import try_lock
 from ioncannon.job.paths import JobPaths
-from ioncannon.job.printable import printable
+from ioncannon.job.printable import printable, printable_lines
 from ioncannon.job.spec import JobSpec, load_spec
 from ioncannon.job.stages import STAGE_NAMES, load
 from ioncannon.job.stages import stage as stage_info
@@ -145,6 +145,7 @@ class Runner:
 
     # the loop
     def run(self) -> int:
+        from ioncannon.engine.attention import is_kernel_error as kernel_error
         from ioncannon.engine.context import StageContext
         from ioncannon.engine.models.load import ModelLoadError
         from ioncannon.engine.stages import stage_function
@@ -209,6 +210,8 @@ class Runner:
                 return self._fail(stage, str(exc), "Then resume: `ioncannon`.")
             except Exception as exc:  # an unexpected bug: the traceback goes to the log, a sentence to the user
                 self.log.error("stage %s crashed:\n%s", stage, traceback.format_exc())
+                if kernel_error(exc):
+                    return self._fail(stage, *self._kernel_failure(ctx, stage, exc))
                 if self._disk_full(exc):
                     return self._fail(stage, f"{stage} stopped: the disk is full ({_free_text(self.paths)}).",
                                       "Free some space (`ioncannon wipe` an old job, or delete files you no longer "
@@ -265,6 +268,24 @@ class Runner:
         return not model_source(spec.base_model, spec.family).repo or local_model(spec.base_model, spec.family) \
             is not None
 
+    def _kernel_failure(self, ctx: Any, stage: str, exc: BaseException) -> tuple[str, str]:
+        """A GPU kernel broke (CUDA, cuDNN, cuBLAS): which kernel, and that a resume leaves a broken one out."""
+        from ioncannon.engine.attention import first_line, mark_broken
+
+        detail = first_line(exc)
+        try:
+            backend = mark_broken(ctx.shared_cache, ctx.device, detail)
+        except OSError:
+            backend = None
+        if backend:
+            self.log.error("the %s attention kernel is marked broken on this card", backend)
+            return (f"{stage} stopped: a GPU kernel failed while the {backend} attention kernel was in use ({detail}).",
+                    "Resume (`ioncannon resume`): the job keeps its finished work and leaves that kernel out. If it "
+                    "fails again, this box's PyTorch or driver is broken: rent another box.")
+        return (f"{stage} stopped: a GPU kernel failed ({detail}).",
+                "Resume (`ioncannon resume`): the job keeps its finished work. If it fails the same way again, this "
+                "box's PyTorch or driver is broken: rent another box (or another PyTorch image).")
+
     def _stopped(self) -> int:
         self.state.status = "stopped"
         self.state.message = self.stop_reason or "stopped"
@@ -283,11 +304,19 @@ class Runner:
         return 1
 
 
+class PrintableFormatter(logging.Formatter):
+    """runner.log is read in a terminal (`less`, `tail -f`): outside text in it (exception messages, file names,
+    model metadata) is escaped line by line; the lines of a traceback stay lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable_lines(super().format(record))
+
+
 def _setup_logging(paths: JobPaths) -> logging.Logger:
     log = logging.getLogger("ioncannon")
     log.setLevel(logging.INFO)
     handler = logging.StreamHandler(sys.stdout)  # stdout is runner.log (handle.start points it there)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     return log
 
