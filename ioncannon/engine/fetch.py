@@ -210,6 +210,7 @@ def _download_all(ctx: StageContext, repo: str, files: list[HubFile], tally: _Ta
     for t in threads:
         t.start()
     samples: list[tuple[float, int]] = []
+    said = (0.0, -1)  # when the last progress event went out, and the bytes it showed
     while any(t.is_alive() for t in threads):
         for t in threads:
             t.join(PROGRESS_EVERY_S / len(threads))
@@ -217,8 +218,12 @@ def _download_all(ctx: StageContext, repo: str, files: list[HubFile], tally: _Ta
             return StopRequested()  # the partial files stay: the next run continues them
         now = time.time()
         samples = [*samples[-40:], (now, tally.fetched)]  # the last ~20 s: the rate follows the line's speed
-        rate = rate_of(samples)
         done = min(tally.on_disk + tally.fetched, total)
+        # huggingface_hub hands over 10 MB at a time: a line when that moved (at most one a second), else every 10 s
+        if now - said[0] < (1.0 if done != said[1] else 10.0):
+            continue
+        said = (now, done)
+        rate = rate_of(samples)
         eta = (total - done) / rate if rate else None
         ctx.emit(Progress(stage="fetch", done=done, total=total, rate=rate or 0.0, eta_s=eta, label="bytes"))
     if errors:
