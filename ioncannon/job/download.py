@@ -103,32 +103,32 @@ def select_files(repo: str, revision: str, files: Sequence[HubFile], model_index
     `weights_elsewhere`: components whose weights come from a local file (their config still comes from here).
     """
     components = needed_components(model_index)
-    variants = PREFERRED_VARIANTS.get(family, ())
     by_folder: dict[str, list[HubFile]] = {}
     for f in files:
         folder, _, name = f.path.rpartition("/")
         if folder:
             by_folder.setdefault(folder, []).append(f)
+    names_of = {c: [f.path.rpartition("/")[2] for f in by_folder.get(c, [])] for c in components}
+    weighted = [c for c in components if c not in weights_elsewhere
+                and any(_SAFETENSORS.match(n) or _OTHER_WEIGHTS.search(n) for n in names_of[c])]
+    # one variant for every component or none: the pipeline loads all of them with one variant name
+    variant = next((v for v in PREFERRED_VARIANTS.get(family, ())
+                    if all(weights_of(names_of[c], (v,))[1] == v for c in weighted)), None)
     chosen: list[HubFile] = [f for f in files if f.path == "model_index.json"]
-    used_variants: set[str | None] = set()
     for component in components:
-        inside = by_folder.get(component, [])
-        names = [f.path.rpartition("/")[2] for f in inside]
-        weights, variant = weights_of(names, variants)
-        has_weights_file = any(_SAFETENSORS.match(n) for n in names) or any(_OTHER_WEIGHTS.search(n) for n in names)
-        if component not in weights_elsewhere and has_weights_file:
+        keep: set[str] = set()
+        if component in weighted:
+            weights, _ = weights_of(names_of[component], (variant,) if variant else ())
             if not any(_SAFETENSORS.match(n) for n in weights):
                 raise FetchPlanError(
                     f"{repo} has no .safetensors weights for its {component} (only .safetensors are loaded: "
                     "pickled weights can run code); pick another model or a local folder.")
-            used_variants.add(variant)
-        keep = set(weights) if component not in weights_elsewhere else set()
-        for f, name in zip(inside, names, strict=True):
+            keep = set(weights)
+        for f, name in zip(by_folder.get(component, []), names_of[component], strict=True):
             weight_like = _SAFETENSORS.match(name) or _SAFETENSORS_INDEX.match(name) or _OTHER_WEIGHTS.search(name)
-            if (name in keep) or not weight_like:
+            if name in keep or not weight_like:
                 chosen.append(f)
-    named = sorted(v for v in used_variants if v)
-    return FetchPlan(repo=repo, revision=revision, files=tuple(chosen), variant=named[0] if named else None,
+    return FetchPlan(repo=repo, revision=revision, files=tuple(chosen), variant=variant,
                      components=tuple(components))
 
 

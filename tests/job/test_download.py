@@ -75,3 +75,18 @@ def test_the_download_line_and_the_disk_sentence_carry_the_numbers() -> None:
     assert "export HF_HOME=" in text
     assert disk_problem(download=plan.total_bytes, download_dir=Path("/c"), download_free=80_000_000_000, job=job,
                         job_dir=Path("/w"), job_free=80_000_000_000, same_disk=True) is None
+
+
+def test_the_half_precision_variant_is_taken_only_when_every_component_has_it() -> None:
+    index = {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+             "vae": ["diffusers", "AutoencoderKL"], "tokenizer": ["transformers", "CLIPTokenizer"]}
+    both = [HubFile("model_index.json", 10), HubFile("tokenizer/vocab.json", 10), HubFile("unet/config.json", 10),
+            HubFile("unet/diffusion_pytorch_model.safetensors", 4_000), HubFile("vae/config.json", 10),
+            HubFile("unet/diffusion_pytorch_model.fp16.safetensors", 2_000),
+            HubFile("vae/diffusion_pytorch_model.safetensors", 400)]
+    mixed = select_files("someone/half", "c" * 40, both, index, "sd15")
+    assert mixed.variant is None  # the VAE has no fp16 copy: one variant name must load every part
+    assert "unet/diffusion_pytorch_model.safetensors" in {f.path for f in mixed.files}
+    full = [*both, HubFile("vae/diffusion_pytorch_model.fp16.safetensors", 200)]
+    half = select_files("someone/half", "c" * 40, full, index, "sd15")
+    assert half.variant == "fp16" and half.total_bytes == 10 + 10 + 10 + 2_000 + 10 + 200
