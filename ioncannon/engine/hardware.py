@@ -313,15 +313,16 @@ _CHECKPOINT_STALL_S = 1.0
 _EXPORT_S = 7.0
 
 
-def estimate_stages(spec: JobSpec, choice: PlanChoice) -> dict[str, float]:
-    """Seconds each stage should take, from the figures measured per stage (the whole job is their sum)."""
+def estimate_stages(spec: JobSpec, choice: PlanChoice, fetch_s: float = 0.0) -> dict[str, float]:
+    """Seconds each stage should take, from the figures measured per stage (the whole job is their sum);
+    `fetch_s`: the base model's download (job/download.py: its bytes at the measured or assumed rate)."""
     plan = choice.plan
     gen = spec.generate
     n_outputs = _enabled_styles(gen.prompt_pack) * gen.images_per_prompt + gen.bare_token_images
     class_images = plan.num_class_images if plan.prior_preservation else 0
     speed = max(choice.predicted_steps_per_s, 0.1)
     if plan.precision == "fp32":  # the tiny demo: measured on 2 CPU cores
-        return {"prepare": 1.0, "class_images": 3.0 + 0.05 * class_images, "cache": 2.0,
+        return {"fetch": fetch_s, "prepare": 1.0, "class_images": 3.0 + 0.05 * class_images, "cache": 2.0,
                 "train": 5.0 + plan.steps / speed, "export": 2.0, "generate": 2.0 + 0.05 * n_outputs,
                 "package": 0.0}
     info = family_info(spec.family)
@@ -331,6 +332,7 @@ def estimate_stages(spec: JobSpec, choice: PlanChoice) -> dict[str, float]:
     checkpoints = plan.steps // plan.checkpoint_every if plan.checkpoint_every > 0 else 0
     start = _TRAIN_START_COMPILED_S if plan.compile else _TRAIN_START_EAGER_S
     return {
+        "fetch": fetch_s,
         "prepare": 3.0,
         "class_images": _DRAW_START_S + class_images / images_per_s if class_images else 1.0,
         "cache": 3.0 + _CACHE_S_PER_IMAGE * (class_images + 20),
@@ -341,7 +343,7 @@ def estimate_stages(spec: JobSpec, choice: PlanChoice) -> dict[str, float]:
     }
 
 
-def estimate_for(spec: JobSpec, hw: HardwareInfo) -> dict[str, float]:
+def estimate_for(spec: JobSpec, hw: HardwareInfo, fetch_s: float = 0.0) -> dict[str, float]:
     """Per-stage estimate of a job whose plan is already chosen (a job file, the headless demo) on this machine."""
     family = spec.family
     key = plan_key(spec.train, family)
@@ -350,7 +352,7 @@ def estimate_for(spec: JobSpec, hw: HardwareInfo) -> dict[str, float]:
                  options[0].predicted_steps_per_s if options else 0.0)
     if spec.train.num_processes > 1:
         speed *= spec.train.num_processes * _DATA_PARALLEL_EFFICIENCY
-    return estimate_stages(spec, PlanChoice(spec.train, "", "", 0.0, speed, True))
+    return estimate_stages(spec, PlanChoice(spec.train, "", "", 0.0, speed, True), fetch_s)
 
 
 def estimate_seconds(spec: JobSpec, choice: PlanChoice) -> float:

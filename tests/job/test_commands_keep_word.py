@@ -236,3 +236,20 @@ def test_wipe_on_a_full_disk_still_removes_and_says_so(capsys: pytest.CaptureFix
     monkeypatch.setattr(bundle, "update_finish_record", full)
     assert wipe_main(["full", "--yes-i-downloaded", "--workdir", str(place["work"])]) == 0
     assert not samples.exists() and "normalised photos" in capsys.readouterr().out
+
+
+def test_bundle_survives_hostile_notes_in_the_outputs(capsys: pytest.CaptureFixture[str],
+                                                      place: dict[str, Path]) -> None:
+    paths = make_job(place, "notes")
+    samples = _results(paths)
+    folder = samples.parent
+    (folder / "deep.json").write_text("[" * 5000 + "]" * 5000)
+    (folder / "deeper.json").write_text('{"a": ' + "[" * 900 + "]" * 900 + "}")
+    os.mkfifo(folder / "pipe.json")
+    (folder / "link.json").symlink_to(place["root"] / "secret.json")
+    (place["root"] / "secret.json").write_text('{"secret": "not the job\'s"}')
+    assert bundle_main(["notes", "--yes", "--workdir", str(place["work"])]) == 0, capsys.readouterr().err
+    spec = JobSpec.from_json(json.loads(paths.job_file.read_text()))
+    with zipfile.ZipFile(archive_path(paths, spec)) as zf:
+        manifest = zf.read("manifest.json").decode()
+    assert "not the job's" not in manifest

@@ -11,6 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
+from ioncannon.job.printable import printable
 from ioncannon.tui import format as fmt
 from ioncannon.tui.screens.base import WizardScreen
 from ioncannon.tui.widgets.preview import ImagePreview
@@ -239,8 +240,9 @@ class CheckScreen(WizardScreen):
             preview.show(None)
             return
         text = Text()
-        text.append(finding.file, style="bold")
-        text.append(f"\n→ {self._what(finding)}", style="bold")  # the row in full, where the table had to cut it
+        text.append(printable(finding.file), style="bold")
+        # the row in full, where the table had to cut it
+        text.append(f"\n→ {printable(self._what(finding))}", style="bold")
         output = self._outputs().get(finding.file)
         if output:
             text.append(f"\n  becomes {output}", style="dim")
@@ -251,9 +253,9 @@ class CheckScreen(WizardScreen):
         for reason in finding.reasons:
             # the doctor's note on its own crop stops being true once the person picks another one
             if reason not in what and (chosen_crop or " crop" not in reason):
-                text.append(f"\n• {reason}")
+                text.append(f"\n• {printable(reason)}")
         if finding.suggestion:
-            text.append(f"\nsuggested: {finding.suggestion}", style="yellow")
+            text.append(f"\nsuggested: {printable(finding.suggestion)}", style="yellow")
         if finding.status in USABLE_STATUSES:
             text.append(f"\ncrop: {self.crop_of(finding)}", style="bold")
             if finding.face_box is None:
@@ -282,7 +284,7 @@ class CheckScreen(WizardScreen):
                 pair = PILImage.new("RGB", (image.width + other.width + resolution // 16, image.height), "black")
                 pair.paste(image, (0, 0))
                 pair.paste(other, (image.width + resolution // 16, 0))
-                image, caption = pair, f"left: this · right: {twin.file}"
+                image, caption = pair, f"left: this · right: {printable(twin.file)}"
         except Exception as exc:  # the file changed since the scan: say so under the preview
             image, caption = None, f"can't preview: {exc}"
         self.app.call_from_thread(self._preview_ready, finding.file, image, caption)

@@ -32,6 +32,7 @@ from ioncannon.tui.wizard import Step
 
 if TYPE_CHECKING:
     from ioncannon.engine.hardware import HardwareInfo, PlanChoice
+    from ioncannon.engine.hub_files import Availability
 
 
 def looks_like_path(source: str) -> bool:
@@ -64,6 +65,12 @@ class HardwareScreen(WizardScreen):
         self.estimate_s: float | None = None
         self.estimate: dict[str, float] = {}  # seconds per stage; kept with the job for the finish screen
         self.starting = False
+        # the door check of the base model (can it be had, what it costs to download, does it fit the disk),
+        # for the (model, family) it was asked about; None while it runs
+        self.availability: Availability | None = None
+        self.availability_key: tuple[str, str, bool] | None = None
+        self.model_asked: tuple[str, str, bool] | None = None  # the check on its way
+        self.go_when_checked = False
 
     def compose_body(self) -> ComposeResult:
         session = self.session
@@ -156,9 +163,50 @@ class HardwareScreen(WizardScreen):
         self.options = hardware.plan_options(self.hardware, self.wizard.demo, family=self.base_spec.family)
         self.estimate_s, self.estimate = None, {}
         if self.choice is not None and self.choice.fits:
-            self.estimate = hardware.estimate_stages(self.spec_for(self.base_spec.name), self.choice)
+            self.estimate = hardware.estimate_stages(self.spec_for(self.base_spec.name), self.choice,
+                                                     self._download_s())
             self.estimate_s = sum(self.estimate.values())
+            key = self._model_key()
+            if self.availability_key != key and self.model_asked != key:
+                self.model_asked = key
+                self.check_model(self.spec_for(self.base_spec.name), key)
         self._redraw()
+
+    # ------------------------------------------------------------------ the base model at the door
+
+    def _model_key(self) -> tuple[str, str, bool]:
+        """What the door check depends on: the model, its family, and whether a hub login is needed still."""
+        family = self.base_spec.family if self.base_spec is not None else ""
+        model = models.base_model_for(family, self.session.base_model) if family else ""
+        return model, family, self._login_problem() is None
+
+    def _download_s(self) -> float:
+        found = self.availability if self.availability_key == self._model_key() else None
+        return found.seconds(self._rate()) if found is not None else 0.0
+
+    def _rate(self) -> float | None:
+        from ioncannon.job.download import recorded_rate
+
+        return recorded_rate(self.wizard.workdir.expanduser() / ".cache")
+
+    @work(thread=True, group="model", exit_on_error=False)
+    def check_model(self, spec: JobSpec, key: tuple[str, str, bool]) -> None:
+        """Can the base model be had (cached, local, or a hub that answers within its timeout), and does it fit?"""
+        if self.wizard.demo:
+            return  # the demo's tiny model is a local folder made on this machine
+        from ioncannon.engine.hub_files import door_check
+
+        found = door_check(spec, self.wizard.workdir)
+        self.app.call_from_thread(self._model_checked, key, found)
+
+    def _model_checked(self, key: tuple[str, str, bool], found: Availability) -> None:
+        if key != self._model_key():
+            return  # the person typed another model meanwhile: its own check is on its way
+        self.availability_key, self.availability = key, found
+        self._recompute()
+        if self.go_when_checked and not self.starting:
+            self.go_when_checked = False
+            self.action_next()
 
     def spec_for(self, name: str) -> JobSpec:
         """The job this screen would start, exactly as shown."""
@@ -277,6 +325,8 @@ class HardwareScreen(WizardScreen):
         each = " per GPU" if plan.num_processes > 1 else ""
         table.add_row("Memory", f"peak ≈ {fmt.gib(choice.predicted_peak_gib)}{each}{speed}")
         table.add_row("", Text((self.single or choice).why, style="dim"))
+        if not self.wizard.demo:
+            table.add_row("Download", self._download_text())
         if self.estimate_s is not None:
             table.add_row("Time", f"{duration(self.estimate_s, 'rough')} for the whole job")
         others = self._other_modes(plan.mode)
@@ -285,6 +335,17 @@ class HardwareScreen(WizardScreen):
         if self.wizard.demo:
             table.add_row("", Text(DEMO_NOTE, style="italic"))
         return table
+
+    def _download_text(self) -> Text:
+        """The base model's download: what and how long, or why it can't be had; said while it is being asked."""
+        found = self.availability if self.availability_key == self._model_key() else None
+        if found is None:
+            return Text("checking the base model (cache, folder or the Hugging Face Hub)…", style="dim")
+        if found.problem:
+            if found.problem == self._login_problem():
+                return Text("after the login above", style="dim")
+            return Text(found.problem, style="bold red")
+        return Text(found.line(self._rate()))
 
     def _no_gpu_route(self, table: Table) -> Table:
         """No GPU: say plainly what can be done here (the CPU demo, with these photos) and what needs a GPU box."""
@@ -381,6 +442,12 @@ class HardwareScreen(WizardScreen):
             self.wizard.store.update(base_model=event.value.strip())
             if self.hardware is not None and self.base_spec is not None:
                 self.query_one("#hardware-plan", Static).update(self._plan())
+                self.set_timer(0.6, self._model_settled)
+
+    def _model_settled(self) -> None:
+        """Ask about the typed model once typing pauses (not on every key: each look may wait on the hub)."""
+        if self.availability_key != self._model_key() and self.choice is not None and self.base_spec is not None:
+            self._recompute()
 
     @on(Input.Submitted)
     def submitted(self) -> None:
@@ -463,6 +530,13 @@ class HardwareScreen(WizardScreen):
             login = self._login_problem()
             if login:
                 return login
+            found = self.availability if self.availability_key == self._model_key() else None
+            if found is None:
+                self.go_when_checked = True  # the answer is on its way: go on by itself once it is a yes
+                self._recompute()  # a login since the last look: ask again
+                return "Checking that the base model can be had; a moment."
+            if found.problem:
+                return found.problem
         return None
 
     def action_next(self) -> None:

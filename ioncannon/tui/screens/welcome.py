@@ -12,6 +12,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from ioncannon.job.families import FAMILIES
+from ioncannon.job.printable import printable
 from ioncannon.job.stages import label as stage_label
 from ioncannon.job.state import LIVE_STATUSES, resume_promise, shown_status
 from ioncannon.job.units import duration
@@ -150,7 +151,7 @@ class WelcomeScreen(WizardScreen):
         return Text.assemble(("+ ", "bold green"), "a new job: start with your photos")
 
     def _job_row(self, job: JobSummary) -> Text:
-        text = Text(f"{job.name:<28.28} ")
+        text = Text(f"{printable(job.name):<28.28} ")
         if job.spec is None:
             text.append("can't be read", style="yellow")
             return text
@@ -193,12 +194,12 @@ class WelcomeScreen(WizardScreen):
                 text.append("\n")
                 text.append_text(key("v"))
                 text.append(" open the newest finished job, ")
-                text.append(newest.name, style="bold")
+                text.append(printable(newest.name), style="bold")
             if self.jobs:
                 text.append("\n↑ ↓ pick a job above to watch, resume, open or set aside it.", style="dim")
             return text
         if job.spec is None:
-            text = Text(f"Job {job.name} can't be read: {job.problem}. ", style="yellow")
+            text = Text(f"Job {printable(job.name)} can't be read: {printable(job.problem)}. ", style="yellow")
             text.append(f"`ioncannon status {job.name}` says what to do; `ioncannon wipe {job.name}` removes "
                         "its copies of the subject; ")
             text.append_text(key("d"))
@@ -210,7 +211,7 @@ class WelcomeScreen(WizardScreen):
         state, action = job.state, job_action(job.state.status, job.alive)
         text = Text()
         text.append(f"{'Demo job' if job.spec is not None and job.spec.demo else 'Job'} ", style="bold")
-        text.append(job.name, style="bold cyan")
+        text.append(printable(job.name), style="bold cyan")
         where = stage_label(state.stage) or "not started"
         if state.total and state.status != "finished":
             where += f" {state.done}/{state.total}"
