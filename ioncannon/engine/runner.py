@@ -241,9 +241,9 @@ class Runner:
         Only what training still needs is checked: the latent cache, and the photos and class images behind it.
         """
         done = self.state.stages_done
-        if "fetch" in done and len(done) < len(STAGE_NAMES) and not self._base_model_here():
-            self.log.warning("the base model is no longer complete in the model cache; fetching it again")
-            self.state.stages_done = done = [s for s in done if s != "fetch"]
+        if "fetch" not in done and any(s in done for s in STAGE_NAMES[STAGE_NAMES.index("prepare") + 1:]):
+            # a job begun before the download was a stage of its own: its model came with its first load
+            self.state.stages_done = done = ["fetch", *done]
         if "train" in done:
             return
         from ioncannon.engine.generate.stage import class_images_missing
@@ -260,13 +260,6 @@ class Runner:
         if gone:
             self.log.warning("files of finished stages are missing; running again: %s", sorted(set(gone)))
             self.state.stages_done = [s for s in done if s not in gone]
-
-    def _base_model_here(self) -> bool:
-        from ioncannon.engine.hub_files import local_model, model_source
-
-        spec = self.spec
-        return not model_source(spec.base_model, spec.family).repo or local_model(spec.base_model, spec.family) \
-            is not None
 
     def _kernel_failure(self, ctx: Any, stage: str, exc: BaseException) -> tuple[str, str]:
         """A GPU kernel broke (CUDA, cuDNN, cuBLAS): which kernel, and that a resume leaves a broken one out."""

@@ -43,8 +43,9 @@ def test_every_stage_runs_on_tiny_flux_through_the_runner(workdir: Path) -> None
     state = read_state(paths)
     assert state.status == "finished", (state.message, state.hint)
     seen = events.read_new()
-    finished = [e.stage for e in seen if isinstance(e, StageFinished)]
+    finished = [e.stage for e in seen if isinstance(e, StageFinished) and not e.skipped]
     assert finished[:6] == ["prepare", "class_images", "cache", "train", "export", "generate"]
+    assert [e.stage for e in seen if isinstance(e, StageFinished) and e.skipped] == ["fetch"]  # a local model
     assert any(isinstance(e, Message) and "Prior preservation is off" in e.text for e in seen)
     previews = [e for e in seen if isinstance(e, SampleReady) and e.stage == "train"]
     assert len(previews) == 2 and all(Path(e.path).is_file() for e in previews)
@@ -123,6 +124,6 @@ def test_a_gated_model_without_a_login_fails_in_one_sentence_before_downloading(
     handle.start(paths, workdir)
     assert wait_for_exit(paths, 300), "the runner did not finish"
     state = read_state(paths)
-    assert state.status == "failed" and state.stage == "cache", (state.status, state.stage, state.message)
+    assert state.status == "failed" and state.stage == "fetch", (state.status, state.stage, state.message)
     assert "hf auth login" in state.message and "accept its licence" in state.message
     assert "unexpected" not in state.message

@@ -44,8 +44,9 @@ def test_every_stage_runs_on_tiny_sdxl_through_the_runner(workdir: Path) -> None
     state = read_state(paths)
     assert state.status == "finished", (state.message, state.hint)
     seen = events.read_new()
-    finished = [e.stage for e in seen if isinstance(e, StageFinished)]
+    finished = [e.stage for e in seen if isinstance(e, StageFinished) and not e.skipped]
     assert finished[:6] == ["prepare", "class_images", "cache", "train", "export", "generate"]
+    assert [e.stage for e in seen if isinstance(e, StageFinished) and e.skipped] == ["fetch"]  # a local model
     previews = [e for e in seen if isinstance(e, SampleReady) and e.stage == "train"]
     assert len(previews) == 2 and all(Path(e.path).is_file() for e in previews)
 

@@ -24,6 +24,7 @@ from ioncannon.tui.screens.check import CheckScreen
 from ioncannon.tui.screens.generate import GenerateScreen
 from ioncannon.tui.screens.hardware import HardwareScreen
 from ioncannon.tui.screens.train import TrainScreen
+from tests.hanging_hub import LocalHub
 
 from .conftest import shown, wait_for
 from .test_snapshots import (  # noqa: F401 - fixtures
@@ -94,9 +95,10 @@ def setup_step(step: str, **answers: object) -> Prepare:
                                what="preview")
             if step == "subject":  # the one verdict, once the tokenizer check has answered
                 await wait_for(pilot, lambda: not getattr(app.screen, "checking", True), what="the verdict")
-            if step == "hardware":
+            if step == "hardware":  # the plan, and the base model's download from the hub below
                 await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen)
-                               and app.screen.estimate_s is not None, what="plan")
+                               and app.screen.estimate_s is not None and app.screen.availability is not None,
+                               what="plan")
             await pilot.pause()
 
         return go
@@ -106,7 +108,8 @@ def setup_step(step: str, **answers: object) -> Prepare:
 
 def train(workdir: Path, hold: Callable[[JobPaths], None]) -> Callable[[Pilot[None]], Awaitable[None]]:
     paths = JobPaths(workdir / "zwx-20270115-0930")
-    hold(job_on_disk(workdir, "train", training_events(paths), ["prepare", "class_images", "cache"], 420, 800))
+    hold(job_on_disk(workdir, "train", training_events(paths), ["fetch", "prepare", "class_images", "cache"], 420,
+                        800))
 
     async def go(pilot: Pilot[None]) -> None:
         app = pilot.app
@@ -134,7 +137,8 @@ def generate(workdir: Path, hold: Callable[[JobPaths], None]) -> Callable[[Pilot
             events.append(CollageReady(keyword=keyword, path=collage, t=NOW - 200 + done))
     events.append(Progress(stage="generate", done=done, total=196, rate=6.2, eta_s=(196 - done) / 6.2,
                            label="oilpainting", t=NOW - 1))
-    hold(job_on_disk(workdir, "generate", events, ["prepare", "class_images", "cache", "train", "export"], done, 196))
+    hold(job_on_disk(workdir, "generate", events, ["fetch", "prepare", "class_images", "cache", "train", "export"],
+                        done, 196))
 
     async def go(pilot: Pilot[None]) -> None:
         app = pilot.app
@@ -182,18 +186,20 @@ def plain_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("step", list(STEPS))
 def test_every_step(box: Path, snap_compare: Callable[..., bool], held_lock: Callable[[JobPaths], None],  # noqa: F811
-                    plain_env: None, step: str, size: tuple[int, int]) -> None:
+                    plain_env: None, step: str, size: tuple[int, int], request: pytest.FixtureRequest) -> None:
+    if step == "hardware":  # the door asks the hub about the base model (the subject's check stays offline)
+        request.getfixturevalue("answering_hub")
     go = STEPS[step](box, held_lock)
     assert snap_compare(make_app(box), run_before=go, terminal_size=size)
 
 
-def test_help_at_80x24(box: Path, snap_compare: Callable[..., bool]) -> None:  # noqa: F811
+def test_help_at_80x24(box: Path, snap_compare: Callable[..., bool], answering_hub: LocalHub) -> None:  # noqa: F811
     saved_session(box, step="hardware", photos_dir="photos", identifier="zwx", hourly_price=2.49, family="sd15")
 
     async def go(pilot: Pilot[None]) -> None:
         app = pilot.app
-        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None,
-                       what="plan")
+        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None
+                       and app.screen.availability is not None, what="plan")
         await pilot.press("f1")
         await pilot.pause()
 
