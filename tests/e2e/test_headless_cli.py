@@ -98,8 +98,10 @@ def test_unwritable_workdir_is_explained(tmp_path: Path) -> None:
         target = tmp_path / "ro"
         target.mkdir()
         target.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    out = ioncannon("status", "--workdir", str(target / "w"))
+    out = ioncannon("resume", "--workdir", str(target / "w"))  # a command that writes there
     assert out.returncode == 2 and "not writable" in out.stderr and "--workdir" in out.stderr
+    out = ioncannon("status", "--workdir", str(target / "w"))  # one that only looks makes nothing and says so
+    assert out.returncode == 0 and "does not exist" in out.stdout and not (target / "w").exists()
 
 
 def test_status_with_no_jobs_says_so_and_is_no_error(tmp_path: Path) -> None:
