@@ -42,7 +42,7 @@ def reset_peak() -> None:
 
 
 def train_plan(parts: Any, workdir: Path, family: str, key: str, steps: int, res: int, photos: int,
-               class_images: int = 0) -> tuple[Any, dict[str, Any]]:
+               class_images: int = 0, keep_ctx: bool = False) -> Any:
     """The hardware screen's plan `key` of `family` for an H200, through the product's cache and train stages on
     the built model `parts` (its denoiser off the GPU while the prompts and latents are cached).
 
@@ -87,11 +87,12 @@ def train_plan(parts: Any, workdir: Path, family: str, key: str, steps: int, res
     run_training(ctx, parts)
     train_s = time.perf_counter() - t
     stats = json.loads((paths.meta / "train_stats.json").read_text())
-    return plan, {"phase": f"ours-{key}", "steps_per_s": stats.get("steady_steps_per_s") or 0.0,
-                  "peak_gib": round((mem("max_allocated") - base) / 2**30, 2),
-                  "reserved_gib": round(mem("max_reserved") / 2**30, 2), "cache_s": round(cache_s, 1),
-                  "setup_s": stats.get("setup_s"), "first_steps_s": stats.get("first_steps_s"),
-                  "train_s": round(train_s, 1), "mode": stats.get("mode"), "steps": steps}
+    row = {"phase": f"ours-{key}", "steps_per_s": stats.get("steady_steps_per_s") or 0.0,
+           "peak_gib": round((mem("max_allocated") - base) / 2**30, 2),
+           "reserved_gib": round(mem("max_reserved") / 2**30, 2), "cache_s": round(cache_s, 1),
+           "setup_s": stats.get("setup_s"), "first_steps_s": stats.get("first_steps_s"),
+           "train_s": round(train_s, 1), "mode": stats.get("mode"), "steps": steps}
+    return (plan, row, ctx) if keep_ctx else (plan, row)
 
 
 def random_pngs(folder: Path, n: int, seed: int, stem: str, size: int) -> None:
@@ -151,6 +152,10 @@ class Timed(tqdm.auto.tqdm):
             stamps.append(time.perf_counter())
         return out
 tqdm.auto.tqdm = Timed
+import os
+if "cudnn" in os.environ.get("BENCH_SDPA_OFF", ""):  # the workaround a stack with a broken cuDNN attention needs
+    import torch
+    torch.backends.cuda.enable_cudnn_sdp(False)
 def report():
     import torch
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
@@ -164,18 +169,22 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def run_diffusers_script(script: Path, args: list[str], workdir: Path, timeout: float) -> dict[str, Any]:
+def run_diffusers_script(script: Path, args: list[str], workdir: Path, timeout: float,
+                         cudnn_sdpa: bool = True) -> dict[str, Any]:
     """diffusers' `script` with `args`: steady steps/s from its step bar, torch's and nvidia-smi's peak GiB.
 
-    The row has `error` (the log's tail) when the script made fewer than 3 steps.
+    `cudnn_sdpa=False` switches cuDNN's attention off in the script's process (on a stack where it crashes, as
+    this product's own kernel test would). The row has `error` (the log's tail) when it made fewer than 3 steps.
     """
+    import os
     wrapper = workdir / "timed_script.py"
     wrapper.write_text(_WRAPPER, encoding="utf-8")
     logfile = workdir / "diffusers.log"
     t = time.perf_counter()
     with open(logfile, "w") as fh:
+        env = dict(os.environ, BENCH_SDPA_OFF="" if cudnn_sdpa else "cudnn")
         proc = subprocess.Popen([sys.executable, str(wrapper), str(script), *args], stdout=fh,
-                                stderr=subprocess.STDOUT, text=True)
+                                stderr=subprocess.STDOUT, text=True, env=env)
         with SmiPeak(proc.pid) as smi:
             try:
                 proc.wait(timeout=timeout)
@@ -184,8 +193,8 @@ def run_diffusers_script(script: Path, args: list[str], workdir: Path, timeout: 
                 proc.wait()
     out = logfile.read_text(errors="replace")
     line = next((ln for ln in out.splitlines() if ln.startswith("DIFFUSERS ")), None)
-    row: dict[str, Any] = {"phase": "diffusers-lora", "wall_s": round(time.perf_counter() - t, 1),
-                           "smi_peak_gib": round(smi.peak_mib / 1024, 2)}
+    row: dict[str, Any] = {"phase": "diffusers-lora", "cudnn_sdpa": cudnn_sdpa,
+                           "wall_s": round(time.perf_counter() - t, 1), "smi_peak_gib": round(smi.peak_mib / 1024, 2)}
     if line is None or json.loads(line[10:])["steps"] < 3:
         row["error"] = out[-3000:]
     else:

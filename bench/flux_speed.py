@@ -205,7 +205,27 @@ def diffusers_training(script: Path, parts: Any, workdir: Path, steps: int, time
             "--rank=16", "--guidance_scale=3.5", "--gradient_checkpointing", "--cache_latents",
             "--checkpointing_steps=1000000", "--seed=0", f"--max_sequence_length={parts.tokenizer_2.model_max_length}",
             f"--output_dir={workdir / 'dreambooth' / 'out'}", "--report_to=tensorboard"]
-    return {**run_diffusers_script(script, args, workdir, timeout), "save_s": round(save_s, 1)}
+    # cuDNN's attention crashes this script's first backward on some stacks (README: Attention kernels)
+    cudnn_ok = "cudnn" in (KERNELS.order if KERNELS else ["cudnn"])
+    return {**run_diffusers_script(script, args, workdir, timeout, cudnn_sdpa=cudnn_ok), "save_s": round(save_s, 1)}
+
+
+KERNELS: Any = None   # the product's attention choice for this card, made once after the build
+
+
+def choose_kernels(parts: Any) -> None:
+    """The product's attention test at Flux's training shape, applied to this process (the FLOP count and the
+    pipeline run outside the product's stages)."""
+    import torch
+
+    from ioncannon.engine import attention
+    from ioncannon.engine.families import family_for
+
+    global KERNELS
+    flux = family_for("flux")
+    KERNELS = attention.choose(torch.device(DEVICE), _dtype(), flux.attention_shapes(parts, RES), backward=True)
+    attention.apply(KERNELS, torch.device(DEVICE))
+    log({"phase": "attention", "choice": KERNELS.sentence()})
 
 
 def main() -> None:
@@ -231,6 +251,7 @@ def main() -> None:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="flux-bench-"))
     left = lambda: args.budget - (time.perf_counter() - _T0)  # noqa: E731
     parts = build()
+    choose_kernels(parts)
     step_flops, image_flops = flops(parts, 1, backward=True), args.gen_steps * flops(parts, 1, backward=False)
     log({"phase": "flops", "tflop_per_step": round(step_flops / 1e12, 1),
          "tflop_per_image": round(image_flops / 1e12, 1)})

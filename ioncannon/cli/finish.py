@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from ioncannon.cli import common
 from ioncannon.job.fsio import free_bytes
 from ioncannon.job.paths import JobPaths
+from ioncannon.job.printable import printable_lines
 from ioncannon.job.spec import JobSpec
 from ioncannon.rental.bundle import (
     DEFAULT_MODEL_FORMATS,
@@ -132,8 +133,13 @@ def bundle_main(argv: Sequence[str]) -> int:
         print(f"\nioncannon: {exc}", file=sys.stderr)
         return 1
     print(file=sys.stderr)
-    update_finish_record(paths, bundle={"path": str(archive), "bytes": archive.stat().st_size})
-    commands = write_download_file(paths, spec)
+    try:
+        update_finish_record(paths, bundle={"path": str(archive), "bytes": archive.stat().st_size})
+        commands = write_download_file(paths, spec)
+    except OSError as exc:
+        print(f"ioncannon: the bundle is written ({archive}), but DOWNLOAD.txt could not be ({exc.strerror}): "
+              "free some space and run `ioncannon bundle` again for the download commands.", file=sys.stderr)
+        return 1
     print(f"Written: {archive} ({human_bytes(archive.stat().st_size)})")
     print("\nOn YOUR computer, run one of:")
     print(f"  {commands.scp}\n  {commands.rsync}")
@@ -174,8 +180,11 @@ def wipe_main(argv: Sequence[str]) -> int:
     except WipeError as exc:
         print(f"ioncannon: {exc}", file=sys.stderr)
         return 1
-    record_download(paths, "confirmed")
-    print("\n".join(receipt.lines()))
+    try:
+        record_download(paths, "confirmed")
+    except OSError:  # a full disk: the subject's files are gone all the same; the note is a nicety
+        pass
+    print(printable_lines("\n".join(receipt.lines())))
     return 0 if not receipt.failed else 1
 
 

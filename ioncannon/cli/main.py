@@ -99,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("job", nargs="?")
     resume.add_argument("--detach", action="store_true")
+    resume.add_argument("--base-model", metavar="ID_OR_PATH",
+                        help="continue with another base model (hub id, diffusers folder or .safetensors file); "
+                             "the stages after the photos run again")
     resume.set_defaults(handler=_cmd_resume)
 
     stop = sub.add_parser("stop", parents=[common], help="checkpoint and stop the running job (resume it later)")
@@ -149,7 +152,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except JobError as exc:
         raise UserError(str(exc)) from exc
     spec = plan.spec
-    print(printable_lines(plan.summary()))
+    print(printable_lines(plan.summary()), flush=True)
+    found, rate = _model_door(spec, workdir)
+    print(f"download   {printable(found.line(rate))}")
     if not args.yes:
         if not sys.stdin.isatty():
             raise UserError("not starting without confirmation: add --yes.")
@@ -157,12 +162,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print("Not started.")
             return EXIT_OK
     try:
-        paths = handle.create(workdir, spec, estimate=plan.stage_seconds())
+        # the download the door measured joins the planner's estimate as its own stage
+        paths = handle.create(workdir, spec, estimate=plan.with_stage("fetch", found.seconds(rate)).stage_seconds())
     except JobError as exc:
         raise UserError(str(exc)) from exc
     pid = handle.start(paths, workdir)
     print(f"job {spec.name} started (runner pid {pid}) in {printable(paths.root)}")
     return EXIT_OK if args.detach else _follow(paths)
+
+
+def _model_door(spec: Any, workdir: Path) -> tuple[Any, float | None]:
+    """Refuse a base model that can't be had (offline and not cached, gated, not found, no room on the disk) before
+    any job exists; otherwise what it takes to download and this box's measured download rate."""
+    from ioncannon.engine.hub_files import door_check
+    from ioncannon.job.download import recorded_rate
+    from ioncannon.job.workdir import name_taken
+
+    taken = name_taken(workdir, spec.name)  # the cheaper refusal first: it needs no network
+    if taken:
+        raise UserError(taken)
+    if sys.stdout.isatty():
+        print("checking the base model…", end="\r", flush=True)
+    found = door_check(spec, workdir)
+    if sys.stdout.isatty():
+        print(" " * 30, end="\r", flush=True)
+    if found.problem:
+        raise UserError(found.problem)
+    return found, recorded_rate(Path(workdir) / ".cache")
 
 
 def _planned(args: argparse.Namespace) -> Plan:
@@ -199,7 +225,16 @@ def format_event(event: Any) -> str:
     """One human line per event, for the headless run."""
     from ioncannon.job import events as ev
     stamp = time.strftime("%H:%M:%S", time.localtime(event.t))
-    if isinstance(event, ev.Progress):
+    if isinstance(event, ev.Progress) and event.label == "bytes":  # the download: sizes people read
+        from ioncannon.job.download import size_text
+
+        parts = [printable(event.stage), f"{size_text(event.done)}/{size_text(event.total)}"]
+        if event.rate:
+            parts.append(f"{size_text(event.rate)}/s")
+        if event.eta_s is not None:
+            parts.append(f"eta {duration(event.eta_s, 'short')}")
+        text = "  ".join(parts)
+    elif isinstance(event, ev.Progress):
         parts = [printable(event.stage), f"{event.done}/{event.total}"]
         if event.label:
             parts.append(printable(event.label))
@@ -316,13 +351,18 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return EXIT_OK
+    from ioncannon.job.download import size_text
+
     line = f"{info['status']}"
+    download = info["stage"] == "fetch"  # its counts are bytes: shown as sizes
     if info["stage"]:
-        line += f"   stage {info['stage']}   {info['step']}/{info['total']}"
+        count = f"{size_text(info['step'])}/{size_text(info['total'])}" if download else \
+            f"{info['step']}/{info['total']}"
+        line += f"   stage {info['stage']}   {count}"
     if info["loss"] is not None:
         line += f"   loss {info['loss']:.4f}"
     if info["rate"]:
-        line += f"   {info['rate']:.2f}/s"
+        line += f"   {size_text(info['rate'])}/s" if download else f"   {info['rate']:.2f}/s"
     if info["eta_s"]:
         line += f"   eta {duration(info['eta_s'], 'short')}"
     print(f"job      {printable(info['job'])}")
@@ -372,6 +412,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     if job.state.finished:
         print(f"job {printable(job.name)} already finished; outputs in {printable(job.paths.outputs)}")
         return EXIT_OK
+    if args.base_model:
+        job = _with_base_model(job, args.base_model, chosen_workdir(args))
     try:
         pid = handle.resume(job, chosen_workdir(args))
     except RunnerBusy as exc:  # another `resume` (or the wizard) started it a moment before: follow that one
@@ -382,6 +424,29 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     print(f"job {printable(job.name)} resumed (runner pid {pid})")
     return EXIT_OK if args.detach else _follow(job.paths)
+
+
+def _with_base_model(job: Any, base_model: str, workdir: Path) -> Any:
+    """The job with its base model changed, after the same door check a new job gets."""
+    from ioncannon.engine.hub_files import door_check
+    from ioncannon.job import handle
+    from ioncannon.job.errors import JobError
+    from ioncannon.job.families import detect_family, mismatch_message
+    from ioncannon.job.workdir import find_job as find_named
+
+    found = detect_family(base_model)
+    if found is not None and found != job.spec.family:
+        raise UserError(mismatch_message(base_model, found, job.spec.family))
+    check = door_check(job.spec.replace(base_model=base_model.strip()), workdir)
+    if check.problem:
+        raise UserError(check.problem)
+    try:
+        spec = handle.change_base_model(job, base_model)
+    except JobError as exc:
+        raise UserError(str(exc)) from exc
+    print(f"job {printable(job.name)}: base model now {printable(spec.base_model)}; the stages after the photos "
+          "run again.")
+    return find_named(workdir, job.name) or job
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import dataclasses
 import errno
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -29,9 +30,10 @@ from ioncannon.job.fsio import StateFileError, append_line, free_bytes, open_job
 from ioncannon.job.handle import DAMAGED_JOB_HINT
 from ioncannon.job.lock import try_lock
 from ioncannon.job.paths import JobPaths
-from ioncannon.job.printable import printable
+from ioncannon.job.printable import printable, printable_lines
 from ioncannon.job.spec import JobSpec, load_spec
-from ioncannon.job.stages import STAGE_NAMES
+from ioncannon.job.stages import STAGE_NAMES, load
+from ioncannon.job.stages import stage as stage_info
 from ioncannon.job.state import JobState, read_state, write_state
 from ioncannon.rental.costs import BUDGET_HINT, budget_exceeded
 
@@ -143,6 +145,7 @@ class Runner:
 
     # the loop
     def run(self) -> int:
+        from ioncannon.engine.attention import is_kernel_error as kernel_error
         from ioncannon.engine.context import StageContext
         from ioncannon.engine.models.load import ModelLoadError
         from ioncannon.engine.stages import stage_function
@@ -185,8 +188,16 @@ class Runner:
                 return self._stopped()
             self.state.stage, self.state.done, self.state.total = stage, 0, 0
             self.state.loss, self.state.eta_s = None, None
-            self.emit(StageStarted(stage=stage))
             t = time.time()
+            skip = self._skip_reason(stage, ctx)
+            if skip:  # nothing to do this time (a local base model): said once, shown as skipped, costs no time
+                self.log.info("stage %s skipped: %s", stage, skip)
+                self.emit(Message(level="info", text=skip))
+                self.state.stages_done.append(stage)
+                self.emit(StageFinished(stage=stage, seconds=time.time() - t, skipped=True))
+                continue
+            self.emit(StageStarted(stage=stage))
+            self.log.info("stage %s started", stage)
             try:
                 stage_function(stage)(ctx)
             except StopRequested:
@@ -199,6 +210,8 @@ class Runner:
                 return self._fail(stage, str(exc), "Then resume: `ioncannon`.")
             except Exception as exc:  # an unexpected bug: the traceback goes to the log, a sentence to the user
                 self.log.error("stage %s crashed:\n%s", stage, traceback.format_exc())
+                if kernel_error(exc):
+                    return self._fail(stage, *self._kernel_failure(ctx, stage, exc))
                 if self._disk_full(exc):
                     return self._fail(stage, f"{stage} stopped: the disk is full ({_free_text(self.paths)}).",
                                       "Free some space (`ioncannon wipe` an old job, or delete files you no longer "
@@ -206,10 +219,21 @@ class Runner:
                 return self._fail(stage, f"{stage} stopped on an unexpected error: {type(exc).__name__}: {exc}"[:400],
                                   f"The details are in {self.paths.log_file}. Fix the cause, then resume: `ioncannon`.")
             self.state.stages_done.append(stage)
+            self.log.info("stage %s done in %.1f s", stage, time.time() - t)
             self.emit(StageFinished(stage=stage, seconds=time.time() - t))
         self.state.status, self.state.stage = "finished", None
         self.emit(JobFinished(seconds=self._elapsed0 + time.time() - self._t0, outputs=str(self.paths.outputs)))
         return 0
+
+    def _skip_reason(self, stage: str, ctx: Any) -> str:
+        check = stage_info(stage).skip
+        if not check:
+            return ""
+        try:
+            return str(load(check)(ctx) or "")
+        except Exception:  # a failed look means: run the stage, which says what is wrong in its own words
+            self.log.warning("could not tell whether stage %s has work:\n%s", stage, traceback.format_exc())
+            return ""
 
     def _recheck_done(self, ctx: Any) -> None:
         """Finished stages whose files were deleted since are run again, so a resume never repeats a failure.
@@ -217,6 +241,9 @@ class Runner:
         Only what training still needs is checked: the latent cache, and the photos and class images behind it.
         """
         done = self.state.stages_done
+        if "fetch" not in done and any(s in done for s in STAGE_NAMES[STAGE_NAMES.index("prepare") + 1:]):
+            # a job begun before the download was a stage of its own: its model came with its first load
+            self.state.stages_done = done = ["fetch", *done]
         if "train" in done:
             return
         from ioncannon.engine.generate.stage import class_images_missing
@@ -233,6 +260,24 @@ class Runner:
         if gone:
             self.log.warning("files of finished stages are missing; running again: %s", sorted(set(gone)))
             self.state.stages_done = [s for s in done if s not in gone]
+
+    def _kernel_failure(self, ctx: Any, stage: str, exc: BaseException) -> tuple[str, str]:
+        """A GPU kernel broke (CUDA, cuDNN, cuBLAS): which kernel, and that a resume leaves a broken one out."""
+        from ioncannon.engine.attention import first_line, mark_broken
+
+        detail = first_line(exc)
+        try:
+            backend = mark_broken(ctx.shared_cache, ctx.device, detail)
+        except OSError:
+            backend = None
+        if backend:
+            self.log.error("the %s attention kernel is marked broken on this card", backend)
+            return (f"{stage} stopped: a GPU kernel failed while the {backend} attention kernel was in use ({detail}).",
+                    "Resume (`ioncannon resume`): the job keeps its finished work and leaves that kernel out. If it "
+                    "fails again, this box's PyTorch or driver is broken: rent another box.")
+        return (f"{stage} stopped: a GPU kernel failed ({detail}).",
+                "Resume (`ioncannon resume`): the job keeps its finished work. If it fails the same way again, this "
+                "box's PyTorch or driver is broken: rent another box (or another PyTorch image).")
 
     def _stopped(self) -> int:
         self.state.status = "stopped"
@@ -252,11 +297,19 @@ class Runner:
         return 1
 
 
+class PrintableFormatter(logging.Formatter):
+    """runner.log is read in a terminal (`less`, `tail -f`): outside text in it (exception messages, file names,
+    model metadata) is escaped line by line; the lines of a traceback stay lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable_lines(super().format(record))
+
+
 def _setup_logging(paths: JobPaths) -> logging.Logger:
     log = logging.getLogger("ioncannon")
     log.setLevel(logging.INFO)
     handler = logging.StreamHandler(sys.stdout)  # stdout is runner.log (handle.start points it there)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     return log
 
@@ -309,8 +362,9 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     lock.record(os.getpid())
     for own in (paths.events_file, paths.state_file):
-        if own.is_symlink():  # planted: the job's own files are written here, never wherever a link leads
-            own.unlink()
+        # planted (a symlink, a FIFO, a folder): the job's own files are written here, as files, and nothing waits
+        if own.is_symlink() or (own.exists() and not own.is_file()):
+            shutil.rmtree(own) if own.is_dir() and not own.is_symlink() else own.unlink()
     try:
         os.chmod(paths.root, 0o700)  # a job created by an older version may still be readable by others
     except OSError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -133,7 +134,11 @@ def read_json(path: str | Path, limit: int = MAX_STATE_BYTES) -> dict[str, Any]:
 
 def append_line(path: str | Path, line: str) -> None:
     """Append one line and flush it to disk (used for the event log)."""
-    fd = open_job_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    # non-blocking open: a FIFO planted in its place fails at once (ENXIO) instead of waiting for a reader forever
+    fd = open_job_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{Path(path).name} is not a regular file")
     with os.fdopen(fd, "a", encoding="utf-8") as fh:
         fh.write(line.rstrip("\n") + "\n")
         fh.flush()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -17,8 +19,8 @@ from ioncannon.job.fsio import open_job_file
 from ioncannon.job.lock import RUNNER_MODULE, RunnerBusy, request_stop, runner_pid, wait_for_exit
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.plan.checks import door_problems
-from ioncannon.job.spec import JobSpec
-from ioncannon.job.state import EventTail, JobState, read_state
+from ioncannon.job.spec import JobSpec, save_spec
+from ioncannon.job.state import EventTail, JobState, read_state, write_state
 from ioncannon.job.timings import write_estimate
 from ioncannon.job.validate import SpecError
 from ioncannon.job.workdir import JobSummary, WorkdirError, create_job, find_job, summarise
@@ -98,7 +100,11 @@ def start(paths: JobPaths, workdir: str | Path) -> int:
     if paths.meta.is_symlink():
         raise JobError(f"{paths.meta} is a symlink, not the job's own folder: nothing was started.")
     try:
-        log = os.fdopen(open_job_file(paths.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab")
+        fd = open_job_file(paths.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO would block the runner's first line forever
+            os.close(fd)
+            raise OSError(errno.EINVAL, "not a regular file")
+        log = os.fdopen(fd, "ab")
     except OSError as exc:
         raise JobError(f"can't open the job's log {paths.log_file} ({exc.strerror}): a symlink or something "
                        "other than a file is in its place; remove it, then try again.") from exc
@@ -154,6 +160,26 @@ def find(workdir: str | Path, name: str | None) -> JobSummary:
 def resume(job: JobSummary, workdir: str | Path) -> int:
     """Restart a job's runner: finished stages are skipped, training continues from its last checkpoint."""
     return start(job.paths, workdir)
+
+
+def change_base_model(job: JobSummary, base_model: str) -> JobSpec:
+    """A job that stopped or failed takes another base model: job.json names it, and every stage that read the old
+    one (all but the photos) runs again on resume. JobError when the job runs, is damaged or the value is refused."""
+    if job.alive:
+        raise JobError(f"Job {job.name} is running: stop it first (`ioncannon stop`).")
+    if job.spec is None:
+        raise JobError(f"Job {job.name} can't be changed: {job.problem}")
+    spec = absolute_paths(job.spec.replace(base_model=base_model.strip()))
+    problems = [p for p in spec.problems() if p.startswith("base_model")]
+    if problems:
+        raise JobError(" ".join(problems))
+    if spec.base_model == job.spec.base_model:
+        return spec
+    save_spec(job.paths, spec)
+    state = read_state(job.paths)
+    state.stages_done = [s for s in state.stages_done if s == "prepare"]  # photo copies don't depend on the model
+    write_state(job.paths, state)
+    return spec
 
 
 def stop(paths: JobPaths) -> bool:

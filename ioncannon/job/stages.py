@@ -21,10 +21,13 @@ class Stage:
     work_left: str = ""         # parallel stages: "module:function" counting what is left to do (0: reuse, no launch)
     finish: str = ""  # parallel stages: run once in the runner after every process is done
     step_down: str = ""  # parallel stages: switch to a leaner plan after running out of GPU memory, then relaunch
+    skip: str = ""  # "module:function" saying why the stage has nothing to do this time ("" = run it)
     screen: Literal["train", "generate"] = "train"
 
 
 STAGES: tuple[Stage, ...] = (
+    Stage("fetch", "download", "Downloading the base model", "bytes", "ioncannon.engine.fetch:run_fetch",
+          skip="ioncannon.engine.fetch:skip_fetch"),
     Stage("prepare", "photos", "Preparing the photos", "photos", "ioncannon.engine.stages:run_prepare"),
     Stage(
         "class_images",

@@ -14,6 +14,7 @@ from typing import Any
 from ioncannon.job.events import Event, parse_event
 from ioncannon.job.fsio import StateFileError, open_job_file, read_json, write_json
 from ioncannon.job.paths import JobPaths
+from ioncannon.job.printable import printable
 from ioncannon.job.stages import STAGE_NAMES
 from ioncannon.job.stages import label as stage_label
 from ioncannon.job.validate import typed_fields
@@ -102,6 +103,9 @@ class JobState:
                         if s not in STAGE_NAMES][:1]
         if problems:
             raise StateFileError(f"state.json is damaged ({problems[0].rstrip('.')})")
+        for key in ("message", "hint"):  # shown by status and the wizard: an edited file can't carry escapes
+            if isinstance(values.get(key), str):
+                values[key] = printable(values[key], 4000)
         return cls(**values)
 
     @property

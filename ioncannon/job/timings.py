@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
+import stat
 from collections.abc import Mapping
 
 from ioncannon.job.events import Failed, RunnerStarted, StageFinished, StageStarted, Stopped, parse_event
-from ioncannon.job.fsio import StateFileError, read_json, write_json
+from ioncannon.job.fsio import StateFileError, open_job_file, read_json, write_json
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.stages import STAGE_NAMES
 
@@ -39,8 +41,10 @@ def stage_seconds(paths: JobPaths) -> dict[str, float]:
     A resume runs a stage again: its finished run counts, and so does the attempt a kill, a stop or a
     failure cut short (from its start to the last event it wrote).
     """
-    try:
-        with open(paths.events_file, "rb") as fh:
+    try:  # never through a symlink, never waiting on a FIFO put in its place
+        with os.fdopen(open_job_file(paths.events_file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                return {}
             data = fh.read(_MAX_EVENT_BYTES)
     except OSError:
         return {}

@@ -95,13 +95,11 @@ def create_job(workdir: str | Path, spec: JobSpec) -> JobPaths:
         # there (the person's photos copied to the work dir, a file) is never taken over
         root.mkdir(mode=0o700)
     except FileExistsError:
-        ours = paths.meta.is_dir() and not paths.meta.is_symlink()  # a job of ours, or one being made now
-        raise WorkdirError(
-            f"A job named {spec.name!r} already exists in {base}: resume it with `ioncannon resume {spec.name}`, "
-            "or give the new job another name." if ours else
-            f"{root} is already there and is not a job: give the job another name (or move that "
-            f"{'folder' if root.is_dir() else 'file'} out of the work dir)."
-        ) from None
+        for _ in range(10):  # a job another command is making this moment gets its .ioncannon in a blink
+            if (paths.meta.is_dir() and not paths.meta.is_symlink()) or root.is_symlink() or not root.is_dir():
+                break
+            time.sleep(0.05)
+        raise WorkdirError(_taken(root, base)) from None
     except OSError as exc:
         raise WorkdirError(f"Can't make the job folder {root} ({exc.strerror}): pick another --workdir.") from exc
     try:
@@ -114,6 +112,23 @@ def create_job(workdir: str | Path, spec: JobSpec) -> JobPaths:
                            + ("free some disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
                               else "check the work dir") + ", then run the command again.") from exc
     return paths
+
+
+def _taken(root: Path, base: Path) -> str:
+    """Why the job folder `root` can't be made: a job of ours (or one being made now), or something else."""
+    meta = JobPaths(root).meta
+    if meta.is_dir() and not meta.is_symlink():
+        return (f"A job named {root.name!r} already exists in {base}: resume it with `ioncannon resume {root.name}`, "
+                "or give the new job another name.")
+    return (f"{root} is already there and is not a job: give the job another name (or move that "
+            f"{'folder' if root.is_dir() else 'file'} out of the work dir).")
+
+
+def name_taken(workdir: str | Path, name: str) -> str | None:
+    """The sentence create_job would say when `name` is taken, asked before slower checks; None when it is free."""
+    base = Path(workdir).expanduser().resolve()
+    root = base / name
+    return _taken(root, base) if root.exists() or root.is_symlink() else None
 
 
 def list_jobs(workdir: str | Path) -> list[JobSummary]:

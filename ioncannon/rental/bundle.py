@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, Literal
 
 from ioncannon import __version__
 from ioncannon.job.errors import StageError
-from ioncannon.job.fsio import StateFileError, free_bytes, open_job_file, read_json, write_json
+from ioncannon.job.fsio import StateFileError, free_bytes, open_job_file, read_json, too_deep, write_json
 from ioncannon.job.outputs import plan_outputs
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import JobSpec, slugify
@@ -291,18 +291,26 @@ def _generation_notes(paths: JobPaths, spec: JobSpec) -> list[dict[str, Any]]:
     """Per output folder: its prompt, negative prompt and seeds (the plan, then any JSON left in the folder)."""
     planned = _planned_prompts(paths, spec)
     notes: list[dict[str, Any]] = []
-    for folder in sorted(p for p in paths.outputs.glob("*") if p.is_dir()):
+    for folder in sorted(p for p in paths.outputs.glob("*") if p.is_dir() and not p.is_symlink()):
         rel = folder.relative_to(paths.root).as_posix()
         note: dict[str, Any] = {"folder": rel, **planned.get(rel, {})}
         for meta in sorted(folder.glob("*.json")):
-            try:
-                data = json.loads(meta.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+            try:  # a note left in the folder: bounded, never through a link, never nested past reason
+                data = json.loads(_read_note(meta))
+            except (OSError, ValueError, RecursionError):
                 continue
-            if isinstance(data, dict):
+            if isinstance(data, dict) and not too_deep(data):
                 note.update({k: v for k, v in data.items() if k != "schema_version"})
         notes.append(note)
     return notes
+
+
+def _read_note(path: Path, limit: int = 1 << 20) -> str:
+    fd = open_job_file(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or os.fstat(fd).st_size > limit:
+            raise ValueError(f"{path.name} is not a small regular file")
+        return fh.read(limit).decode("utf-8")
 
 
 def _image_notes(entries: list[BundleEntry]) -> dict[str, dict[str, str]]:
@@ -462,6 +470,10 @@ def write_bundle(
     except FileNotFoundError as exc:
         partial.unlink(missing_ok=True)
         raise BundleError(f"{exc.filename} vanished while bundling; run the bundle again") from exc
+    except OSError as exc:  # a disk filled up meanwhile, a file became unreadable: one sentence, no half zip
+        partial.unlink(missing_ok=True)
+        raise BundleError(f"the bundle could not be written ({exc.strerror or exc}); nothing was kept: free "
+                          "some space (or fix the file named) and bundle again") from exc
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

@@ -156,6 +156,14 @@ def wipe(paths: JobPaths, spec: JobSpec, include_results: bool = False) -> WipeR
         f"Your original photos in {spec.photos_dir} were never modified or removed; "
         "if you uploaded them to this box, delete them yourself."
     )
+    try:
+        record_wipe(paths, receipt, include_results)
+    except OSError:  # a full disk is when people wipe: the files are gone whether or not the note is written
+        pass
+    return receipt
+
+
+def record_wipe(paths: JobPaths, receipt: WipeReceipt, include_results: bool) -> None:
     update_finish_record(
         paths,
         wipe={
@@ -165,4 +173,3 @@ def wipe(paths: JobPaths, spec: JobSpec, include_results: bool = False) -> WipeR
             "failed": [[asdict(i), why] for i, why in receipt.failed],
         },
     )
-    return receipt

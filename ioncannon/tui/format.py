@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ioncannon.job.printable import printable
 from ioncannon.job.units import money
 from ioncannon.rental import costs
 
@@ -72,6 +73,7 @@ def fit(text: str, width: int) -> str:
     """`text` cut to `width` characters with "…" where it was cut (the full text is shown elsewhere)."""
     if width <= 0:
         return ""
+    text = printable(text)  # table cells show file names: never a raw escape sequence
     return text if len(text) <= width else text[: width - 1].rstrip() + "…"
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
 from ioncannon.job.paths import JobPaths
 from ioncannon.rental import bundle
 
@@ -92,3 +94,22 @@ def star_caption(paths: JobPaths, shown: Shown) -> str:
 def _key(paths: JobPaths, image: Path) -> str:
     """The job-relative name the star list keeps, whether the job's root was given relative or absolute."""
     return image.resolve().relative_to(paths.root.resolve()).as_posix()
+
+
+def sheet_pages(path: Path, columns: int, rows: int) -> list[Image.Image]:
+    """A contact sheet cut into parts that each fill a preview of `columns` × `rows` cells.
+
+    A sheet is a row per prompt, so it is tall; shown whole in a short terminal it would be a strip a few
+    columns wide. A cell shows one pixel across and two down, so a part is `2 × rows / columns` as tall as wide.
+    """
+    try:
+        with Image.open(path) as opened:
+            sheet = opened.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return []
+    if columns <= 0 or rows <= 0:
+        return [sheet]
+    part = max(1, round(sheet.width * 2 * rows / columns))
+    if part >= sheet.height:
+        return [sheet]
+    return [sheet.crop((0, top, sheet.width, min(sheet.height, top + part))) for top in range(0, sheet.height, part)]

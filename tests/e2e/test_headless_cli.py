@@ -74,11 +74,18 @@ def test_bad_job_files_get_a_message_not_a_traceback(tmp_path: Path, job: dict, 
     assert message in out.stderr and "Traceback" not in out.stderr
 
 
-def test_a_job_file_naming_sdxl_gets_its_model_and_resolution(tmp_path: Path) -> None:
+def test_a_job_file_naming_sdxl_gets_its_model_and_resolution(tmp_path: Path, tiny_model_dir: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.engine.hub_repos import point_at
+    from tests.hanging_hub import local_hub
+
     jobfile = tmp_path / "job.json"
     jobfile.write_text(json.dumps({"photos_dir": ".", "identifier": "zwx", "class_name": "man", "family": "sdxl",
-                                   "device": "cpu"}))
-    out = ioncannon("run", str(jobfile), "--workdir", str(tmp_path / "w"))  # shows the plan, then asks for --yes
+                                   "device": "cpu", "train": {"mode": "lora"}}))
+    with local_hub() as hub:  # the door asks the hub whether the model can be had
+        hub.add("stabilityai/stable-diffusion-xl-base-1.0", tiny_model_dir)
+        point_at(hub, tmp_path / "hf", monkeypatch)
+        out = ioncannon("run", str(jobfile), "--workdir", str(tmp_path / "w"))  # shows the plan, asks for --yes
     assert out.returncode == 2 and "--yes" in out.stderr
     assert "base model stabilityai/stable-diffusion-xl-base-1.0 (sdxl, 1024 px)" in out.stdout
     assert "guidance 6" in out.stdout  # SDXL's own pack defaults
@@ -91,8 +98,10 @@ def test_unwritable_workdir_is_explained(tmp_path: Path) -> None:
         target = tmp_path / "ro"
         target.mkdir()
         target.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    out = ioncannon("status", "--workdir", str(target / "w"))
+    out = ioncannon("resume", "--workdir", str(target / "w"))  # a command that writes there
     assert out.returncode == 2 and "not writable" in out.stderr and "--workdir" in out.stderr
+    out = ioncannon("status", "--workdir", str(target / "w"))  # one that only looks makes nothing and says so
+    assert out.returncode == 0 and "does not exist" in out.stdout and not (target / "w").exists()
 
 
 def test_status_with_no_jobs_says_so_and_is_no_error(tmp_path: Path) -> None:

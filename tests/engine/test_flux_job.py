@@ -83,6 +83,6 @@ def test_a_gated_model_without_a_login_fails_in_one_sentence_before_downloading(
     handle.start(paths, workdir)
     assert wait_for_exit(paths, 300), "the runner did not finish"
     state = read_state(paths)
-    assert state.status == "failed" and state.stage == "cache", (state.status, state.stage, state.message)
+    assert state.status == "failed" and state.stage == "fetch", (state.status, state.stage, state.message)
     assert "hf auth login" in state.message and "accept its licence" in state.message
     assert "unexpected" not in state.message

@@ -198,3 +198,58 @@ def test_job_files_are_never_opened_through_a_symlink(capsys: pytest.CaptureFixt
         paths.events_file.read_text() if not paths.events_file.is_symlink() else ""), 300, "the runner's failure")
     assert {name: target.read_text() for name, target in outside.items()} == before
     assert not paths.events_file.is_symlink() and not paths.state_file.is_symlink()
+
+
+def test_a_fifo_in_place_of_a_job_file_never_hangs_a_command(capsys: pytest.CaptureFixture[str],
+                                                             place: dict[str, Path]) -> None:
+    for photo in place["photos"].iterdir():
+        photo.unlink()  # the runner fails fast in prepare
+    paths = make_job(place, "fifo")
+    paths.log_file.unlink(missing_ok=True)
+    os.mkfifo(paths.log_file)
+    code, _, err = cli(capsys, "resume", "fifo", "--detach", "--workdir", str(place["work"]))
+    assert code == 2 and "runner.log" in err  # refused at once: a FIFO would block the runner's first line
+    one_sentence(err)
+    paths.log_file.unlink()
+    os.mkfifo(paths.events_file)  # the runner replaces it with its own file instead of waiting for a reader
+    code, out, err = cli(capsys, "resume", "fifo", "--detach", "--workdir", str(place["work"]))
+    assert code == 0, out + err
+    wait_until(lambda: not handle.is_alive(paths) and paths.events_file.is_file()
+               and "Failed" in paths.events_file.read_text(), 300, "the runner's failure in its own event log")
+
+
+def test_wipe_on_a_full_disk_still_removes_and_says_so(capsys: pytest.CaptureFixture[str], place: dict[str, Path],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from ioncannon.rental import bundle, wipe
+
+    paths = make_job(place, "full")
+    samples = paths.training_samples("dog")
+    samples.mkdir(parents=True)
+    (samples / "zwx dog_001.png").write_bytes(b"\x89PNG the subject")
+
+    def full(*_args: object, **_kw: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(wipe, "update_finish_record", full)
+    monkeypatch.setattr(bundle, "update_finish_record", full)
+    assert wipe_main(["full", "--yes-i-downloaded", "--workdir", str(place["work"])]) == 0
+    assert not samples.exists() and "normalised photos" in capsys.readouterr().out
+
+
+def test_bundle_survives_hostile_notes_in_the_outputs(capsys: pytest.CaptureFixture[str],
+                                                      place: dict[str, Path]) -> None:
+    paths = make_job(place, "notes")
+    samples = _results(paths)
+    folder = samples.parent
+    (folder / "deep.json").write_text("[" * 5000 + "]" * 5000)
+    (folder / "deeper.json").write_text('{"a": ' + "[" * 900 + "]" * 900 + "}")
+    os.mkfifo(folder / "pipe.json")
+    (folder / "link.json").symlink_to(place["root"] / "secret.json")
+    (place["root"] / "secret.json").write_text('{"secret": "not the job\'s"}')
+    assert bundle_main(["notes", "--yes", "--workdir", str(place["work"])]) == 0, capsys.readouterr().err
+    spec = JobSpec.from_json(json.loads(paths.job_file.read_text()))
+    with zipfile.ZipFile(archive_path(paths, spec)) as zf:
+        manifest = zf.read("manifest.json").decode()
+    assert "not the job's" not in manifest

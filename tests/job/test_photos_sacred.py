@@ -26,9 +26,10 @@ def _photos(folder: Path, n: int = 6) -> Path:
     return folder
 
 
-def _run(capsys: pytest.CaptureFixture[str], root: Path, work: Path, photos: Path, name: str) -> tuple[int, str]:
+def _run(capsys: pytest.CaptureFixture[str], root: Path, work: Path, photos: Path, name: str,
+         **fields: object) -> tuple[int, str]:
     jobfile = root / f"{name}.json"
-    jobfile.write_text(json.dumps({**valid_job(photos), "name": name, "train": {"steps": 1}}))
+    jobfile.write_text(json.dumps({**valid_job(photos), "name": name, "train": {"steps": 1}, **fields}))
     code, _, err = cli(capsys, "run", str(jobfile), "--yes", "--detach", "--workdir", str(work))
     return code, err
 
@@ -91,8 +92,11 @@ def test_a_full_disk_at_run_leaves_no_half_made_job(capsys: pytest.CaptureFixtur
     def full(*_args: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
+    model = place["root"] / "model"  # a local base model: the door lets it through without asking a hub
+    model.mkdir()
+    (model / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
     monkeypatch.setattr(workdir_module, "save_spec", full)
-    code, err = _run(capsys, place["root"], place["work"], place["photos"], "rex")
+    code, err = _run(capsys, place["root"], place["work"], place["photos"], "rex", base_model=str(model))
     assert code == 2 and "free some disk space" in err, err
     one_sentence(err)
     assert not (place["work"] / "rex").exists()  # the name is free for the run after space is freed

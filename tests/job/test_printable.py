@@ -74,6 +74,8 @@ def test_model_metadata_in_a_failure_reaches_run_status_and_state_printable(plac
     status = subprocess.run([sys.executable, "-m", "ioncannon", "status", "meta", "--workdir", str(place["work"])],
                             capture_output=True, text=True, timeout=120)
     state = (place["work"] / "meta" / ".ioncannon" / "state.json").read_text()
-    for text in (shown, status.stdout + status.stderr, json.loads(state)["message"]):
+    log = (place["work"] / "meta" / ".ioncannon" / "runner.log").read_text(errors="replace")
+    assert "Traceback" in log  # the details are kept for whoever reads the log, escaped like the rest
+    for text in (shown, status.stdout + status.stderr, json.loads(state)["message"], log):
         assert not any(ch in text for ch in RAW), text
     assert "\\x1b" in status.stdout

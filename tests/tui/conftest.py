@@ -15,9 +15,12 @@ from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Static
 
+from ioncannon.job.families import family_info
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.plans import GeneratePlan, TrainPlan
 from ioncannon.tui.dialogs.choice import ErrorDialog
+from tests.engine.hub_repos import point_at
+from tests.hanging_hub import LocalHub, local_hub
 from tests.waiting import patience
 
 # A demo job small enough for a test: every stage still runs for real in the runner process.
@@ -126,3 +129,12 @@ async def wait_for(pilot: Pilot[None], condition: Callable[[], bool], timeout: f
             raise AssertionError(f"timed out after {patience(timeout):.0f} s waiting for {what}; screen: {screen!r}")
         await pilot.pause(0.2)
 
+
+@pytest.fixture
+def answering_hub(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalHub]:
+    """A hub on 127.0.0.1 that has each family's default base model (the door asks it before a job exists)."""
+    with local_hub() as hub:
+        for family in ("sd15", "sdxl", "flux"):
+            hub.add(family_info(family).default_model, tiny_model_dir)
+        point_at(hub, tmp_path / "hf", monkeypatch)
+        yield hub

@@ -314,3 +314,18 @@ async def test_a_job_created_without_an_estimate_shows_no_stage_rows(
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         assert "stages" not in str(app.screen.query_one("#finish-money").render())
+
+
+async def test_a_small_terminal_says_what_is_below_the_fold(tmp_path: Path) -> None:
+    paths, spec = finished_job(tmp_path)
+    app = FinishApp(FinishScreen(paths, spec, env={}))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        more = app.screen.query_one("#finish-more")
+        assert more.display and "download commands" in str(more.render()) and "subject's data" in str(more.render())
+        await pilot.press("end")
+        await pilot.pause()
+        assert not more.display  # everything is on screen now
+    async with FinishApp(FinishScreen(paths, spec, env={})).run_test(size=(120, 60)) as pilot:
+        await pilot.pause()
+        assert not pilot.app.screen.query_one("#finish-more").display  # a tall terminal shows it all

@@ -93,3 +93,25 @@ async def test_generate_stays_when_the_job_finishes_until_enter(
         assert "1/2 portrait" in shown(screen.query_one(".preview-caption", Static))
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, FinishScreen), what="finish")
+
+
+async def test_a_tall_contact_sheet_is_shown_in_parts_that_fill_the_preview(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from ioncannon.tui.gallery import sheet_pages
+
+    paths, spec = finished_job(tmp_path)
+    Image.new("RGB", (512, 1920), (40, 80, 120)).save(paths.contact_sheet)  # 15 prompts, a row each
+    app = FinishApp(FinishScreen(paths, spec, env={}))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("g")
+        await wait_for(pilot, lambda: isinstance(app.screen, GalleryScreen), what="gallery")
+        await pilot.press("o")
+        await pilot.pause()
+        preview = app.screen.query_one("#gallery-preview")
+        parts = sheet_pages(paths.contact_sheet, preview.size.width, preview.size.height - 1)
+        assert len(parts) > 1 and parts[0].width / parts[0].height > 1  # wider than tall: it fills the box
+        assert f"part 1/{len(parts)}" in caption(app) and "contact_sheet.jpg" in caption(app)
+        await pilot.press("down")
+        assert f"part 2/{len(parts)}" in caption(app)

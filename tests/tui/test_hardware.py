@@ -15,6 +15,7 @@ from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.dialogs.choice import ChoiceDialog
 from ioncannon.tui.screens.hardware import HardwareScreen
 from ioncannon.tui.session import SessionStore, WizardSession, load_session
+from tests.hanging_hub import LocalHub
 
 from .conftest import shown, wait_for
 
@@ -62,7 +63,8 @@ async def test_a_card_too_small_for_every_plan_is_refused(tui_workdir: Path, tmp
     assert not any(p.is_dir() for p in tui_workdir.iterdir())  # no job was created
 
 
-async def test_budget_cap_in_dollars_or_minutes_reaches_the_spec(tui_workdir: Path, tmp_path: Path) -> None:
+async def test_budget_cap_in_dollars_or_minutes_reaches_the_spec(tui_workdir: Path, tmp_path: Path,
+                                                                 answering_hub: LocalHub) -> None:
     app = open_on_hardware(tui_workdir, tmp_path, L4)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None,
@@ -96,7 +98,8 @@ async def test_budget_cap_in_dollars_or_minutes_reaches_the_spec(tui_workdir: Pa
         assert "Budget cap" in shown(screen.query_one("#hardware-message", Static))
 
 
-async def test_two_gpus_offer_data_parallel_and_the_job_runs_on_both(tui_workdir: Path, tmp_path: Path) -> None:
+async def test_two_gpus_offer_data_parallel_and_the_job_runs_on_both(tui_workdir: Path, tmp_path: Path,
+                                                                     answering_hub: LocalHub) -> None:
     app = open_on_hardware(tui_workdir, tmp_path, TWO_H100, family="sd15")
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None,
@@ -235,11 +238,14 @@ FOUR_090 = HardwareInfo(gpus=[GpuInfo(0, "NVIDIA GeForce RTX 4090", 24.0, 23.4)]
 
 
 async def test_flux_on_24_gb_takes_the_fp8_plan_and_waits_for_a_hub_login(
-    tui_workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tui_workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answering_hub: LocalHub
 ) -> None:
+    import huggingface_hub.constants
+
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))
     app = open_on_hardware(tui_workdir, tmp_path, FOUR_090, family="flux", resolution=1024)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.choice is not None,

@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from textual.widgets import Static
 
+from ioncannon.engine.hardware import HardwareInfo
 from ioncannon.job.events import Progress, RunnerStarted, StageStarted
 from ioncannon.job.paths import JobPaths
+from ioncannon.tui.app import IonCannonApp
 from ioncannon.tui.jobview import JobView
 from ioncannon.tui.screens.hardware import HardwareScreen
 from ioncannon.tui.screens.train import TrainScreen
 from ioncannon.tui.session import SessionStore, WizardSession
 
 from .conftest import shown, wait_for
-from .test_snapshots import NO_GPU, box, held_lock, job_on_disk, make_app, saved_session  # noqa: F401
+from .test_snapshots import NO_GPU, NOW, box, held_lock, job_on_disk, make_app, saved_session  # noqa: F401
 
 __all__ = ["box", "held_lock"]
 
@@ -78,3 +81,48 @@ async def test_the_demo_flux_plan_says_what_a_real_run_needs(box: Path) -> None:
         assert "a login token is on this machine" not in plan
         assert "a real run downloads FLUX.1-dev" in plan and "needs neither" in plan
         assert "rank-16" not in plan  # the demo's rank is its own
+
+
+async def test_the_first_looks_count_their_seconds(box: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    import threading
+
+    import ioncannon.tui.tokenizer
+    from ioncannon.tui.screens.subject import SubjectScreen
+    from ioncannon.tui.tokenizer import TokenizerCheck
+
+    released = threading.Event()
+
+    def slow_tokenizer(key: str) -> TokenizerCheck:
+        released.wait(30)
+        return TokenizerCheck(None, "offline")
+
+    monkeypatch.setattr(ioncannon.tui.tokenizer, "find_clip_tokenizer", slow_tokenizer)
+    saved_session(box, step="subject", photos_dir="photos", identifier="zwx")
+    app = make_app(box)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, SubjectScreen), what="subject")
+        lint = app.screen.query_one("#subject-lint", Static)
+        await wait_for(pilot, lambda: "loading it: " in shown(lint), what="the tokenizer wait counted", timeout=20)
+        released.set()
+        await wait_for(pilot, lambda: "offline" in shown(lint), what="the verdict")
+
+
+async def test_the_hardware_probe_counts_its_seconds(box: Path) -> None:  # noqa: F811
+    import threading
+
+    released = threading.Event()
+
+    def slow_probe(_: Path) -> HardwareInfo:
+        released.wait(30)
+        return NO_GPU
+
+    saved_session(box, step="hardware", photos_dir="photos", identifier="zwx")
+    app = IonCannonApp(box, hardware_probe=slow_probe, clock=lambda: NOW, proc=Path("no-proc"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen), what="hardware")
+        facts = app.screen.query_one("#hardware-facts", Static)
+        await wait_for(pilot, lambda: "loading torch: " in shown(facts), what="the probe wait counted", timeout=20)
+        released.set()
+        await wait_for(pilot, lambda: app.screen.hardware is not None, what="the probe")
+        await pilot.pause(1.5)
+        assert "loading torch" not in shown(facts)

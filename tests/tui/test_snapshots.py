@@ -42,6 +42,7 @@ from ioncannon.tui.screens.generate import GenerateScreen
 from ioncannon.tui.screens.hardware import HardwareScreen
 from ioncannon.tui.screens.train import TrainScreen
 from ioncannon.tui.session import SessionStore, WizardSession
+from tests.hanging_hub import LocalHub
 
 from .conftest import shown, wait_for
 
@@ -122,7 +123,7 @@ def test_welcome(box: Path, snap_compare: Callable[..., bool]) -> None:
 
 
 def test_welcome_offers_to_resume_a_dead_job(box: Path, snap_compare: Callable[..., bool]) -> None:
-    job_on_disk(box, "train", [], ["prepare", "class_images", "cache"], 400, 800)
+    job_on_disk(box, "train", [], ["fetch", "prepare", "class_images", "cache"], 400, 800)
     assert snap_compare(make_app(box))
 
 
@@ -176,14 +177,14 @@ def test_prompts_edit_dialog_says_what_the_pack_refuses(box: Path, snap_compare:
     assert snap_compare(make_app(box), press=["e", "ctrl+u", *"no token here", "enter"])
 
 
-def test_hardware_plan_time_and_cost(box: Path, snap_compare: Callable[..., bool]) -> None:
+def test_hardware_plan_time_and_cost(box: Path, snap_compare: Callable[..., bool], answering_hub: LocalHub) -> None:
     saved_session(box, step="hardware", photos_dir="photos", identifier="zwx", hourly_price=2.49, budget="20",
                   family="sd15")
 
     async def probed(pilot: Pilot[None]) -> None:
         app = pilot.app
-        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None,
-                       what="plan")
+        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None
+                       and app.screen.availability is not None, what="plan and the base model's download")
 
     assert snap_compare(make_app(box), run_before=probed)
 
@@ -200,7 +201,8 @@ def test_hardware_refuses_without_a_gpu(box: Path, snap_compare: Callable[..., b
     assert snap_compare(make_app(box, hardware=NO_GPU), run_before=probed)
 
 
-def test_hardware_picks_sdxl_where_it_fits(box: Path, snap_compare: Callable[..., bool]) -> None:
+def test_hardware_picks_sdxl_where_it_fits(box: Path, snap_compare: Callable[..., bool],
+                                           answering_hub: LocalHub) -> None:
     saved_session(box, step="hardware", photos_dir="photos", identifier="zwx", hourly_price=0.69)
     card = HardwareInfo(gpus=[GpuInfo(0, "NVIDIA GeForce RTX 4090", 24.0, 23.2)], disk_free_gib=180.0,
                         cpu_count=16, ram_gib=62.0)
@@ -212,13 +214,16 @@ def test_hardware_picks_sdxl_where_it_fits(box: Path, snap_compare: Callable[...
         # the base model box follows the family (SD 1.5's default becomes SDXL's): let that change settle
         await wait_for(pilot, lambda: app.screen.session.base_model == "stabilityai/stable-diffusion-xl-base-1.0",
                        what="the SDXL base model")
+        await wait_for(pilot, lambda: app.screen.availability is not None
+                       and app.screen.availability_key == app.screen._model_key(), what="its download")
         await pilot.pause()
 
     assert snap_compare(make_app(box, hardware=card), run_before=probed)
 
 
 def test_hardware_flux_says_the_licence_and_how_to_log_in(box: Path, snap_compare: Callable[..., bool],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          answering_hub: LocalHub) -> None:
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HOME", "no-hf-login-here")
@@ -234,25 +239,27 @@ def test_hardware_flux_says_the_licence_and_how_to_log_in(box: Path, snap_compar
                        and app.screen.estimate_s is not None, what="the Flux plan")
         await wait_for(pilot, lambda: app.screen.session.base_model == "black-forest-labs/FLUX.1-dev",
                        what="the FLUX.1-dev base model")
+        await wait_for(pilot, lambda: app.screen.availability is not None
+                       and app.screen.availability_key == app.screen._model_key(), what="its download")
         await pilot.pause()
 
     assert snap_compare(make_app(box), run_before=probed)
 
 
-def test_hardware_offers_all_gpus(box: Path, snap_compare: Callable[..., bool]) -> None:
+def test_hardware_offers_all_gpus(box: Path, snap_compare: Callable[..., bool], answering_hub: LocalHub) -> None:
     saved_session(box, step="hardware", photos_dir="photos", identifier="zwx", hourly_price=2.49, family="sd15")
 
     async def probed(pilot: Pilot[None]) -> None:
         app = pilot.app
-        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None,
-                       what="plan")
+        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.estimate_s is not None
+                       and app.screen.availability is not None, what="plan and the base model's download")
 
     assert snap_compare(make_app(box, hardware=TWO_H100), run_before=probed)
 
 
 def training_events(paths: JobPaths) -> list[Event]:
     events: list[Event] = [RunnerStarted(pid=4242, t=NOW - 754)]
-    for stage in ("prepare", "class_images", "cache"):
+    for stage in ("fetch", "prepare", "class_images", "cache"):
         events += [StageStarted(stage=stage, t=NOW - 700), StageFinished(stage=stage, seconds=30, t=NOW - 650)]
     events.append(StageStarted(stage="train", t=NOW - 600))
     for step in range(10, 430, 10):
@@ -267,7 +274,7 @@ def training_events(paths: JobPaths) -> list[Event]:
 
 def test_train(box: Path, snap_compare: Callable[..., bool], held_lock: Callable[[JobPaths], None]) -> None:
     paths = JobPaths(box / "zwx-20270115-0930")
-    paths = job_on_disk(box, "train", training_events(paths), ["prepare", "class_images", "cache"], 420, 800)
+    paths = job_on_disk(box, "train", training_events(paths), ["fetch", "prepare", "class_images", "cache"], 420, 800)
     held_lock(paths)
 
     async def attached(pilot: Pilot[None]) -> None:
@@ -282,7 +289,7 @@ def test_train(box: Path, snap_compare: Callable[..., bool], held_lock: Callable
 def test_leave_or_stop_dialog(box: Path, snap_compare: Callable[..., bool],
                               held_lock: Callable[[JobPaths], None]) -> None:
     paths = JobPaths(box / "zwx-20270115-0930")
-    paths = job_on_disk(box, "train", training_events(paths), ["prepare", "class_images", "cache"], 420, 800)
+    paths = job_on_disk(box, "train", training_events(paths), ["fetch", "prepare", "class_images", "cache"], 420, 800)
     held_lock(paths)
 
     async def asked(pilot: Pilot[None]) -> None:
@@ -312,7 +319,8 @@ def test_generate(box: Path, snap_compare: Callable[..., bool], held_lock: Calla
     events.append(Progress(stage="generate", done=done, total=196, rate=6.2, eta_s=(196 - done) / 6.2,
                            label="oilpainting", t=NOW - 1))
     events.append(Message(level="info", text="exported trained_models/zwx_model.safetensors (2.0 GB)", t=NOW - 250))
-    paths = job_on_disk(box, "generate", events, ["prepare", "class_images", "cache", "train", "export"], done, 196)
+    paths = job_on_disk(box, "generate", events, ["fetch", "prepare", "class_images", "cache", "train", "export"], done,
+                        196)
     held_lock(paths)
 
     async def attached(pilot: Pilot[None]) -> None:

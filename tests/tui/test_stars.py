@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from textual.widgets import Static
 
 from ioncannon.job.events import CollageReady, Event, StageStarted
+from ioncannon.job.lock import try_lock
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.spec import load_spec
 from ioncannon.rental import bundle
@@ -35,9 +35,11 @@ def caption(screen: GenerateScreen) -> str:
     return shown(screen.query_one(".preview-caption", Static)).strip()
 
 
-async def test_star_an_image_and_a_whole_collage(box: Path, held_lock: Callable[[JobPaths], None]) -> None:  # noqa: F811
+async def test_star_an_image_and_a_whole_collage(box: Path) -> None:  # noqa: F811
     paths = generated_job(box)
-    held_lock(paths)
+    runner = try_lock(paths)  # a live runner holds the job while the person stars
+    assert runner is not None
+    runner.record(4242)
     app = make_app(box)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("enter")  # attach
@@ -61,6 +63,7 @@ async def test_star_an_image_and_a_whole_collage(box: Path, held_lock: Callable[
         await pilot.press("right", "s", "s")  # …and unstars them once all are starred
         assert len(bundle.load_starred(paths)) == 3 and "★" not in caption(screen)
 
+    runner.release()  # the job has finished: a bundle is made only of a job nothing writes to any more
     # the starred-only bundle takes exactly those images
     plan = bundle.plan_bundle(paths, load_spec(paths), images="starred", model_formats=())
     images = sorted(e.name for e in plan.entries if e.kind == "image")

@@ -153,3 +153,16 @@ async def test_quitting_mid_setup_still_hears_of_a_failed_job(tui_workdir: Path,
         assert "carry on setting up: Subject" in rows(app)[0] and "doomed" in rows(app)[1]
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, SubjectScreen), what="the saved step")
+
+
+async def test_a_wiped_job_says_so_and_can_be_set_aside(tui_workdir: Path, tmp_path: Path) -> None:
+    from ioncannon.rental.bundle import update_finish_record
+
+    done = job(tui_workdir, "done", "finished", 100)
+    update_finish_record(done, wipe={"at": NOW - 10, "removed": []})
+    app = make_app(tui_workdir, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, WelcomeScreen), what="welcome")
+        assert rows(app)[1].rstrip().endswith("wiped")
+        await pilot.press("down", "s", "enter")
+        await wait_for(pilot, lambda: len(rows(app)) == 1, what="the wiped job set aside")

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from ioncannon.engine.attention import AttentionShape
 from ioncannon.engine.models.load import Components, ModelLoadError, classify_source
 from ioncannon.engine.weights.trained import UNET_LORA_TARGETS
 from ioncannon.job.families import FamilyInfo, detect_family, family_info, mismatch_message
@@ -116,7 +117,17 @@ class Family:
         self, source: str, dtype: torch.dtype = torch.float32, single_file_config: str | None = None
     ) -> Components:
         """This family's components from a hub id, diffusers folder or .safetensors file (ModelLoadError otherwise)."""
+        asked = source
         kind = classify_source(source)
+        if kind in ("hub", "file"):
+            from ioncannon.engine.hub_files import local_model
+
+            # what the fetch stage downloaded: loading reads that folder and never asks the hub again
+            fetched = local_model(source, self.name)
+            if fetched and kind == "hub":
+                source, kind = fetched, "folder"
+            elif fetched:
+                single_file_config = single_file_config or fetched
         if kind == "missing":
             raise ModelLoadError(f"Base model {source!r} does not exist. Check the path, or give a Hugging Face id.")
         if kind == "file" and not source.endswith(".safetensors"):
@@ -132,7 +143,7 @@ class Family:
                 raise ModelLoadError(f"{Path(source).name} is not a checkpoint of a model family this version trains "
                                      f"({', '.join(f.label for f in _known())}): pick another file.")
         parts = self._load(source, kind, dtype, single_file_config)
-        parts.family = self.name
+        parts.family, parts.source = self.name, asked
         return parts
 
     def _load(self, source: str, kind: str, dtype: torch.dtype, single_file_config: str | None) -> Components:
@@ -203,6 +214,28 @@ class Family:
         """The dtype to load the base model in for caching, training and export, given the run's `dtype`
         (SD-sized models load in fp32 and are cast where they run)."""
         return torch.float32
+
+    def attention_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        """The dtype attention runs in for a run in `dtype` (SD-sized models run it under autocast)."""
+        return dtype
+
+    def attention_shapes(self, parts: Components, resolution: int, batch: int = 2) -> list[AttentionShape]:
+        """Every distinct attention call of the UNet at `resolution`: self-attention over the latent pixels of
+        each block with attention, and cross-attention to the prompt's tokens."""
+        cfg = parts.unet.config
+        blocks = list(cfg.block_out_channels)
+        heads = cfg.num_attention_heads or cfg.attention_head_dim
+        heads = list(heads) if isinstance(heads, (list, tuple)) else [heads] * len(blocks)
+        side = resolution // 8   # the VAE's 8x downscale
+        text = int(parts.tokenizer.model_max_length)
+        shapes: set[AttentionShape] = set()
+        levels = [(i, blocks[i], heads[i]) for i, kind in enumerate(cfg.down_block_types) if "CrossAttn" in kind]
+        levels.append((len(blocks) - 1, blocks[-1], heads[-1]))   # the middle block, at the lowest resolution
+        for i, channels, n in levels:
+            seq = (side >> i) ** 2
+            shapes.add(AttentionShape(batch, n, seq, seq, channels // n))
+            shapes.add(AttentionShape(batch, n, seq, text, channels // n))
+        return sorted(shapes, key=lambda s: (-s.q_len, -s.kv_len, s.head_dim))
 
     # ------------------------------------------------------------------ exports
     def pipeline(self, parts: Components) -> Any:

@@ -12,12 +12,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from ioncannon.engine.attention import AttentionShape
 from ioncannon.engine.families.base import SAMPLERS, Conditioning, Family, clip_tokens
 from ioncannon.engine.models.load import (
     Components,
     ModelLoadError,
     _explain_load_failure,
     _make_encoder_image_preserving,
+    folder_variant,
     write_tiny_tokenizer,
 )
 from ioncannon.job.families import family_info
@@ -218,7 +220,8 @@ class Flux(Family):
                 pipe = FluxPipeline.from_pretrained(companion, transformer=None, torch_dtype=dtype)
                 pipe.transformer = self._transformer_from_file(source, companion, dtype)
             else:
-                pipe = FluxPipeline.from_pretrained(source, torch_dtype=dtype, use_safetensors=True)
+                pipe = FluxPipeline.from_pretrained(source, torch_dtype=dtype, use_safetensors=True,
+                                                    variant=folder_variant(source))
         except ModelLoadError:
             raise
         except Exception as exc:  # hub, network and format errors come in many types
@@ -379,6 +382,15 @@ class Flux(Family):
         return [f"FLUX.1-dev draws best at {spec.resolution}×{spec.resolution} px with about {spec.generate.steps} "
                 f"steps and guidance {spec.generate.guidance:g} (an input of the model: no negative prompt, no "
                 "classifier-free guidance); LoRA strength 1.0."]
+
+    def attention_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        return self.working_dtype(dtype)
+
+    def attention_shapes(self, parts: Components, resolution: int, batch: int = 1) -> list[AttentionShape]:
+        """Joint attention over the prompt's T5 tokens and the image's 2x2-packed latent tokens, in every block."""
+        cfg = parts.unet.config
+        seq = (resolution // 16) ** 2 + int(parts.tokenizer_2.model_max_length)
+        return [AttentionShape(batch, cfg.num_attention_heads, seq, seq, cfg.attention_head_dim)]
 
     def working_dtype(self, dtype: torch.dtype) -> torch.dtype:
         # 12 B + 4.7 B parameters: loading in fp32 first would need ~68 GB of RAM for nothing

@@ -16,6 +16,7 @@ from ioncannon.engine.models.load import (
     ModelLoadError,
     _explain_load_failure,
     _make_encoder_image_preserving,
+    folder_variant,
     scheduler_config,
     write_tiny_tokenizer,
 )
@@ -129,7 +130,8 @@ class SDXL(Family):
                     kwargs.update(config=single_file_config, local_files_only=True)
                 pipe = StableDiffusionXLPipeline.from_single_file(source, **kwargs)
             else:
-                pipe = StableDiffusionXLPipeline.from_pretrained(source, torch_dtype=dtype, use_safetensors=True)
+                pipe = StableDiffusionXLPipeline.from_pretrained(source, torch_dtype=dtype, use_safetensors=True,
+                                                                 variant=folder_variant(source))
         except Exception as exc:  # hub, network and format errors come in many types
             raise ModelLoadError(_explain_load_failure(source, exc)) from exc
         scheduler = DDPMScheduler.from_config(pipe.scheduler.config)

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import torch
 
+from ioncannon.engine.attention import use_for_stage as use_attention
 from ioncannon.engine.compile_cache import compile_root, warm_marker
 from ioncannon.engine.context import StageContext
+from ioncannon.engine.families import family_for
 from ioncannon.engine.generate.batches import fixed_batches, render, shard
 from ioncannon.engine.generate.collage import make_collage
 from ioncannon.engine.generate.sampler import ImageSampler
@@ -68,6 +70,9 @@ def frozen_weights(ctx: StageContext) -> str:
 def make_sampler(ctx: StageContext, parts: Components, images: int) -> ImageSampler:
     """The fast sampler for this job; the UNet and VAE are compiled only when that saves time."""
     plan = ctx.spec.generate
+    family = family_for(parts.family)
+    use_attention(ctx, family.attention_shapes(parts, ctx.spec.resolution, batch=plan.batch_size),
+                  family.attention_dtype(ctx.dtype), backward=False)
     marker = _compile_marker(ctx, parts)
     sampler = ImageSampler(
         parts, ctx.device, ctx.dtype,

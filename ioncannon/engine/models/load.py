@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ioncannon.job.download import source_kind as classify_source  # noqa: F401  (the engine's name for it)
 from ioncannon.job.families import DEFAULT_FAMILY
 
 TINY_RESOLUTION = 64
@@ -270,24 +271,13 @@ def save_tiny_model(folder: str | Path, seed: int = 0) -> Path:
 # --------------------------------------------------------------------------- loading
 
 
-def classify_source(source: str) -> str:
-    """'file' for a single checkpoint, 'folder' for a local diffusers folder, 'hub' for a hub id."""
-    p = Path(source).expanduser()
-    if p.is_file():
-        return "file"
-    if p.is_dir():
-        return "folder"
-    if source.endswith((".safetensors", ".ckpt", ".pt", ".bin")) or source.startswith(("/", "./", "~")):
-        return "missing"
-    return "hub"
-
-
 def _load_pretrained(source: str, dtype: torch.dtype) -> Any:
     from diffusers import StableDiffusionPipeline
 
     try:
         return StableDiffusionPipeline.from_pretrained(
             source, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False, use_safetensors=True,
+            variant=folder_variant(source),
         )
     except Exception as exc:  # hub/network errors come in many types
         raise ModelLoadError(_explain_load_failure(source, exc)) from exc
@@ -336,6 +326,13 @@ def _explain_load_failure(source: str, exc: Exception) -> str:
     if "404" in text or "not found" in text.lower() or "does not appear" in text.lower():
         return f"Base model {source!r} was not found. Check the spelling of the id or path."
     return f"Could not load base model {source!r}: {text.splitlines()[0][:300]}"
+
+
+def folder_variant(source: str) -> str | None:
+    """The weights variant ("fp16") of a local diffusers folder that holds only that variant (as fetched)."""
+    from ioncannon.engine.hub_files import variant_of
+
+    return variant_of(source) if Path(source).is_dir() else None
 
 
 def release(device: torch.device) -> None:

@@ -10,8 +10,10 @@ from typing import Any
 
 import torch
 
+from ioncannon.engine.attention import use_for_stage as use_attention
 from ioncannon.engine.compile_cache import compile_root, use_compile_cache
 from ioncannon.engine.context import StageContext
+from ioncannon.engine.families import family_for
 from ioncannon.engine.generate.batches import write_png
 from ioncannon.engine.models.load import release
 from ioncannon.engine.parallel.collectives import broadcast_from_first, process_rank, sync_rng_from_first
@@ -98,6 +100,9 @@ def run_training(ctx: StageContext, components: ComponentSource = None) -> None:
     while True:
         out_of_memory = False
         comps = _components(components, ctx)
+        family = family_for(comps.family)
+        use_attention(ctx, family.attention_shapes(comps, ctx.spec.resolution),
+                      family.attention_dtype(ctx.dtype), backward=True)
         try:
             _train(ctx, comps, cache, plan, store)
             return

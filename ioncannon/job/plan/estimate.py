@@ -77,7 +77,9 @@ def _train_s(x: _Inputs) -> float:
     return start + plan.steps / speed + plan.checkpoints_written() * _CHECKPOINT_STALL_S
 
 
+# the base model's download: only a door that asks the hub knows its bytes (Plan.with_stage puts them in)
 _GPU: Mapping[str, Callable[[_Inputs], float]] = {
+    "fetch": lambda x: 0.0,
     "prepare": lambda x: 3.0,
     "class_images": lambda x: _DRAW_START_S + x.class_images / x.images_per_s if x.class_images else 1.0,
     "cache": lambda x: 3.0 + _CACHE_S_PER_IMAGE * (x.class_images + 20),
@@ -88,6 +90,7 @@ _GPU: Mapping[str, Callable[[_Inputs], float]] = {
 }
 # the tiny demo on the CPU: measured on 2 cores
 _DEMO: Mapping[str, Callable[[_Inputs], float]] = {
+    "fetch": lambda x: 0.0,
     "prepare": lambda x: 1.0,
     "class_images": lambda x: 3.0 + 0.05 * x.class_images,
     "cache": lambda x: 2.0,

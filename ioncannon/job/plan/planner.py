@@ -47,6 +47,12 @@ class Plan:
     def stage_seconds(self) -> dict[str, float]:
         return as_seconds(self.estimate)
 
+    def with_stage(self, stage: str, seconds: float) -> Plan:
+        """This plan with one stage's estimate replaced: what only a door can measure (the download over the
+        network) joins the estimate without changing its shape."""
+        estimate = tuple(StageEstimate(e.stage, round(seconds, 1)) if e.stage == stage else e for e in self.estimate)
+        return dataclasses.replace(self, estimate=estimate)
+
     def summary(self) -> str:
         """The job in a few lines, as `ioncannon run` prints it before anything starts."""
         spec = self.spec

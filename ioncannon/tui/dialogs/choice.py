@@ -12,6 +12,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from ioncannon.job.printable import printable_lines
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -60,9 +62,10 @@ class ErrorDialog(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static("Something went wrong", classes="dialog-title")
-            yield Static(self.message, classes="dialog-body")
+            # exception text comes from outside: shown as plain, printable text (no markup, no escape sequences)
+            yield Static(Text(printable_lines(self.message)), classes="dialog-body")
             if self.hint:
-                yield Static(self.hint, classes="dialog-hint")
+                yield Static(Text(printable_lines(self.hint)), classes="dialog-hint")
             yield Static(Text.assemble((" enter ", "bold reverse"), " close"), classes="dialog-keys")
 
     def action_close(self) -> None:

@@ -11,6 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
+from ioncannon.job.printable import printable
 from ioncannon.tui import format as fmt
 from ioncannon.tui.screens.base import WizardScreen
 from ioncannon.tui.widgets.preview import ImagePreview
@@ -142,7 +143,8 @@ class CheckScreen(WizardScreen):
             return "dropped"
         return finding.status
 
-    def _what(self, finding: PhotoFinding) -> str:
+    def _what(self, finding: PhotoFinding, short: bool = False) -> str:
+        """What happens to the photo; `short` (the table) leaves a reason's bracketed detail to the panel below."""
         status = self._status(finding)
         if status == "dropped":
             return finding.suggestion or "dropped by you (d keeps it)"
@@ -151,7 +153,10 @@ class CheckScreen(WizardScreen):
         crop = self.crop_of(finding)
         if status == "ok" or not finding.reasons:
             return f"{crop} crop, saved as PNG"
-        return f"{finding.reasons[0]} · {crop} crop"
+        reason = finding.reasons[0]
+        if short and " (" in reason:
+            reason = reason.split(" (", 1)[0]
+        return f"{reason} · {crop} crop"
 
     def _outputs(self) -> dict[str, str]:
         from ioncannon.doctor.folder import output_name
@@ -171,7 +176,7 @@ class CheckScreen(WizardScreen):
             table.add_row(
                 Text(status, style=STATUS_STYLES.get(status, "")),
                 fmt.fit(finding.file, file_w),
-                fmt.fit(self._what(finding), what_w),
+                fmt.fit(self._what(finding, short=True), what_w),
                 fmt.fit(outputs.get(finding.file, "–"), output_w),
                 key=finding.file,
             )
@@ -237,8 +242,9 @@ class CheckScreen(WizardScreen):
             preview.show(None)
             return
         text = Text()
-        text.append(finding.file, style="bold")
-        text.append(f"\n→ {self._what(finding)}", style="bold")  # the row in full, where the table had to cut it
+        text.append(printable(finding.file), style="bold")
+        # the row in full, where the table had to cut it
+        text.append(f"\n→ {printable(self._what(finding))}", style="bold")
         output = self._outputs().get(finding.file)
         if output:
             text.append(f"\n  becomes {output}", style="dim")
@@ -249,9 +255,9 @@ class CheckScreen(WizardScreen):
         for reason in finding.reasons:
             # the doctor's note on its own crop stops being true once the person picks another one
             if reason not in what and (chosen_crop or " crop" not in reason):
-                text.append(f"\n• {reason}")
+                text.append(f"\n• {printable(reason)}")
         if finding.suggestion:
-            text.append(f"\nsuggested: {finding.suggestion}", style="yellow")
+            text.append(f"\nsuggested: {printable(finding.suggestion)}", style="yellow")
         if finding.status in USABLE_STATUSES:
             text.append(f"\ncrop: {self.crop_of(finding)}", style="bold")
             if finding.face_box is None:
@@ -280,7 +286,7 @@ class CheckScreen(WizardScreen):
                 pair = PILImage.new("RGB", (image.width + other.width + resolution // 16, image.height), "black")
                 pair.paste(image, (0, 0))
                 pair.paste(other, (image.width + resolution // 16, 0))
-                image, caption = pair, f"left: this · right: {twin.file}"
+                image, caption = pair, f"left: this · right: {printable(twin.file)}"
         except Exception as exc:  # the file changed since the scan: say so under the preview
             image, caption = None, f"can't preview: {exc}"
         self.app.call_from_thread(self._preview_ready, finding.file, image, caption)

@@ -53,6 +53,12 @@ def _row(label: str, value: str | Text, style: str = "") -> Text:
 DOWNLOAD_NAME = JobPaths(".").download_file.name
 
 
+# How the line under the summary names a section still below the fold (it must fit 80 columns).
+SHORT_HEADINGS = {"Where your files are": "your files", "Time and money": "time and money",
+                  "Copy it home: run on YOUR computer": "download commands", "Your subject's data": "subject's data",
+                  "Stopping the meter": "stopping the meter"}
+
+
 class FinishScreen(Screen[None]):
     """The last step: files, time and money, download commands, the wipe, and destroying the instance."""
 
@@ -67,6 +73,7 @@ class FinishScreen(Screen[None]):
     FinishScreen #finish-commands { height: auto; scrollbar-size-horizontal: 1; }
     FinishScreen #finish-commands:focus { background: $boost; }
     FinishScreen #finish-download { width: auto; }
+    FinishScreen > #finish-more { height: 1; padding: 0 1; color: $warning; }
     FinishScreen > #finish-destroy {
         height: auto; border: heavy $error; padding: 0 1; margin: 0 0;
     }
@@ -96,7 +103,8 @@ class FinishScreen(Screen[None]):
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
-        title = Text.assemble((" ioncannon ", "bold"), ("· finished · ", "dim"), (self.spec.name, "bold"))
+        title = Text.assemble((" ioncannon ", "bold"), ("· finished · ", "dim"), (self.spec.name, "bold"),
+                              ("   ? keys", "dim"))
         yield Static(title, classes="titlebar")
         with VerticalScroll(id="finish-body"):
             yield Static(id="finish-outcome")
@@ -113,6 +121,7 @@ class FinishScreen(Screen[None]):
             yield Static(id="finish-subject", classes="finish-section")
             yield Static("Stopping the meter", classes="finish-heading")
             yield Static(id="finish-stopping", classes="finish-section")
+        yield Static("", id="finish-more")
         yield Static(self._last_words(), id="finish-destroy")
         # the wizard's clock and /proc, so the meter agrees with every other screen (and tests can fix them)
         yield CostMeter(
@@ -124,7 +133,22 @@ class FinishScreen(Screen[None]):
     def on_mount(self) -> None:
         """Write DOWNLOAD.txt, fill every section, and let the arrow keys scroll."""
         self.refresh_sections()
-        self.query_one("#finish-body").focus()
+        body = self.query_one("#finish-body", VerticalScroll)
+        body.focus()
+        self.watch(body, "scroll_y", lambda _: self._say_what_is_below(), init=False)
+        self.watch(body, "max_scroll_y", lambda _: self._say_what_is_below(), init=False)
+        self.call_after_refresh(self._say_what_is_below)
+
+    def _say_what_is_below(self) -> None:
+        """Name the sections still below the fold (a small terminal hides the commands and the privacy part)."""
+        body = self.query_one("#finish-body", VerticalScroll)
+        bottom = body.scroll_y + body.scrollable_content_region.height
+        headings = body.query(".finish-heading").results(Static)
+        below = [SHORT_HEADINGS.get(str(h.content), str(h.content)) for h in headings if h.virtual_region.y >= bottom]
+        more = self.query_one("#finish-more", Static)
+        more.display = bool(below)
+        if below:
+            more.update(Text.assemble(("↓ below: ", "bold"), " · ".join(below), (" (↓ scrolls)", "dim")))
 
     def refresh_sections(self) -> None:
         """Re-read the job folder (after a bundle, a wipe or a new price)."""

@@ -51,6 +51,7 @@ class GalleryScreen(Screen[None]):
         self.index = 0  # which collage
         self.image = -1  # -1: the collage itself; 0..: one of its images
         self.on_sheet = False  # showing the contact sheet instead
+        self.sheet_page = 0  # which part of a tall contact sheet (a page of it fills the preview)
 
     def compose(self) -> ComposeResult:
         title = Text.assemble((" ioncannon ", "bold"), ("· images · ", "dim"), (self.spec.name, "bold"))
@@ -80,9 +81,12 @@ class GalleryScreen(Screen[None]):
         starred = len(gallery.starred_set(self.paths))
         bundle_note = Text(f"{starred} starred for the bundle" if starred else "nothing starred yet", style="dim")
         if self.on_sheet:
-            sheet = self.paths.contact_sheet
-            preview.show(sheet if sheet.is_file() else None, f"contact sheet: {sheet}")
-            info.update(Text.assemble(("contact sheet", "bold"), " · every prompt on one page · o: back to the "
+            pages = gallery.sheet_pages(self.paths.contact_sheet, preview.size.width, preview.size.height - 1)
+            self.sheet_page = min(self.sheet_page, max(0, len(pages) - 1))
+            part = f"part {self.sheet_page + 1}/{len(pages)} (↓ ↑ turn) · " if len(pages) > 1 else ""
+            preview.show(pages[self.sheet_page] if pages else None,
+                         f"{part}{self.paths.contact_sheet.relative_to(self.paths.root)}")
+            info.update(Text.assemble(("contact sheet", "bold"), " · every prompt, a row each · o: back to the "
                                       "collages\n", bundle_note))
             return
         shown = self.shown()
@@ -117,7 +121,11 @@ class GalleryScreen(Screen[None]):
         self._show()
 
     def action_step(self, delta: int) -> None:
-        """Step from the collage through the images it was made of, and back."""
+        """Step from the collage through the images it was made of, and back (on the sheet: turn its parts)."""
+        if self.on_sheet:
+            self.sheet_page = max(0, self.sheet_page + delta)
+            self._show()
+            return
         shown = self.shown()
         if shown is None:
             return
@@ -137,7 +145,7 @@ class GalleryScreen(Screen[None]):
         if not self.paths.contact_sheet.is_file():
             self.notify("There is no contact sheet yet: it is made once every prompt has its collage.")
             return
-        self.on_sheet = not self.on_sheet
+        self.on_sheet, self.sheet_page = not self.on_sheet, 0
         self._show()
 
     def action_close(self) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -31,6 +32,9 @@ from ioncannon.tui.screens.base import WizardScreen
 from ioncannon.tui.screens.hardware_tables import PlanTables
 from ioncannon.tui.widgets.meter import CostMeter
 from ioncannon.tui.wizard import Step
+
+if TYPE_CHECKING:
+    from ioncannon.engine.hub_files import Availability
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,12 @@ class HardwareScreen(PlanTables, WizardScreen):
         self.demo_model = ""  # the demo's tiny model of the family the planner picked, made by the probe's worker
         self.result: Plan | Problems | None = None  # the planner's answer for the answers as they stand
         self.starting = False
+        # the door check of the base model (can it be had, what it costs to download, does it fit the disk),
+        # for the (model, family) it was asked about; None while it runs
+        self.availability: Availability | None = None
+        self.availability_key: tuple[str, str, bool] | None = None
+        self.model_asked: tuple[str, str, bool] | None = None  # the check on its way
+        self.go_when_checked = False
 
     # ------------------------------------------------------------------ what the planner decided
 
@@ -102,12 +112,14 @@ class HardwareScreen(PlanTables, WizardScreen):
 
     @property
     def estimate(self) -> dict[str, float]:
-        """Seconds per stage; kept with the job for the finish screen."""
-        return self.plan.stage_seconds() if self.plan is not None and self.plan.estimate else {}
+        """Seconds per stage, the download as the door measured it; kept with the job for the finish screen."""
+        if self.plan is None or not self.plan.estimate:
+            return {}
+        return self.plan.with_stage("fetch", self._download_s()).stage_seconds()
 
     @property
     def estimate_s(self) -> float | None:
-        return self.plan.seconds if self.plan is not None and self.plan.estimate else None
+        return sum(self.estimate.values()) if self.estimate else None
 
     def compose_body(self) -> ComposeResult:
         session = self.session
@@ -121,7 +133,7 @@ class HardwareScreen(PlanTables, WizardScreen):
                 yield Input(value=price, placeholder="e.g. 2.49", id="hardware-price", select_on_focus=False,
                             restrict=r"[$0-9.,]*", max_length=10, compact=True)
                 yield Static("", id="hardware-cost")
-            with Horizontal(classes="field compact"):
+            with Horizontal(classes="field compact", id="hardware-budget-row"):
                 yield Label("Budget cap", classes="field-label")
                 yield Input(value=session.budget, placeholder="none", id="hardware-budget",
                             select_on_focus=False,
@@ -138,7 +150,18 @@ class HardwareScreen(PlanTables, WizardScreen):
         if self.session.hourly_price is None and price.value:
             self.wizard.store.update(hourly_price=fmt.parse_price(price.value))
         price.focus()
+        self._probe_started = time.monotonic()
+        self._probe_timer = self.set_interval(1.0, self._probe_waiting)
         self.probe()
+
+    def _probe_waiting(self) -> None:
+        """Count the seconds of the first look (torch loads, the GPU answers), so the wait is not silent."""
+        if self.hardware is not None:
+            self._probe_timer.stop()
+            return
+        waited = time.monotonic() - self._probe_started
+        self.query_one("#hardware-facts", Static).update(
+            f"Looking at this machine's GPU, memory and disk… (loading torch: {waited:.0f} s)")
 
     @work(thread=True, exclusive=True, group="probe", exit_on_error=False)
     def probe(self) -> None:
@@ -172,11 +195,53 @@ class HardwareScreen(PlanTables, WizardScreen):
         return wizard_request(self.session, self.wizard.workdir, name, demo=self.wizard.demo,
                               demo_model=self.demo_model, styles=styles)
 
-    def _recompute(self) -> None:
+    def _recompute(self, ask_about_model: bool = True) -> None:
         if self.hardware is None:
             return
         self.result = plan_job(self._request("estimate"), self.hardware)
+        key = self._model_key()
+        if ask_about_model and self.choice is not None and self.choice.fits and self.plan is not None \
+                and self.availability_key != key and self.model_asked != key:
+            self.model_asked = key
+            self.check_model(self.plan.spec, key)
         self._redraw()
+
+    # ------------------------------------------------------------------ the base model at the door
+
+    def _model_key(self) -> tuple[str, str, bool]:
+        """What the door check depends on: the model, its family, and whether a hub login is needed still."""
+        decided = self.decided
+        if decided is None:
+            return "", "", True
+        return decided.base_model, decided.family, self._login_problem() is None
+
+    def _download_s(self) -> float:
+        found = self.availability if self.availability_key == self._model_key() else None
+        return found.seconds(self._rate()) if found is not None else 0.0
+
+    def _rate(self) -> float | None:
+        from ioncannon.job.download import recorded_rate
+
+        return recorded_rate(self.wizard.workdir.expanduser() / ".cache")
+
+    @work(thread=True, group="model", exit_on_error=False)
+    def check_model(self, spec: JobSpec, key: tuple[str, str, bool]) -> None:
+        """Can the base model be had (cached, local, or a hub that answers within its timeout), and does it fit?"""
+        if self.wizard.demo:
+            return  # the demo's tiny model is a local folder made on this machine
+        from ioncannon.engine.hub_files import door_check
+
+        found = door_check(spec, self.wizard.workdir)
+        self.app.call_from_thread(self._model_checked, key, found)
+
+    def _model_checked(self, key: tuple[str, str, bool], found: Availability) -> None:
+        if key != self._model_key():
+            return  # the person typed another model meanwhile: its own check is on its way
+        self.availability_key, self.availability = key, found
+        self._recompute()
+        if self.go_when_checked and not self.starting:
+            self.go_when_checked = False
+            self.action_next()
 
     def spec_for(self, name: str) -> JobSpec:
         """The job this screen would start, exactly as shown (the planner's, under its real name)."""
@@ -240,7 +305,13 @@ class HardwareScreen(PlanTables, WizardScreen):
         if not self.wizard.demo:
             self.wizard.store.update(base_model=event.value.strip())
             if self.hardware is not None:
-                self._recompute()
+                self._recompute(ask_about_model=False)
+                self.set_timer(0.6, self._model_settled)
+
+    def _model_settled(self) -> None:
+        """Ask about the typed model once typing pauses (not on every key: each look may wait on the hub)."""
+        if self.availability_key != self._model_key() and self.choice is not None:
+            self._recompute()
 
     @on(Input.Submitted)
     def submitted(self) -> None:
@@ -315,6 +386,14 @@ class HardwareScreen(PlanTables, WizardScreen):
             return "Type a base model: a Hugging Face id, a diffusers folder or a .safetensors file."
         if isinstance(self.result, Problems):  # the planner's checks, the same `ioncannon run` makes
             return self.result.sentences[0]
+        if not self.wizard.demo:
+            found = self.availability if self.availability_key == self._model_key() else None
+            if found is None:
+                self.go_when_checked = True  # the answer is on its way: go on by itself once it is a yes
+                self._recompute()  # a login since the last look: ask again
+                return "Checking that the base model can be had; a moment."
+            if found.problem:
+                return found.problem
         return None
 
     def action_next(self) -> None:

@@ -17,6 +17,7 @@ from ioncannon.tui import models
 from ioncannon.tui.screens.base import DEMO_NOTE
 
 if TYPE_CHECKING:
+    from ioncannon.engine.hub_files import Availability
     from ioncannon.job.plan.memory import PlanChoice
     from ioncannon.job.plan.planner import Plan
     from ioncannon.tui.app import IonCannonApp
@@ -38,6 +39,9 @@ class PlanTables:
     estimate_s: float | None
     session: WizardSession
     wizard: IonCannonApp
+    availability: Availability | None
+    availability_key: tuple[str, str, bool] | None
+    # and the screen's _model_key() and _rate(): the door check's key and the download rate
 
     def _facts(self) -> Table:
         info = self.hardware
@@ -122,6 +126,8 @@ class PlanTables:
         each = " per GPU" if plan.num_processes > 1 else ""
         table.add_row("Memory", f"peak ≈ {fmt.gib(choice.predicted_peak_gib)}{each}{speed}")
         table.add_row("", Text((self.single or choice).why, style="dim"))
+        if not self.wizard.demo:
+            table.add_row("Download", self._download_text())
         if self.estimate_s is not None:
             table.add_row("Time", f"{duration(self.estimate_s, 'rough')} for the whole job")
         others = self._other_modes(plan.mode)
@@ -130,6 +136,17 @@ class PlanTables:
         if self.wizard.demo:
             table.add_row("", Text(DEMO_NOTE, style="italic"))
         return table
+
+    def _download_text(self) -> Text:
+        """The base model's download: what and how long, or why it can't be had; said while it is being asked."""
+        found = self.availability if self.availability_key == self._model_key() else None
+        if found is None:
+            return Text("checking the base model (cache, folder or the Hugging Face Hub)…", style="dim")
+        if found.problem:
+            if found.problem == self._login_problem():
+                return Text("after the login above", style="dim")
+            return Text(found.problem, style="bold red")
+        return Text(found.line(self._rate()))
 
     def _no_gpu_route(self, table: Table) -> Table:
         """No GPU: say plainly what can be done here (the CPU demo, with these photos) and what needs a GPU box."""

@@ -107,11 +107,8 @@ class PromptsScreen(WizardScreen):
         session = self.session
         text = Text(no_wrap=False, overflow="ellipsis")
         text.append(style.render(session.identifier or "‹identifier›", session.class_name or "‹class›"))
-        seed = f"   seed {style.seed}"
-        room = (self.size.width or 80) - 4 - len("not: ") - len(seed)
-        text.append("\nnot: ", style="dim")
-        text.append(fmt.fit(style.negative or "–", room), style="dim")  # e opens it in full
-        text.append(seed, style="dim")
+        # the negative prompt in full (wrapped): a cut one hides what the style keeps out
+        text.append(f"\nseed {style.seed} · not: {style.negative or '–'}", style="dim")
         return text
 
     def _length_line(self) -> Text:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -68,7 +69,14 @@ class SubjectScreen(WizardScreen):
         self._show_custom()
         self.query_one("#subject-identifier", Input).focus()
         self._answers_changed()
+        self._check_started = time.monotonic()
+        self.set_interval(1.0, self._still_checking)
         self.wizard.check_tokenizer()
+
+    def _still_checking(self) -> None:
+        """While the tokenizer loads (seconds, the first time), the verdict counts the wait."""
+        if self.checking:
+            self._answers_changed()
 
     def tokenizer_checked(self, key: str, check: TokenizerCheck) -> None:
         """The tokenizer arrived (or can't be had): give the one verdict now."""
@@ -146,7 +154,9 @@ class SubjectScreen(WizardScreen):
         """One verdict: withheld while the tokenizer is being checked, so a ✓ is never followed by a ⚠."""
         name = self.session.identifier
         if self.checking:
-            return Text(f"… checking '{name}' with the base model's tokenizer\n", style="dim")
+            waited = time.monotonic() - getattr(self, "_check_started", time.monotonic())
+            loading = f" (loading it: {waited:.0f} s)" if waited >= 1 else ""
+            return Text(f"… checking '{name}' with the base model's tokenizer{loading}\n", style="dim")
         if lint.token_count == 1:
             return Text(f"✓ '{name}' looks like a good rare word and is one token for the model's tokenizer.\n",
                         style="green")

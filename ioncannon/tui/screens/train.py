@@ -21,6 +21,7 @@ SHOWN_HERE = frozenset(s.name for s in STAGES if s.screen == "train")
 
 # What a stage does before its first progress line (loading a model takes a while: say which).
 WAITING = {
+    "fetch": "asking the Hugging Face Hub for the base model's files and sizes…",
     "prepare": "checking the photos and writing their training copies…",
     "class_images": "loading the base model to draw the class images…",
     "cache": "loading the VAE and text encoders to cache the photos…",

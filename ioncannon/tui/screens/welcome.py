@@ -11,11 +11,9 @@ from textual.containers import Vertical
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from ioncannon.job.families import FAMILIES
-from ioncannon.job.stages import label as stage_label
-from ioncannon.job.state import LIVE_STATUSES, resume_promise, shown_status
-from ioncannon.job.units import duration
+from ioncannon.job.printable import printable
 from ioncannon.tui.dialogs.choice import Choice, ChoiceDialog
+from ioncannon.tui.joblist import job_row, key, state_panel
 from ioncannon.tui.screens.base import DEMO_NOTE, STEP_TITLES, WizardScreen
 from ioncannon.tui.wizard import SETUP_STEPS, Step, job_action
 
@@ -28,10 +26,6 @@ INTRO = (
     "type [b]ioncannon[/b] to come back."
 )
 NEW_ROW = "new"
-
-
-def key(label: str) -> Text:
-    return Text(f" {label} ", style="bold reverse")
 
 
 class WelcomeScreen(WizardScreen):
@@ -96,7 +90,7 @@ class WelcomeScreen(WizardScreen):
             if self.wizard.demo:
                 yield Static(f"{DEMO_NOTE}: a new job here uses sample photos of a made-up subject and runs every "
                              "stage for real on the CPU in a few minutes; its pictures are noise.", id="welcome-demo")
-            options = [Option(self._new_row(), id=NEW_ROW)] + [Option(self._job_row(j)) for j in self.jobs]
+            options = [Option(self._new_row(), id=NEW_ROW)] + [Option(job_row(j)) for j in self.jobs]
             yield OptionList(*options, id="welcome-jobs")
             yield Static(id="welcome-job")
             yield Static(self._answers_line(), id="welcome-answers")
@@ -143,23 +137,6 @@ class WelcomeScreen(WizardScreen):
             return Text.assemble(("+ ", "bold green"), f"carry on setting up: {STEP_TITLES[step]}")
         return Text.assemble(("+ ", "bold green"), "a new job: start with your photos")
 
-    def _job_row(self, job: JobSummary) -> Text:
-        text = Text(f"{job.name:<28.28} ")
-        if job.spec is None:
-            text.append("can't be read", style="yellow")
-            return text
-        family = FAMILIES[job.spec.family].label if job.spec.family in FAMILIES else job.spec.family
-        text.append(f"{('demo ' if job.spec.demo else '') + family:<13}", style="dim")
-        status = shown_status(job.state.status, job.alive)
-        style = {"finished": "green", "failed": "red", "running": "cyan", "interrupted": "yellow"}.get(status, "")
-        text.append(f"{status:<12}", style=style)
-        if job.state.status != "finished":
-            where = stage_label(job.state.stage) or "not started"
-            if job.state.total:
-                where += f" {job.state.done}/{job.state.total}"
-            text.append(where, style="dim")
-        return text
-
     def _answers_line(self) -> Text:
         """What a new job would start from, so a stray answer saved last time is seen (and can be dropped)."""
         session = self.session
@@ -185,80 +162,18 @@ class WelcomeScreen(WizardScreen):
                 text.append("\n")
                 text.append_text(key("v"))
                 text.append(" open the newest finished job, ")
-                text.append(newest.name, style="bold")
+                text.append(printable(newest.name), style="bold")
             if self.jobs:
                 text.append("\n↑ ↓ pick a job above to watch, resume, open or set aside it.", style="dim")
             return text
         if job.spec is None:
-            text = Text(f"Job {job.name} can't be read: {job.problem}. ", style="yellow")
+            text = Text(f"Job {printable(job.name)} can't be read: {printable(job.problem)}. ", style="yellow")
             text.append(f"`ioncannon status {job.name}` says what to do; `ioncannon wipe {job.name}` removes "
                         "its copies of the subject; ")
             text.append_text(key("d"))
             text.append(" deletes it.")
             return text
-        return self._state_panel(job)
-
-    def _state_panel(self, job: JobSummary) -> Text:
-        state, action = job.state, job_action(job.state.status, job.alive)
-        text = Text()
-        text.append(f"{'Demo job' if job.spec is not None and job.spec.demo else 'Job'} ", style="bold")
-        text.append(job.name, style="bold cyan")
-        where = stage_label(state.stage) or "not started"
-        if state.total and state.status != "finished":
-            where += f" {state.done}/{state.total}"
-        text.append(f" · {shown_status(state.status, job.alive)}")
-        if state.status != "finished":
-            text.append(f" · stage: {where}")
-        if state.elapsed_s:
-            text.append(f" · ran {duration(state.elapsed_s)}")
-        text.append("\n")
-        ago = ""
-        if state.updated_at:
-            ago = f" (last heard from {duration(max(0.0, self.wizard.clock() - state.updated_at))} ago)"
-        if action == "attach":
-            text.append("Its runner is working right now. ", style="green")
-            text.append_text(key("enter"))
-            text.append(" / ")
-            text.append_text(key("a"))
-            text.append(" attach and watch it")
-            return text
-        if state.status == "finished":
-            text.append("Finished. ", style="green")
-            text.append_text(key("enter"))
-            text.append(" / ")
-            text.append_text(key("v"))
-            text.append(" open its results and images")
-        elif state.status == "failed":
-            text.append(f"It failed{ago}: {state.message or 'no reason was recorded'}", style="red")
-            text.append("\n")
-            text.append_text(key("enter"))
-            text.append(" / ")
-            text.append_text(key("v"))
-            text.append(" open it (nothing runs)   ")
-            text.append_text(key("r"))
-            text.append(" try it again as it is")
-        else:
-            if state.status in LIVE_STATUSES:
-                text.append(f"Its runner stopped without finishing (killed, or the machine restarted){ago}.",
-                            style="yellow")
-            elif state.status == "unknown":
-                text.append(f"Its progress file can't be read ({state.message}); resuming rebuilds it from "
-                            "the work on disk.", style="yellow")
-            else:
-                text.append(f"Nothing is running it now{ago}.", style="yellow")
-            text.append("\n")
-            text.append_text(key("enter"))
-            text.append(" / ")
-            text.append_text(key("r"))
-            text.append(f" resume it: {resume_promise(job.paths, state)}")
-        text.append("\n")
-        text.append_text(key("s"))
-        text.append(" set it aside (archive)   ")
-        text.append_text(key("d"))
-        text.append(" delete it   ")
-        text.append_text(key("n"))
-        text.append(" a new job")
-        return text
+        return state_panel(job, self.wizard.clock())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Show only the keys that act on the highlighted row."""
@@ -369,7 +284,7 @@ class WelcomeScreen(WizardScreen):
         """Rebuild the list after a job left it or the answers changed."""
         jobs = self.query_one("#welcome-jobs", OptionList)
         jobs.clear_options()
-        jobs.add_options([Option(self._new_row(), id=NEW_ROW)] + [Option(self._job_row(j)) for j in self.jobs])
+        jobs.add_options([Option(self._new_row(), id=NEW_ROW)] + [Option(job_row(j)) for j in self.jobs])
         jobs.highlighted = 0
         jobs.border_title = self._list_title()
         self.query_one("#welcome-answers", Static).update(self._answers_line())

@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
+from ioncannon.job.download import size_text
 from ioncannon.job.events import Progress
 from ioncannon.job.stages import label as stage_label
 from ioncannon.job.units import duration
@@ -58,13 +59,18 @@ class ProgressPanel(Vertical):
         done, total = (progress.done, progress.total) if progress else (0, 0)
         width = max(10, (self.size.width or 60) - 22)
         count = f" {done}/{total} {self.unit}" if total else ""
+        if self.unit == "bytes" and total:  # the download: 1.2 GB/3.4 GB and MB/s
+            count = f" {size_text(done)}/{size_text(total)}"
         self.query_one(".progress-title", Static).update(title)
         self.query_one(".progress-bar", Static).update(
             Text.assemble((fmt.bar(done, total, width), "green"), count)
         )
         stats: list[str] = []
         if progress is not None and total:
-            if live:
+            if live and self.unit == "bytes":
+                stats.append(f"{size_text(progress.rate)}/s" if progress.rate else "measuring the speed")
+                stats.append(f"ETA {duration(progress.eta_s)}")
+            elif live:
                 unit = "it" if self.unit == "steps" else "img"
                 stats.append(fmt.rate(progress.rate, unit))
                 stats.append(f"ETA {duration(progress.eta_s)}")

@@ -1,0 +1,145 @@
+"""The attention kernel is chosen by trying each backend at the job's shapes, and a broken one is left out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from ioncannon.engine import attention
+from ioncannon.engine.attention import AttentionShape, choose, is_kernel_error, run_trials_isolated
+from ioncannon.engine.families import family_for
+from ioncannon.engine.families.flux import transformer_config
+from ioncannon.engine.models.load import unet_config
+
+ROOT = Path(__file__).resolve().parents[2]
+SHAPES = [AttentionShape(1, 2, 64, 64, 16), AttentionShape(1, 2, 64, 8, 16)]
+CPU = torch.device("cpu")
+FAULTS = "tests.engine.attention_faults"
+
+
+@pytest.fixture(autouse=True)
+def _restore_sdpa():
+    with attention.restored():
+        yield
+
+
+@pytest.fixture
+def child_path(monkeypatch):
+    """The trial children import the planted faults from this checkout's tests package."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+
+
+def test_real_trials_pass_on_the_cpu_and_keep_the_preferred_order(tmp_path: Path) -> None:
+    choice = choose(CPU, torch.float32, SHAPES, backward=True, cache_dir=tmp_path)
+    assert choice.order == ["flash", "math"] and all(t.ok for t in choice.trials)
+    assert choice.sentence().startswith("attention kernel: flash")
+
+
+def test_a_backend_that_raises_is_left_out_and_named(tmp_path: Path) -> None:
+    choice = choose(CPU, torch.float32, SHAPES, True, tmp_path, trial_fn=f"{FAULTS}:raise_on_flash")
+    assert choice.order == ["math"]
+    assert "flash failed: RuntimeError: Expected mha_graph.execute" in choice.sentence()
+
+
+def test_a_backend_with_wrong_numbers_is_left_out(tmp_path: Path) -> None:
+    choice = choose(CPU, torch.float32, SHAPES, True, tmp_path, trial_fn=f"{FAULTS}:wrong_on_flash")
+    assert choice.order == ["math"]
+    assert "wrong results" in next(t.error for t in choice.trials if t.backend == "flash")
+
+
+@pytest.mark.slow
+def test_a_backend_that_kills_its_process_costs_only_its_child(child_path: None) -> None:
+    trials = run_trials_isolated(["flash", "math"], SHAPES, torch.float32, CPU, True, f"{FAULTS}:crash_on_flash",
+                                 timeout=120)
+    by_name = {t.backend: t for t in trials}
+    assert not by_name["flash"].ok and "the process died" in by_name["flash"].error
+    assert by_name["math"].ok and by_name["math"].ms is not None
+
+
+def test_the_choice_is_kept_per_card_and_not_tested_again(tmp_path: Path) -> None:
+    first = choose(CPU, torch.float32, SHAPES, True, tmp_path)
+    again = choose(CPU, torch.float32, SHAPES, True, tmp_path, trial_fn=f"{FAULTS}:never")
+    assert again.cached and again.order == first.order
+    other_shape = [AttentionShape(1, 2, 32, 32, 16)]   # another job's shapes are tested anew
+    assert not choose(CPU, torch.float32, other_shape, True, tmp_path).cached
+
+
+def test_a_kernel_that_broke_in_a_job_is_never_chosen_again(tmp_path: Path) -> None:
+    attention.apply(choose(CPU, torch.float32, SHAPES, True, tmp_path), CPU)
+    assert attention.mark_broken(tmp_path, CPU, "RuntimeError: CUDA error: an illegal memory access") == "flash"
+    after = choose(CPU, torch.float32, SHAPES, True, tmp_path)
+    assert after.order == ["math"]
+    assert "failed earlier in a job on this card" in after.sentence()
+    saved = json.loads((tmp_path / "attention.json").read_text())
+    assert saved["broken"][attention.card_key(CPU)][0]["backend"] == "flash"
+
+
+def test_apply_sets_the_process_switches(tmp_path: Path) -> None:
+    choice = choose(CPU, torch.float32, SHAPES, True, tmp_path, trial_fn=f"{FAULTS}:raise_on_flash")
+    attention.apply(choice, CPU)
+    assert not torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.math_sdp_enabled()
+    assert attention.active() is choice
+
+
+def test_no_working_kernel_is_one_sentence(tmp_path: Path) -> None:
+    with pytest.raises(attention.AttentionUnavailable, match="no attention kernel ran correctly"):
+        choose(CPU, torch.float32, SHAPES, True, tmp_path, preference=("flash",), trial_fn=f"{FAULTS}:raise_on_flash")
+
+
+def test_kernel_errors_are_told_from_bugs() -> None:
+    assert is_kernel_error(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    assert is_kernel_error(RuntimeError("Expected mha_graph.execute(handle, variant_pack) to be true"))
+    assert not is_kernel_error(RuntimeError("shape mismatch"))
+    assert not is_kernel_error(ValueError("CUDA error"))
+
+
+def _unet_parts(size: str) -> SimpleNamespace:
+    cfg = unet_config(size)
+    cfg.setdefault("num_attention_heads", None)
+    return SimpleNamespace(unet=SimpleNamespace(config=SimpleNamespace(**cfg)),
+                           tokenizer=SimpleNamespace(model_max_length=77))
+
+
+def test_sd15_shapes_are_the_real_unets() -> None:
+    shapes = family_for("sd15").attention_shapes(_unet_parts("sd15"), 512)
+    assert shapes[0] == AttentionShape(2, 8, 4096, 4096, 40)      # the 64x64 self-attention: the largest
+    assert AttentionShape(2, 8, 4096, 77, 40) in shapes            # cross-attention to the prompt
+    assert AttentionShape(2, 8, 64, 64, 160) in shapes             # the middle block at 8x8
+
+
+def test_flux_shape_is_joint_attention_over_image_and_t5_tokens() -> None:
+    parts = SimpleNamespace(unet=SimpleNamespace(config=SimpleNamespace(**transformer_config("real"))),
+                            tokenizer_2=SimpleNamespace(model_max_length=512))
+    assert family_for("flux").attention_shapes(parts, 1024) == [AttentionShape(1, 24, 4608, 4608, 128)]
+
+
+def test_a_kernel_error_in_a_job_fails_with_a_hint_and_marks_the_kernel(workdir: Path, monkeypatch) -> None:
+    from ioncannon.engine import stages
+    from ioncannon.engine.demo import demo_spec
+    from ioncannon.engine.runner import Runner
+    from ioncannon.job.state import read_state
+    from ioncannon.job.workdir import create_job
+
+    def broken_kernel(stage: str):
+        def run(ctx) -> None:
+            attention.apply(choose(ctx.device, torch.float32, SHAPES, True, ctx.shared_cache), ctx.device)
+            raise RuntimeError("CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be "
+                               "asynchronously reported at some other API call")
+        return run
+
+    monkeypatch.setattr(stages, "stage_function", broken_kernel)
+    spec = demo_spec(workdir, name="kernel")
+    paths = create_job(workdir, spec)
+    assert Runner(paths, workdir, spec, logging.getLogger("test")).run() == 1
+    state = read_state(paths)
+    assert state.status == "failed"
+    assert "a GPU kernel failed while the flash attention kernel was in use" in state.message
+    assert "illegal memory access" in state.message and "\n" not in state.message
+    assert "leaves that kernel out" in state.hint
+    assert choose(CPU, torch.float32, SHAPES, True, workdir / ".cache").order == ["math"]
