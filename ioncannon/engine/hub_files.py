@@ -51,8 +51,9 @@ def model_source(source: str, family: str) -> ModelSource:
     kind = source_kind(source)
     if kind == "hub":
         return ModelSource("hub", source.strip())
-    if kind == "file" and family == "flux":  # the transformer is the file; text encoders and VAE come from FLUX.1-dev
-        return ModelSource("file", family_info("flux").default_model, ("transformer",))
+    info = family_info(family)
+    if kind == "file" and info.file_holds_only:  # Flux: the file is the transformer; the rest comes from FLUX.1-dev
+        return ModelSource("file", info.default_model, info.file_holds_only)
     return ModelSource(kind)
 
 

@@ -53,6 +53,7 @@ class FamilyInfo:
     text_encoders_trainable: bool = True  # False: the text towers are only ever run once, to cache the prompts
     notice: str = ""             # what the wizard must say before a job of this family starts (licence, login)
     own_sampler: str = ""        # a sampler the family always uses, whatever the plan names ("" = the plan's)
+    file_holds_only: tuple[str, ...] = ()  # a single .safetensors file is only these parts (the rest: default_model)
     names_its_caches: bool = True  # the family's name goes into shared cache keys (SD 1.5's caches predate families)
     # disk sizes, for the planner's disk check: the denoiser's parameters (billions), the merged model's fp16 files
     # (single file or diffusers folder; 0: no merged model is exported) and a rank-16 LoRA's parameters (millions)
@@ -132,6 +133,7 @@ FAMILIES: dict[str, FamilyInfo] = {
         # negative prompt); these are its step count and guidance
         generate=GeneratePlan(steps=28, guidance=3.5, batch_size=4),
         lora_lr=1e-4, h100_images_per_s=0.19, text_encoders_trainable=False, own_sampler="FlowMatch Euler",
+        file_holds_only=("transformer",),
         denoiser_params_b=11.9, merged_model_gib=0.0, lora16_params_m=18.0,
         notice=("FLUX.1-dev weights are under a non-commercial licence and gated on the Hugging Face Hub: accept it "
                 "at huggingface.co/black-forest-labs/FLUX.1-dev and log in (`hf auth login`) before starting."),
