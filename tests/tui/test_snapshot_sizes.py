@@ -164,7 +164,7 @@ def finish(workdir: Path, hold: Callable[[JobPaths], None]) -> Callable[[Pilot[N
 STEPS: dict[str, Prepare] = {
     "welcome": welcome,
     "photos": setup_step("photos"),
-    "check": setup_step("check"),
+    "check": setup_step("check", family="sd15"),  # judged at SD 1.5's 512 px
     "subject": setup_step("subject", class_choice="dog"),
     "prompts": setup_step("prompts", run_length="medium"),
     "hardware": setup_step("hardware", hourly_price=2.49, budget="20", family="sd15"),
