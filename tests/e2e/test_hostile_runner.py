@@ -16,7 +16,9 @@ from ioncannon.job import handle
 from ioncannon.job.fsio import write_json
 from ioncannon.job.jobfile import read_jobfile
 from ioncannon.job.paths import JobPaths
+from ioncannon.job.plan.box import HardwareInfo
 from ioncannon.job.plan.demo import demo_photos_dir
+from ioncannon.job.plan.planner import Plan, plan_job
 from tests.waiting import patience
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "ioncannon"  # what a user types: it puts no cwd on sys.path
@@ -110,8 +112,9 @@ def test_resume_rebuilds_deleted_stage_files_and_keeps_the_pinned_thread_count(
 ) -> None:
     wd = tmp_path / "work"
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    spec = read_jobfile(job_toml(tmp_path, tiny_model_dir, "rebuilt"), wd)
-    paths = handle.create(wd, spec)
+    plan = plan_job(read_jobfile(job_toml(tmp_path, tiny_model_dir, "rebuilt"), wd), HardwareInfo([], 50.0, 2, 8.0))
+    assert isinstance(plan, Plan), plan
+    paths = handle.create(wd, plan.spec)
     assert json.loads(paths.job_file.read_text())["threads"] == 1  # pinned from the creating shell
     # as if prepare, class images and the cache had run and their files were deleted since
     write_json(paths.state_file, {"status": "stopped", "stages_done": ["prepare", "class_images", "cache"],

@@ -159,15 +159,6 @@ def test_several_gpus_when_asked_scale_the_plan_and_its_estimate(photos: Path) -
     assert two.stage_seconds()["train"] < one.stage_seconds()["train"]
 
 
-def test_the_disk_needs_are_data_and_a_full_disk_is_refused(photos: Path) -> None:
-    plan = planned(plan_job(JobRequest(answers(photos), family="sd15"), box()))
-    disk = plan.disk
-    assert 5 < disk.checkpoint_gib < 9 and disk.checkpoints_kept == 2  # SD 1.5's full checkpoint: 5-9 GB
-    assert disk.total_gib > 3 * disk.checkpoint_gib
-    problems = refused(plan_job(JobRequest(answers(photos), family="sd15"), box(disk_gib=10.0)))
-    assert len(problems) == 1 and "GiB free" in problems[0] and "--workdir" in problems[0]
-
-
 def test_handle_checks_a_spec_with_the_planners_checks(tmp_path: Path, photos: Path) -> None:
     from ioncannon.job import handle
     from ioncannon.job.validate import SpecError

@@ -8,7 +8,6 @@ from ioncannon.job.families import detect_family, family_info, mismatch_message
 from ioncannon.job.hub import login_problem
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.plan.box import HardwareInfo
-from ioncannon.job.plan.estimate import DiskNeeds
 from ioncannon.job.prompts import PromptPackError, PromptStyle, load_pack, validate_styles
 from ioncannon.job.spec import JobSpec
 from ioncannon.job.validate import NAME_PATTERN
@@ -97,14 +96,6 @@ def gpu_problems(spec: JobSpec, box: HardwareInfo) -> list[str]:
     if spec.device != "cpu" and box.best_gpu is None:
         return ["no CUDA GPU is visible (check `nvidia-smi`). To run on the CPU anyway (only sensible for tiny test "
                 'models), set device = "cpu" in the job file; to see the product, try `ioncannon --demo`.']
-    return []
-
-
-def disk_problems(disk: DiskNeeds, box: HardwareInfo) -> list[str]:
-    """Room for the checkpoints and outputs (a probe that could not read the disk says 0: not checked)."""
-    if 0 < box.disk_free_gib < disk.total_gib:
-        return [f"the job writes about {disk.total_gib:.1f} GiB (checkpoints and results) but the work dir's disk "
-                f"has {box.disk_free_gib:.1f} GiB free: free some space or pick another --workdir."]
     return []
 
 

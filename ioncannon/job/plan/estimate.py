@@ -1,4 +1,4 @@
-"""How long each stage should take and how much disk the job needs, from measured per-stage figures."""
+"""How long each stage should take, from figures measured per stage (the disk arithmetic: job/download.py)."""
 
 from __future__ import annotations
 
@@ -17,20 +17,6 @@ class StageEstimate:
 
     stage: str
     seconds: float
-
-
-@dataclass(frozen=True)
-class DiskNeeds:
-    """What the job will write, in GiB: each checkpoint (kept `checkpoints_kept` deep) and the outputs."""
-
-    checkpoint_gib: float
-    checkpoints_kept: int
-    outputs_gib: float
-
-    @property
-    def total_gib(self) -> float:
-        # one more checkpoint than kept: the newest is staged before the oldest is deleted
-        return round(self.checkpoint_gib * (self.checkpoints_kept + 1) + self.outputs_gib, 2)
 
 
 @dataclass(frozen=True)
@@ -112,25 +98,3 @@ def estimate_stages(spec: JobSpec, choice: PlanChoice, styles: int) -> tuple[Sta
 def as_seconds(estimate: tuple[StageEstimate, ...]) -> dict[str, float]:
     """The estimate as stage -> seconds, as the job keeps it for the finish screen."""
     return {e.stage: e.seconds for e in estimate}
-
-
-_IMAGE_MIB_AT_1024 = 1.6  # a PNG of a photo-like image; collages are JPEGs of a few MB each
-
-
-def disk_needs(spec: JobSpec, styles: int) -> DiskNeeds:
-    """What the job writes: checkpoints (weights and optimizer moments) and the exported models and images."""
-    plan, info = spec.train, family_info(spec.family)
-    images = styles * spec.generate.images_per_prompt + spec.generate.bare_token_images + (
-        plan.num_class_images if plan.prior_preservation else 0)
-    image_gib = images * _IMAGE_MIB_AT_1024 * (spec.resolution / 1024) ** 2 / 1024
-    if plan.precision == "fp32":  # the demo's tiny model: a few MB each
-        return DiskNeeds(0.05, plan.keep_checkpoints, round(0.1 + image_gib, 2))
-    moments = 2 if plan.optimizer == "adamw_bf16" else 4
-    merged = 2 * info.merged_model_gib  # the single file and the diffusers folder (none for Flux)
-    if plan.mode == "full":  # bf16 weights with their moments: 5-9 GB for SD 1.5
-        params_b, weight_bytes, exported = info.denoiser_params_b, 2, merged
-    else:  # the LoRA's fp32 weights with their moments; exported in two layouts beside the merged model
-        params_b = info.lora16_params_m * plan.lora_rank / 16 / 1000
-        weight_bytes, exported = 4, merged + 2 * params_b * 4 * 1e9 / 2**30
-    checkpoint = params_b * 1e9 * (weight_bytes + 2 * moments) / 2**30
-    return DiskNeeds(round(checkpoint, 2), plan.keep_checkpoints, round(exported + image_gib, 2))

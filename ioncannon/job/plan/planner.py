@@ -10,7 +10,7 @@ from ioncannon.job.families import DEFAULT_FAMILY, FAMILIES, FAMILY_NAMES, detec
 from ioncannon.job.plan import checks, demo
 from ioncannon.job.plan.box import HardwareInfo
 from ioncannon.job.plan.demo import DEMO_RESOLUTION, DEMO_THREADS
-from ioncannon.job.plan.estimate import DiskNeeds, StageEstimate, as_seconds, disk_needs, estimate_stages
+from ioncannon.job.plan.estimate import StageEstimate, as_seconds, estimate_stages
 from ioncannon.job.plan.memory import (
     DATA_PARALLEL_EFFICIENCY,
     NothingFits,
@@ -30,7 +30,9 @@ from ioncannon.job.validate import SpecError
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything that decides the job: the spec as it will run, the memory plan and its options, the estimate."""
+    """Everything that decides the job: the spec as it will run, the memory plan and its options, the estimate.
+    (Whether the base model can be had and the disk holds it and the job's files is the model door's question:
+    engine/hub_files.door_check, with job/download.py's arithmetic.)"""
 
     spec: JobSpec
     choice: PlanChoice  # what runs: `single`, or `parallel` when all GPUs were asked for
@@ -38,7 +40,6 @@ class Plan:
     parallel: PlanChoice | None  # `single` over every GPU it fits; None on 0-1 GPU
     options: tuple[PlanChoice, ...]  # every plan of the family on this box, for the other mode's line
     estimate: tuple[StageEstimate, ...]
-    disk: DiskNeeds
 
     @property
     def seconds(self) -> float:
@@ -138,13 +139,12 @@ def plan_job(request: JobRequest, box: HardwareInfo) -> Plan | Problems:
         choice = _written_choice(spec, box)
         single = choice
     problems, styles = checks.door_problems(spec, request.workdir, request.pack_follows, request.styles)
-    disk = disk_needs(spec, styles)
     plan = Plan(spec, choice, single, parallel, tuple(plan_options(box, request.demo, family=family)),
-                estimate_stages(spec, choice, styles) if choice.fits else (), disk)
+                estimate_stages(spec, choice, styles) if choice.fits else ())
     if not choice.fits:
         return Problems(tuple(checks.gpu_problems(spec, box) + problems) or (choice.why,),
                         family, resolution, base_model, plan, refusal=choice.why)
-    problems += checks.gpu_problems(spec, box) + checks.disk_problems(disk, box)
+    problems += checks.gpu_problems(spec, box)
     if problems:
         return Problems(tuple(problems), family, resolution, base_model, plan)
     return plan
