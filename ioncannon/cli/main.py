@@ -149,6 +149,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
             workdir = chosen_workdir(args)
             # a slow or busy machine gets fewer steps, so the demo stays a couple of minutes anywhere
+            print("loading torch, then timing this machine for a second to size the demo…", flush=True)
             spec = demo_spec(workdir, family=args.family, train=sized_demo_plan(args.family))
         elif args.jobfile:
             from ioncannon.job.jobfile import gives_train_plan, read_jobfile
