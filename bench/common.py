@@ -108,36 +108,41 @@ def random_pngs(folder: Path, n: int, seed: int, stem: str, size: int) -> None:
 
 
 class SmiPeak:
-    """Peak GPU memory of one process, polled from nvidia-smi (for a script we do not instrument)."""
+    """Peak GPU memory polled from nvidia-smi: of one process (`pid`, a script we do not instrument), or of the
+    whole card (`pid=None`: a detached runner and its children)."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int | None) -> None:
         self.pid = pid
         self.peak_mib = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
+    def _read(self) -> int:
+        query = "--query-gpu=memory.used" if self.pid is None else "--query-compute-apps=pid,used_memory"
+        out = subprocess.run(["nvidia-smi", query, "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                             timeout=5).stdout
+        if self.pid is None:
+            return max((int(x) for x in out.split()), default=0)
+        rows = [[int(x) for x in line.split(",")] for line in out.strip().splitlines()]
+        return max((used for pid, used in rows if pid == self.pid), default=0)
+
     def _poll(self) -> None:
         while not self._stop.is_set():
             try:
-                out = subprocess.run(
-                    ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                    capture_output=True, text=True, timeout=5,
-                ).stdout
-                for line in out.strip().splitlines():
-                    pid, used = (int(x) for x in line.split(","))
-                    if pid == self.pid:
-                        self.peak_mib = max(self.peak_mib, used)
+                self.peak_mib = max(self.peak_mib, self._read())
             except (OSError, ValueError, IndexError, subprocess.SubprocessError):
                 pass
             self._stop.wait(0.25)
 
     def __enter__(self) -> SmiPeak:
-        self._thread.start()
+        if DEVICE == "cuda":
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 # Runs a diffusers training script with its "Steps" bar timed; prints one DIFFUSERS {json} line at exit.

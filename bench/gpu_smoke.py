@@ -26,7 +26,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -48,38 +47,6 @@ def say(text: str) -> None:
 def add(row: dict[str, Any]) -> None:
     ROWS.append(row)
     say("ROW " + json.dumps(row))
-
-
-# --------------------------------------------------------------------------- GPU memory of other processes
-
-
-class GpuPeak:
-    """The card's peak used memory while a block runs, from nvidia-smi (the runner is another process)."""
-
-    def __init__(self) -> None:
-        self.peak_mib = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            try:
-                out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                                     capture_output=True, text=True, timeout=5).stdout
-                self.peak_mib = max([self.peak_mib, *(int(x) for x in out.split())])
-            except (OSError, ValueError, subprocess.SubprocessError):
-                pass
-            self._stop.wait(0.5)
-
-    def __enter__(self) -> GpuPeak:
-        if DEVICE == "cuda":
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
 
 
 def attention_lines(log_text: str) -> list[str]:
@@ -119,7 +86,7 @@ def sd15_whole_job(work: Path, args: argparse.Namespace) -> None:
         name = f"smoke-{run}"
         job_file = sd15_job_file(work, model, photos, args, name)
         t0 = time.time()
-        with GpuPeak() as peak:
+        with common.SmiPeak(None) as peak:   # the runner is another process
             proc = subprocess.run([sys.executable, "-m", "ioncannon.cli.main", "run", str(job_file), "--yes",
                                    "--workdir", str(jobs)], capture_output=True, text=True, timeout=args.job_timeout)
         wall = time.time() - t0

@@ -205,6 +205,7 @@ def _planned(args: argparse.Namespace) -> Plan:
 
         family = args.family or DEFAULT_FAMILY  # the demo's tiny models run anywhere: no card to fit
         # a slow or busy machine gets fewer steps (the probe times a step), so the demo stays a couple of minutes
+        print("loading torch, then timing this machine for a second to size the demo…", flush=True)
         box = probe(workdir, demo=True, family=family)
         model = str(ensure_demo_model(workdir, family))
         request = demo_request(workdir, family, model, name=new_job_name(workdir, DEMO_IDENTIFIER))

@@ -18,6 +18,7 @@ from ioncannon.job.download import (
     hub_cache_dir,
     job_output_bytes,
     needed_components,
+    published_params,
     select_files,
     size_text,
     source_kind,
@@ -288,9 +289,34 @@ def job_bytes(spec: JobSpec) -> int:
     images = styles * gen.images_per_prompt + gen.bare_token_images
     images += plan.num_class_images if plan.prior_preservation else 0
     saves = plan.steps // plan.checkpoint_every if plan.checkpoint_every > 0 else 0
+    local = local_params(spec.base_model)
+    scale = min(1.0, local / published_params(spec.family)) if local else 1.0
     return job_output_bytes(spec.family, plan.mode, plan.optimizer, plan.train_text_encoder, images,
                             spec.resolution, exports_full_model=not family_info(spec.family).lora_only,
-                            checkpoints=saves, weight_bytes=4 if plan.precision == "fp32" else 2)
+                            checkpoints=saves, weight_bytes=4 if plan.precision == "fp32" else 2, scale=scale)
+
+
+def local_params(source: str) -> int:
+    """Parameters in a local model folder's or file's .safetensors weights, read from their headers (no weights are
+    loaded); 0 for a hub id or when nothing can be read."""
+    from safetensors import safe_open
+
+    path = Path(source).expanduser()
+    files = [path] if path.is_file() else sorted(path.rglob("*.safetensors")) if path.is_dir() else []
+    total = 0
+    for f in files:
+        if f.suffix != ".safetensors" or f.is_symlink():
+            continue
+        try:
+            with safe_open(str(f), framework="numpy") as weights:
+                for key in weights.keys():  # noqa: SIM118 - a safetensors handle is no dict
+                    n = 1
+                    for d in weights.get_slice(key).get_shape():
+                        n *= d
+                    total += n
+        except Exception:  # noqa: BLE001 - an unreadable file: the estimate keeps the family's published size
+            return 0
+    return total
 
 
 def disk_check(spec: JobSpec, job_root: Path, download: int) -> str | None:

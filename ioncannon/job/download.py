@@ -187,16 +187,22 @@ _PARAMS: Mapping[str, tuple[float, float, float, float]] = {
 
 def job_output_bytes(family: str, mode: str, optimizer: str, train_text_encoder: bool, images: int,
                      resolution: int, exports_full_model: bool = True, checkpoints: int = 3,
-                     weight_bytes: int = 4) -> int:
+                     weight_bytes: int = 4, scale: float = 1.0) -> int:
     """Roughly what a job writes: its checkpoints (trained weights and Adam moments; at most three on disk, two
-    kept and one being written), its fp16 exports and its images."""
-    denoiser, text, vae, lora = _PARAMS.get(family, _PARAMS["sd15"])
+    kept and one being written), its fp16 exports and its images. `scale` is the base model's size against the
+    family's published one (a local model can be smaller)."""
+    denoiser, text, vae, lora = (scale * n for n in _PARAMS.get(family, _PARAMS["sd15"]))
     moments = 4 if optimizer == "adamw_bf16" else 8
     trained = lora if mode == "lora" else denoiser + (text if train_text_encoder else 0.0)
     saved = min(max(checkpoints, 0), 3) * trained * (weight_bytes + moments)
     exports = 2 * 2 * trained if mode == "lora" or not exports_full_model else 2 * 2 * (denoiser + text + vae)
     image_bytes = images * (resolution / 512) ** 2 * 0.5e6
     return int(saved + exports + image_bytes)
+
+
+def published_params(family: str) -> float:
+    """Parameters of the family's published model, all components together."""
+    return sum(_PARAMS.get(family, _PARAMS["sd15"])[:3])
 
 
 def disk_problem(*, download: int, download_dir: Path, download_free: int, job: int, job_dir: Path, job_free: int,

@@ -191,9 +191,10 @@ def test_a_cpu_job_without_a_train_table_gets_the_cpu_plan(tmp_path: Path, tiny_
 
 def test_the_headless_plan_comes_first_without_library_chatter(tmp_path: Path) -> None:
     out = ioncannon("run", "--demo", "--workdir", str(tmp_path / "work"), timeout=120)  # no --yes: plan only
-    wait, plan = out.stdout.splitlines()[:2]
+    wait, sizing, plan = out.stdout.splitlines()[:3]
     assert out.returncode == 2 and plan.startswith("job ")
-    assert wait.startswith("checking the job and this machine")  # the seconds before the plan say what they wait for
+    # the seconds before the plan say what they wait for, step by step
+    assert wait.startswith("checking the job and this machine") and sizing.startswith("loading torch, then timing")
     assert "torchvision" not in out.stdout + out.stderr and "Writing model shards" not in out.stdout + out.stderr
     assert out.stderr.strip() == "ioncannon: not starting without confirmation: add --yes."
 

@@ -147,7 +147,7 @@ def test_a_runner_started_on_an_empty_job_file_records_why_and_exits(tmp_path: P
 DISK_FULL_DRIVER = """
 import json, os, subprocess, sys, time
 wd, jobfile, script = sys.argv[1:4]
-subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", wd], check=True)
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200m", "tmpfs", wd], check=True)  # room for the door's 1 GB spare
 def cli(*a):
     return subprocess.run([script, *a, "--workdir", wd], capture_output=True, text=True)
 started = cli("run", jobfile, "--yes", "--detach")
