@@ -80,9 +80,10 @@ def random_photos(folder: Path, n: int = 10) -> Path:
 def job_spec(name: str, model: Path, photos: Path, steps: int, class_images: int, pack_images: int) -> Any:
     from ioncannon.engine import hardware
     from ioncannon.job.families import family_info
+    from ioncannon.job.plan.memory import choose_plan
     from ioncannon.job.spec import JobSpec
 
-    choice = hardware.choose_plan(hardware.probe(photos.parent), "recommended", "full", demo=TINY, family="sd15")
+    choice = choose_plan(hardware.probe(photos.parent), "recommended", "full", demo=TINY, family="sd15")
     plan = dataclasses.replace(choice.plan, steps=steps, num_class_images=class_images)
     per_prompt = max(1, round((pack_images - BARE) / STYLES))
     generate = dataclasses.replace(family_info("sd15").generate, images_per_prompt=per_prompt, bare_token_images=BARE)
