@@ -23,6 +23,16 @@ def _wiped(job: JobSummary) -> bool:
     return isinstance(read_finish_record(job.paths).get("wipe"), dict)
 
 
+def keys(text: Text, *pairs: tuple[str, str]) -> None:
+    """Appends each (keys, what they do) pair: "enter / v open it   r try again"; keys split on "/"."""
+    for n, (labels, what) in enumerate(pairs):
+        for m, label in enumerate(labels.split("/")):
+            if m:
+                text.append(" / ")
+            text.append_text(key(label))
+        text.append(f" {what}" + ("   " if n < len(pairs) - 1 else ""))
+
+
 def key(label: str) -> Text:
     """A key as the cards draw it: reversed, padded."""
     return Text(f" {label} ", style="bold reverse")
@@ -69,26 +79,15 @@ def state_panel(job: JobSummary, now: float) -> Text:
         ago = f" (last heard from {duration(max(0.0, now - state.updated_at))} ago)"
     if action == "attach":
         text.append("Its runner is working right now. ", style="green")
-        text.append_text(key("enter"))
-        text.append(" / ")
-        text.append_text(key("a"))
-        text.append(" attach and watch it")
+        keys(text, ("enter/a", "attach and watch it"))
         return text
     if state.status == "finished":
         text.append("Finished. ", style="green")
-        text.append_text(key("enter"))
-        text.append(" / ")
-        text.append_text(key("v"))
-        text.append(" open its results and images")
+        keys(text, ("enter/v", "open its results and images"))
     elif state.status == "failed":
         text.append(f"It failed{ago}: {state.message or 'no reason was recorded'}", style="red")
         text.append("\n")
-        text.append_text(key("enter"))
-        text.append(" / ")
-        text.append_text(key("v"))
-        text.append(" open it (nothing runs)   ")
-        text.append_text(key("r"))
-        text.append(" try it again as it is")
+        keys(text, ("enter/v", "open it (nothing runs)"), ("r", "try it again as it is"))
     else:
         if state.status in LIVE_STATUSES:
             text.append(f"Its runner stopped without finishing (killed, or the machine restarted){ago}.",
@@ -99,15 +98,7 @@ def state_panel(job: JobSummary, now: float) -> Text:
         else:
             text.append(f"Nothing is running it now{ago}.", style="yellow")
         text.append("\n")
-        text.append_text(key("enter"))
-        text.append(" / ")
-        text.append_text(key("r"))
-        text.append(f" resume it: {resume_promise(job.paths, state)}")
+        keys(text, ("enter/r", f"resume it: {resume_promise(job.paths, state)}"))
     text.append("\n")
-    text.append_text(key("s"))
-    text.append(" set it aside (archive)   ")
-    text.append_text(key("d"))
-    text.append(" delete it   ")
-    text.append_text(key("n"))
-    text.append(" a new job")
+    keys(text, ("s", "set it aside (archive)"), ("d", "delete it"), ("n", "a new job"))
     return text

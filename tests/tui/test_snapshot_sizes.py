@@ -34,6 +34,7 @@ from .test_snapshots import (  # noqa: F401 - fixtures
     held_lock,
     job_on_disk,
     make_app,
+    pack_events,
     saved_session,
     training_events,
 )
@@ -121,22 +122,13 @@ def train(workdir: Path, hold: Callable[[JobPaths], None]) -> Callable[[Pilot[No
 
 
 def generate(workdir: Path, hold: Callable[[JobPaths], None]) -> Callable[[Pilot[None]], Awaitable[None]]:
-    from ioncannon.job.events import CollageReady, Progress, SampleReady, StageFinished, StageStarted
+    from ioncannon.job.events import StageFinished, StageStarted
 
     paths = JobPaths(workdir / "zwx-20270115-0930")
     events = training_events(paths) + [StageFinished(stage="train", t=NOW - 300), StageStarted(stage="export"),
                                        StageFinished(stage="export", t=NOW - 250), StageStarted(stage="generate")]
-    done = 0
-    for n, keyword in enumerate(("bare", "portrait", "oilpainting")):
-        for i in range(16 if keyword != "bare" else 4):
-            done += 1
-            events.append(SampleReady(stage="generate", path=f"{paths.outputs}/zwx_{keyword}/samples/{i:04d}.png",
-                                      label=keyword, t=NOW - 200 + done))
-        if keyword != "oilpainting":
-            collage = gradient(paths.outputs / f"zwx_{keyword}" / f"zwx_{keyword}-0000.jpg", 96, phase=n)
-            events.append(CollageReady(keyword=keyword, path=collage, t=NOW - 200 + done))
-    events.append(Progress(stage="generate", done=done, total=196, rate=6.2, eta_s=(196 - done) / 6.2,
-                           label="oilpainting", t=NOW - 1))
+    pack, done = pack_events(paths, ("bare", "portrait", "oilpainting"))
+    events += pack
     hold(job_on_disk(workdir, "generate", events, ["fetch", "prepare", "class_images", "cache", "train", "export"],
                         done, 196))
 

@@ -272,6 +272,24 @@ def training_events(paths: JobPaths) -> list[Event]:
     return events
 
 
+def pack_events(paths: JobPaths, keywords: tuple[str, ...], total: int = 196) -> tuple[list[Event], int]:
+    """Generate-stage events part way through the pack: every keyword's images, a collage for all but the last
+    (still drawing), and the progress line; with how many images are done."""
+    events: list[Event] = []
+    done = 0
+    for n, keyword in enumerate(keywords):
+        for i in range(16 if keyword != "bare" else 4):
+            done += 1
+            events.append(SampleReady(stage="generate", path=f"{paths.outputs}/zwx_{keyword}/samples/{i:04d}.png",
+                                      label=keyword, t=NOW - 200 + done))
+        if keyword != keywords[-1]:
+            collage = gradient(paths.outputs / f"zwx_{keyword}" / f"zwx_{keyword}-0000.jpg", 96, phase=n)
+            events.append(CollageReady(keyword=keyword, path=collage, t=NOW - 200 + done))
+    events.append(Progress(stage="generate", done=done, total=total, rate=6.2, eta_s=(total - done) / 6.2,
+                           label=keywords[-1], t=NOW - 1))
+    return events, done
+
+
 def test_train(box: Path, snap_compare: Callable[..., bool], held_lock: Callable[[JobPaths], None]) -> None:
     paths = JobPaths(box / "zwx-20270115-0930")
     paths = job_on_disk(box, "train", training_events(paths), ["fetch", "prepare", "class_images", "cache"], 420, 800)
@@ -307,17 +325,8 @@ def test_generate(box: Path, snap_compare: Callable[..., bool], held_lock: Calla
     events = training_events(paths) + [StageFinished(stage="train", t=NOW - 300)]
     events += [StageStarted(stage="export", t=NOW - 290), StageFinished(stage="export", t=NOW - 250),
                StageStarted(stage="generate", t=NOW - 240)]
-    done = 0
-    for n, keyword in enumerate(("bare", "portrait", "blackwhite", "oilpainting")):
-        for i in range(16 if keyword != "bare" else 4):
-            done += 1
-            events.append(SampleReady(stage="generate", path=f"{paths.outputs}/zwx_{keyword}/samples/{i:04d}.png",
-                                      label=keyword, t=NOW - 200 + done))
-        if keyword != "oilpainting":
-            collage = gradient(paths.outputs / f"zwx_{keyword}" / f"zwx_{keyword}-0000.jpg", 96, phase=n)
-            events.append(CollageReady(keyword=keyword, path=collage, t=NOW - 200 + done))
-    events.append(Progress(stage="generate", done=done, total=196, rate=6.2, eta_s=(196 - done) / 6.2,
-                           label="oilpainting", t=NOW - 1))
+    pack, done = pack_events(paths, ("bare", "portrait", "blackwhite", "oilpainting"))
+    events += pack
     events.append(Message(level="info", text="exported trained_models/zwx_model.safetensors (2.0 GB)", t=NOW - 250))
     paths = job_on_disk(box, "generate", events, ["fetch", "prepare", "class_images", "cache", "train", "export"], done,
                         196)
