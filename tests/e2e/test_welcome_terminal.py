@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from ioncannon.engine.demo import demo_photos_dir
+from ioncannon.job.plan.demo import demo_photos_dir
 from ioncannon.job import handle
 from ioncannon.job.fsio import write_json
 from ioncannon.job.spec import JobSpec
