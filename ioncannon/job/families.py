@@ -194,7 +194,11 @@ def family_of_keys(keys: list[str] | set[str]) -> str | None:
 
 
 def detect_family(source: str) -> str | None:
-    """The family of a local model (single .safetensors file or diffusers folder); None for a hub id or unknown."""
+    """The family of a local model (single .safetensors file or diffusers folder) or of a family's own hub model;
+    None for another hub id or an unknown file."""
+    named = next((f.name for f in FAMILIES.values() if source.strip().lower() == f.default_model.lower()), None)
+    if named is not None:
+        return named
     path = Path(source).expanduser()
     try:
         if path.is_file() and path.suffix == ".safetensors":

@@ -80,7 +80,8 @@ def test_folders_hub_ids_and_junk(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
     assert detect_family(str(folder)) == "sdxl"
-    assert detect_family("stabilityai/stable-diffusion-xl-base-1.0") is None  # a hub id is taken at its word
+    assert detect_family("stabilityai/stable-diffusion-xl-base-1.0") == "sdxl"  # a family's own hub model
+    assert detect_family("someone/their-finetune") is None  # any other hub id is taken at its word
     junk = tmp_path / "not-really.safetensors"
     junk.write_bytes(b"\xff" * 64)
     assert detect_family(str(junk)) is None

@@ -80,6 +80,13 @@ def test_an_sdxl_model_in_an_sd15_job_file_is_refused_at_the_door(tmp_path: Path
                         "family or choose an SD 1.5 base model.",)
 
 
+def test_another_familys_own_hub_model_is_refused_at_the_door(tmp_path: Path, photos: Path) -> None:
+    problems = refused(plan_job(job_file(tmp_path, **answers(photos), family="sd15",
+                                         base_model="stabilityai/stable-diffusion-xl-base-1.0"), box(24.0)))
+    assert problems == ("stable-diffusion-xl-base-1.0 is an SDXL model but the job is set to SD 1.5: pick SDXL as "
+                        "the model family or choose an SD 1.5 base model.",)
+
+
 def test_a_resolution_the_family_does_not_train_at_is_refused(tmp_path: Path, photos: Path) -> None:
     problems = refused(plan_job(job_file(tmp_path, **answers(photos), family="sdxl", resolution=512), box()))
     assert problems == ("resolution 512 is not a size SDXL trains at: write 1024 or 768.",)
