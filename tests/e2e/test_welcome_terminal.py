@@ -6,9 +6,9 @@ import sys
 import time
 from pathlib import Path
 
-from ioncannon.job.plan.demo import demo_photos_dir
 from ioncannon.job import handle
 from ioncannon.job.fsio import write_json
+from ioncannon.job.plan.demo import demo_photos_dir
 from ioncannon.job.spec import JobSpec
 from ioncannon.job.state import JobState, read_state
 from tests.e2e.tmuxdriver import Tmux
