@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from ioncannon.job import handle
+from ioncannon.job.families import family_info
 from ioncannon.job.fsio import write_json
 from ioncannon.job.plan.demo import demo_photos_dir
 from ioncannon.job.spec import JobSpec
@@ -17,7 +18,8 @@ from tests.e2e.tmuxdriver import Tmux
 def test_a_failed_job_is_listed_and_enter_starts_a_new_one(tmux: Tmux, tmp_path: Path) -> None:
     wd = tmp_path / "work"
     spec = JobSpec(name="doomed-20270101-0000", photos_dir=str(demo_photos_dir()), identifier="zwx",
-                   class_name="dog", device="cpu", family="sdxl", resolution=1024)
+                   class_name="dog", device="cpu", family="sdxl", resolution=1024,
+                   base_model=family_info("sdxl").default_model)
     paths = handle.create(wd, spec)
     write_json(paths.state_file, JobState(status="failed", stage="cache", message="could not download base model "
                "stabilityai/stable-diffusion-xl-base-1.0", updated_at=time.time() - 60).to_json())

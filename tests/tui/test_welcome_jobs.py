@@ -9,6 +9,7 @@ import pytest
 from textual.widgets import OptionList, Static
 
 from ioncannon.job import handle
+from ioncannon.job.families import family_info
 from ioncannon.job.fsio import write_json
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.plan.demo import demo_photos_dir
@@ -32,7 +33,8 @@ def job(workdir: Path, name: str, status: str, age_s: float, *, demo: bool = Fal
         message: str = "") -> JobPaths:
     """A job on disk in `status`, its job.json dated `age_s` ago (the list is ordered by it)."""
     spec = JobSpec(name=name, photos_dir=str(demo_photos_dir()), identifier="zwx", class_name="dog", device="cpu",
-                   demo=demo, family=family, resolution=1024 if family == "sdxl" else 512)
+                   demo=demo, family=family, resolution=1024 if family == "sdxl" else 512,
+                   base_model=family_info(family).default_model)
     paths = handle.create(workdir, spec)
     stages = ["prepare", "class_images", "cache", "train", "export", "generate", "package"]
     state = JobState(status=status, stage=None if status == "finished" else "cache",
