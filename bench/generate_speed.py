@@ -44,14 +44,16 @@ def flops_per_image(parts: Components, steps: int, resolution: int, dtype: torch
     return steps * unet_counter.get_total_flops() + vae_counter.get_total_flops()
 
 
-def measure(parts: Components, dtype: torch.dtype, batch: int, compile_unet: bool, tuned: bool, images: int,
+def measure(parts: Components, dtype: torch.dtype, batch: int, mode: str, tuned: bool, images: int,
             steps: int, resolution: int, cache: Path, flops: float) -> dict[str, float | int | str]:
+    """One variant: mode is eager, compile (the whole UNet) or blocks (its repeated blocks one by one)."""
     torch._dynamo.reset()  # a fresh compile per variant, not a cached graph from the previous one
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     sampler = ImageSampler(parts, torch.device("cuda"), dtype, steps=steps, resolution=resolution,
-                           batch_size=batch, compile_unet=compile_unet, compile_cache=cache / "compile", tuned=tuned)
+                           batch_size=batch, compile_unet=mode != "eager", compile_cache=cache / "compile", tuned=tuned,
+                           compile_scope="blocks" if mode == "blocks" else "model")
     sampler.warm_up()
     startup = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as out:
@@ -71,7 +73,7 @@ def measure(parts: Components, dtype: torch.dtype, batch: int, compile_unet: boo
     rate = images / seconds
     row = {
         "batch": batch,
-        "compile": compile_unet,
+        "compile": mode,
         "tuned": tuned,
         "dtype": str(dtype).replace("torch.", ""),
         "images": images,
@@ -145,7 +147,7 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         default="eager:4:plain,eager:16:plain,compile:16:plain,compile:16:tuned,eager:16:tuned,compile:8:tuned",
-        help="comma-separated eager|compile:batch:plain|tuned, in this order "
+        help="comma-separated eager|compile|blocks:batch:plain|tuned, in this order "
         "(tuned fuses q/k/v in place: put plain first)",
     )
     parser.add_argument("--images", type=int, default=64, help="images per measured variant")
@@ -202,7 +204,7 @@ def main() -> None:
         record(class_images_run(save_model(parts, workdir), workdir, args.class_images, args.class_batch))
     for variant in args.variants.split(","):
         mode, batch, tuning = variant.split(":")
-        record(measure(parts, dtype, int(batch), mode == "compile", tuning == "tuned", args.images, args.steps, 512,
+        record(measure(parts, dtype, int(batch), mode, tuning == "tuned", args.images, args.steps, 512,
                        workdir / ".cache", flops))
         torch.cuda.empty_cache()
 

@@ -22,6 +22,25 @@ def initial_noise(seeds: list[int], shape: tuple[int, int, int]) -> torch.Tensor
     return torch.stack([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s)) for s in seeds])
 
 
+# the denoiser's repeated building blocks: compiled one by one ("regional" compilation), blocks of one shape share
+# their kernels, so compiling takes a fraction of the whole model's time
+REPEATED_BLOCKS = ("BasicTransformerBlock", "ResnetBlock2D", "FluxTransformerBlock", "FluxSingleTransformerBlock")
+BLOCK_SHAPES_LIMIT = 64  # distinct (block, input shape) graphs kept per block type; SD 1.5's UNet has ~20 resnets'
+
+
+def compile_blocks(model: torch.nn.Module) -> int:
+    """Compile each repeated block of `model` in place (static shapes); how many were wrapped."""
+    import torch._dynamo.config as dynamo
+
+    dynamo.recompile_limit = max(dynamo.recompile_limit, BLOCK_SHAPES_LIMIT)
+    count = 0
+    for module in model.modules():
+        if type(module).__name__ in REPEATED_BLOCKS:
+            module.compile(dynamic=False, fullgraph=False)
+            count += 1
+    return count
+
+
 class ImageSampler:
     """Batched classifier-free-guidance sampling with one UNet call per step; compiled on CUDA when asked.
 
@@ -46,6 +65,7 @@ class ImageSampler:
         decode_batch: int = 8,
         tuned: bool = True,
         frozen_weights: str = "plain",
+        compile_scope: str = "model",
     ) -> None:
         self.parts = parts
         self.device = device
@@ -101,7 +121,10 @@ class ImageSampler:
             import torch._inductor.config as inductor
 
             inductor.conv_1x1_as_mm = tuned  # SD's many 1x1 convolutions (proj_in/out, shortcuts) become GEMMs
-            self.unet = torch.compile(parts.unet, dynamic=False, fullgraph=False)
+            if compile_scope == "blocks":
+                compile_blocks(parts.unet)
+            else:
+                self.unet = torch.compile(parts.unet, dynamic=False, fullgraph=False)
             self._vae_decode = torch.compile(self._decode_eager, dynamic=False)
             self.compiled = True
 
