@@ -11,7 +11,7 @@ from PIL import Image
 
 from ioncannon.engine.context import StageContext
 from ioncannon.engine.families.base import make_scheduler
-from ioncannon.engine.generate.sampler import ImageSampler, initial_noise
+from ioncannon.engine.generate.sampler import REPEATED_BLOCKS, ImageSampler, compile_blocks, initial_noise
 from ioncannon.engine.generate.stage import (
     class_cache_dir,
     generate_pack,
@@ -271,6 +271,17 @@ def test_compiling_is_chosen_only_where_it_pays(monkeypatch: pytest.MonkeyPatch)
     assert should_compile(cuda, 800, cache_warm=False), "class images and the pack together repay a cold compile"
     monkeypatch.setenv("IONCANNON_COMPILE", "0")
     assert not should_compile(cuda, 1500, cache_warm=True)
+
+
+def test_regional_compilation_wraps_each_repeated_block_and_nothing_else(tiny_model: Path) -> None:
+    unet = load_sd15(str(tiny_model)).unet
+    blocks = [m for m in unet.modules() if type(m).__name__ in REPEATED_BLOCKS]
+    kinds = {type(m).__name__ for m in blocks}
+    assert kinds == {"BasicTransformerBlock", "ResnetBlock2D"}
+    assert compile_blocks(unet) == len(blocks)
+    wrapped = [m for m in unet.modules() if getattr(m, "_compiled_call_impl", None) is not None]
+    assert wrapped == blocks, "only the repeated blocks are compiled; the UNet around them stays eager"
+    assert torch._dynamo.config.recompile_limit >= 32, "one graph per block shape fits under the recompile limit"
 
 
 def test_a_sampler_swapped_to_other_weights_draws_what_a_fresh_one_draws(tmp_path: Path, tiny_model: Path) -> None:
