@@ -36,7 +36,7 @@ CANDIDATES: dict[str, tuple[str, ...]] = {"cuda": ("flash", "cudnn", "efficient"
 PROBE_TIMEOUT_S = 180.0   # a child that takes longer than this on one backend has hung: that backend failed
 _REPEATS = 3
 _CACHE_FILE = "attention.json"
-_SCHEMA = 1
+_SCHEMA = 2   # 2: trials also try the fused layout and a strided gradient (choices made without are redone)
 
 _active: AttentionChoice | None = None   # this process's choice, for a later kernel error to name
 
@@ -97,15 +97,39 @@ class AttentionUnavailable(RuntimeError):
 # --------------------------------------------------------------------------- one trial
 
 
-def _inputs(shape: AttentionShape, dtype: torch.dtype, device: torch.device, grad: bool,
+# How a model hands attention its inputs and takes its output back, each tried per shape (kernels have broken on
+# strides that a plain contiguous test never shows):
+# - "separate": q, k and v from their own projections, (batch, tokens, heads, head size) seen through a transpose;
+#   the output's gradient comes back through the heads' merge alone (an SD or SDXL block, Flux's double blocks);
+# - "fused": q, k and v slices of one fused projection (a sampler with fused q/k/v), and the output's gradient a
+#   slice of a wider tensor's, as in Flux's single blocks, whose attention output is concatenated beside the MLP's
+#   (cuDNN's backward broke there on torch 2.11 while the plain layout passed).
+LAYOUTS = ("separate", "fused")
+_BESIDE = 4   # the MLP beside the attention output is this many times wider (Flux's mlp_ratio)
+
+
+def _inputs(shape: AttentionShape, dtype: torch.dtype, device: torch.device, grad: bool, layout: str = "separate",
             seed: int = 0) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """q, k, v laid out as diffusers' attention passes them: (batch, tokens, heads, head size) tensors seen as
-    (batch, heads, tokens, head size) through a transpose, not contiguous copies (kernels can break on strides)."""
+    """q, k, v laid out as diffusers' attention passes them (see LAYOUTS), and the leaf tensors behind them."""
     g = torch.Generator(device="cpu").manual_seed(seed)
+    b, h, d = shape.batch, shape.heads, shape.head_dim
+    if layout == "fused" and shape.q_len == shape.kv_len:
+        leaf = torch.randn((b, shape.q_len, 3, h, d), generator=g).to(device=device, dtype=dtype).requires_grad_(grad)
+        return [leaf[:, :, i].transpose(1, 2) for i in range(3)], [leaf]
     lens = (shape.q_len, shape.kv_len, shape.kv_len)
-    leaves = [torch.randn((shape.batch, n, shape.heads, shape.head_dim), generator=g)
-              .to(device=device, dtype=dtype).requires_grad_(grad) for n in lens]
+    leaves = [torch.randn((b, n, h, d), generator=g).to(device=device, dtype=dtype).requires_grad_(grad)
+              for n in lens]
     return [leaf.transpose(1, 2) for leaf in leaves], leaves
+
+
+def _backward(out: torch.Tensor, layout: str) -> None:
+    """The output's gradient arrives as diffusers' blocks send it: back through the heads' merge, and for "fused"
+    as a slice of the gradient of the merge concatenated beside a wider MLP output."""
+    merged = out.transpose(1, 2).reshape(out.shape[0], out.shape[2], -1)
+    if layout == "fused":
+        beside = torch.ones(*merged.shape[:2], _BESIDE * merged.shape[2], device=out.device, dtype=out.dtype)
+        merged = torch.cat([merged, beside], dim=2)
+    merged.float().square().mean().backward()
 
 
 def _unsupported(exc: BaseException) -> bool:
@@ -125,33 +149,36 @@ def sdpa_trial(backend: str, shapes: Sequence[AttentionShape], dtype: torch.dtyp
     tol = 2e-2 if dtype in (torch.float16, torch.bfloat16) else 1e-4
     largest = max(shapes, key=lambda s: s.batch * s.heads * s.q_len * s.kv_len * s.head_dim)
     for shape in shapes:
-        (q, k, v), leaves = _inputs(shape, dtype, device, backward)
-        ref = _reference(q, k, v)
-        try:
-            def once(q: torch.Tensor = q, k: torch.Tensor = k, v: torch.Tensor = v) -> torch.Tensor:
-                with sdpa_kernel([BACKENDS[backend]]):
-                    out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
-                    if backward:   # the gradient arrives as diffusers' attention sends it: back through the merge
-                        merged = out.transpose(1, 2).reshape(out.shape[0], out.shape[2], -1)
-                        merged.float().square().mean().backward()
-                return out
+        for layout in LAYOUTS:
+            (q, k, v), leaves = _inputs(shape, dtype, device, backward, layout)
+            ref = _reference(q, k, v)
+            try:
+                def once(q: torch.Tensor = q, k: torch.Tensor = k, v: torch.Tensor = v,
+                         layout: str = layout) -> torch.Tensor:
+                    with sdpa_kernel([BACKENDS[backend]]):
+                        out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+                        if backward:
+                            _backward(out, layout)
+                    return out
 
-            out = once()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-        except RuntimeError as exc:   # torch.OutOfMemoryError too: a card busy with the model is no verdict
-            if _unsupported(exc) or isinstance(exc, torch.OutOfMemoryError):
-                trial.unsupported.append(shape.text())
-                continue
-            return Trial(backend, ok=False, error=first_line(exc))
-        grads = [leaf.grad for leaf in leaves] if backward else []
-        if not torch.isfinite(out).all() or any(g is None or not torch.isfinite(g).all() for g in grads):
-            return Trial(backend, ok=False, error=f"non-finite values at {shape.text()}")
-        err = (out.detach().float() - ref).abs().max().item()
-        if err > tol * max(1.0, ref.abs().max().item()):
-            return Trial(backend, ok=False, error=f"wrong results at {shape.text()} (off by {err:.3g})")
-        if shape == largest:
-            trial.ms = _time(once, device)
+                out = once()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+            except RuntimeError as exc:   # torch.OutOfMemoryError too: a card busy with the model is no verdict
+                if _unsupported(exc) or isinstance(exc, torch.OutOfMemoryError):
+                    if shape.text() not in trial.unsupported:
+                        trial.unsupported.append(shape.text())
+                    break
+                return Trial(backend, ok=False, error=f"{first_line(exc)} ({layout} layout at {shape.text()})"[:240])
+            grads = [leaf.grad for leaf in leaves] if backward else []
+            if not torch.isfinite(out).all() or any(g is None or not torch.isfinite(g).all() for g in grads):
+                return Trial(backend, ok=False, error=f"non-finite values at {shape.text()} ({layout} layout)")
+            err = (out.detach().float() - ref).abs().max().item()
+            if err > tol * max(1.0, ref.abs().max().item()):
+                return Trial(backend, ok=False,
+                             error=f"wrong results at {shape.text()} ({layout} layout, off by {err:.3g})")
+            if shape == largest and layout == LAYOUTS[0]:
+                trial.ms = _time(once, device)
     if len(trial.unsupported) == len(shapes):
         return Trial(backend, ok=False, error="takes none of the job's shapes", unsupported=trial.unsupported)
     return trial

@@ -38,6 +38,11 @@ from ioncannon.job.state import JobState, read_state, write_state
 from ioncannon.rental.costs import BUDGET_HINT, budget_exceeded
 
 RESERVE_NAME = "reserve"
+# A GPU kernel that crashes (an illegal memory access) leaves the process's CUDA context unusable: the runner marks
+# the attention kernel in use as broken and starts itself again, in place, which tests and picks the next kernel.
+RESTART_EXIT = 75
+KERNEL_RESTARTS_ENV = "IONCANNON_KERNEL_RESTARTS"
+MAX_KERNEL_RESTARTS = 2
 
 
 def _free_text(paths: JobPaths) -> str:
@@ -211,7 +216,7 @@ class Runner:
             except Exception as exc:  # an unexpected bug: the traceback goes to the log, a sentence to the user
                 self.log.error("stage %s crashed:\n%s", stage, traceback.format_exc())
                 if kernel_error(exc):
-                    return self._fail(stage, *self._kernel_failure(ctx, stage, exc))
+                    return self._kernel_failure(ctx, stage, exc)
                 if self._disk_full(exc):
                     return self._fail(stage, f"{stage} stopped: the disk is full ({_free_text(self.paths)}).",
                                       "Free some space (`ioncannon wipe` an old job, or delete files you no longer "
@@ -261,8 +266,10 @@ class Runner:
             self.log.warning("files of finished stages are missing; running again: %s", sorted(set(gone)))
             self.state.stages_done = [s for s in done if s not in gone]
 
-    def _kernel_failure(self, ctx: Any, stage: str, exc: BaseException) -> tuple[str, str]:
-        """A GPU kernel broke (CUDA, cuDNN, cuBLAS): which kernel, and that a resume leaves a broken one out."""
+    def _kernel_failure(self, ctx: Any, stage: str, exc: BaseException) -> int:
+        """A GPU kernel broke (CUDA, cuDNN, cuBLAS). Where an attention kernel was in use it is marked broken on this
+        card and, unless that happened too often already, the runner asks to be started again without it
+        (RESTART_EXIT): finished stages and checkpoints are kept. Otherwise the job fails with a hint."""
         from ioncannon.engine.attention import first_line, mark_broken
 
         detail = first_line(exc)
@@ -272,12 +279,23 @@ class Runner:
             backend = None
         if backend:
             self.log.error("the %s attention kernel is marked broken on this card", backend)
-            return (f"{stage} stopped: a GPU kernel failed while the {backend} attention kernel was in use ({detail}).",
-                    "Resume (`ioncannon resume`): the job keeps its finished work and leaves that kernel out. If it "
-                    "fails again, this box's PyTorch or driver is broken: rent another box.")
-        return (f"{stage} stopped: a GPU kernel failed ({detail}).",
-                "Resume (`ioncannon resume`): the job keeps its finished work. If it fails the same way again, this "
-                "box's PyTorch or driver is broken: rent another box (or another PyTorch image).")
+            restarts = kernel_restarts()
+            if restarts < MAX_KERNEL_RESTARTS:
+                self.log.warning("starting the runner again without the %s kernel (restart %d of at most %d)",
+                                 backend, restarts + 1, MAX_KERNEL_RESTARTS)
+                self.emit(Message(level="warning", text=(
+                    f"The {backend} attention kernel crashed on this card during {stage} ({detail}). Starting again "
+                    "without it; finished work is kept.")))
+                return RESTART_EXIT
+            return self._fail(
+                stage, f"{stage} stopped: a GPU kernel failed while the {backend} attention kernel was in use "
+                f"({detail}).",
+                "Resume (`ioncannon resume`): the job keeps its finished work and leaves that kernel out. If it "
+                "fails again, this box's PyTorch or driver is broken: rent another box.")
+        return self._fail(
+            stage, f"{stage} stopped: a GPU kernel failed ({detail}).",
+            "Resume (`ioncannon resume`): the job keeps its finished work. If it fails the same way again, this "
+            "box's PyTorch or driver is broken: rent another box (or another PyTorch image).")
 
     def _stopped(self) -> int:
         self.state.status = "stopped"
@@ -340,10 +358,29 @@ def _refuse_damaged_job(paths: JobPaths, problem: str, log: logging.Logger) -> i
 
 
 
+def kernel_restarts() -> int:
+    """How many times this job's runner has started itself again after a kernel crash (0 on a fresh start)."""
+    try:
+        return max(0, int(os.environ.get(KERNEL_RESTARTS_ENV, "0")))
+    except ValueError:
+        return 0
+
+
+def restart_in_place(argv: list[str]) -> None:
+    """Replace this process with a fresh runner for the same job (same pid, so clients keep following it): a new
+    CUDA context, in which the attention test leaves the broken kernel out."""
+    os.environ[KERNEL_RESTARTS_ENV] = str(kernel_restarts() + 1)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "ioncannon.engine.runner", *argv])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ioncannon.engine.runner")
     parser.add_argument("job_root")
     parser.add_argument("--workdir", required=True)
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     os.umask(0o077)  # everything the job writes shows the subject or describes them: private to the user
     paths = JobPaths(args.job_root)
@@ -391,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     code = runner.run()
     # let go now, not when the interpreter has torn torch down: `run … && ioncannon wipe` must find the job free
     lock.release()
+    if code == RESTART_EXIT:
+        restart_in_place(argv)
     return code
 
 

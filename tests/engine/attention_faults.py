@@ -47,3 +47,27 @@ def wrong_on_flash(backend: str, shapes: Sequence[AttentionShape], dtype: torch.
 
 def never(*_args: object) -> Trial:
     raise AssertionError("a cached choice must not be tested again")
+
+
+def breaks_on_a_strided_gradient(backend: str, shapes: Sequence[AttentionShape], dtype: torch.dtype,
+                                 device: torch.device, backward: bool) -> Trial:
+    """The flash kernel's backward breaks when the output's gradient is laid out unlike the output, as cuDNN's did
+    under Flux's single blocks (attention output concatenated beside the MLP's) while contiguous tests passed."""
+    if backend != "flash":
+        return sdpa_trial(backend, shapes, dtype, device, backward)
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def strict(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kw: object) -> torch.Tensor:
+        out = real(q, k, v, **kw)
+        if out.requires_grad and torch.backends.cuda.flash_sdp_enabled():
+            def check(grad: torch.Tensor) -> None:
+                if grad.stride() != out.stride():
+                    raise RuntimeError("CUDA error: an illegal memory access was encountered")
+            out.register_hook(check)
+        return out
+
+    torch.nn.functional.scaled_dot_product_attention = strict
+    try:
+        return sdpa_trial(backend, shapes, dtype, device, backward)
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = real

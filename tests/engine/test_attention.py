@@ -53,6 +53,17 @@ def test_a_backend_with_wrong_numbers_is_left_out(tmp_path: Path) -> None:
     assert "wrong results" in next(t.error for t in choice.trials if t.backend == "flash")
 
 
+def test_a_backend_broken_only_for_a_gradient_laid_out_unlike_its_output_is_caught(tmp_path: Path) -> None:
+    # Flux's single blocks send the attention output's gradient as a slice of a wider one; a test with a contiguous
+    # gradient passed cuDNN there, and the real model then crashed
+    choice = choose(CPU, torch.float32, SHAPES, True, tmp_path, trial_fn=f"{FAULTS}:breaks_on_a_strided_gradient")
+    assert choice.order == ["math"]
+    error = next(t.error for t in choice.trials if t.backend == "flash")
+    assert "illegal memory access" in error and "fused layout" in error
+    sampling = choose(CPU, torch.float32, SHAPES, False, tmp_path, trial_fn=f"{FAULTS}:breaks_on_a_strided_gradient")
+    assert sampling.order == ["flash", "math"], "no gradient when sampling: nothing to break"
+
+
 @pytest.mark.slow
 def test_a_backend_that_kills_its_process_costs_only_its_child(child_path: None) -> None:
     trials = run_trials_isolated(["flash", "math"], SHAPES, torch.float32, CPU, True, f"{FAULTS}:crash_on_flash",
@@ -119,11 +130,10 @@ def test_flux_shape_is_joint_attention_over_image_and_t5_tokens() -> None:
     assert family_for("flux").attention_shapes(parts, 1024) == [AttentionShape(1, 24, 4608, 4608, 128)]
 
 
-def test_a_kernel_error_in_a_job_fails_with_a_hint_and_marks_the_kernel(workdir: Path, monkeypatch) -> None:
+def _kernel_crash_job(workdir: Path, monkeypatch: pytest.MonkeyPatch, name: str):
+    """A job whose stages crash in a GPU kernel while the attention kernel they chose is in use."""
     from ioncannon.engine import stages
     from ioncannon.engine.demo import demo_spec
-    from ioncannon.engine.runner import Runner
-    from ioncannon.job.state import read_state
     from ioncannon.job.workdir import create_job
 
     def broken_kernel(stage: str):
@@ -134,8 +144,47 @@ def test_a_kernel_error_in_a_job_fails_with_a_hint_and_marks_the_kernel(workdir:
         return run
 
     monkeypatch.setattr(stages, "stage_function", broken_kernel)
-    spec = demo_spec(workdir, name="kernel")
-    paths = create_job(workdir, spec)
+    spec = demo_spec(workdir, name=name)
+    return spec, create_job(workdir, spec)
+
+
+def test_a_kernel_crash_restarts_the_runner_without_that_kernel(workdir: Path, monkeypatch) -> None:
+    from ioncannon.engine import runner as runner_mod
+    from ioncannon.engine.runner import RESTART_EXIT, Runner
+    from ioncannon.job.events import Message, parse_event
+    from ioncannon.job.state import read_state
+
+    monkeypatch.setenv(runner_mod.KERNEL_RESTARTS_ENV, "0")  # restored (unset) after the test
+    spec, paths = _kernel_crash_job(workdir, monkeypatch, "restart")
+    assert Runner(paths, workdir, spec, logging.getLogger("test")).run() == RESTART_EXIT
+    assert read_state(paths).status == "running", "a restart is not a failure: the client keeps following"
+    events = [parse_event(line) for line in paths.events_file.read_text().splitlines()]
+    said = [e.text for e in events if isinstance(e, Message) and e.level == "warning"]
+    assert said and "flash attention kernel crashed" in said[-1] and "finished work is kept" in said[-1]
+    assert choose(CPU, torch.float32, SHAPES, True, workdir / ".cache").order == ["math"], "flash is left out"
+
+    # main() starts the runner again in place (same pid), counting the restart (flash forgotten, so it crashes again)
+    (workdir / ".cache" / "attention.json").unlink()
+    calls: list[list[str]] = []
+
+    def fake_exec(path: str, args: list[str]) -> None:
+        calls.append(args)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(runner_mod.os, "execv", fake_exec)
+    with pytest.raises(SystemExit):
+        runner_mod.main([str(paths.root), "--workdir", str(workdir)])
+    assert calls and calls[0][1:] == ["-m", "ioncannon.engine.runner", str(paths.root), "--workdir", str(workdir)]
+    assert os.environ[runner_mod.KERNEL_RESTARTS_ENV] == "1"
+
+
+def test_a_kernel_that_keeps_crashing_fails_with_a_hint(workdir: Path, monkeypatch) -> None:
+    from ioncannon.engine import runner as runner_mod
+    from ioncannon.engine.runner import Runner
+    from ioncannon.job.state import read_state
+
+    monkeypatch.setenv(runner_mod.KERNEL_RESTARTS_ENV, str(runner_mod.MAX_KERNEL_RESTARTS))
+    spec, paths = _kernel_crash_job(workdir, monkeypatch, "kernel")
     assert Runner(paths, workdir, spec, logging.getLogger("test")).run() == 1
     state = read_state(paths)
     assert state.status == "failed"
