@@ -14,9 +14,9 @@ from ioncannon.engine.families.base import make_scheduler
 from ioncannon.engine.generate.sampler import REPEATED_BLOCKS, ImageSampler, compile_blocks, initial_noise
 from ioncannon.engine.generate.stage import (
     class_cache_dir,
+    compile_scope,
     generate_pack,
     run_class_images,
-    should_compile,
 )
 from ioncannon.engine.models.load import TINY_RESOLUTION, Components, save_tiny_model
 from ioncannon.job.errors import StageError, StopRequested
@@ -264,13 +264,16 @@ def test_a_broken_pack_is_a_stage_error(tmp_path: Path, tiny_model: Path) -> Non
 def test_compiling_is_chosen_only_where_it_pays(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("IONCANNON_COMPILE", raising=False)
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert not should_compile(cpu, 10_000, cache_warm=True)
-    assert not should_compile(cuda, 200, cache_warm=False), "a cold compile costs more than 200 images save"
-    assert should_compile(cuda, 200, cache_warm=True)
-    assert should_compile(cuda, 1500, cache_warm=False)
-    assert should_compile(cuda, 800, cache_warm=False), "class images and the pack together repay a cold compile"
+    assert compile_scope(cpu, 10_000, cache_warm=True) == ""
+    assert compile_scope(cuda, 428, cache_warm=False) == "", "a default job's 428 images run quickest eagerly"
+    assert compile_scope(cuda, 800, cache_warm=False) == "blocks", "the blocks compile in half the time"
+    assert compile_scope(cuda, 5000, cache_warm=False) == "model"
+    assert compile_scope(cuda, 200, cache_warm=True) == "model", "cached kernels make the whole model cheap"
+    assert compile_scope(cuda, 100, cache_warm=True) == ""
     monkeypatch.setenv("IONCANNON_COMPILE", "0")
-    assert not should_compile(cuda, 1500, cache_warm=True)
+    assert compile_scope(cuda, 5000, cache_warm=True) == ""
+    monkeypatch.setenv("IONCANNON_COMPILE", "1")
+    assert compile_scope(cuda, 10, cache_warm=False) == "model"
 
 
 def test_regional_compilation_wraps_each_repeated_block_and_nothing_else(tiny_model: Path) -> None:

@@ -29,10 +29,13 @@ from ioncannon.job.outputs import ImageJob, OutputSet, plan_outputs
 
 CLASS_SEED = 20_000          # class image i uses seed CLASS_SEED + i, so a top-up continues the same series
 CONTACT_COLUMNS = 4
-# Measured on an H200 (SD1.5, 512 px, batch 16): eager ~4.9 images/s, compiled ~8.2; compiling took 62 s on a
-# cold cache and ~14 s once the kernels are cached, so it pays from ~800 or ~150 images.
-COMPILE_MIN_IMAGES_COLD = 800
-COMPILE_MIN_IMAGES_WARM = 150
+# Measured on an H100 (bench/generate_speed.py, SD 1.5 at 512 px, batch 16, torch 2.11): eager 5.2 images/s; the
+# whole UNet compiled 8.5 images/s after 68 s of compiling on a cold cache (~14 s once its kernels are cached, on an
+# H200); its repeated blocks compiled one by one 7.3 images/s after 32 s. So on a cold cache eager is quickest up to
+# ~570 images, the blocks up to ~1,900, the whole model beyond; on a warm cache the whole model from ~150.
+BLOCKS_MIN_IMAGES_COLD = 570
+MODEL_MIN_IMAGES_COLD = 1900
+MODEL_MIN_IMAGES_WARM = 150
 # Keeping the class-image sampler on the GPU through caching and training, for the pack to reuse, needs room
 # beside the training peak (14 GiB for the roomiest SD 1.5 plan).
 SHARE_SAMPLER_MIN_GIB = 40.0
@@ -42,18 +45,25 @@ SAMPLER_KEY = "image-sampler"
 # --------------------------------------------------------------------------- shared
 
 
-def should_compile(device: torch.device, images: int, cache_warm: bool) -> bool:
-    """Compile on CUDA when the run is long enough to pay back the start-up (IONCANNON_COMPILE=0/1 overrides)."""
+def compile_scope(device: torch.device, images: int, cache_warm: bool) -> str:
+    """What to compile for a run of `images` on CUDA: "" (nothing), "blocks" (the repeated blocks one by one) or
+    "model" (the whole denoiser), whichever makes the run quickest start-up included. IONCANNON_COMPILE=0 turns
+    compiling off, =1 compiles the whole model."""
     if device.type != "cuda":
-        return False
+        return ""
     forced = os.environ.get("IONCANNON_COMPILE", "")
     if forced in ("0", "1"):
-        return forced == "1"
-    return images >= (COMPILE_MIN_IMAGES_WARM if cache_warm else COMPILE_MIN_IMAGES_COLD)
+        return "model" if forced == "1" else ""
+    if cache_warm:
+        return "model" if images >= MODEL_MIN_IMAGES_WARM else ""
+    if images >= MODEL_MIN_IMAGES_COLD:
+        return "model"
+    return "blocks" if images >= BLOCKS_MIN_IMAGES_COLD else ""
 
 
 def _compile_marker(ctx: StageContext, parts: Components) -> Path:
-    """A file that says kernels for this UNet shape, batch, resolution and dtype are in the compile cache."""
+    """A file that says kernels of the whole compiled UNet for this shape, batch, resolution and dtype are in the
+    compile cache."""
     return warm_marker(compile_root(ctx.shared_cache), {
         "torch": torch.__version__, "gpu": torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else "",
         "unet": dict(parts.unet.config), "batch": ctx.spec.generate.batch_size, "resolution": ctx.spec.resolution,
@@ -74,18 +84,24 @@ def make_sampler(ctx: StageContext, parts: Components, images: int) -> ImageSamp
     use_attention(ctx, family.attention_shapes(parts, ctx.spec.resolution, batch=plan.batch_size),
                   family.attention_dtype(ctx.dtype), backward=False)
     marker = _compile_marker(ctx, parts)
+    scope = compile_scope(ctx.device, images, marker.exists())
     sampler = ImageSampler(
         parts, ctx.device, ctx.dtype,
         sampler=plan.sampler, steps=plan.steps, guidance=plan.guidance, resolution=ctx.spec.resolution,
-        batch_size=plan.batch_size, compile_unet=should_compile(ctx.device, images, marker.exists()),
+        batch_size=plan.batch_size, compile_unet=bool(scope), compile_scope=scope or "model",
         compile_cache=compile_root(ctx.shared_cache), frozen_weights=frozen_weights(ctx),
     )
     if sampler.compiled:
-        ctx.log.info("compiling the UNet and VAE decoder (cache warm: %s)", marker.exists())
+        what = "the UNet's repeated blocks" if scope == "blocks" else "the UNet"
+        ctx.log.info("compiling %s and the VAE decoder for %d images (whole-UNet cache warm: %s)", what, images,
+                     marker.exists())
         seconds = sampler.warm_up()
         ctx.log.info("compiled in %.1f s", seconds)
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
+        if scope == "model":
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+    else:
+        ctx.log.info("sampling eagerly: compiling would cost more than it saves on %d images", images)
     return sampler
 
 
