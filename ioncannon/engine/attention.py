@@ -36,7 +36,8 @@ CANDIDATES: dict[str, tuple[str, ...]] = {"cuda": ("flash", "cudnn", "efficient"
 PROBE_TIMEOUT_S = 180.0   # a child that takes longer than this on one backend has hung: that backend failed
 _REPEATS = 3
 _CACHE_FILE = "attention.json"
-_SCHEMA = 2   # 2: trials also try the fused layout and a strided gradient (choices made without are redone)
+_SCHEMA = 1
+_TRIAL_VERSION = 2   # 2: the fused layout and the strided gradient too; choices tested without are tested again
 
 _active: AttentionChoice | None = None   # this process's choice, for a later kernel error to name
 
@@ -308,7 +309,8 @@ def card_key(device: torch.device) -> str:
 
 def _choice_key(device: torch.device, dtype: torch.dtype, shapes: Sequence[AttentionShape], backward: bool) -> str:
     kind = "train" if backward else "sample"
-    return f"{card_key(device)} | {str(dtype).removeprefix('torch.')} {kind} | " + " ".join(s.text() for s in shapes)
+    return (f"{card_key(device)} | {str(dtype).removeprefix('torch.')} {kind} | trial {_TRIAL_VERSION} | "
+            + " ".join(s.text() for s in shapes))
 
 
 def _read_cache(path: Path) -> dict[str, Any]:
