@@ -102,9 +102,10 @@ class AttentionUnavailable(RuntimeError):
 # strides that a plain contiguous test never shows):
 # - "separate": q, k and v from their own projections, (batch, tokens, heads, head size) seen through a transpose;
 #   the output's gradient comes back through the heads' merge alone (an SD or SDXL block, Flux's double blocks);
-# - "fused": q, k and v slices of one fused projection (a sampler with fused q/k/v), and the output's gradient a
-#   slice of a wider tensor's, as in Flux's single blocks, whose attention output is concatenated beside the MLP's
-#   (cuDNN's backward broke there on torch 2.11 while the plain layout passed).
+# - "fused": q, k and v slices of one fused projection (a sampler with fused q/k/v; k and v alone for
+#   cross-attention), and the output's gradient a slice of a wider tensor's, as in Flux's single blocks, whose
+#   attention output is concatenated beside the MLP's (cuDNN's backward broke there on torch 2.11 while the plain
+#   layout passed). tests/engine/test_attention_layouts.py checks that these cover every family's real layouts.
 LAYOUTS = ("separate", "fused")
 _BESIDE = 4   # the MLP beside the attention output is this many times wider (Flux's mlp_ratio)
 
@@ -114,9 +115,13 @@ def _inputs(shape: AttentionShape, dtype: torch.dtype, device: torch.device, gra
     """q, k, v laid out as diffusers' attention passes them (see LAYOUTS), and the leaf tensors behind them."""
     g = torch.Generator(device="cpu").manual_seed(seed)
     b, h, d = shape.batch, shape.heads, shape.head_dim
-    if layout == "fused" and shape.q_len == shape.kv_len:
+    if layout == "fused" and shape.q_len == shape.kv_len:   # self-attention: q, k and v from one projection
         leaf = torch.randn((b, shape.q_len, 3, h, d), generator=g).to(device=device, dtype=dtype).requires_grad_(grad)
         return [leaf[:, :, i].transpose(1, 2) for i in range(3)], [leaf]
+    if layout == "fused":   # cross-attention: k and v from one projection of the prompt
+        q = torch.randn((b, shape.q_len, h, d), generator=g).to(device=device, dtype=dtype).requires_grad_(grad)
+        kv = torch.randn((b, shape.kv_len, 2, h, d), generator=g).to(device=device, dtype=dtype).requires_grad_(grad)
+        return [q.transpose(1, 2), kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)], [q, kv]
     lens = (shape.q_len, shape.kv_len, shape.kv_len)
     leaves = [torch.randn((b, n, h, d), generator=g).to(device=device, dtype=dtype).requires_grad_(grad)
               for n in lens]
