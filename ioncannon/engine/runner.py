@@ -28,7 +28,7 @@ from ioncannon.job.events import (
 )
 from ioncannon.job.fsio import StateFileError, append_line, free_bytes, open_job_file
 from ioncannon.job.handle import DAMAGED_JOB_HINT
-from ioncannon.job.lock import try_lock
+from ioncannon.job.lock import adopt_lock, try_lock
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.printable import printable, printable_lines
 from ioncannon.job.spec import JobSpec, load_spec
@@ -373,7 +373,8 @@ def restart_in_place(argv: list[str]) -> None:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "ioncannon.engine.runner", *argv])
+    safe_path = ["-P"] if getattr(sys.flags, "safe_path", False) else []   # as it was started (job/handle.py)
+    os.execv(sys.executable, [sys.executable, *safe_path, "-m", "ioncannon.engine.runner", *argv])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -388,8 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         # every state write would land wherever the link leads
         print(f"{paths.meta} is reached through a symlink, not the job's own folder; exiting", file=sys.stderr)
         return 3
-    lock = None
-    for _ in range(20):  # a client may be probing the lock for a moment
+    lock = adopt_lock(paths)   # handed over when this runner started itself again in place
+    for _ in range(0 if lock else 20):  # a client may be probing the lock for a moment
         lock = try_lock(paths)
         if lock is not None:
             break
@@ -426,10 +427,11 @@ def main(argv: list[str] | None = None) -> int:
     runner.make_reserve()
     log.info("runner %d started for %s", os.getpid(), paths.root)
     code = runner.run()
+    if code == RESTART_EXIT:
+        lock.hand_over_on_exec()   # held throughout: to its clients the job never stops running
+        restart_in_place(argv)
     # let go now, not when the interpreter has torn torch down: `run … && ioncannon wipe` must find the job free
     lock.release()
-    if code == RESTART_EXIT:
-        restart_in_place(argv)
     return code
 
 

@@ -14,6 +14,9 @@ from ioncannon.job.paths import JobPaths
 from ioncannon.job.state import read_state
 
 RUNNER_MODULE = "ioncannon.engine.runner"
+# A runner that starts itself again in place (exec) hands its held lock to the new program through this variable,
+# so there is no moment in which the job looks unlocked (and so interrupted) to the clients following it.
+LOCK_FD_ENV = "IONCANNON_RUNNER_LOCK_FD"
 
 
 class RunnerBusy(Exception):
@@ -36,6 +39,28 @@ class RunnerLock:
 
     def release(self) -> None:
         os.close(self.fd)
+
+    def hand_over_on_exec(self) -> None:
+        """Keep the lock held through an exec of this process: the program started adopts it (`adopt_lock`)."""
+        os.set_inheritable(self.fd, True)
+        os.environ[LOCK_FD_ENV] = str(self.fd)
+
+
+def adopt_lock(paths: JobPaths) -> RunnerLock | None:
+    """The lock this process was handed across an exec, if it was (and it is this job's, still held); else None."""
+    text = os.environ.pop(LOCK_FD_ENV, "")
+    if not text.isdigit():
+        return None
+    fd = int(text)
+    try:
+        held, folder = os.fstat(fd), os.stat(paths.root)
+        if (held.st_dev, held.st_ino) != (folder.st_dev, folder.st_ino):
+            return None   # some other descriptor: leave it alone
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # ours already: succeeds at once
+        os.set_inheritable(fd, False)
+    except OSError:
+        return None
+    return RunnerLock(paths, fd)
 
 
 def _take(paths: JobPaths) -> RunnerLock | None:

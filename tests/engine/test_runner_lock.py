@@ -90,3 +90,21 @@ def test_engine_imports_without_textual() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_only_this_jobs_held_lock_is_adopted_after_an_exec(tmp_path: Path, monkeypatch) -> None:
+    from ioncannon.job.lock import LOCK_FD_ENV, adopt_lock, try_lock
+
+    job, other = JobPaths(tmp_path / "job"), JobPaths(tmp_path / "other")
+    lock, foreign = try_lock(job), try_lock(other)
+    assert lock is not None and foreign is not None
+    for handed in ("", "not a number", "99999", str(foreign.fd)):   # nothing, junk, closed, another job's folder
+        monkeypatch.setenv(LOCK_FD_ENV, handed)
+        assert adopt_lock(job) is None, handed
+        assert LOCK_FD_ENV not in os.environ, "the variable is read once, never passed on"
+    lock.hand_over_on_exec()
+    adopted = adopt_lock(job)
+    assert adopted is not None and adopted.fd == lock.fd and not os.get_inheritable(adopted.fd)
+    adopted.release()
+    foreign.release()
+    assert runner_pid(job) is None and runner_pid(other) is None
