@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from pathlib import Path
 
 import pytest
 
 from ioncannon.cli.finish import bundle_main
-from ioncannon.engine.demo import demo_spec
 from ioncannon.job import handle
 from ioncannon.job.lock import wait_for_exit
 from ioncannon.job.state import read_state
 from ioncannon.job.workdir import create_job
+from tests.engine.test_train_support import small_demo_job
 
 pytestmark = pytest.mark.slow
 
@@ -39,12 +38,8 @@ def test_a_planted_token_is_in_no_file_the_job_wrote(
         folder.mkdir()
         monkeypatch.setenv(name, str(folder))
 
-    spec = demo_spec(workdir, name="canary")
-    spec = spec.replace(
-        hourly_price=0.5,
-        train=dataclasses.replace(spec.train, steps=4, checkpoint_every=2, sample_every=2, num_class_images=2),
-        generate=dataclasses.replace(spec.generate, steps=2, images_per_prompt=1, bare_token_images=1),
-    )
+    spec = small_demo_job(workdir, "canary", steps=4, checkpoint_every=2, sample_every=2,
+                          num_class_images=2).replace(hourly_price=0.5)
     paths = create_job(workdir, spec)
     handle.start(paths, workdir)
     assert wait_for_exit(paths, 240), "the runner did not finish in time"

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 from pathlib import Path
 
 import pytest
 
-from ioncannon.engine.demo import demo_spec
 from ioncannon.job import handle
 from ioncannon.job.events import Progress, StageFinished, StageStarted
 from ioncannon.job.lock import runner_pid, wait_for_exit
 from ioncannon.job.state import EventTail, read_state
 from ioncannon.job.workdir import create_job
 from tests.engine.hub_repos import PADDED, pad_weights, point_at, sd15_repo
+from tests.engine.test_train_support import small_demo_job
 from tests.hanging_hub import local_hub
 from tests.waiting import wait_until
 
@@ -27,12 +26,8 @@ def test_a_job_fetches_its_model_survives_a_kill_mid_download_and_resumes_from_t
         tiny_model: Path, workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     served = pad_weights(sd15_repo(tiny_model, tmp_path / "repo"), 24_000_000)
     size = (served / PADDED).stat().st_size
-    spec = demo_spec(workdir, name="fetched")
-    spec = spec.replace(
-        base_model=REPO,
-        train=dataclasses.replace(spec.train, steps=4, checkpoint_every=0, sample_every=1000, num_class_images=2),
-        generate=dataclasses.replace(spec.generate, images_per_prompt=1, bare_token_images=1, steps=2),
-    )
+    spec = small_demo_job(workdir, "fetched", steps=4, checkpoint_every=0, sample_every=1000,
+                          num_class_images=2).replace(base_model=REPO)
     with local_hub() as hub:
         hub.add(REPO, served)
         point_at(hub, tmp_path / "hf", monkeypatch)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
-from ioncannon.engine.demo import demo_spec
 from ioncannon.job import handle
 from ioncannon.job.events import Message, RunnerStarted, StageStarted, parse_event
 from ioncannon.job.lock import wait_for_exit
 from ioncannon.job.state import read_state
 from ioncannon.job.workdir import create_job
+from tests.engine.test_train_support import small_demo_job
 
 pytestmark = pytest.mark.slow
 PLANTED = Path(__file__).resolve().parent / "kernel_crash"   # its sitecustomize.py crashes training under flash
@@ -23,11 +22,7 @@ def test_a_kernel_crash_restarts_the_runner_in_place_and_the_job_finishes(workdi
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(PLANTED), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("IONCANNON_PLANT_KERNEL_CRASH", "flash")
-    spec = demo_spec(workdir, name="crashy")
-    spec = spec.replace(
-        train=dataclasses.replace(spec.train, steps=6, checkpoint_every=0, sample_every=1000),
-        generate=dataclasses.replace(spec.generate, images_per_prompt=1, bare_token_images=1, steps=2),
-    )
+    spec = small_demo_job(workdir, "crashy", steps=6, checkpoint_every=0, sample_every=1000)
     paths = create_job(workdir, spec)
     pid = handle.start(paths, workdir)
     assert wait_for_exit(paths, 600), "the runner did not finish"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 from pathlib import Path
@@ -10,23 +9,19 @@ from pathlib import Path
 import pytest
 
 from ioncannon.cli.main import job_status
-from ioncannon.engine.demo import demo_spec
 from ioncannon.job import handle
 from ioncannon.job.events import CheckpointSaved, Progress, RunnerStarted, StageStarted
 from ioncannon.job.lock import runner_pid, wait_for_exit
 from ioncannon.job.state import EventTail, read_state
 from ioncannon.job.workdir import create_job, find_job
+from tests.engine.test_train_support import small_demo_job
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
 
 def test_kill_dash_nine_then_resume_continues_from_checkpoint(workdir: Path) -> None:
-    spec = demo_spec(workdir, name="killed")
-    spec = spec.replace(
-        train=dataclasses.replace(spec.train, steps=40, checkpoint_every=10, sample_every=1000),
-        generate=dataclasses.replace(spec.generate, images_per_prompt=1, bare_token_images=1, steps=4),
-    )
+    spec = small_demo_job(workdir, "killed", gen_steps=4, steps=40, checkpoint_every=10, sample_every=1000)
     paths = create_job(workdir, spec)
     first_pid = handle.start(paths, workdir)
     log = EventTail(paths.events_file)

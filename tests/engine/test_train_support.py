@@ -91,3 +91,16 @@ def unet_weights(paths: JobPaths) -> dict[str, torch.Tensor]:
 
 
     return load_file(str(paths.trained / "unet.safetensors"))
+
+
+def small_demo_job(workdir: Path, name: str, *, family: str | None = None, gen_steps: int = 2,
+                   **train: Any) -> JobSpec:
+    """The demo job as the planner makes it, trimmed for a test: `train`'s fields replaced, and a pack of one image
+    per prompt plus one bare-token image drawn in `gen_steps` steps."""
+    from ioncannon.engine.demo import demo_spec
+
+    spec = demo_spec(workdir, name=name, **({"family": family} if family else {}))
+    return spec.replace(
+        train=dataclasses.replace(spec.train, **train),
+        generate=dataclasses.replace(spec.generate, images_per_prompt=1, bare_token_images=1, steps=gen_steps),
+    )
