@@ -27,7 +27,7 @@ from ioncannon.job.events import (
     Stopped,
 )
 from ioncannon.job.fsio import StateFileError, append_line, free_bytes, open_job_file
-from ioncannon.job.handle import DAMAGED_JOB_HINT
+from ioncannon.job.handle import DAMAGED_JOB_HINT, runner_command
 from ioncannon.job.lock import adopt_lock, try_lock
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.printable import printable, printable_lines
@@ -366,22 +366,22 @@ def kernel_restarts() -> int:
         return 0
 
 
-def restart_in_place(argv: list[str]) -> None:
+def restart_in_place(paths: JobPaths, workdir: Path) -> None:
     """Replace this process with a fresh runner for the same job (same pid, so clients keep following it): a new
-    CUDA context, in which the attention test leaves the broken kernel out."""
+    CUDA context, in which the attention test leaves the broken kernel out. The command is the one the job was
+    started with."""
     os.environ[KERNEL_RESTARTS_ENV] = str(kernel_restarts() + 1)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    safe_path = ["-P"] if getattr(sys.flags, "safe_path", False) else []   # as it was started (job/handle.py)
-    os.execv(sys.executable, [sys.executable, *safe_path, "-m", "ioncannon.engine.runner", *argv])
+    command = runner_command(paths, workdir)
+    os.execv(command[0], command)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ioncannon.engine.runner")
     parser.add_argument("job_root")
     parser.add_argument("--workdir", required=True)
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     os.umask(0o077)  # everything the job writes shows the subject or describes them: private to the user
     paths = JobPaths(args.job_root)
@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     code = runner.run()
     if code == RESTART_EXIT:
         lock.hand_over_on_exec()   # held throughout: to its clients the job never stops running
-        restart_in_place(argv)
+        restart_in_place(paths, Path(args.workdir))
     # let go now, not when the interpreter has torn torch down: `run … && ioncannon wipe` must find the job free
     lock.release()
     return code

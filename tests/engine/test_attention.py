@@ -16,6 +16,7 @@ from ioncannon.engine.attention import AttentionShape, choose, is_kernel_error, 
 from ioncannon.engine.families import family_for
 from ioncannon.engine.families.flux import transformer_config
 from ioncannon.engine.models.load import unet_config
+from ioncannon.job.handle import runner_command
 from ioncannon.job.lock import LOCK_FD_ENV, adopt_lock, runner_pid
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,7 +177,7 @@ def test_a_kernel_crash_restarts_the_runner_without_that_kernel(workdir: Path, m
     monkeypatch.setenv(LOCK_FD_ENV, "")   # the handed-over lock's variable is undone after the test
     with pytest.raises(SystemExit):
         runner_mod.main([str(paths.root), "--workdir", str(workdir)])
-    assert calls and calls[0][-5:] == ["-m", "ioncannon.engine.runner", str(paths.root), "--workdir", str(workdir)]
+    assert calls and calls[0] == runner_command(paths, workdir), "started again as it was started"
     assert os.environ[runner_mod.KERNEL_RESTARTS_ENV] == "1"
     handed = int(os.environ[LOCK_FD_ENV])   # the lock stays held across the exec, for the new program to adopt
     adopted = adopt_lock(paths)
