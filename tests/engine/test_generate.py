@@ -11,7 +11,7 @@ from PIL import Image
 
 from ioncannon.engine.context import StageContext
 from ioncannon.engine.families.base import make_scheduler
-from ioncannon.engine.generate.sampler import REPEATED_BLOCKS, ImageSampler, compile_blocks, initial_noise
+from ioncannon.engine.generate.sampler import ImageSampler, compile_blocks, initial_noise, repeated_blocks
 from ioncannon.engine.generate.stage import (
     class_cache_dir,
     compile_scope,
@@ -278,7 +278,7 @@ def test_compiling_is_chosen_only_where_it_pays(monkeypatch: pytest.MonkeyPatch)
 
 def test_regional_compilation_wraps_each_repeated_block_and_nothing_else(tiny_model: Path) -> None:
     unet = load_sd15(str(tiny_model)).unet
-    blocks = [m for m in unet.modules() if type(m).__name__ in REPEATED_BLOCKS]
+    blocks = [m for m in unet.modules() if type(m).__name__ in repeated_blocks(unet)]
     kinds = {type(m).__name__ for m in blocks}
     assert kinds == {"BasicTransformerBlock", "ResnetBlock2D"}
     assert compile_blocks(unet) == len(blocks)

@@ -22,10 +22,16 @@ def initial_noise(seeds: list[int], shape: tuple[int, int, int]) -> torch.Tensor
     return torch.stack([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s)) for s in seeds])
 
 
-# the denoiser's repeated building blocks: compiled one by one ("regional" compilation), blocks of one shape share
-# their kernels, so compiling takes a fraction of the whole model's time
-REPEATED_BLOCKS = ("BasicTransformerBlock", "ResnetBlock2D", "FluxTransformerBlock", "FluxSingleTransformerBlock")
+# Regional compilation: the denoiser's repeated blocks compiled one by one; blocks of one shape share their kernels,
+# so compiling takes a fraction of the whole model's time. The blocks are those the model declares
+# (`_repeated_blocks`: its transformer blocks) and, in a UNet, its resnets, which diffusers leaves out.
+EXTRA_REPEATED_BLOCKS = ("ResnetBlock2D",)
 BLOCK_SHAPES_LIMIT = 64  # distinct (block, input shape) graphs kept per block type; SD 1.5's UNet has ~20 resnets'
+
+
+def repeated_blocks(model: torch.nn.Module) -> set[str]:
+    """The class names of `model`'s blocks that are compiled one by one."""
+    return {*getattr(model, "_repeated_blocks", ()), *EXTRA_REPEATED_BLOCKS}
 
 
 def compile_blocks(model: torch.nn.Module) -> int:
@@ -33,9 +39,10 @@ def compile_blocks(model: torch.nn.Module) -> int:
     import torch._dynamo.config as dynamo
 
     dynamo.recompile_limit = max(dynamo.recompile_limit, BLOCK_SHAPES_LIMIT)
+    names = repeated_blocks(model)
     count = 0
     for module in model.modules():
-        if type(module).__name__ in REPEATED_BLOCKS:
+        if type(module).__name__ in names:
             module.compile(dynamic=False, fullgraph=False)
             count += 1
     return count
