@@ -112,10 +112,25 @@ def flops(parts: Any, batch: int, backward: bool) -> float:
 
 
 def our_training(parts: Any, workdir: Path, key: str, steps: int, step_flops: float) -> dict[str, Any]:
-    """One Flux plan through the product's cache and train stages, the transformer starting off the GPU."""
-    from ioncannon.engine.weights.adapters import merge_adapters
+    """One Flux plan through the product's cache and train stages, the transformer starting off the GPU.
 
-    plan, row = train_plan(parts, workdir, "flux", key, steps, RES, photos=4)
+    A key ending in "+torchao-matmul" runs that plan with torchao's own weight-only matmul in the fp8 layers
+    (what the product ran before `Fp8Linear`): the before/after of that change in one call."""
+    import torch
+
+    from ioncannon.engine.weights.adapters import merge_adapters
+    from ioncannon.engine.weights.quantise import Fp8Linear
+
+    key, _, variant = key.partition("+")
+    own_forward = Fp8Linear.forward
+    if variant == "torchao-matmul":
+        Fp8Linear.forward = torch.nn.Linear.forward  # type: ignore[method-assign]
+    try:
+        plan, row = train_plan(parts, workdir, "flux", key, steps, RES, photos=4)
+    finally:
+        Fp8Linear.forward = own_forward  # type: ignore[method-assign]
+    if variant:
+        row["phase"] = f"{row['phase']}+{variant}"
     if plan.gradient_checkpointing:
         parts.unet.disable_gradient_checkpointing()
     if plan.base_weights == "plain":
@@ -240,7 +255,11 @@ def main() -> None:
     ap.add_argument("--gen-steps", type=int, default=28)
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--plans", default="lora-24gb,lora-40gb,lora", help="our plans, in order")
+    ap.add_argument("--plans", default="lora-24gb,lora-40gb,lora,lora-24gb+torchao-matmul",
+                    help="our plans, in order (+torchao-matmul: torchao's weight-only matmul in the fp8 layers)")
+    ap.add_argument("--phases", default="train,generate,diffusers,compiled",
+                    help="which of train (our plans), generate (pipeline and ours, eager), diffusers (their script), "
+                         "compiled (our sampler, compiled blocks, then fp8 matmuls) to run")
     ap.add_argument("--budget", type=float, default=520, help="seconds; later phases are skipped past it")
     ap.add_argument("--size", default="real", choices=("real", "tiny"), help="tiny: a CPU smoke test of this script")
     args = ap.parse_args()
@@ -259,7 +278,8 @@ def main() -> None:
     log({"phase": "flops", "tflop_per_step": round(step_flops / 1e12, 1),
          "tflop_per_image": round(image_flops / 1e12, 1)})
     rows = []
-    for key in [k for k in args.plans.split(",") if k]:
+    phases = set(args.phases.split(","))
+    for key in [k for k in args.plans.split(",") if k and "train" in phases]:
         if left() < 60:
             break
         try:
@@ -270,10 +290,10 @@ def main() -> None:
         fresh_transformer(parts)
     for run in (lambda: pipeline_generation(parts, args.batch, args.images, args.gen_steps, image_flops),
                 lambda: our_generation(parts, args.batch, args.images, args.gen_steps, image_flops, "")):
-        if left() > 45:
+        if "generate" in phases and left() > 45:
             rows.append(run())
             log(rows[-1])
-    if args.diffusers_script and left() > 150:
+    if args.diffusers_script and "diffusers" in phases and left() > 150:
         parts.unet.to("cpu")
         for module in (parts.vae, parts.text_encoder, parts.text_encoder_2):
             module.to("cpu")
@@ -281,11 +301,11 @@ def main() -> None:
         rows.append(diffusers_training(Path(args.diffusers_script), parts, workdir, args.diffusers_steps,
                                        timeout=max(left() - 20, 30)))
         log(rows[-1])
-    if DEVICE == "cuda" and left() > 90:
+    if DEVICE == "cuda" and "compiled" in phases and left() > 90:
         rows.append(our_generation(parts, args.batch, args.images, args.gen_steps, image_flops, "-compiled-blocks",
                                    compiled=True))
         log(rows[-1])
-    if DEVICE == "cuda" and left() > 90:
+    if DEVICE == "cuda" and "compiled" in phases and left() > 90:
         fp8_inference(parts)
         rows.append(our_generation(parts, args.batch, args.images, args.gen_steps, image_flops,
                                    "-fp8-matmuls-compiled-blocks", compiled=True))
