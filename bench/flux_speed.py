@@ -177,7 +177,7 @@ def our_generation(parts: Any, batch: int, images: int, steps: int, image_flops:
     t = time.perf_counter()
     torch._dynamo.reset()
     sampler = ImageSampler(parts, torch.device(DEVICE), _dtype(), steps=steps, guidance=3.5, resolution=RES,
-                           batch_size=batch, compile_unet=compiled, compile_scope="blocks")
+                           batch_size=batch, compile_scope="blocks" if compiled else "")
     _reset_peak()
     sampler.warm_up()
     startup = time.perf_counter() - t

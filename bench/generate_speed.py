@@ -52,8 +52,8 @@ def measure(parts: Components, dtype: torch.dtype, batch: int, mode: str, tuned:
     torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     sampler = ImageSampler(parts, torch.device("cuda"), dtype, steps=steps, resolution=resolution,
-                           batch_size=batch, compile_unet=mode != "eager", compile_cache=cache / "compile", tuned=tuned,
-                           compile_scope="blocks" if mode == "blocks" else "model")
+                           batch_size=batch, compile_scope={"eager": "", "blocks": "blocks"}.get(mode, "model"),
+                           compile_cache=cache / "compile", tuned=tuned)
     sampler.warm_up()
     startup = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as out:

@@ -173,7 +173,7 @@ def our_generation(parts: Any, batch: int, images: int, steps: int, flops: float
     t = time.perf_counter()
     dtype = torch.bfloat16 if DEVICE == "cuda" else torch.float32
     sampler = ImageSampler(parts, torch.device(DEVICE), dtype, steps=steps, resolution=RES, batch_size=batch,
-                           compile_unet=compile_unet, compile_cache=cache)
+                           compile_scope="model" if compile_unet else "", compile_cache=cache)
     _reset_peak()
     base = _mem()  # the weights, counted once below
     sampler.warm_up()

@@ -53,7 +53,8 @@ class ImageSampler:
 
     On CUDA the weights run in `dtype` with channels-last memory and SDPA attention; `tuned` also fuses the
     q/k/v projections and lowers 1x1 convolutions to GEMMs when compiling. Both UNet and VAE decoder are
-    compiled with static shapes, so every batch is padded to `batch_size`.
+    compiled with static shapes, so every batch is padded to `batch_size`. `compile_scope` says what: "" nothing,
+    "blocks" the denoiser's repeated blocks one by one (quicker to build), "model" the whole denoiser.
     """
 
     def __init__(
@@ -67,12 +68,11 @@ class ImageSampler:
         guidance: float = 7.0,
         resolution: int = 512,
         batch_size: int = 8,
-        compile_unet: bool = False,
+        compile_scope: str = "",
         compile_cache: Path | None = None,
         decode_batch: int = 8,
         tuned: bool = True,
         frozen_weights: str = "plain",
-        compile_scope: str = "model",
     ) -> None:
         self.parts = parts
         self.device = device
@@ -122,7 +122,9 @@ class ImageSampler:
             parts.unet.fuse_qkv_projections()
         self.unet: Any = parts.unet
         self._vae_decode: Any = self._decode_eager
-        if compile_unet and cuda:
+        if compile_scope not in ("", "blocks", "model"):
+            raise ValueError(f"unknown compile scope {compile_scope!r}; use '', 'blocks' or 'model'")
+        if compile_scope and cuda:
             if compile_cache is not None:
                 use_compile_cache(compile_cache)
             import torch._inductor.config as inductor

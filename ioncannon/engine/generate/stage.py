@@ -88,7 +88,7 @@ def make_sampler(ctx: StageContext, parts: Components, images: int) -> ImageSamp
     sampler = ImageSampler(
         parts, ctx.device, ctx.dtype,
         sampler=plan.sampler, steps=plan.steps, guidance=plan.guidance, resolution=ctx.spec.resolution,
-        batch_size=plan.batch_size, compile_unet=bool(scope), compile_scope=scope or "model",
+        batch_size=plan.batch_size, compile_scope=scope,
         compile_cache=compile_root(ctx.shared_cache), frozen_weights=frozen_weights(ctx),
     )
     if sampler.compiled:
