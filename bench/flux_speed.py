@@ -111,11 +111,50 @@ def flops(parts: Any, batch: int, backward: bool) -> float:
     return float(counter.get_total_flops())
 
 
+def _fp8_gemm_forward(self: Any, x: Any) -> Any:
+    """An experiment for the fp8 layers (plan variant "+fp8-gemm"), not yet the product's: the forward as an fp8
+    GEMM on Hopper (activations quantised per row on the fly, weights' per-row scales, torch._scaled_mm), the input
+    gradient still from bf16 weights (`Fp8Linear`'s backward)."""
+    import torch
+
+    from ioncannon.engine.weights import quantise
+
+    class Fp8Gemm(quantise._Fp8Matmul):
+        @staticmethod
+        def forward(ctx: Any, x: Any, qdata: Any, scale: Any, bias: Any) -> Any:
+            ctx.save_for_backward(qdata, scale)
+            ctx.dtype = x.dtype
+            rows = x.reshape(-1, x.shape[-1])
+            xq, xs = _quantise_rows()(rows)
+            y = torch._scaled_mm(xq, qdata.t(), scale_a=xs, scale_b=scale.view(1, -1), out_dtype=x.dtype)
+            y = y if bias is None else y + bias
+            return y.view(*x.shape[:-1], y.shape[-1])
+
+    return Fp8Gemm.apply(x, self.weight.qdata, self.weight.scale, self.bias)
+
+
+_QUANTISE: list[Any] = []
+
+
+def _quantise_rows() -> Any:
+    """Per-row e4m3 quantisation of activations (the scale each row's absolute max over 448), compiled on CUDA."""
+    import torch
+
+    def quantise(rows: Any) -> Any:
+        scale = rows.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / 448.0
+        return (rows.float() / scale).to(torch.float8_e4m3fn), scale
+
+    if not _QUANTISE:
+        _QUANTISE.append(torch.compile(quantise, dynamic=True) if DEVICE == "cuda" else quantise)
+    return _QUANTISE[0]
+
+
 def our_training(parts: Any, workdir: Path, key: str, steps: int, step_flops: float) -> dict[str, Any]:
     """One Flux plan through the product's cache and train stages, the transformer starting off the GPU.
 
     A key ending in "+torchao-matmul" runs that plan with torchao's own weight-only matmul in the fp8 layers
-    (what the product ran before `Fp8Linear`): the before/after of that change in one call."""
+    (what the product ran before `Fp8Linear`), "+fp8-gemm" with fp8 GEMMs in the forward: each against the
+    plan as the product runs it, in one call."""
     import torch
 
     from ioncannon.engine.weights.adapters import merge_adapters
@@ -125,6 +164,10 @@ def our_training(parts: Any, workdir: Path, key: str, steps: int, step_flops: fl
     own_forward = Fp8Linear.forward
     if variant == "torchao-matmul":
         Fp8Linear.forward = torch.nn.Linear.forward  # type: ignore[method-assign]
+    elif variant == "fp8-gemm":
+        Fp8Linear.forward = _fp8_gemm_forward  # type: ignore[method-assign]
+    elif variant:
+        raise SystemExit(f"unknown plan variant {variant!r}: torchao-matmul or fp8-gemm")
     try:
         plan, row = train_plan(parts, workdir, "flux", key, steps, RES, photos=4)
     finally:
@@ -256,7 +299,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--plans", default="lora-24gb,lora-40gb,lora,lora-24gb+torchao-matmul",
-                    help="our plans, in order (+torchao-matmul: torchao's weight-only matmul in the fp8 layers)")
+                    help="our plans, in order (+torchao-matmul: torchao's weight-only matmul in the fp8 layers; "
+                         "+fp8-gemm: fp8 GEMMs in their forward)")
     ap.add_argument("--phases", default="train,generate,diffusers,compiled",
                     help="which of train (our plans), generate (pipeline and ours, eager), diffusers (their script), "
                          "compiled (our sampler, compiled blocks, then fp8 matmuls) to run")
