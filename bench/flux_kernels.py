@@ -1,5 +1,7 @@
 """Flux's attention on this card: the product's kernel test at Flux's training shape, then a real-size Flux
 transformer's forward and backward at 1024 px under the chosen kernels (where cuDNN's attention crashed on torch 2.11).
+Flux's own rule (`Flux.attention_left_out`: no cuDNN in training) is not applied here: this tells whether a new
+PyTorch image still needs it.
 
 Prints the kernel line and, per pass, its time; exits 1 when a pass fails. One minute on an H100.
 

@@ -284,7 +284,8 @@ def choose_kernels(parts: Any) -> None:
 
     global KERNELS
     flux = family_for("flux")
-    KERNELS = attention.choose(torch.device(DEVICE), _dtype(), flux.attention_shapes(parts, RES), backward=True)
+    KERNELS = attention.choose(torch.device(DEVICE), _dtype(), flux.attention_shapes(parts, RES), backward=True,
+                               left_out=flux.attention_left_out(True))
     attention.apply(KERNELS, torch.device(DEVICE))
     log({"phase": "attention", "choice": KERNELS.sentence()})
 

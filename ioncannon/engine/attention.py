@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ PROBE_TIMEOUT_S = 180.0   # a child that takes longer than this on one backend h
 _REPEATS = 3
 _CACHE_FILE = "attention.json"
 _SCHEMA = 1
+LEFT_OUT = "left out for this model: "
 _TRIAL_VERSION = 2   # 2: the fused layout and the strided gradient too; choices tested without are tested again
 
 _active: AttentionChoice | None = None   # this process's choice, for a later kernel error to name
@@ -84,7 +85,8 @@ class AttentionChoice:
         """One runner.log line: the kernel, its time, and every backend left out with its reason."""
         best = next((t for t in self.trials if t.backend == self.backend), None)
         timing = f" ({best.ms:.2f} ms on the largest shape)" if best and best.ms is not None else ""
-        out = [f"{t.backend} failed: {t.error}" for t in self.trials if not t.ok]
+        out = [f"{t.backend} {'' if t.error.startswith(LEFT_OUT) else 'failed: '}{t.error}"
+               for t in self.trials if not t.ok]
         tail = f"; left out: {'; '.join(out)}" if out else ""
         others = f", then {', '.join(self.order[1:])}" if len(self.order) > 1 else ""
         source = " (tested earlier on this card)" if self.cached else ""
@@ -98,14 +100,17 @@ class AttentionUnavailable(RuntimeError):
 # --------------------------------------------------------------------------- one trial
 
 
-# How a model hands attention its inputs and takes its output back, each tried per shape (kernels have broken on
+# How a model hands attention its inputs and takes its output back, each tried per shape (kernels can break on
 # strides that a plain contiguous test never shows):
 # - "separate": q, k and v from their own projections, (batch, tokens, heads, head size) seen through a transpose;
 #   the output's gradient comes back through the heads' merge alone (an SD or SDXL block, Flux's double blocks);
 # - "fused": q, k and v slices of one fused projection (a sampler with fused q/k/v; k and v alone for
 #   cross-attention), and the output's gradient a slice of a wider tensor's, as in Flux's single blocks, whose
-#   attention output is concatenated beside the MLP's (cuDNN's backward broke there on torch 2.11 while the plain
-#   layout passed). tests/engine/test_attention_layouts.py checks that these cover every family's real layouts.
+#   attention output is concatenated beside the MLP's. tests/engine/test_attention_layouts.py checks that these
+#   cover every family's real layouts.
+# A trial is evidence, not proof: on an H100 (torch 2.11, cuDNN 9.19) cuDNN passed both layouts at FLUX.1's real
+# shape and still crashed inside FLUX.1's training. What no trial catches, a family leaves out by rule
+# (`Family.attention_left_out`), and the runner's restart (`mark_broken`) catches whatever is left.
 LAYOUTS = ("separate", "fused")
 _BESIDE = 4   # the MLP beside the attention output is this many times wider (Flux's mlp_ratio)
 
@@ -350,17 +355,21 @@ def order_of(trials: Sequence[Trial], preference: Sequence[str], by_speed: bool 
 
 def choose(device: torch.device, dtype: torch.dtype, shapes: Sequence[AttentionShape], backward: bool,
            cache_dir: Path | None = None, preference: Sequence[str] | None = None,
-           trial_fn: str = _REAL_TRIAL, isolate: bool | None = None) -> AttentionChoice:
+           trial_fn: str = _REAL_TRIAL, isolate: bool | None = None,
+           left_out: Mapping[str, str] | None = None) -> AttentionChoice:
     """The backends for these shapes on this card: from the cache when tested before, else tested now.
 
-    Backends that failed on this card at run time (`mark_broken`) are never tried again. On CUDA each trial runs
-    in a child process (`isolate`); on the CPU in this one, where a kernel error is an ordinary exception.
+    Backends that failed on this card at run time (`mark_broken`) are never tried again, nor those `left_out`
+    names (backend: why; the model's own rule, see `Family.attention_left_out`). On CUDA each trial runs in a
+    child process (`isolate`); on the CPU in this one, where a kernel error is an ordinary exception.
     """
     preference = tuple(preference or CANDIDATES.get(device.type, ("math",)))
     cache_file = cache_dir / _CACHE_FILE if cache_dir is not None else None
     data = _read_cache(cache_file) if cache_file else {}
     key = _choice_key(device, dtype, shapes, backward)
-    broken = {b["backend"]: b["error"] for b in data.get("broken", {}).get(card_key(device), [])}
+    broken = {b["backend"]: f"failed earlier in a job on this card: {b['error']}"
+              for b in data.get("broken", {}).get(card_key(device), [])}
+    broken.update({b: f"{LEFT_OUT}{why}" for b, why in (left_out or {}).items()})
     saved = data.get("choices", {}).get(key)
     if saved:
         try:
@@ -378,7 +387,7 @@ def choose(device: torch.device, dtype: torch.dtype, shapes: Sequence[AttentionS
     else:
         fn = _load_trial(trial_fn)
         trials = [_catching(fn, b, shapes, dtype, device, backward) for b in candidates]
-    trials += [_broken_trial(b, broken) for b in broken]
+    trials += [_broken_trial(b, broken) for b in broken if b in preference]
     order = order_of(trials, preference, by_speed=device.type == "cuda")
     if not order:
         reasons = "; ".join(f"{t.backend}: {t.error}" for t in trials)
@@ -392,7 +401,7 @@ def choose(device: torch.device, dtype: torch.dtype, shapes: Sequence[AttentionS
 
 
 def _broken_trial(backend: str, broken: dict[str, str]) -> Trial:
-    return Trial(backend, ok=False, error=f"failed earlier in a job on this card: {broken[backend]}")
+    return Trial(backend, ok=False, error=broken[backend])
 
 
 def _catching(fn: TrialFn, backend: str, shapes: Sequence[AttentionShape], dtype: torch.dtype,
@@ -465,8 +474,9 @@ def is_kernel_error(exc: BaseException) -> bool:
 
 
 def use_for_stage(ctx: Any, shapes: Sequence[AttentionShape], dtype: torch.dtype,
-                  backward: bool) -> AttentionChoice:
-    """Tests (or recalls) and applies the attention kernels for a stage's model at the job's shapes; logs the choice.
+                  backward: bool, left_out: Mapping[str, str] | None = None) -> AttentionChoice:
+    """Tests (or recalls) and applies the attention kernels for a stage's model at the job's shapes, less those
+    the model leaves out (`left_out`); logs the choice.
 
     Raises StageError with a sentence when no kernel works (a broken driver or card).
     """
@@ -476,7 +486,7 @@ def use_for_stage(ctx: Any, shapes: Sequence[AttentionShape], dtype: torch.dtype
     if ctx.device.type == "cuda":
         torch.cuda.empty_cache()   # the trials run in a child process: leave it the memory this one is not using
     try:
-        choice = choose(ctx.device, dtype, shapes, backward, cache_dir=ctx.shared_cache)
+        choice = choose(ctx.device, dtype, shapes, backward, cache_dir=ctx.shared_cache, left_out=left_out)
     except AttentionUnavailable as exc:
         raise StageError(f"The GPU could not run attention: {exc}.",
                          "This box's PyTorch, driver or card is broken for this model: rent another box "

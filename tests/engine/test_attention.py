@@ -200,3 +200,24 @@ def test_a_kernel_that_keeps_crashing_fails_with_a_hint(workdir: Path, monkeypat
     assert "illegal memory access" in state.message and "\n" not in state.message
     assert "leaves that kernel out" in state.hint
     assert choose(CPU, torch.float32, SHAPES, True, workdir / ".cache").order == ["math"]
+
+
+def test_a_model_leaves_out_a_kernel_by_rule_even_when_its_test_passed_or_was_cached(tmp_path: Path) -> None:
+    """A family's rule keeps a kernel out of its runs (Flux's training: cuDNN), fresh or from the cache, and says so."""
+    cached = choose(CPU, torch.float32, SHAPES, True, tmp_path)
+    assert cached.order == ["flash", "math"]
+    ruled = choose(CPU, torch.float32, SHAPES, True, tmp_path, left_out={"flash": "it broke inside this model"})
+    assert ruled.order == ["math"] and ruled.cached
+    assert "left out: flash left out for this model: it broke inside this model" in ruled.sentence()
+    fresh = choose(CPU, torch.float32, SHAPES, True, None, left_out={"flash": "why", "cudnn": "not on a CPU"})
+    assert fresh.order == ["math"] and [t.backend for t in fresh.trials if not t.ok] == ["flash"]
+    assert choose(CPU, torch.float32, SHAPES, True, tmp_path).order == ["flash", "math"], "only that model's runs"
+
+
+def test_flux_training_leaves_out_cudnn_and_its_sampling_and_other_families_do_not() -> None:
+    from ioncannon.engine.families import family_for
+
+    assert set(family_for("flux").attention_left_out(True)) == {"cudnn"}
+    assert family_for("flux").attention_left_out(False) == {}
+    for name in ("sd15", "sdxl"):
+        assert family_for(name).attention_left_out(True) == family_for(name).attention_left_out(False) == {}

@@ -42,8 +42,10 @@ def _losses(parts: Any, latents: torch.Tensor, prompts: dict[str, str]) -> dict[
     return out
 
 
-def test_training_fits_the_subject_and_load_trained_gives_the_lora_back(tmp_path: Path, tiny_flux: Path) -> None:
-    """The LoRA run (prior preservation on, Flux's option) fits the photos, and load_trained puts it back.
+def test_training_fits_the_subject_and_load_trained_gives_the_lora_back(tmp_path: Path, tiny_flux: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The LoRA run (prior preservation on, Flux's option) fits the photos, and load_trained puts it back; the
+    training stage asks for its attention kernels without those Flux leaves out by rule.
 
     Unlike the tiny SD models, the tiny random Flux barely reads its prompt (the identifier and the class word give
     the same loss before and after training), so this checks the fit and the hand-off, not the identifier's margin.
@@ -61,7 +63,13 @@ def test_training_fits_the_subject_and_load_trained_gives_the_lora_back(tmp_path
 
     before = _losses(FLUX.load(str(tiny_flux)), subject, prompts)["identifier"]
     before_class = _losses(FLUX.load(str(tiny_flux)), klass, {"class": ctx.spec.class_prompt})["class"]
+    from ioncannon.engine import attention
+
+    asked: list[tuple[bool, Any]] = []
+    choose = attention.choose
+    monkeypatch.setattr(attention, "choose", lambda *a, **k: asked.append((a[3], k.get("left_out"))) or choose(*a, **k))
     run_training(ctx)
+    assert asked == [(True, FLUX.attention_left_out(True))] and "cudnn" in asked[0][1]
     trained = load_trained(ctx)
     after = _losses(trained, subject, prompts)["identifier"]
     after_class = _losses(trained, klass, {"class": ctx.spec.class_prompt})["class"]

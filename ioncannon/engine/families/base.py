@@ -219,6 +219,11 @@ class Family:
         """The dtype attention runs in for a run in `dtype` (SD-sized models run it under autocast)."""
         return dtype
 
+    def attention_left_out(self, backward: bool) -> dict[str, str]:
+        """SDPA backends this model never runs, in training (`backward`) or sampling, each with the reason: kernels
+        that broke inside this model on a real card although they passed the kernel test."""
+        return {}
+
     def attention_shapes(self, parts: Components, resolution: int, batch: int = 2) -> list[AttentionShape]:
         """Every distinct attention call of the UNet at `resolution`: self-attention over the latent pixels of
         each block with attention, and cross-attention to the prompt's tokens."""

@@ -82,7 +82,7 @@ def make_sampler(ctx: StageContext, parts: Components, images: int) -> ImageSamp
     plan = ctx.spec.generate
     family = family_for(parts.family)
     use_attention(ctx, family.attention_shapes(parts, ctx.spec.resolution, batch=plan.batch_size),
-                  family.attention_dtype(ctx.dtype), backward=False)
+                  family.attention_dtype(ctx.dtype), backward=False, left_out=family.attention_left_out(False))
     marker = _compile_marker(ctx, parts)
     scope = compile_scope(ctx.device, images, marker.exists())
     sampler = ImageSampler(

@@ -102,7 +102,7 @@ def run_training(ctx: StageContext, components: ComponentSource = None) -> None:
         comps = _components(components, ctx)
         family = family_for(comps.family)
         use_attention(ctx, family.attention_shapes(comps, ctx.spec.resolution),
-                      family.attention_dtype(ctx.dtype), backward=True)
+                      family.attention_dtype(ctx.dtype), backward=True, left_out=family.attention_left_out(True))
         try:
             _train(ctx, comps, cache, plan, store)
             return

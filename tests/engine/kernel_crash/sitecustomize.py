@@ -11,8 +11,8 @@ if os.environ.get("IONCANNON_PLANT_KERNEL_CRASH") == "flash":
 
     _real_use = _attention.use_for_stage
 
-    def _use_for_stage(ctx, shapes, dtype, backward):  # type: ignore[no-untyped-def]
-        choice = _real_use(ctx, shapes, dtype, backward)
+    def _use_for_stage(ctx, shapes, dtype, backward, left_out=None):  # type: ignore[no-untyped-def]
+        choice = _real_use(ctx, shapes, dtype, backward, left_out)
         if backward and choice.backend == "flash":
             raise RuntimeError("CUDA error: an illegal memory access was encountered\n"
                                "CUDA kernel errors might be asynchronously reported at some other API call")
