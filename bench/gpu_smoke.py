@@ -147,6 +147,13 @@ def _build(family: str, dtype: Any) -> Any:
     return parts
 
 
+def _in_host_memory(parts: Any) -> Any:
+    for module in parts.modules():
+        module.to("cpu")
+    _free()
+    return parts
+
+
 def family_plan(family: str, work: Path, args: argparse.Namespace) -> None:
     """Cache, train, export, generate and load back, for one family's 24 GB plan."""
     import torch
@@ -164,9 +171,11 @@ def family_plan(family: str, work: Path, args: argparse.Namespace) -> None:
     t = time.perf_counter()
     parts = _build(family, dtype)
     row["build_s"] = round(time.perf_counter() - t, 1)
-    # the export and generate stages load "the base model": here, a fresh random one of the same shapes
+    # the export and generate stages load "the base model": here, a fresh random one of the same shapes, handed
+    # over in host memory as a real load leaves it (built on the GPU for speed), so the stages' peaks are their own
     real_load = fam.load
-    fam.load = lambda source, dtype=torch.float32, single_file_config=None: _build(family, dtype)  # type: ignore
+    fam.load = lambda source, dtype=torch.float32, single_file_config=None: _in_host_memory(  # type: ignore
+        _build(family, dtype))
     try:
         _, train_row, ctx = common.train_plan(parts, work, family, key, args.steps, res, photos=4,
                                                 class_images=4, keep_ctx=True)
