@@ -38,7 +38,8 @@ _REPEATS = 3
 _CACHE_FILE = "attention.json"
 _SCHEMA = 1
 LEFT_OUT = "left out for this model: "
-_TRIAL_VERSION = 2   # 2: the fused layout and the strided gradient too; choices tested without are tested again
+_TRIAL_VERSION = 3   # 2: the fused layout and the strided gradient; 3: gradients checked against the math kernel;
+                     # choices from an older trial are tested again
 
 _active: AttentionChoice | None = None   # this process's choice, for a later kernel error to name
 
@@ -109,10 +110,15 @@ class AttentionUnavailable(RuntimeError):
 #   attention output is concatenated beside the MLP's. tests/engine/test_attention_layouts.py checks that these
 #   cover every family's real layouts.
 # A trial is evidence, not proof: on an H100 (torch 2.11, cuDNN 9.19) cuDNN passed both layouts at FLUX.1's real
-# shape and still crashed inside FLUX.1's training. What no trial catches, a family leaves out by rule
-# (`Family.attention_left_out`), and the runner's restart (`mark_broken`) catches whatever is left.
+# shape and still crashed inside FLUX.1's training. The likely cause: its backward caches a plan per shape whose key
+# leaves out the output gradient's strides (PyTorch later added them), so FLUX.1's double blocks replayed the plan
+# its single blocks built for a 5x wider row. The layouts of a trial therefore run one after the other in one
+# process and their gradients are checked against the math kernel's. What a trial may still miss, a family leaves
+# out by rule (`Family.attention_left_out`), and the runner's restart (`mark_broken`) catches whatever is left.
 LAYOUTS = ("separate", "fused")
 _BESIDE = 4   # the MLP beside the attention output is this many times wider (Flux's mlp_ratio)
+_GRAD_TOL = 5  # a gradient may be this many times the output's tolerance off, as a fraction of its size
+               # (bf16: 10%; a wrong read is off by about 100%)
 
 
 def _inputs(shape: AttentionShape, dtype: torch.dtype, device: torch.device, grad: bool, layout: str = "separate",
@@ -135,12 +141,27 @@ def _inputs(shape: AttentionShape, dtype: torch.dtype, device: torch.device, gra
 
 def _backward(out: torch.Tensor, layout: str) -> None:
     """The output's gradient arrives as diffusers' blocks send it: back through the heads' merge, and for "fused"
-    as a slice of the gradient of the merge concatenated beside a wider MLP output."""
+    as a slice of the gradient of the merge concatenated beside a wider MLP output. The loss is half the sum of
+    squares, so the output's gradient is the output itself (values of order one, as a check needs)."""
     merged = out.transpose(1, 2).reshape(out.shape[0], out.shape[2], -1)
     if layout == "fused":
         beside = torch.ones(*merged.shape[:2], _BESIDE * merged.shape[2], device=out.device, dtype=out.dtype)
         merged = torch.cat([merged, beside], dim=2)
-    merged.float().square().mean().backward()
+    (merged.float().square().sum() / 2).backward()
+
+
+def _reference_grads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grad_out: torch.Tensor,
+                     heads_at_once: int = 4) -> list[torch.Tensor]:
+    """The math kernel's gradients of q, k and v in fp32 for the output gradient `grad_out`, a few heads at a time."""
+    parts: list[list[torch.Tensor]] = [[], [], []]
+    with sdpa_kernel([BACKENDS["math"]]):
+        for h in range(0, q.shape[1], heads_at_once):
+            sl = slice(h, h + heads_at_once)
+            qkv = [t[:, sl].detach().float().requires_grad_(True) for t in (q, k, v)]
+            out = torch.nn.functional.scaled_dot_product_attention(*qkv)
+            for part, grad in zip(parts, torch.autograd.grad(out, qkv, grad_out[:, sl].float()), strict=True):
+                part.append(grad)
+    return [torch.cat(p, dim=1) for p in parts]
 
 
 def _unsupported(exc: BaseException) -> bool:
@@ -153,8 +174,11 @@ def sdpa_trial(backend: str, shapes: Sequence[AttentionShape], dtype: torch.dtyp
                backward: bool) -> Trial:
     """Runs `backend` on every shape (forward, and backward when training) and checks it against the math kernel.
 
-    A backend that raises, returns non-finite values or disagrees with the reference fails; one that torch says
-    cannot take a shape skips that shape. The time is the mean of a few runs on the largest shape it takes.
+    A backend that raises, returns non-finite values or disagrees with the reference fails (in training, its
+    gradients of q, k and v too); one that torch says cannot take a shape skips that shape. The time is the mean of a
+    few runs on the largest shape it takes. Every layout runs in this one process, one after the other, as a model's
+    blocks call attention: a kernel that caches a plan per shape and replays it on a gradient laid out differently
+    (what broke FLUX.1's training under cuDNN on torch 2.11, it seems) gives wrong gradients, or crashes, here.
     """
     trial = Trial(backend, ok=True)
     tol = 2e-2 if dtype in (torch.float16, torch.bfloat16) else 1e-4
@@ -163,12 +187,17 @@ def sdpa_trial(backend: str, shapes: Sequence[AttentionShape], dtype: torch.dtyp
         for layout in LAYOUTS:
             (q, k, v), leaves = _inputs(shape, dtype, device, backward, layout)
             ref = _reference(q, k, v)
+            for t in (q, k, v) if backward else ():
+                t.retain_grad()
+            arrived: list[torch.Tensor] = []   # the output's gradient, as the kernel's backward received it
             try:
-                def once(q: torch.Tensor = q, k: torch.Tensor = k, v: torch.Tensor = v,
-                         layout: str = layout) -> torch.Tensor:
+                def once(q: torch.Tensor = q, k: torch.Tensor = k, v: torch.Tensor = v, layout: str = layout,
+                         arrived: list[torch.Tensor] = arrived) -> torch.Tensor:
                     with sdpa_kernel([BACKENDS[backend]]):
                         out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
                         if backward:
+                            if not arrived:
+                                out.register_hook(arrived.append)
                             _backward(out, layout)
                     return out
 
@@ -188,6 +217,16 @@ def sdpa_trial(backend: str, shapes: Sequence[AttentionShape], dtype: torch.dtyp
             if err > tol * max(1.0, ref.abs().max().item()):
                 return Trial(backend, ok=False,
                              error=f"wrong results at {shape.text()} ({layout} layout, off by {err:.3g})")
+            if backward and arrived:
+                grads = _reference_grads(q, k, v, arrived[0])
+                for name, got, want in zip("qkv", (q.grad, k.grad, v.grad), grads, strict=True):
+                    # relative to the whole gradient's size: long low-precision sums stray here and there, while a
+                    # kernel that read the wrong numbers is off by about the gradient itself
+                    err = ((got.float() - want).norm() / want.norm().clamp_min(1e-12)).item() \
+                        if got is not None else float("inf")
+                    if err > _GRAD_TOL * tol:
+                        return Trial(backend, ok=False, error=f"wrong gradient of {name} at {shape.text()} "
+                                                              f"({layout} layout, {err:.0%} off)")
             if shape == largest and layout == LAYOUTS[0]:
                 trial.ms = _time(once, device)
     if len(trial.unsupported) == len(shapes):

@@ -55,15 +55,45 @@ def test_a_backend_with_wrong_numbers_is_left_out(tmp_path: Path) -> None:
     assert "wrong results" in next(t.error for t in choice.trials if t.backend == "flash")
 
 
-def test_a_backend_broken_only_for_a_gradient_laid_out_unlike_its_output_is_caught(tmp_path: Path) -> None:
-    # Flux's single blocks send the attention output's gradient as a slice of a wider one; a test with a contiguous
-    # gradient passed cuDNN there, and the real model then crashed
-    choice = choose(CPU, torch.float32, SHAPES, True, tmp_path, trial_fn=f"{FAULTS}:breaks_on_a_strided_gradient")
+def test_a_backward_that_replays_one_gradient_layout_on_another_is_caught(tmp_path: Path) -> None:
+    # FLUX.1's double and single blocks send attention's output gradient with different row strides; a kernel that
+    # replays the first layout's plan on the other passed every single-layout test, and the real model crashed
+    choice = choose(CPU, torch.float32, SHAPES, True, tmp_path, trial_fn=f"{FAULTS}:replays_the_first_gradient_layout")
     assert choice.order == ["math"]
     error = next(t.error for t in choice.trials if t.backend == "flash")
-    assert "illegal memory access" in error and "fused layout" in error
-    sampling = choose(CPU, torch.float32, SHAPES, False, tmp_path, trial_fn=f"{FAULTS}:breaks_on_a_strided_gradient")
-    assert sampling.order == ["flash", "math"], "no gradient when sampling: nothing to break"
+    assert error.startswith("wrong gradient of") and "fused layout" in error, error
+    sampling = choose(CPU, torch.float32, SHAPES, False, tmp_path,
+                      trial_fn=f"{FAULTS}:replays_the_first_gradient_layout")
+    assert sampling.order == ["flash", "math"], "no gradient when sampling: nothing to replay"
+
+
+def test_the_kernel_test_checks_gradients_not_only_that_they_are_finite(monkeypatch) -> None:
+    """A backward that returns finite but wrong gradients fails the trial (the output alone would pass it)."""
+    from ioncannon.engine.attention import sdpa_trial
+
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    class Halved(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, q, k, v):  # type: ignore[no-untyped-def]
+            ctx.save_for_backward(q, k, v)
+            return real(q, k, v)
+
+        @staticmethod
+        def backward(ctx, grad):  # type: ignore[no-untyped-def]
+            with torch.enable_grad():
+                again = [t.detach().requires_grad_(True) for t in ctx.saved_tensors]
+                return tuple(g / 2 for g in torch.autograd.grad(real(*again), again, grad))
+
+    def halved(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kw: object) -> torch.Tensor:
+        if q.requires_grad and torch.backends.cuda.flash_sdp_enabled():   # the math reference stays right
+            return Halved.apply(q, k, v)
+        return real(q, k, v, **kw)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", halved)
+    trial = sdpa_trial("flash", SHAPES, torch.float32, CPU, backward=True)
+    assert not trial.ok and trial.error.startswith("wrong gradient of q"), trial.error
+    assert sdpa_trial("flash", SHAPES, torch.float32, CPU, backward=False).ok
 
 
 @pytest.mark.slow
