@@ -230,6 +230,9 @@ def run_export(ctx: StageContext) -> None:
     """Export the trained model (stage 'export')."""
     from ioncannon.engine.families import load_trained
 
-    # LoRA-only exports read the adapters alone: the base weights need not visit the GPU
-    on_device = family_for(ctx.spec.family).exports_full_model
-    export_model(ctx, lambda: load_trained(ctx, dtype=torch.float32, on_device=on_device))
+    if family_for(ctx.spec.family).exports_full_model:
+        export_model(ctx, lambda: load_trained(ctx, dtype=torch.float32))
+        return
+    # LoRA-only exports (Flux) read the adapters alone: the base weights stay in host memory in the run's dtype
+    # (FLUX.1 in fp32 would take 68 GB of RAM), and the adapters are written in fp32, as they were trained
+    export_model(ctx, lambda: load_trained(ctx, on_device=False, adapters_dtype=torch.float32))

@@ -77,6 +77,16 @@ def test_training_fits_the_subject_and_load_trained_gives_the_lora_back(tmp_path
     assert after < 0.75 * before, "training fits the subject, and the trained LoRA is what load_trained applies"
     assert after_class < 0.75 * before_class, "prior preservation trains on the class images too"
 
+    # the LoRA export's load: the base model in the run's half precision, the adapters exactly as trained
+    from peft.utils import get_peft_model_state_dict
+
+    from ioncannon.engine.weights.trained import lora_state
+
+    half = load_trained(ctx, dtype=torch.bfloat16, on_device=False, adapters_dtype=torch.float32)
+    assert half.unet.x_embedder.weight.dtype == torch.bfloat16
+    got, want = get_peft_model_state_dict(half.unet), (lora_state(ctx.paths) or {})["unet"]
+    assert set(got) == set(want) and all(got[k].dtype == torch.float32 and torch.equal(got[k], want[k]) for k in want)
+
 
 @pytest.mark.slow
 def test_a_gated_model_without_a_login_fails_in_one_sentence_before_downloading(

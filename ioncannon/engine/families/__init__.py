@@ -9,7 +9,7 @@ import torch
 
 from ioncannon.engine.context import StageContext
 from ioncannon.engine.models.load import Components
-from ioncannon.engine.weights.trained import apply_trained
+from ioncannon.engine.weights.trained import apply_trained, reload_adapters
 from ioncannon.job.families import UnknownFamily, family_info
 
 if TYPE_CHECKING:
@@ -33,9 +33,11 @@ def family_for(name: str) -> Family:
     return _LOADED[name]
 
 
-def load_trained(ctx: StageContext, dtype: torch.dtype | None = None, on_device: bool = True) -> Components:
+def load_trained(ctx: StageContext, dtype: torch.dtype | None = None, on_device: bool = True,
+                 adapters_dtype: torch.dtype | None = None) -> Components:
     """Base components with the trained weights applied, in eval mode, on ctx.device (in host memory when not
-    `on_device`: a LoRA export, or a sampler that places the weights itself)."""
+    `on_device`: a LoRA export, or a sampler that places the weights itself); a LoRA run's adapters in
+    `adapters_dtype` when given (else in `dtype` with the rest)."""
     family = family_for(ctx.spec.family)
     dtype = dtype or ctx.dtype
     components = apply_trained(family.load(ctx.spec.base_model, dtype=family.working_dtype(dtype)), ctx.paths)
@@ -44,4 +46,6 @@ def load_trained(ctx: StageContext, dtype: torch.dtype | None = None, on_device:
         module.to(device=device, dtype=family.vae_dtype(dtype) if module is components.vae else dtype)
         module.eval()
         module.requires_grad_(False)
+    if adapters_dtype is not None and adapters_dtype != dtype:
+        reload_adapters(components, ctx.paths, adapters_dtype)
     return components

@@ -168,6 +168,23 @@ def apply_trained(components: Components, paths: JobPaths) -> Components:
     return components
 
 
+def reload_adapters(components: Components, paths: JobPaths, dtype: torch.dtype) -> None:
+    """The LoRA adapters of `components` (attached by `apply_trained`) in `dtype`, their values read again from the
+    trained files: a base model held in bf16 still exports the adapters as they were trained."""
+    from peft import set_peft_model_state_dict
+
+    states = lora_state(paths) or {}
+    modules = {"unet": components.unet, **dict(components.text_encoders())}
+    for name, state in states.items():
+        module = modules.get(name)
+        if module is None:
+            continue
+        for param_name, param in module.named_parameters():
+            if "lora_" in param_name:
+                param.data = param.data.to(dtype)
+        _check_loaded(set_peft_model_state_dict(module, state), name.replace("_", " "))
+
+
 def _check_loaded(result: Any, what: str) -> None:
     unexpected = list(getattr(result, "unexpected_keys", None) or [])
     if unexpected:
