@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -58,10 +59,30 @@ def replays_the_first_gradient_layout(backend: str, shapes: Sequence[AttentionSh
     different row strides), while each layout tested on its own passed."""
     if backend != "flash":
         return sdpa_trial(backend, shapes, dtype, device, backward)
-    real = torch.nn.functional.scaled_dot_product_attention
     plans: dict[tuple[int, ...], tuple[int, ...]] = {}
 
-    class Replayed(torch.autograd.Function):
+    def replay(grad: torch.Tensor) -> torch.Tensor:
+        strides = plans.setdefault(tuple(grad.shape), grad.stride())
+        if grad.stride() == strides:
+            return grad
+        reach = grad.storage_offset() + sum((n - 1) * st for n, st in zip(grad.shape, strides, strict=True)) + 1
+        if reach > grad.untyped_storage().nbytes() // grad.element_size():
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return grad.as_strided(grad.shape, strides)
+
+    with flash_backward(grad_in=replay):
+        return sdpa_trial(backend, shapes, dtype, device, backward)
+
+
+@contextlib.contextmanager
+def flash_backward(grad_in: Callable[[torch.Tensor], torch.Tensor] = lambda g: g,
+                   grads_out: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] = lambda gs: gs,
+                   ) -> Iterator[None]:
+    """Under the flash switch, attention's backward sees the output's gradient through `grad_in` and hands back
+    `grads_out` of the true gradients of q, k and v; the math reference the trial compares with stays right."""
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    class Faulty(torch.autograd.Function):
         @staticmethod
         def forward(ctx, q, k, v):  # type: ignore[no-untyped-def]
             ctx.save_for_backward(q, k, v)
@@ -69,24 +90,17 @@ def replays_the_first_gradient_layout(backend: str, shapes: Sequence[AttentionSh
 
         @staticmethod
         def backward(ctx, grad):  # type: ignore[no-untyped-def]
-            q, k, v = ctx.saved_tensors
-            strides = plans.setdefault(tuple(grad.shape), grad.stride())
-            if grad.stride() != strides:
-                reach = grad.storage_offset() + sum((n - 1) * st for n, st in zip(grad.shape, strides, strict=True)) + 1
-                if reach > grad.untyped_storage().nbytes() // grad.element_size():
-                    raise RuntimeError("CUDA error: an illegal memory access was encountered")
-                grad = grad.as_strided(grad.shape, strides)
             with torch.enable_grad():
-                again = [t.detach().requires_grad_(True) for t in (q, k, v)]
-                return torch.autograd.grad(real(*again), again, grad)
+                again = [t.detach().requires_grad_(True) for t in ctx.saved_tensors]
+                return grads_out(torch.autograd.grad(real(*again), again, grad_in(grad)))
 
-    def replaying(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kw: object) -> torch.Tensor:
+    def faulty(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kw: object) -> torch.Tensor:
         if q.requires_grad and torch.backends.cuda.flash_sdp_enabled():
-            return Replayed.apply(q, k, v)
+            return Faulty.apply(q, k, v)
         return real(q, k, v, **kw)
 
-    torch.nn.functional.scaled_dot_product_attention = replaying
+    torch.nn.functional.scaled_dot_product_attention = faulty
     try:
-        return sdpa_trial(backend, shapes, dtype, device, backward)
+        yield
     finally:
         torch.nn.functional.scaled_dot_product_attention = real

@@ -67,33 +67,15 @@ def test_a_backward_that_replays_one_gradient_layout_on_another_is_caught(tmp_pa
     assert sampling.order == ["flash", "math"], "no gradient when sampling: nothing to replay"
 
 
-def test_the_kernel_test_checks_gradients_not_only_that_they_are_finite(monkeypatch) -> None:
+def test_the_kernel_test_checks_gradients_not_only_that_they_are_finite() -> None:
     """A backward that returns finite but wrong gradients fails the trial (the output alone would pass it)."""
     from ioncannon.engine.attention import sdpa_trial
+    from tests.engine.attention_faults import flash_backward
 
-    real = torch.nn.functional.scaled_dot_product_attention
-
-    class Halved(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, q, k, v):  # type: ignore[no-untyped-def]
-            ctx.save_for_backward(q, k, v)
-            return real(q, k, v)
-
-        @staticmethod
-        def backward(ctx, grad):  # type: ignore[no-untyped-def]
-            with torch.enable_grad():
-                again = [t.detach().requires_grad_(True) for t in ctx.saved_tensors]
-                return tuple(g / 2 for g in torch.autograd.grad(real(*again), again, grad))
-
-    def halved(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kw: object) -> torch.Tensor:
-        if q.requires_grad and torch.backends.cuda.flash_sdp_enabled():   # the math reference stays right
-            return Halved.apply(q, k, v)
-        return real(q, k, v, **kw)
-
-    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", halved)
-    trial = sdpa_trial("flash", SHAPES, torch.float32, CPU, backward=True)
+    with flash_backward(grads_out=lambda grads: tuple(g / 2 for g in grads)):
+        trial = sdpa_trial("flash", SHAPES, torch.float32, CPU, backward=True)
+        assert sdpa_trial("flash", SHAPES, torch.float32, CPU, backward=False).ok
     assert not trial.ok and trial.error.startswith("wrong gradient of q"), trial.error
-    assert sdpa_trial("flash", SHAPES, torch.float32, CPU, backward=False).ok
 
 
 @pytest.mark.slow
