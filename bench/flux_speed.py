@@ -115,38 +115,38 @@ def _fp8_gemm_forward(self: Any, x: Any) -> Any:
     """An experiment for the fp8 layers (plan variant "+fp8-gemm"), not yet the product's: the forward as an fp8
     GEMM on Hopper (activations quantised per row on the fly, weights' per-row scales, torch._scaled_mm), the input
     gradient still from bf16 weights (`Fp8Linear`'s backward)."""
+    return _fp8_gemm().apply(x, self.weight.qdata, self.weight.scale, self.bias)
+
+
+_FP8_GEMM: list[Any] = []
+
+
+def _fp8_gemm() -> Any:
+    """The experiment's autograd function and its per-row e4m3 quantisation of activations (the scale each row's
+    absolute max over 448, compiled on CUDA), built once."""
+    if _FP8_GEMM:
+        return _FP8_GEMM[0]
     import torch
 
     from ioncannon.engine.weights import quantise
+
+    def quantise_rows(rows: Any) -> Any:
+        scale = rows.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / 448.0
+        return (rows.float() / scale).to(torch.float8_e4m3fn), scale
+
+    quantised = torch.compile(quantise_rows, dynamic=True) if DEVICE == "cuda" else quantise_rows
 
     class Fp8Gemm(quantise._Fp8Matmul):
         @staticmethod
         def forward(ctx: Any, x: Any, qdata: Any, scale: Any, bias: Any) -> Any:
             ctx.save_for_backward(qdata, scale)
-            ctx.dtype = x.dtype
-            rows = x.reshape(-1, x.shape[-1])
-            xq, xs = _quantise_rows()(rows)
+            xq, xs = quantised(x.reshape(-1, x.shape[-1]))
             y = torch._scaled_mm(xq, qdata.t(), scale_a=xs, scale_b=scale.view(1, -1), out_dtype=x.dtype)
             y = y if bias is None else y + bias
             return y.view(*x.shape[:-1], y.shape[-1])
 
-    return Fp8Gemm.apply(x, self.weight.qdata, self.weight.scale, self.bias)
-
-
-_QUANTISE: list[Any] = []
-
-
-def _quantise_rows() -> Any:
-    """Per-row e4m3 quantisation of activations (the scale each row's absolute max over 448), compiled on CUDA."""
-    import torch
-
-    def quantise(rows: Any) -> Any:
-        scale = rows.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / 448.0
-        return (rows.float() / scale).to(torch.float8_e4m3fn), scale
-
-    if not _QUANTISE:
-        _QUANTISE.append(torch.compile(quantise, dynamic=True) if DEVICE == "cuda" else quantise)
-    return _QUANTISE[0]
+    _FP8_GEMM.append(Fp8Gemm)
+    return Fp8Gemm
 
 
 def our_training(parts: Any, workdir: Path, key: str, steps: int, step_flops: float) -> dict[str, Any]:

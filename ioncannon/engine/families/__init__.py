@@ -9,7 +9,7 @@ import torch
 
 from ioncannon.engine.context import StageContext
 from ioncannon.engine.models.load import Components
-from ioncannon.engine.weights.trained import apply_trained, reload_adapters
+from ioncannon.engine.weights.trained import apply_trained
 from ioncannon.job.families import UnknownFamily, family_info
 
 if TYPE_CHECKING:
@@ -40,12 +40,13 @@ def load_trained(ctx: StageContext, dtype: torch.dtype | None = None, on_device:
     `adapters_dtype` when given (else in `dtype` with the rest)."""
     family = family_for(ctx.spec.family)
     dtype = dtype or ctx.dtype
-    components = apply_trained(family.load(ctx.spec.base_model, dtype=family.working_dtype(dtype)), ctx.paths)
+    components = family.load(ctx.spec.base_model, dtype=family.working_dtype(dtype))
     device = ctx.device if on_device else torch.device("cpu")
     for module in components.modules():
         module.to(device=device, dtype=family.vae_dtype(dtype) if module is components.vae else dtype)
+    # the trained weights go in where the base weights now are (adapters are made in their layers' dtype)
+    apply_trained(components, ctx.paths, adapters_dtype)
+    for module in components.modules():
         module.eval()
         module.requires_grad_(False)
-    if adapters_dtype is not None and adapters_dtype != dtype:
-        reload_adapters(components, ctx.paths, adapters_dtype)
     return components

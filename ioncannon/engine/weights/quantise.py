@@ -89,7 +89,6 @@ class _Fp8Matmul(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tensor,
                 bias: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(qdata, scale)  # the stored weights themselves: no activation memory
-        ctx.dtype = x.dtype
         return F.linear(x, dequantise(qdata, scale, x.dtype), bias)
 
     @staticmethod

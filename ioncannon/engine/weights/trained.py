@@ -141,11 +141,19 @@ def attach_lora(module: Any, rank: int, alpha: float, targets: str | list[str] |
         inject_adapter_in_model(config, module)
 
 
-def apply_trained(components: Components, paths: JobPaths) -> Components:
-    """Put the published trained weights into `components` (in place) and return them."""
+def apply_trained(components: Components, paths: JobPaths, adapters_dtype: torch.dtype | None = None) -> Components:
+    """Put the published trained weights into `components` (in place) and return them; a LoRA run's adapters are
+    held in `adapters_dtype` when given, else in their layers' dtype."""
     from peft import set_peft_model_state_dict
 
     from ioncannon.job.errors import StageError
+
+    def load_adapters(module: Any, state: dict[str, torch.Tensor], what: str) -> None:
+        if adapters_dtype is not None:
+            for name, param in module.named_parameters():
+                if "lora_" in name:
+                    param.data = param.data.to(adapters_dtype)
+        _check_loaded(set_peft_model_state_dict(module, state), what)
 
     info = trained_info(paths)
     if info is None:
@@ -160,29 +168,12 @@ def apply_trained(components: Components, paths: JobPaths) -> Components:
     lora = info["lora"]
     states = lora_state(paths) or {}
     attach_lora(components.unet, lora["rank"], lora["alpha"], lora["target_modules_unet"])
-    _check_loaded(set_peft_model_state_dict(components.unet, states["unet"]), "UNet")
+    load_adapters(components.unet, states["unet"], "UNet")
     for name, module in encoders.items():
         if name in states:
             attach_lora(module, lora["rank"], lora["alpha"], lora["target_modules_text"])
-            _check_loaded(set_peft_model_state_dict(module, states[name]), name.replace("_", " "))
+            load_adapters(module, states[name], name.replace("_", " "))
     return components
-
-
-def reload_adapters(components: Components, paths: JobPaths, dtype: torch.dtype) -> None:
-    """The LoRA adapters of `components` (attached by `apply_trained`) in `dtype`, their values read again from the
-    trained files: a base model held in bf16 still exports the adapters as they were trained."""
-    from peft import set_peft_model_state_dict
-
-    states = lora_state(paths) or {}
-    modules = {"unet": components.unet, **dict(components.text_encoders())}
-    for name, state in states.items():
-        module = modules.get(name)
-        if module is None:
-            continue
-        for param_name, param in module.named_parameters():
-            if "lora_" in param_name:
-                param.data = param.data.to(dtype)
-        _check_loaded(set_peft_model_state_dict(module, state), name.replace("_", " "))
 
 
 def _check_loaded(result: Any, what: str) -> None:
