@@ -372,7 +372,7 @@ def main() -> int:
     ap.add_argument("--sd15-class-images", type=int, default=32)
     ap.add_argument("--sd15-images", type=int, default=60, help="pack images (14 styles x N + 4 bare)")
     ap.add_argument("--job-timeout", type=float, default=300)
-    ap.add_argument("--results", type=Path, default=None, help="append the table to this file")
+    ap.add_argument("--results", type=Path, default=None, help="add the table to this file (rewritten after each part)")
     ap.add_argument("--tiny", action="store_true", help="tiny models on the CPU: checks this script, not the GPU")
     ap.add_argument("--one", default="", help=argparse.SUPPRESS)   # a child running one part
     args = ap.parse_args()
@@ -387,13 +387,12 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     if args.one:
         return run_one(args.one, work, args)
+    before = args.results.read_text() if args.results and args.results.exists() else ""
     for part in [p for p in args.parts.split(",") if p]:
         in_child(part, work)
-    text = table(started)
-    say("\n" + text)
-    if args.results:
-        with open(args.results, "a") as fh:
-            fh.write("\n" + text + "\n")
+        if args.results:   # after every part, so a run stopped from outside still leaves its finished rows
+            args.results.write_text(before + "\n" + table(started) + "\n")
+    say("\n" + table(started))
     return 0 if ROWS and all(r.get("ok") for r in ROWS if not r.get("restarted")) else 1
 
 
