@@ -77,15 +77,27 @@ def test_training_fits_the_subject_and_load_trained_gives_the_lora_back(tmp_path
     assert after < 0.75 * before, "training fits the subject, and the trained LoRA is what load_trained applies"
     assert after_class < 0.75 * before_class, "prior preservation trains on the class images too"
 
-    # the LoRA export's load: the base model in the run's half precision, the adapters exactly as trained
+    # the LoRA export's load: no base weights at all (a skeleton on the meta device), the adapters exactly as trained
     from peft.utils import get_peft_model_state_dict
 
+    from ioncannon.engine.families import trained_adapters
     from ioncannon.engine.weights.trained import lora_state
 
-    half = load_trained(ctx, dtype=torch.bfloat16, on_device=False, adapters_dtype=torch.float32)
-    assert half.unet.x_embedder.weight.dtype == torch.bfloat16
-    got, want = get_peft_model_state_dict(half.unet), (lora_state(ctx.paths) or {})["unet"]
+    bare = trained_adapters(ctx, torch.float32)
+    assert bare.unet.x_embedder.weight.is_meta and bare.vae is None and bare.text_encoders() == []
+    got, want = get_peft_model_state_dict(bare.unet), (lora_state(ctx.paths) or {})["unet"]
     assert set(got) == set(want) and all(got[k].dtype == torch.float32 and torch.equal(got[k], want[k]) for k in want)
+    # and the export stage writes from it the same kohya file as from the whole trained model
+    from safetensors.torch import load_file
+
+    from ioncannon.engine.export import export_targets, run_export
+
+    run_export(ctx)
+    targets = export_targets(ctx.spec, ctx.paths)
+    assert all(p.exists() for p in targets.wanted(lora=True, full_model=False))
+    written, whole = load_file(str(targets.lora_kohya)), FLUX.kohya_lora(trained)
+    assert set(written) == set(whole) and len(written) == 3 * (8 * 2 + 2 * 2)  # q/k/v fused as the original layout
+    assert all(torch.allclose(written[k].float(), whole[k].to(written[k].dtype).float()) for k in whole)
 
 
 @pytest.mark.slow

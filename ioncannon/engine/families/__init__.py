@@ -33,11 +33,9 @@ def family_for(name: str) -> Family:
     return _LOADED[name]
 
 
-def load_trained(ctx: StageContext, dtype: torch.dtype | None = None, on_device: bool = True,
-                 adapters_dtype: torch.dtype | None = None) -> Components:
+def load_trained(ctx: StageContext, dtype: torch.dtype | None = None, on_device: bool = True) -> Components:
     """Base components with the trained weights applied, in eval mode, on ctx.device (in host memory when not
-    `on_device`: a LoRA export, or a sampler that places the weights itself); a LoRA run's adapters in
-    `adapters_dtype` when given (else in `dtype` with the rest)."""
+    `on_device`: a sampler that places the weights itself)."""
     family = family_for(ctx.spec.family)
     dtype = dtype or ctx.dtype
     components = family.load(ctx.spec.base_model, dtype=family.working_dtype(dtype))
@@ -45,8 +43,21 @@ def load_trained(ctx: StageContext, dtype: torch.dtype | None = None, on_device:
     for module in components.modules():
         module.to(device=device, dtype=family.vae_dtype(dtype) if module is components.vae else dtype)
     # the trained weights go in where the base weights now are (adapters are made in their layers' dtype)
-    apply_trained(components, ctx.paths, adapters_dtype)
+    apply_trained(components, ctx.paths)
     for module in components.modules():
         module.eval()
         module.requires_grad_(False)
+    return components
+
+
+def trained_adapters(ctx: StageContext, dtype: torch.dtype = torch.float32) -> Components:
+    """A LoRA run's trained adapters, in `dtype`, on a weightless skeleton of the denoiser (no base weights are read,
+    so writing the LoRA files of a 12B-parameter model takes seconds and no host memory to speak of); the other
+    components are None."""
+    family = family_for(ctx.spec.family)
+    components = Components(family.denoiser_skeleton(ctx.spec.base_model), None, None, None, None,
+                            source=ctx.spec.base_model, family=family.name)
+    apply_trained(components, ctx.paths, dtype)
+    components.unet.eval()
+    components.unet.requires_grad_(False)
     return components

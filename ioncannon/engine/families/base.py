@@ -118,6 +118,15 @@ class Family:
     ) -> Components:
         """This family's components from a hub id, diffusers folder or .safetensors file (ModelLoadError otherwise)."""
         asked = source
+        source, kind, single_file_config = self.resolve(source, single_file_config)
+        parts = self._load(source, kind, dtype, single_file_config)
+        parts.family, parts.source = self.name, asked
+        return parts
+
+    def resolve(self, source: str, single_file_config: str | None = None) -> tuple[str, str, str | None]:
+        """(source, kind, single_file_config) to read: a hub id the fetch stage downloaded becomes its local folder
+        ("folder"); a single file takes its companion from there. ModelLoadError where `source` cannot be this
+        family's model."""
         kind = classify_source(source)
         if kind in ("hub", "file"):
             from ioncannon.engine.hub_files import local_model
@@ -142,9 +151,12 @@ class Family:
             if found is None and kind == "file":
                 raise ModelLoadError(f"{Path(source).name} is not a checkpoint of a model family this version trains "
                                      f"({', '.join(f.label for f in _known())}): pick another file.")
-        parts = self._load(source, kind, dtype, single_file_config)
-        parts.family, parts.source = self.name, asked
-        return parts
+        return source, kind, single_file_config
+
+    def denoiser_skeleton(self, source: str) -> Any:
+        """The denoiser's modules with no weights (on the meta device), shaped by `source`'s config: enough to
+        carry trained LoRA adapters into the LoRA files of a family that exports nothing else."""
+        raise NotImplementedError
 
     def _load(self, source: str, kind: str, dtype: torch.dtype, single_file_config: str | None) -> Components:
         raise NotImplementedError

@@ -230,6 +230,18 @@ class Flux(Family):
                           self._scheduler(pipe.scheduler.config), source=source, family=self.name,
                           text_encoder_2=pipe.text_encoder_2, tokenizer_2=pipe.tokenizer_2)
 
+    def denoiser_skeleton(self, source: str) -> Any:
+        from diffusers import FluxTransformer2DModel
+
+        source, kind, single_file_config = self.resolve(source)
+        folder = (single_file_config or family_info(self.name).default_model) if kind == "file" else source
+        try:
+            config = FluxTransformer2DModel.load_config(folder, subfolder="transformer")
+        except Exception as exc:  # hub, network and format errors come in many types
+            raise ModelLoadError(_explain_load_failure(folder, exc)) from exc
+        with torch.device("meta"):
+            return FluxTransformer2DModel.from_config(config)
+
     @staticmethod
     def _transformer_from_file(path: str, companion: str, dtype: torch.dtype) -> Any:
         """A transformer checkpoint in the original (BFL/ComfyUI) layout, shaped by the companion's config."""
