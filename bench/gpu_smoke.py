@@ -173,9 +173,13 @@ def family_plan(family: str, work: Path, args: argparse.Namespace) -> None:
     row["build_s"] = round(time.perf_counter() - t, 1)
     # the export and generate stages load "the base model": here, a fresh random one of the same shapes, handed
     # over in host memory as a real load leaves it (built on the GPU for speed), so the stages' peaks are their own
-    real_load = fam.load
+    real_load, real_skeleton = fam.load, fam.denoiser_skeleton
     fam.load = lambda source, dtype=torch.float32, single_file_config=None: _in_host_memory(  # type: ignore
         _build(family, dtype))
+    # a LoRA-only export reads the model's config alone: the stand-in's, saved as a model folder would hold it
+    (work / "base" / "transformer").mkdir(parents=True, exist_ok=True)
+    parts.unet.save_config(str(work / "base" / "transformer"))
+    fam.denoiser_skeleton = lambda source: real_skeleton(str(work / "base"))  # type: ignore[method-assign]
     try:
         _, train_row, ctx = common.train_plan(parts, work, family, key, args.steps, res, photos=4,
                                                 class_images=4, keep_ctx=True)
@@ -216,7 +220,7 @@ def family_plan(family: str, work: Path, args: argparse.Namespace) -> None:
         if is_kernel_error(exc):   # as the runner does: the kernel is left out and the part runs again, afresh
             row["kernel_broken"] = mark_broken(work / ".cache", torch.device(DEVICE), first_line(exc))
     finally:
-        fam.load = real_load  # type: ignore[method-assign]
+        fam.load, fam.denoiser_skeleton = real_load, real_skeleton  # type: ignore[method-assign]
         CAPTURE.records.clear()
         try:
             _free()
