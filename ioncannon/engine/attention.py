@@ -110,11 +110,12 @@ class AttentionUnavailable(RuntimeError):
 #   attention output is concatenated beside the MLP's. tests/engine/test_attention_layouts.py checks that these
 #   cover every family's real layouts.
 # A trial is evidence, not proof: on an H100 (torch 2.11, cuDNN 9.19) cuDNN passed both layouts at FLUX.1's real
-# shape and still crashed inside FLUX.1's training. The likely cause: its backward caches a plan per shape whose key
-# leaves out the output gradient's strides (PyTorch later added them), so FLUX.1's double blocks replayed the plan
-# its single blocks built for a 5x wider row. The layouts of a trial therefore run one after the other in one
-# process and their gradients are checked against the math kernel's. What a trial may still miss, a family leaves
-# out by rule (`Family.attention_left_out`), and the runner's restart (`mark_broken`) catches whatever is left.
+# shape and still crashed inside FLUX.1's training. A suspected cause: its backward caches a plan per shape whose
+# key leaves out the output gradient's strides (PyTorch later added them), so FLUX.1's double blocks would replay the
+# plan its single blocks built for a 5x wider row. The layouts of a trial therefore run one after the other in one
+# process and their gradients are checked against the math kernel's; on an H200 (same stack) cuDNN passed that too
+# and FLUX.1 crashed again, so the cause is still unknown. What a trial misses, a family leaves out by rule
+# (`Family.attention_left_out`), and the runner's restart (`mark_broken`) catches whatever is left.
 LAYOUTS = ("separate", "fused")
 _BESIDE = 4   # the MLP beside the attention output is this many times wider (Flux's mlp_ratio)
 _GRAD_TOL = 5  # a gradient may be this many times the output's tolerance off, as a fraction of its size
@@ -178,7 +179,7 @@ def sdpa_trial(backend: str, shapes: Sequence[AttentionShape], dtype: torch.dtyp
     gradients of q, k and v too); one that torch says cannot take a shape skips that shape. The time is the mean of a
     few runs on the largest shape it takes. Every layout runs in this one process, one after the other, as a model's
     blocks call attention: a kernel that caches a plan per shape and replays it on a gradient laid out differently
-    (what broke FLUX.1's training under cuDNN on torch 2.11, it seems) gives wrong gradients, or crashes, here.
+    gives wrong gradients, or crashes, here (a suspect in FLUX.1's crash under cuDNN, not the proven cause).
     """
     trial = Trial(backend, ok=True)
     tol = 2e-2 if dtype in (torch.float16, torch.bfloat16) else 1e-4

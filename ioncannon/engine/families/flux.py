@@ -399,15 +399,14 @@ class Flux(Family):
         return self.working_dtype(dtype)
 
     def attention_left_out(self, backward: bool) -> dict[str, str]:
-        # Every FLUX.1 training run on an H100 with torch 2.11 / cuDNN 9.19 died in its first backward under cuDNN
-        # (an illegal memory access), ours and diffusers' script alike, while the kernel test passed cuDNN at the
-        # same shape in both layouts. Flash trained it (bench/RESULTS.md). The kernel test now checks gradients
-        # too, which should catch the likely cause (see attention.LAYOUTS); until a GPU run shows that it does
-        # (bench/flux_kernels.py leaves this rule out), the rule stays. Not tied to a version: no fixed one is
-        # known, and flash costs about a millisecond more an attention call.
+        # Every FLUX.1 training run on an H100 or H200 with torch 2.11 / cuDNN 9.19 died in its first backward under
+        # cuDNN (an illegal memory access), ours and diffusers' script alike, while the kernel test passed cuDNN at
+        # the same shape in both layouts, gradients checked (see attention.LAYOUTS). Flash trained it
+        # (bench/RESULTS.md; bench/flux_kernels.py runs the test and the model without this rule). Not tied to a
+        # version: no fixed one is known, and flash costs about a millisecond more an attention call.
         if backward:
-            return {"cudnn": "its fused attention backward crashed FLUX.1 training on an H100 (cuDNN 9.19) "
-                             "although it passed the kernel test"}
+            return {"cudnn": "its fused attention backward crashed FLUX.1 training on an H100 and an H200 "
+                             "(cuDNN 9.19) although it passed the kernel test"}
         return {}
 
     def attention_shapes(self, parts: Components, resolution: int, batch: int = 1) -> list[AttentionShape]:
