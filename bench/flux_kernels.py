@@ -65,11 +65,42 @@ def _contiguous_attention_output(model: Any) -> None:
         attn.forward = own
 
 
+def _model(config: dict[str, Any], device: torch.device, dtype: torch.dtype, checkpointing: bool) -> Any:
+    from diffusers import FluxTransformer2DModel
+
+    torch.set_default_dtype(dtype)
+    with torch.device(device):
+        model = FluxTransformer2DModel(**config)
+    model.requires_grad_(False)
+    if checkpointing:
+        model.enable_gradient_checkpointing()
+    return model
+
+
+def _step(model: Any, config: dict[str, Any], res: int, text_tokens: int, device: torch.device,
+          dtype: torch.dtype) -> tuple[float, bool]:
+    """One forward and backward at `res` px from a random latent: (seconds, whether the input's gradient is
+    finite); raises what the kernels raise."""
+    from ioncannon.engine.families import family_for
+
+    side = res // 8
+    cond = {"hidden": torch.randn(1, text_tokens, config["joint_attention_dim"], device=device, dtype=dtype),
+            "pooled": torch.randn(1, config["pooled_projection_dim"], device=device, dtype=dtype)}
+    x = torch.randn(1, 16, side, side, device=device, dtype=dtype, requires_grad=True)
+    t = time.perf_counter()
+    out = family_for("flux").predict(model, x, torch.full((1,), 500.0, device=device), cond)
+    out.float().square().mean().backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    assert x.grad is not None
+    return time.perf_counter() - t, bool(torch.isfinite(x.grad).all())
+
+
 def variant(name: str, args: argparse.Namespace) -> int:
     """One forward and backward of a variant under args.kernel alone, in this process."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from ioncannon.engine.families import family_for
+    from ioncannon.engine.attention import first_line
     from ioncannon.engine.families.flux import transformer_config
 
     tiny = args.size == "tiny"
@@ -79,36 +110,18 @@ def variant(name: str, args: argparse.Namespace) -> int:
     double, single, checkpointing, contiguous = VARIANTS[name]
     config = transformer_config(args.size)
     config.update({k: v for k, v in (("num_layers", double), ("num_single_layers", single)) if v is not None})
-    from diffusers import FluxTransformer2DModel
-
-    torch.set_default_dtype(dtype)
-    with torch.device(device):
-        model = FluxTransformer2DModel(**config)
-    model.requires_grad_(False)
-    if checkpointing:
-        model.enable_gradient_checkpointing()
+    model = _model(config, device, dtype, checkpointing)
     if contiguous:
         _contiguous_attention_output(model)
-    side = res // 8
-    cond = {"hidden": torch.randn(1, text_tokens, config["joint_attention_dim"], device=device, dtype=dtype),
-            "pooled": torch.randn(1, config["pooled_projection_dim"], device=device, dtype=dtype)}
-    x = torch.randn(1, 16, side, side, device=device, dtype=dtype, requires_grad=True)
     backend = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
                "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[args.kernel]
-    t = time.perf_counter()
     try:
         with sdpa_kernel([backend]):
-            out = family_for("flux").predict(model, x, torch.full((1,), 500.0, device=device), cond)
-            out.float().square().mean().backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+            seconds, finite = _step(model, config, res, text_tokens, device, dtype)
     except Exception as exc:  # noqa: BLE001 - the point of the script is to say so
-        from ioncannon.engine.attention import first_line
-
         print(f"{name}: FAILED under {args.kernel}: {first_line(exc)}", flush=True)
         return 1
-    print(f"{name}: ok under {args.kernel} in {time.perf_counter() - t:.2f} s "
-          f"(grad finite: {bool(torch.isfinite(x.grad).all())})", flush=True)
+    print(f"{name}: ok under {args.kernel} in {seconds:.2f} s (grad finite: {finite})", flush=True)
     return 0
 
 
@@ -140,8 +153,6 @@ def main() -> int:
         return bisect(args)
     from types import SimpleNamespace
 
-    from diffusers import FluxTransformer2DModel
-
     from ioncannon.engine import attention
     from ioncannon.engine.families import family_for
     from ioncannon.engine.families.flux import transformer_config
@@ -161,26 +172,14 @@ def main() -> int:
     print(f"{choice.sentence()} [{time.perf_counter() - t:.1f} s]", flush=True)
     for trial in choice.trials:
         print(f"  {trial.backend}: {'ok' if trial.ok else 'FAILED'} {trial.ms or ''} {trial.error}", flush=True)
-    torch.set_default_dtype(dtype)
-    with torch.device(device):
-        model = FluxTransformer2DModel(**config)
-    model.requires_grad_(False)
-    model.enable_gradient_checkpointing()
-    side = res // 8
-    cond = {"hidden": torch.randn(1, text_tokens, config["joint_attention_dim"], device=device, dtype=dtype),
-            "pooled": torch.randn(1, config["pooled_projection_dim"], device=device, dtype=dtype)}
+    model = _model(config, device, dtype, checkpointing=True)
     for i in range(args.passes):
-        x = torch.randn(1, 16, side, side, device=device, dtype=dtype, requires_grad=True)
-        t = time.perf_counter()
         try:
-            flux.predict(model, x, torch.full((1,), 500.0, device=device), cond).float().square().mean().backward()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            seconds, finite = _step(model, config, res, text_tokens, device, dtype)
         except Exception as exc:  # noqa: BLE001 - the point of the script is to say so
             print(f"pass {i + 1}: FAILED with {attention.first_line(exc)}", flush=True)
             return 1
-        print(f"pass {i + 1}: forward + backward at {res} px in {time.perf_counter() - t:.2f} s "
-              f"(grad finite: {bool(torch.isfinite(x.grad).all())})", flush=True)
+        print(f"pass {i + 1}: forward + backward at {res} px in {seconds:.2f} s (grad finite: {finite})", flush=True)
     if device.type == "cuda":
         print(f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB, {torch.cuda.get_device_name(0)}, "
               f"torch {torch.__version__}", flush=True)
