@@ -165,3 +165,15 @@ def test_model_card_says_which_file_goes_where(exported: tuple[StageContext, Any
     assert "zwx person" in card and "ComfyUI" in card and "load_lora_weights" in card
     assert "about 28 steps and guidance 3.5" in card
     assert "Non-Commercial" in card and "_model.safetensors" not in card
+
+
+def test_the_exports_skeleton_has_the_models_shape_and_no_weights(tiny_flux: Path, tmp_path: Path) -> None:
+    """The LoRA export's transformer is read from the model's config alone: the model's modules on the meta device;
+    a base model that is not there fails in one sentence."""
+    from ioncannon.engine.models.load import ModelLoadError
+
+    skeleton, real = FLUX.denoiser_skeleton(str(tiny_flux)), FLUX.load(str(tiny_flux)).unet
+    assert all(p.is_meta for p in skeleton.parameters())
+    assert {n: p.shape for n, p in skeleton.named_parameters()} == {n: p.shape for n, p in real.named_parameters()}
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        FLUX.denoiser_skeleton(str(tmp_path / "gone"))
