@@ -153,17 +153,12 @@ def apply_trained(components: Components, paths: JobPaths, adapters_dtype: torch
             for name, param in module.named_parameters():
                 if "lora_" in name:
                     param.data = param.data.to(adapters_dtype)
-        if adapters_dtype is not None:
             state = {k: v.to(adapters_dtype) for k, v in state.items()}
         # a skeleton's adapters are made on the meta device, beside its weightless layers: they get memory of their own
         for name, sub in module.named_modules():
             if ".lora_" in name and any(p.is_meta for p in sub.parameters(recurse=False)):
                 sub.to_empty(device="cpu", recurse=False)
-        result = set_peft_model_state_dict(module, state)
-        _check_loaded(result, what)
-        missing = [k for k in getattr(result, "missing_keys", None) or [] if "lora_" in k]
-        if missing:
-            raise ValueError(f"The trained LoRA file of the {what} lacks some of its adapters: {missing[:3]}")
+        _check_loaded(set_peft_model_state_dict(module, state), what)
 
     info = trained_info(paths)
     if info is None:
@@ -187,6 +182,11 @@ def apply_trained(components: Components, paths: JobPaths, adapters_dtype: torch
 
 
 def _check_loaded(result: Any, what: str) -> None:
+    """Every key of the file has its adapter in the model, and every adapter of the model its key in the file (the
+    base weights are not in the file)."""
     unexpected = list(getattr(result, "unexpected_keys", None) or [])
     if unexpected:
         raise ValueError(f"LoRA weights for the {what} do not match the model: {unexpected[:3]}")
+    missing = [k for k in getattr(result, "missing_keys", None) or [] if "lora_" in k]
+    if missing:
+        raise ValueError(f"The trained LoRA file of the {what} lacks some of its adapters: {missing[:3]}")
