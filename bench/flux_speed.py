@@ -111,50 +111,12 @@ def flops(parts: Any, batch: int, backward: bool) -> float:
     return float(counter.get_total_flops())
 
 
-def _fp8_gemm_forward(self: Any, x: Any) -> Any:
-    """An experiment for the fp8 layers (plan variant "+fp8-gemm"), not yet the product's: the forward as an fp8
-    GEMM on Hopper (activations quantised per row on the fly, weights' per-row scales, torch._scaled_mm), the input
-    gradient still from bf16 weights (`Fp8Linear`'s backward)."""
-    return _fp8_gemm().apply(x, self.weight.qdata, self.weight.scale, self.bias)
-
-
-_FP8_GEMM: list[Any] = []
-
-
-def _fp8_gemm() -> Any:
-    """The experiment's autograd function and its per-row e4m3 quantisation of activations (the scale each row's
-    absolute max over 448, compiled on CUDA), built once."""
-    if _FP8_GEMM:
-        return _FP8_GEMM[0]
-    import torch
-
-    from ioncannon.engine.weights import quantise
-
-    def quantise_rows(rows: Any) -> Any:
-        scale = rows.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / 448.0
-        return (rows.float() / scale).to(torch.float8_e4m3fn), scale
-
-    quantised = torch.compile(quantise_rows, dynamic=True) if DEVICE == "cuda" else quantise_rows
-
-    class Fp8Gemm(quantise._Fp8Matmul):
-        @staticmethod
-        def forward(ctx: Any, x: Any, qdata: Any, scale: Any, bias: Any) -> Any:
-            ctx.save_for_backward(qdata, scale)
-            xq, xs = quantised(x.reshape(-1, x.shape[-1]))
-            y = torch._scaled_mm(xq, qdata.t(), scale_a=xs, scale_b=scale.view(1, -1), out_dtype=x.dtype)
-            y = y if bias is None else y + bias
-            return y.view(*x.shape[:-1], y.shape[-1])
-
-    _FP8_GEMM.append(Fp8Gemm)
-    return Fp8Gemm
-
-
 def our_training(parts: Any, workdir: Path, key: str, steps: int, step_flops: float) -> dict[str, Any]:
     """One Flux plan through the product's cache and train stages, the transformer starting off the GPU.
 
     A key ending in "+torchao-matmul" runs that plan with torchao's own weight-only matmul in the fp8 layers
-    (what the product ran before `Fp8Linear`), "+fp8-gemm" with fp8 GEMMs in the forward: each against the
-    plan as the product runs it, in one call."""
+    (what the product ran before `Fp8Linear`), "+fp8-gemm" with `Fp8Linear.fp8_gemm` on (float8 GEMMs forward
+    and backward): each against the plan as the product runs it, in one call."""
     import torch
 
     from ioncannon.engine.weights.adapters import merge_adapters
@@ -165,13 +127,14 @@ def our_training(parts: Any, workdir: Path, key: str, steps: int, step_flops: fl
     if variant == "torchao-matmul":
         Fp8Linear.forward = torch.nn.Linear.forward  # type: ignore[method-assign]
     elif variant == "fp8-gemm":
-        Fp8Linear.forward = _fp8_gemm_forward  # type: ignore[method-assign]
+        Fp8Linear.fp8_gemm = True
     elif variant:
         raise SystemExit(f"unknown plan variant {variant!r}: torchao-matmul or fp8-gemm")
     try:
         plan, row = train_plan(parts, workdir, "flux", key, steps, RES, photos=4)
     finally:
         Fp8Linear.forward = own_forward  # type: ignore[method-assign]
+        Fp8Linear.fp8_gemm = False
     if variant:
         row["phase"] = f"{row['phase']}+{variant}"
     if plan.gradient_checkpointing:
@@ -209,18 +172,23 @@ def pipeline_generation(parts: Any, batch: int, images: int, steps: int, image_f
 
 
 def our_generation(parts: Any, batch: int, images: int, steps: int, image_flops: float, label: str,
-                   compiled: bool = False) -> dict[str, Any]:
+                   compiled: bool = False, fp8_gemm: bool = False) -> dict[str, Any]:
     """The product's sampler with its PNG writer (the same path class images and the prompt pack take); `compiled`
-    compiles the transformer's repeated blocks one by one (start-up included in startup_s)."""
+    compiles the transformer's repeated blocks one by one (start-up included in startup_s); `fp8_gemm` stores the
+    blocks in fp8 as the 24 GB plan does and multiplies in float8 (`Fp8Linear.fp8_gemm`; irreversible: the caller
+    builds a fresh transformer after)."""
     import torch
 
     from ioncannon.engine.generate.batches import ImageJob, fixed_batches, render
     from ioncannon.engine.generate.sampler import ImageSampler
+    from ioncannon.engine.weights.quantise import Fp8Linear
 
     t = time.perf_counter()
     torch._dynamo.reset()
+    Fp8Linear.fp8_gemm = fp8_gemm
     sampler = ImageSampler(parts, torch.device(DEVICE), _dtype(), steps=steps, guidance=3.5, resolution=RES,
-                           batch_size=batch, compile_scope="blocks" if compiled else "")
+                           batch_size=batch, compile_scope="blocks" if compiled else "",
+                           frozen_weights="fp8" if fp8_gemm else "plain")
     _reset_peak()
     sampler.warm_up()
     startup = time.perf_counter() - t
@@ -232,6 +200,7 @@ def our_generation(parts: Any, batch: int, images: int, steps: int, image_flops:
            announce=False)
     _sync()
     rate = images / (time.perf_counter() - t)
+    Fp8Linear.fp8_gemm = False
     return {"phase": f"ours-generate{label}", "batch": batch, "images": images, "images_per_s": round(rate, 3),
             "mfu_pct": round(100 * rate * image_flops / PEAK_FLOPS, 1),
             "peak_gib": round(_mem("max_allocated") / 2**30, 2), "startup_s": round(startup, 1)}
@@ -301,10 +270,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--plans", default="lora-24gb,lora-40gb,lora,lora-24gb+torchao-matmul",
                     help="our plans, in order (+torchao-matmul: torchao's weight-only matmul in the fp8 layers; "
-                         "+fp8-gemm: fp8 GEMMs in their forward)")
+                         "+fp8-gemm: float8 GEMMs forward and backward)")
     ap.add_argument("--phases", default="train,generate,diffusers,compiled",
-                    help="which of train (our plans), generate (pipeline and ours, eager), diffusers (their script), "
-                         "compiled (our sampler, compiled blocks, then fp8 matmuls) to run")
+                    help="which of train (our plans), generate (pipeline and ours, eager, then ours with fp8 "
+                         "GEMMs), diffusers (their script), compiled (our sampler, compiled blocks, then fp8 "
+                         "matmuls) to run")
     ap.add_argument("--budget", type=float, default=520, help="seconds; later phases are skipped past it")
     ap.add_argument("--size", default="real", choices=("real", "tiny"), help="tiny: a CPU smoke test of this script")
     args = ap.parse_args()
@@ -334,10 +304,14 @@ def main() -> None:
         log(rows[-1])
         fresh_transformer(parts)
     for run in (lambda: pipeline_generation(parts, args.batch, args.images, args.gen_steps, image_flops),
-                lambda: our_generation(parts, args.batch, args.images, args.gen_steps, image_flops, "")):
+                lambda: our_generation(parts, args.batch, args.images, args.gen_steps, image_flops, ""),
+                lambda: our_generation(parts, args.batch, args.images, args.gen_steps, image_flops, "-fp8-gemm",
+                                       fp8_gemm=True)):
         if "generate" in phases and left() > 45:
             rows.append(run())
             log(rows[-1])
+    if "generate" in phases:
+        fresh_transformer(parts)
     if args.diffusers_script and "diffusers" in phases and left() > 150:
         parts.unet.to("cpu")
         for module in (parts.vae, parts.text_encoder, parts.text_encoder_2):

@@ -42,6 +42,10 @@ def quantise_linear_layers(model: Any, inside: tuple[str, ...], device: torch.de
     return changed
 
 
+E4M3_MAX = 448.0          # the largest finite float8 e4m3 value
+FP8_GEMM_MIN_ROWS = 256   # fewer rows (the modulation layers' one per image) are not worth quantising on the fly
+
+
 class Fp8Linear(torch.nn.Linear):
     """An nn.Linear whose frozen weight is torchao's Float8Tensor (e4m3 `qdata`, float32 per-row `scale`).
 
@@ -50,7 +54,13 @@ class Fp8Linear(torch.nn.Linear):
     step. Here the weight is dequantised straight to the activations' dtype by one fused kernel on the GPU (3 bytes
     a weight: read one, write two) and autograd keeps nothing for the backward but the stored weight itself, which
     is dequantised again there. Still an nn.Linear, so LoRA adapters wrap it as any other.
+
+    With `fp8_gemm` on (set per layer or on the class), layers with many rows instead multiply in fp8 on the tensor
+    cores (`_Fp8Gemm`): twice bf16's peak on Hopper, at the cost of rounding the activations and the gradients to
+    8 bits per row.
     """
+
+    fp8_gemm = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight
@@ -58,7 +68,17 @@ class Fp8Linear(torch.nn.Linear):
             return super().forward(x)
         if weight.requires_grad:
             raise RuntimeError("fp8-stored base weights are frozen; train adapters on them, not the weights")
+        if self.fp8_gemm and x.numel() >= FP8_GEMM_MIN_ROWS * x.shape[-1]:
+            return _Fp8Gemm.apply(x, weight.qdata, weight.scale, self.bias)
         return _Fp8Matmul.apply(x, weight.qdata, weight.scale, self.bias)
+
+
+def fp8_gemm_supported(device: torch.device) -> bool:
+    """Whether `device` multiplies float8 matrices with per-row scales: Hopper (and Ada) cards; the CPU too, slowly
+    (tests check the numbers there)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 9)
+    return device.type == "cpu"
 
 
 def dequantise(qdata: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -96,4 +116,59 @@ class _Fp8Matmul(torch.autograd.Function):
         qdata, scale = ctx.saved_tensors
         grad_x = grad.matmul(dequantise(qdata, scale, grad.dtype)) if ctx.needs_input_grad[0] else None
         grad_b = grad.reshape(-1, grad.shape[-1]).sum(0) if ctx.needs_input_grad[3] else None
+        return grad_x, None, None, grad_b
+
+
+def _quantise_rows(rows: torch.Tensor, column_scale: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, C) -> e4m3 values and float32 (R, 1) scales, each row scaled by its absolute max; `column_scale` (1, C)
+    multiplies the columns first (in float32)."""
+    rows = rows.to(torch.float32)
+    if column_scale is not None:
+        rows = rows * column_scale
+    scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / E4M3_MAX
+    return (rows / scale).to(torch.float8_e4m3fn), scale
+
+
+_QUANTISE_ROWS: list[Any] = []
+
+
+def quantise_rows(rows: torch.Tensor, column_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_quantise_rows`, compiled into one kernel on a GPU (dynamic shapes: every layer shares it)."""
+    if not rows.is_cuda:
+        return _quantise_rows(rows, column_scale)
+    if not _QUANTISE_ROWS:
+        _QUANTISE_ROWS.append(torch.compile(_quantise_rows, dynamic=True))
+    return _QUANTISE_ROWS[0](rows, column_scale)
+
+
+class _Fp8Gemm(torch.autograd.Function):
+    """y = x W^T + b as float8 GEMMs with per-row scales (`torch._scaled_mm`), forward and backward.
+
+    Forward: x quantised per row, W as stored (e4m3 with per-output-row scales). Backward, x's gradient only:
+    dx = (dy * s) Q, the weight's row scales s folded into dy's columns before dy is quantised per row, so the
+    stored Q serves unscaled (its transposed copy, which the kernel's layout wants, lives for the call alone).
+    Nothing of x is kept for the backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tensor,
+                bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(qdata, scale)
+        xq, xs = quantise_rows(x.reshape(-1, x.shape[-1]))
+        y = torch._scaled_mm(xq, qdata.t(), scale_a=xs, scale_b=scale.reshape(1, -1).to(torch.float32),
+                             out_dtype=x.dtype)
+        if bias is not None:
+            y = y + bias
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, torch.Tensor | None]:
+        qdata, scale = ctx.saved_tensors
+        rows = grad.reshape(-1, grad.shape[-1])
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            gq, gs = quantise_rows(rows, scale.reshape(1, -1).to(torch.float32))
+            ones = torch.ones(1, qdata.shape[1], device=grad.device, dtype=torch.float32)
+            grad_x = torch._scaled_mm(gq, qdata.t().contiguous().t(), scale_a=gs, scale_b=ones, out_dtype=grad.dtype)
+            grad_x = grad_x.view(*grad.shape[:-1], qdata.shape[1])
+        grad_b = rows.sum(0) if ctx.needs_input_grad[3] else None
         return grad_x, None, None, grad_b
