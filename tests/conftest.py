@@ -15,6 +15,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+# The suite runs as two pytest-xdist workers (README: `-n 2`). Each worker, and each runner a test starts (a new
+# job pins OMP_NUM_THREADS), then computes on one thread: two processes of two threads each on a 2-core machine
+# spend their time in OpenMP barriers. Set before torch is imported, so it takes effect; a value the caller set wins.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
