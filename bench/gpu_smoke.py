@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,9 +149,12 @@ def _build(family: str, dtype: Any) -> Any:
 
 
 def _in_host_memory(parts: Any) -> Any:
+    """The stand-in model moved to host memory, where a real load leaves it; the peak counts from here, so the GPU
+    it took to build it quickly is not the stage's."""
     for module in parts.modules():
         module.to("cpu")
     _free()
+    common.reset_peak()
     return parts
 
 
@@ -336,11 +340,12 @@ def run_one(part: str, work: Path, args: argparse.Namespace) -> int:
 MAX_KERNEL_RESTARTS = 2   # as the runner: a part whose attention kernel crashed runs again without it
 
 
-def in_child(part: str, work: Path, restarts: int = 0) -> None:
+def in_child(part: str, work: Path, save: Callable[[], None], restarts: int = 0) -> None:
     """Runs one part in a child process: a kernel that breaks the GPU context fails that part, not the others.
 
     Where the part's attention kernel crashed, it is run again in a new process, as the runner restarts itself:
-    the first row stays in the table (marked restarted) and the exit status follows the last try."""
+    the first row stays in the table (marked restarted) and the exit status follows the last try. `save` runs after
+    every row, so a run stopped from outside keeps the rows it finished."""
     argv = [a for a in sys.argv[1:]]
     proc = subprocess.Popen([sys.executable, __file__, *argv, "--one", part, "--work", str(work)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -351,6 +356,7 @@ def in_child(part: str, work: Path, restarts: int = 0) -> None:
         if line.startswith("ROW "):
             ROWS.append(json.loads(line[4:]))
             rows += 1
+            save()
         if line.startswith(("ROW ", "LOG ", "RESULT ")):
             print(line, end="", flush=True)
         tail = (tail + [line])[-40:]
@@ -362,7 +368,7 @@ def in_child(part: str, work: Path, restarts: int = 0) -> None:
     if last.get("kernel_broken") and restarts < MAX_KERNEL_RESTARTS:
         last["restarted"] = True
         say(f"{part}: the {last['kernel_broken']} attention kernel crashed; running the part again without it")
-        in_child(part, work, restarts + 1)
+        in_child(part, work, save, restarts + 1)
 
 
 def main() -> int:
@@ -376,7 +382,7 @@ def main() -> int:
     ap.add_argument("--sd15-class-images", type=int, default=32)
     ap.add_argument("--sd15-images", type=int, default=60, help="pack images (14 styles x N + 4 bare)")
     ap.add_argument("--job-timeout", type=float, default=300)
-    ap.add_argument("--results", type=Path, default=None, help="add the table to this file (rewritten after each part)")
+    ap.add_argument("--results", type=Path, default=None, help="add the table to this file (rewritten after each row)")
     ap.add_argument("--tiny", action="store_true", help="tiny models on the CPU: checks this script, not the GPU")
     ap.add_argument("--one", default="", help=argparse.SUPPRESS)   # a child running one part
     args = ap.parse_args()
@@ -392,10 +398,14 @@ def main() -> int:
     if args.one:
         return run_one(args.one, work, args)
     before = args.results.read_text() if args.results and args.results.exists() else ""
-    for part in [p for p in args.parts.split(",") if p]:
-        in_child(part, work)
-        if args.results:   # after every part, so a run stopped from outside still leaves its finished rows
+
+    def save() -> None:
+        if args.results:
             args.results.write_text(before + "\n" + table(started) + "\n")
+
+    for part in [p for p in args.parts.split(",") if p]:
+        in_child(part, work, save)
+        save()
     say("\n" + table(started))
     return 0 if ROWS and all(r.get("ok") for r in ROWS if not r.get("restarted")) else 1
 
