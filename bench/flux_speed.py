@@ -111,6 +111,17 @@ def flops(parts: Any, batch: int, backward: bool) -> float:
     return float(counter.get_total_flops())
 
 
+def _fp8_gemm_or_exit() -> bool:
+    """True where this card multiplies float8 matrices with per-row scales; else the run stops saying so."""
+    import torch
+
+    from ioncannon.engine.weights.quantise import fp8_gemm_supported
+
+    if not fp8_gemm_supported(torch.device(DEVICE)):
+        raise SystemExit("+fp8-gemm needs a card with float8 tensor cores (Ada or Hopper, compute capability 8.9+)")
+    return True
+
+
 def our_training(parts: Any, workdir: Path, key: str, steps: int, step_flops: float) -> dict[str, Any]:
     """One Flux plan through the product's cache and train stages, the transformer starting off the GPU.
 
@@ -127,7 +138,7 @@ def our_training(parts: Any, workdir: Path, key: str, steps: int, step_flops: fl
     if variant == "torchao-matmul":
         Fp8Linear.forward = torch.nn.Linear.forward  # type: ignore[method-assign]
     elif variant == "fp8-gemm":
-        Fp8Linear.fp8_gemm = True
+        Fp8Linear.fp8_gemm = _fp8_gemm_or_exit()
     elif variant:
         raise SystemExit(f"unknown plan variant {variant!r}: torchao-matmul or fp8-gemm")
     try:
@@ -185,7 +196,7 @@ def our_generation(parts: Any, batch: int, images: int, steps: int, image_flops:
 
     t = time.perf_counter()
     torch._dynamo.reset()
-    Fp8Linear.fp8_gemm = fp8_gemm
+    Fp8Linear.fp8_gemm = fp8_gemm and _fp8_gemm_or_exit()
     sampler = ImageSampler(parts, torch.device(DEVICE), _dtype(), steps=steps, guidance=3.5, resolution=RES,
                            batch_size=batch, compile_scope="blocks" if compiled else "",
                            frozen_weights="fp8" if fp8_gemm else "plain")
