@@ -42,7 +42,7 @@ def quantise_linear_layers(model: Any, inside: tuple[str, ...], device: torch.de
     return changed
 
 
-E4M3_MAX = 448.0          # the largest finite float8 e4m3 value
+E4M3_MAX = torch.finfo(torch.float8_e4m3fn).max   # 448
 FP8_GEMM_MIN_ROWS = 256   # fewer rows (the modulation layers' one per image) are not worth quantising on the fly
 
 
@@ -84,7 +84,7 @@ def fp8_gemm_supported(device: torch.device) -> bool:
 def dequantise(qdata: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """`qdata * scale` in `dtype`, the product taken in float32 (torchao's numbers) in one kernel on a GPU."""
     if qdata.is_cuda:
-        return _fused_dequantise()(qdata, scale, dtype)
+        return _compiled(_dequantise, fullgraph=True)(qdata, scale, dtype)
     return _dequantise(qdata, scale, dtype)
 
 
@@ -92,14 +92,15 @@ def _dequantise(qdata: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) ->
     return (qdata.to(torch.float32) * scale).to(dtype)
 
 
-_FUSED: list[Any] = []
+_COMPILED: dict[Any, Any] = {}
 
 
-def _fused_dequantise() -> Any:
-    """The compiled dequantisation, built once: shapes are dynamic, so FLUX's seven weight shapes share one kernel."""
-    if not _FUSED:
-        _FUSED.append(torch.compile(_dequantise, dynamic=True, fullgraph=True))
-    return _FUSED[0]
+def _compiled(fn: Any, fullgraph: bool = False) -> Any:
+    """`fn` compiled into one GPU kernel, built once: shapes are dynamic, so FLUX's seven weight shapes (and every
+    activation shape) share it."""
+    if fn not in _COMPILED:
+        _COMPILED[fn] = torch.compile(fn, dynamic=True, fullgraph=fullgraph)
+    return _COMPILED[fn]
 
 
 class _Fp8Matmul(torch.autograd.Function):
@@ -129,16 +130,11 @@ def _quantise_rows(rows: torch.Tensor, column_scale: torch.Tensor | None) -> tup
     return (rows / scale).to(torch.float8_e4m3fn), scale
 
 
-_QUANTISE_ROWS: list[Any] = []
-
-
 def quantise_rows(rows: torch.Tensor, column_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """`_quantise_rows`, compiled into one kernel on a GPU (dynamic shapes: every layer shares it)."""
-    if not rows.is_cuda:
-        return _quantise_rows(rows, column_scale)
-    if not _QUANTISE_ROWS:
-        _QUANTISE_ROWS.append(torch.compile(_quantise_rows, dynamic=True))
-    return _QUANTISE_ROWS[0](rows, column_scale)
+    """`_quantise_rows`, compiled into one kernel on a GPU."""
+    if rows.is_cuda:
+        return _compiled(_quantise_rows)(rows, column_scale)
+    return _quantise_rows(rows, column_scale)
 
 
 class _Fp8Gemm(torch.autograd.Function):
