@@ -3,11 +3,14 @@ diffusers' own training scripts run with their step bar timed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,22 @@ def reset_peak() -> None:
     if DEVICE == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+
+
+@contextlib.contextmanager
+def training_compile(scope: str) -> Iterator[None]:
+    """The product's trainer compiles `scope` of the denoiser ("blocks": its repeated blocks one by one) in the runs
+    inside, whatever its family's default (IONCANNON_TRAIN_COMPILE); "" leaves the family's choice."""
+    before = os.environ.get("IONCANNON_TRAIN_COMPILE")
+    if scope:
+        os.environ["IONCANNON_TRAIN_COMPILE"] = scope
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("IONCANNON_TRAIN_COMPILE", None)
+        else:
+            os.environ["IONCANNON_TRAIN_COMPILE"] = before
 
 
 def train_plan(parts: Any, workdir: Path, family: str, key: str, steps: int, res: int, photos: int,

@@ -28,7 +28,7 @@ _T0 = time.perf_counter()
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from common import PEAK_FLOPS, PROMPT, random_pngs, run_diffusers_script, train_plan  # noqa: E402
+from common import PEAK_FLOPS, PROMPT, random_pngs, run_diffusers_script, train_plan, training_compile  # noqa: E402
 from common import mem as _mem  # noqa: E402
 from common import reset_peak as _reset_peak  # noqa: E402
 from common import sync as _sync  # noqa: E402
@@ -125,29 +125,35 @@ def _fp8_gemm_or_exit() -> bool:
 def our_training(parts: Any, workdir: Path, key: str, steps: int, step_flops: float) -> dict[str, Any]:
     """One Flux plan through the product's cache and train stages, the transformer starting off the GPU.
 
-    A key ending in "+torchao-matmul" runs that plan with torchao's own weight-only matmul in the fp8 layers
-    (what the product ran before `Fp8Linear`), "+fp8-gemm" with `Fp8Linear.fp8_gemm` on (float8 GEMMs forward
-    and backward): each against the plan as the product runs it, in one call."""
+    Variants after the key, joined by "+": "torchao-matmul" runs the plan with torchao's own weight-only matmul in
+    the fp8 layers (what the product ran before `Fp8Linear`), "fp8-gemm" with `Fp8Linear.fp8_gemm` on (float8 GEMMs
+    forward and backward), "compiled-blocks" with the transformer's blocks compiled one by one
+    (`Family.train_compile`; the compile is in the row's first_steps_s): each against the plan as the product runs
+    it, in one call."""
     import torch
 
+    from ioncannon.engine.compile_cache import uncompile_blocks
     from ioncannon.engine.weights.adapters import merge_adapters
     from ioncannon.engine.weights.quantise import Fp8Linear
 
-    key, _, variant = key.partition("+")
+    key, *variants = key.split("+")
+    unknown = set(variants) - {"torchao-matmul", "fp8-gemm", "compiled-blocks"}
+    if unknown:
+        raise SystemExit(f"unknown plan variant {sorted(unknown)[0]!r}: torchao-matmul, fp8-gemm or compiled-blocks")
     own_forward = Fp8Linear.forward
-    if variant == "torchao-matmul":
+    if "torchao-matmul" in variants:
         Fp8Linear.forward = torch.nn.Linear.forward  # type: ignore[method-assign]
-    elif variant == "fp8-gemm":
+    if "fp8-gemm" in variants:
         Fp8Linear.fp8_gemm = _fp8_gemm_or_exit()
-    elif variant:
-        raise SystemExit(f"unknown plan variant {variant!r}: torchao-matmul or fp8-gemm")
     try:
-        plan, row = train_plan(parts, workdir, "flux", key, steps, RES, photos=4)
+        with training_compile("blocks" if "compiled-blocks" in variants else ""):
+            plan, row = train_plan(parts, workdir, "flux", key, steps, RES, photos=4)
     finally:
         Fp8Linear.forward = own_forward  # type: ignore[method-assign]
         Fp8Linear.fp8_gemm = False
-    if variant:
-        row["phase"] = f"{row['phase']}+{variant}"
+        uncompile_blocks(parts.unet)
+    if variants:
+        row["phase"] = "+".join([row["phase"], *variants])
     if plan.gradient_checkpointing:
         parts.unet.disable_gradient_checkpointing()
     if plan.base_weights == "plain":
@@ -280,8 +286,9 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--plans", default="lora-24gb,lora-40gb,lora,lora-24gb+torchao-matmul",
-                    help="our plans, in order (+torchao-matmul: torchao's weight-only matmul in the fp8 layers; "
-                         "+fp8-gemm: float8 GEMMs forward and backward)")
+                    help="our plans, in order, each with optional variants (+torchao-matmul: torchao's weight-only "
+                         "matmul in the fp8 layers; +fp8-gemm: float8 GEMMs forward and backward; +compiled-blocks: "
+                         "the transformer's blocks compiled), e.g. lora-24gb+fp8-gemm+compiled-blocks")
     ap.add_argument("--phases", default="train,generate,diffusers,compiled",
                     help="which of train (our plans), generate (pipeline and ours, eager, then ours with fp8 "
                          "GEMMs), diffusers (their script), compiled (our sampler, compiled blocks, then fp8 "

@@ -20,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from common import PEAK_FLOPS, PROMPT, random_pngs, run_diffusers_script, train_plan  # noqa: E402
+from common import PEAK_FLOPS, PROMPT, random_pngs, run_diffusers_script, train_plan, training_compile  # noqa: E402
 from common import mem as _mem  # noqa: E402
 from common import reset_peak as _reset_peak  # noqa: E402
 from common import sync as _sync  # noqa: E402
@@ -30,7 +30,7 @@ DEVICE = "cuda"
 SIZE = "real"
 NEGATIVE = "blurry, lowres, deformed, watermark, text"
 _T0 = time.perf_counter()
-PHASES = ("train", "diffusers", "train12", "pipeline", "ours", "ours-compiled")
+PHASES = ("train", "diffusers", "train-blocks", "train12", "pipeline", "ours", "ours-compiled")
 
 
 def log(row: dict[str, Any]) -> None:
@@ -91,13 +91,21 @@ def unet_flops(parts: Any, batch: int, backward: bool) -> float:
     return float(counter.get_total_flops())
 
 
-def our_training(parts: Any, workdir: Path, key: str, steps: int) -> dict[str, Any]:
-    """One SDXL plan through the product's cache and train stages on the built model."""
+def our_training(parts: Any, workdir: Path, key: str, steps: int, compile_scope: str = "") -> dict[str, Any]:
+    """One SDXL plan through the product's cache and train stages on the built model; `compile_scope` "blocks"
+    compiles the UNet's repeated blocks for it (the compile is in the row's first_steps_s)."""
     import torch
 
+    from ioncannon.engine.compile_cache import uncompile_blocks
     from ioncannon.engine.weights.adapters import merge_adapters
 
-    plan, row = train_plan(parts, workdir, "sdxl", key, steps, RES, photos=10, class_images=20)
+    try:
+        with training_compile(compile_scope):
+            plan, row = train_plan(parts, workdir, "sdxl", key, steps, RES, photos=10, class_images=20)
+    finally:
+        uncompile_blocks(parts.unet)
+    if compile_scope:
+        row["phase"] += f"+compiled-{compile_scope}"
     if plan.gradient_checkpointing:
         parts.unet.disable_gradient_checkpointing()
     flops = unet_flops(parts, 2, backward=True)
@@ -227,6 +235,9 @@ def main() -> None:
     if "diffusers" in phases and args.diffusers_script and left() > 90:
         rows.append(diffusers_training(Path(args.diffusers_script), model, workdir, args.diffusers_steps, 16,
                                        timeout=max(left() - 60, 30)))
+        log(rows[-1])
+    if "train-blocks" in phases and left() > 120:
+        rows.append(our_training(parts, workdir, "lora", args.steps, compile_scope="blocks"))
         log(rows[-1])
     if "train12" in phases and left() > 60:
         rows.append(our_training(parts, workdir, "lora-12gb", args.steps))

@@ -9,9 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
+from ioncannon.engine.compile_cache import compile_blocks, repeated_blocks
 from ioncannon.engine.context import StageContext
 from ioncannon.engine.families.base import make_scheduler
-from ioncannon.engine.generate.sampler import ImageSampler, compile_blocks, initial_noise, repeated_blocks
+from ioncannon.engine.generate.sampler import ImageSampler, initial_noise
 from ioncannon.engine.generate.stage import (
     class_cache_dir,
     compile_scope,

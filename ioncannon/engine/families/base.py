@@ -101,6 +101,11 @@ class Family:
     exports_full_model: ClassVar[bool] = True
     preview_guidance: ClassVar[float] = 5.0
     channels_last: ClassVar[bool] = True  # NHWC on CUDA: UNets' convolutions run without layout transposes
+    # What training compiles on CUDA besides the optimizer: "" nothing, "blocks" the denoiser's repeated blocks one
+    # by one (fused norms, modulation, RoPE and activations; one compile per block shape). Stays "" for a family
+    # until a bench run on the card shows the compile repays itself on a job (bench/flux_speed.py,
+    # bench/sdxl_speed.py: the "+compiled-blocks" plan variants).
+    train_compile: ClassVar[str] = ""
 
     @property
     def info(self) -> FamilyInfo:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ioncannon.engine.compile_cache import use_compile_cache
+from ioncannon.engine.compile_cache import compile_blocks, use_compile_cache
 from ioncannon.engine.families.base import unscale_latents
 from ioncannon.engine.models.load import Components
 
@@ -20,32 +20,6 @@ _log = logging.getLogger("ioncannon")
 def initial_noise(seeds: list[int], shape: tuple[int, int, int]) -> torch.Tensor:
     """Per-image noise from a CPU generator: the same seed gives the same image on any device or batch."""
     return torch.stack([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s)) for s in seeds])
-
-
-# Regional compilation: the denoiser's repeated blocks compiled one by one; blocks of one shape share their kernels,
-# so compiling takes a fraction of the whole model's time. The blocks are those the model declares
-# (`_repeated_blocks`: its transformer blocks) and, in a UNet, its resnets, which diffusers leaves out.
-EXTRA_REPEATED_BLOCKS = ("ResnetBlock2D",)
-BLOCK_SHAPES_LIMIT = 64  # distinct (block, input shape) graphs kept per block type; SD 1.5's UNet has ~20 resnets'
-
-
-def repeated_blocks(model: torch.nn.Module) -> set[str]:
-    """The class names of `model`'s blocks that are compiled one by one."""
-    return {*getattr(model, "_repeated_blocks", ()), *EXTRA_REPEATED_BLOCKS}
-
-
-def compile_blocks(model: torch.nn.Module) -> int:
-    """Compile each repeated block of `model` in place (static shapes); how many were wrapped."""
-    import torch._dynamo.config as dynamo
-
-    dynamo.recompile_limit = max(dynamo.recompile_limit, BLOCK_SHAPES_LIMIT)
-    names = repeated_blocks(model)
-    count = 0
-    for module in model.modules():
-        if type(module).__name__ in names:
-            module.compile(dynamic=False, fullgraph=False)
-            count += 1
-    return count
 
 
 class ImageSampler:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ioncannon.engine.compile_cache import compile_blocks, uncompile_blocks
 from ioncannon.engine.parallel.collectives import all_agree, average_gradients, process_rank
 from ioncannon.engine.train.cache import TrainCache
 from ioncannon.job.plan.presets import warmup_steps
@@ -22,7 +23,20 @@ from ioncannon.job.plans import TrainPlan
 _CHUNK = 1 << 26  # optimizer works in 64 Mi-element slices so eager fallbacks need no full-size fp32 temporaries
 _MAX_GRAD_NORM = 1.0
 _EAGER_WARMUP = 2         # real steps run eagerly before a CUDA graph is captured
-COMPILE_UNET = os.environ.get("IONCANNON_COMPILE_UNET") == "1"
+TRAIN_COMPILE_SCOPES = ("", "blocks", "model")
+
+
+def training_compile(family: Any) -> str:
+    """What training compiles on CUDA besides the optimizer: the family's choice (`Family.train_compile`), unless
+    IONCANNON_TRAIN_COMPILE says "none", "blocks" (the denoiser's repeated blocks) or "model" (the whole denoiser:
+    minutes of start-up for every new plan)."""
+    forced = os.environ.get("IONCANNON_TRAIN_COMPILE", "")
+    if forced in ("none", "blocks", "model"):
+        return "" if forced == "none" else forced
+    scope = str(family.train_compile)
+    if scope not in TRAIN_COMPILE_SCOPES:
+        raise ValueError(f"unknown training compile scope {scope!r}; use '', 'blocks' or 'model'")
+    return scope
 
 
 class FlatParams:
@@ -162,13 +176,16 @@ class Trainer:
         if self.world > 1 and os.environ.get("IONCANNON_DIST_CUDA_GRAPH") == "0":
             self._use_graph = False  # escape hatch while NCCL capture is unproven on a given driver
         if cuda and plan.compile:
-            # the optimizer compiles in seconds and is the bulk of the win; compiling the UNet costs minutes of
-            # start-up for every new plan, so it stays opt-in
+            # the optimizer compiles in seconds; the denoiser as its family says (see `training_compile`)
             self._update = torch.compile(fused_update, dynamic=False)
             self.mode = "compiled-optimizer"
-            if COMPILE_UNET:
+            scope = training_compile(self.family)
+            if scope == "model":
                 self._forward = torch.compile(self.unet, dynamic=False)
                 self.mode = "compiled"
+            elif scope == "blocks":
+                compile_blocks(self.unet)
+                self.mode = "compiled-optimizer+blocks"
 
     @property
     def text_encoder(self) -> Any:
@@ -339,6 +356,7 @@ class Trainer:
                 raise
             # compilation fails before the step runs, so retrying eagerly applies the step exactly once
             self.log.warning("torch.compile failed, training eagerly: %s", exc, exc_info=True)
+            uncompile_blocks(self.unet)
             self._forward, self._update, self.mode = self.unet, self._eager_update, "eager"
             self._warmup_body()
 
