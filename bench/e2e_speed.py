@@ -171,7 +171,8 @@ def _waited(stage: str, wall: float, first: float | None, progress: list[Any], l
         writes = stats.get("checkpoint_write_s", [])
         return "; ".join(n for n in [
             f"{first:.1f} s stage start to step 1" if first is not None else "",
-            f"setup {stats.get('setup_s')} s, first steps (compile/graph) {stats.get('first_steps_s')} s",
+            f"setup {stats.get('setup_s')} s, first steps (compile/graph) {stats.get('first_steps_s')} s "
+            f"(each {stats.get('first_step_each_s')})",
             f"{stats.get('steady_steps_per_s')} steps/s steady ({stats.get('mode')})",
             f"checkpoint stalls {stalls} s" + (f" (background writes {writes} s)" if writes else ""),
             f"peak {stats.get('peak_gib')} GiB",

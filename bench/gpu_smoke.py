@@ -51,7 +51,12 @@ def add(row: dict[str, Any]) -> None:
 
 
 def attention_lines(log_text: str) -> list[str]:
+    """The kernel each stage chose, and where a kernel test's time went, from runner.log's lines."""
     return [m.strip() for m in re.findall(r"attention kernel: ([^\n]*)", log_text)]
+
+
+def attention_costs(log_text: str) -> list[str]:
+    return [m.strip() for m in re.findall(r"the attention test's time: ([^\n]*)", log_text)]
 
 
 def kernel_of(lines: list[str]) -> str:
@@ -108,7 +113,8 @@ def sd15_whole_job(work: Path, args: argparse.Namespace) -> None:
         add({"part": f"sd15 job {run}", "ok": True, "wall_s": round(wall, 1), "stages": walls,
              "steps_per_s": stats.get("steady_steps_per_s"), "mode": stats.get("mode"),
              "images_per_s": gen, "peak_gib": round(peak.peak_mib / 1024, 1),
-             "attention": kernel_of(attention_lines(log_text)), "attention_lines": attention_lines(log_text)})
+             "attention": kernel_of(attention_lines(log_text)), "attention_lines": attention_lines(log_text),
+             "attention_costs": attention_costs(log_text)})
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -212,6 +218,7 @@ def family_plan(family: str, work: Path, args: argparse.Namespace) -> None:
         log_text = "\n".join(r.getMessage() for r in CAPTURE.records)
         row["attention"] = kernel_of(attention_lines(log_text))
         row["attention_lines"] = attention_lines(log_text)
+        row["attention_costs"] = attention_costs(log_text)
         t = time.perf_counter()
         row["loaded_back"] = load_back(family, ctx)
         row["load_back_s"] = round(time.perf_counter() - t, 1)
@@ -277,7 +284,7 @@ class _Capture:
         class Handler(logging.Handler):
             def emit(self, record: logging.LogRecord) -> None:
                 capture.records.append(record)
-                if "attention kernel" in record.getMessage():   # shown at once: a crash later must not hide it
+                if "attention" in record.getMessage():   # shown at once: a crash later must not hide it
                     say("LOG " + record.getMessage())
 
         logging.getLogger("ioncannon").addHandler(Handler())
@@ -321,6 +328,9 @@ def table(started: float) -> str:
     notes = sorted({line for r in ROWS for line in r.get("attention_lines", [])})
     if notes:
         lines += ["", "Attention lines from the logs:", *(f"- {n}" for n in notes)]
+    costs = [f"- {r['part']}: {c}" for r in ROWS for c in r.get("attention_costs", [])]
+    if costs:
+        lines += ["", "Where the attention tests' time went:", *costs]
     return "\n".join(lines)
 
 

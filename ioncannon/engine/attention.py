@@ -67,6 +67,7 @@ class Trial:
     ms: float | None = None          # fwd (+bwd) on the largest shape; None where the backend cannot run it
     unsupported: list[str] = field(default_factory=list)   # shapes the backend does not take (not a failure)
     error: str = ""
+    seconds: float | None = None     # how long the whole trial took (every shape and layout, checks included)
 
 
 @dataclass
@@ -77,6 +78,7 @@ class AttentionChoice:
     trials: list[Trial]
     key: str
     cached: bool = False
+    startup_s: float | None = None   # starting the child processes that ran the trials (torch, the GPU context)
 
     @property
     def backend(self) -> str:
@@ -92,6 +94,12 @@ class AttentionChoice:
         others = f", then {', '.join(self.order[1:])}" if len(self.order) > 1 else ""
         source = " (tested earlier on this card)" if self.cached else ""
         return f"attention kernel: {self.backend}{timing}{others}{source}{tail}"
+
+    def cost(self) -> str:
+        """Where the kernel test's time went, for runner.log: the child processes' start-up, then each trial."""
+        parts = [f"process start {self.startup_s:.1f} s"] if self.startup_s is not None else []
+        parts += [f"{t.backend} {t.seconds:.1f} s" for t in self.trials if t.seconds is not None]
+        return ", ".join(parts)
 
 
 class AttentionUnavailable(RuntimeError):
@@ -124,19 +132,23 @@ _GRAD_TOL = 5  # a gradient may be this many times the output's tolerance off, a
 
 def _inputs(shape: AttentionShape, dtype: torch.dtype, device: torch.device, grad: bool, layout: str = "separate",
             seed: int = 0) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """q, k, v laid out as diffusers' attention passes them (see LAYOUTS), and the leaf tensors behind them."""
-    g = torch.Generator(device="cpu").manual_seed(seed)
+    """q, k, v laid out as diffusers' attention passes them (see LAYOUTS), and the leaf tensors behind them.
+
+    Drawn on the device itself: a job's largest shapes are hundreds of millions of numbers, seconds of work for a
+    CPU generator and a copy per backend tried."""
+    g = torch.Generator(device=device).manual_seed(seed)
     b, h, d = shape.batch, shape.heads, shape.head_dim
+
+    def draw(*size: int) -> torch.Tensor:
+        return torch.randn(size, generator=g, device=device, dtype=dtype).requires_grad_(grad)
+
     if layout == "fused" and shape.q_len == shape.kv_len:   # self-attention: q, k and v from one projection
-        leaf = torch.randn((b, shape.q_len, 3, h, d), generator=g).to(device=device, dtype=dtype).requires_grad_(grad)
+        leaf = draw(b, shape.q_len, 3, h, d)
         return [leaf[:, :, i].transpose(1, 2) for i in range(3)], [leaf]
     if layout == "fused":   # cross-attention: k and v from one projection of the prompt
-        q = torch.randn((b, shape.q_len, h, d), generator=g).to(device=device, dtype=dtype).requires_grad_(grad)
-        kv = torch.randn((b, shape.kv_len, 2, h, d), generator=g).to(device=device, dtype=dtype).requires_grad_(grad)
+        q, kv = draw(b, shape.q_len, h, d), draw(b, shape.kv_len, 2, h, d)
         return [q.transpose(1, 2), kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)], [q, kv]
-    lens = (shape.q_len, shape.kv_len, shape.kv_len)
-    leaves = [torch.randn((b, n, h, d), generator=g).to(device=device, dtype=dtype).requires_grad_(grad)
-              for n in lens]
+    leaves = [draw(b, n, h, d) for n in (shape.q_len, shape.kv_len, shape.kv_len)]
     return [leaf.transpose(1, 2) for leaf in leaves], leaves
 
 
@@ -277,16 +289,25 @@ def _load_trial(path: str) -> TrialFn:
     return fn
 
 
+@dataclass
+class IsolatedTrials:
+    """What the child processes reported: each backend's trial, and the seconds they spent starting up."""
+
+    trials: list[Trial]
+    startup_s: float
+
+
 def run_trials_isolated(candidates: Sequence[str], shapes: Sequence[AttentionShape], dtype: torch.dtype,
                         device: torch.device, backward: bool, trial_fn: str = _REAL_TRIAL,
-                        timeout: float = PROBE_TIMEOUT_S) -> list[Trial]:
+                        timeout: float = PROBE_TIMEOUT_S) -> IsolatedTrials:
     """Each candidate tried in a child process, so a kernel that corrupts the GPU context (an illegal memory
     access cannot be caught and poisons the process) costs only that child: the next child tries the rest."""
-    left, trials = list(candidates), []
+    left, trials, startup = list(candidates), [], 0.0
     while left:
         args = [sys.executable, "-m", "ioncannon.engine.attention", "--device", str(device), "--dtype",
                 str(dtype).removeprefix("torch."), "--shapes", json.dumps([dataclasses.astuple(s) for s in shapes]),
-                "--candidates", ",".join(left), "--trial", trial_fn] + (["--backward"] if backward else [])
+                "--candidates", ",".join(left), "--trial", trial_fn, "--started", repr(time.time())]
+        args += ["--backward"] if backward else []
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         try:
@@ -297,7 +318,9 @@ def run_trials_isolated(candidates: Sequence[str], shapes: Sequence[AttentionSha
             err = f"hung for more than {timeout:.0f} s\n{err}"
         trying = None
         for line in out.splitlines():
-            if line.startswith("TRYING "):
+            if line.startswith("READY "):
+                startup += float(line[6:])
+            elif line.startswith("TRYING "):
                 trying = line[7:].strip()
             elif line.startswith("RESULT "):
                 done = Trial(**json.loads(line[7:]))
@@ -309,7 +332,7 @@ def run_trials_isolated(candidates: Sequence[str], shapes: Sequence[AttentionSha
             left.remove(trying)
         elif proc.returncode != 0 and left:   # died before trying anything: nothing on this card will run
             raise AttentionUnavailable(f"the attention test could not start: {_child_error(err, proc.returncode)}")
-    return trials
+    return IsolatedTrials(trials, round(startup, 2))
 
 
 def _child_error(stderr: str, code: int | None) -> str:
@@ -328,13 +351,17 @@ def _child(argv: list[str]) -> int:
     ap.add_argument("--candidates", required=True)
     ap.add_argument("--trial", default=_REAL_TRIAL)
     ap.add_argument("--backward", action="store_true")
+    ap.add_argument("--started", type=float, default=None, help="the parent's clock when it started this process")
     args = ap.parse_args(argv)
     shapes = [AttentionShape(*s) for s in json.loads(args.shapes)]
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     fn = _load_trial(args.trial)
+    torch.zeros(1, device=device)   # the device's context, so a trial's seconds are its own
+    if args.started is not None:
+        print(f"READY {time.time() - args.started:.3f}", flush=True)
     for name in args.candidates.split(","):
         print(f"TRYING {name}", flush=True)
-        result = fn(name, shapes, dtype, device, args.backward)
+        result = _timed(fn, name, shapes, dtype, device, args.backward)
         print("RESULT " + json.dumps(dataclasses.asdict(result)), flush=True)
         if not result.ok and device.type == "cuda":
             try:   # an asynchronous kernel error may have left the context unusable: later backends get a new child
@@ -422,8 +449,10 @@ def choose(device: torch.device, dtype: torch.dtype, shapes: Sequence[AttentionS
             pass   # an older or edited entry: test again
     candidates = [b for b in preference if b not in broken]
     isolate = device.type == "cuda" if isolate is None else isolate
+    startup = None
     if isolate:
-        trials = run_trials_isolated(candidates, shapes, dtype, device, backward, trial_fn)
+        ran = run_trials_isolated(candidates, shapes, dtype, device, backward, trial_fn)
+        trials, startup = ran.trials, ran.startup_s
     else:
         fn = _load_trial(trial_fn)
         trials = [_catching(fn, b, shapes, dtype, device, backward) for b in candidates]
@@ -432,7 +461,7 @@ def choose(device: torch.device, dtype: torch.dtype, shapes: Sequence[AttentionS
     if not order:
         reasons = "; ".join(f"{t.backend}: {t.error}" for t in trials)
         raise AttentionUnavailable(f"no attention kernel ran correctly on this card ({reasons})")
-    choice = AttentionChoice(order, trials, key)
+    choice = AttentionChoice(order, trials, key, startup_s=startup)
     if cache_file is not None:
         data.setdefault("choices", {})[key] = {"order": order, "trials": [dataclasses.asdict(t) for t in trials],
                                                "tested_at": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -444,10 +473,17 @@ def _broken_trial(backend: str, broken: dict[str, str]) -> Trial:
     return Trial(backend, ok=False, error=broken[backend])
 
 
+def _timed(fn: TrialFn, backend: str, shapes: Sequence[AttentionShape], dtype: torch.dtype,
+           device: torch.device, backward: bool) -> Trial:
+    t = time.perf_counter()
+    trial = fn(backend, shapes, dtype, device, backward)
+    return dataclasses.replace(trial, seconds=round(time.perf_counter() - t, 2))
+
+
 def _catching(fn: TrialFn, backend: str, shapes: Sequence[AttentionShape], dtype: torch.dtype,
               device: torch.device, backward: bool) -> Trial:
     try:
-        return fn(backend, shapes, dtype, device, backward)
+        return _timed(fn, backend, shapes, dtype, device, backward)
     except Exception as exc:   # a trial function that raised instead of reporting: that backend failed
         return Trial(backend, ok=False, error=first_line(exc))
 
@@ -534,6 +570,8 @@ def use_for_stage(ctx: Any, shapes: Sequence[AttentionShape], dtype: torch.dtype
     apply(choice, ctx.device)
     ctx.log.info("%s [%s, %.1f s]", choice.sentence(), "training" if backward else "sampling",
                  time.perf_counter() - t)
+    if not choice.cached:
+        ctx.log.info("the attention test's time: %s", choice.cost())
     return choice
 
 

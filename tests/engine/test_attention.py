@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -80,15 +81,18 @@ def test_the_kernel_test_checks_gradients_not_only_that_they_are_finite() -> Non
 
 @pytest.mark.slow
 def test_a_backend_that_kills_its_process_costs_only_its_child(child_path: None) -> None:
-    trials = run_trials_isolated(["flash", "math"], SHAPES, torch.float32, CPU, True, f"{FAULTS}:crash_on_flash",
-                                 timeout=120)
-    by_name = {t.backend: t for t in trials}
+    ran = run_trials_isolated(["flash", "math"], SHAPES, torch.float32, CPU, True, f"{FAULTS}:crash_on_flash",
+                              timeout=120)
+    by_name = {t.backend: t for t in ran.trials}
     assert not by_name["flash"].ok and "the process died" in by_name["flash"].error
     assert by_name["math"].ok and by_name["math"].ms is not None
+    # where the time went: two children started (the second after the first died), and math's own trial
+    assert ran.startup_s > 0 and by_name["math"].seconds is not None and by_name["math"].seconds > 0
 
 
 def test_the_choice_is_kept_per_card_and_not_tested_again(tmp_path: Path) -> None:
     first = choose(CPU, torch.float32, SHAPES, True, tmp_path)
+    assert re.fullmatch(r"flash \d+\.\d s, math \d+\.\d s", first.cost()), first.cost()
     again = choose(CPU, torch.float32, SHAPES, True, tmp_path, trial_fn=f"{FAULTS}:never")
     assert again.cached and again.order == first.order
     other_shape = [AttentionShape(1, 2, 32, 32, 16)]   # another job's shapes are tested anew

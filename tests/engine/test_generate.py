@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -173,10 +175,16 @@ def two_style_pack(tmp_path: Path) -> str:
 
 
 def test_generate_writes_the_layout_collages_and_contact_sheet(
-    tmp_path: Path, tiny_model: Path, two_style_pack: str
+    tmp_path: Path, tiny_model: Path, two_style_pack: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     ctx = make_ctx(tmp_path, "g", tiny_model, events := [], pack=two_style_pack, per_prompt=3, bare=2)
-    generate_pack(ctx, lambda: load_sd15(str(tiny_model)))
+    with caplog.at_level(logging.INFO, logger="ioncannon"):
+        generate_pack(ctx, lambda: load_sd15(str(tiny_model)))
+    # runner.log says where the stage's time went, every part measured
+    costs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("the prompt pack took")]
+    assert len(costs) == 1 and re.fullmatch(
+        r"the prompt pack took [\d.]+ s: load [\d.]+ s, attention test [\d.]+ s, sampler set-up [\d.]+ s, "
+        r"encode [\d.]+ s, denoise [\d.]+ s, decode [\d.]+ s, other [\d.]+ s", costs[0]), costs
     out = ctx.paths.outputs
     assert sorted(p.name for p in out.iterdir()) == ["contact_sheet.jpg", "sks_bare", "sks_comic", "sks_oil"]
     for keyword, count in (("bare", 2), ("oil", 3), ("comic", 3)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,9 @@ def test_full_run_publishes_weights_events_and_previews(tmp_path: Path, tiny_mod
     with Image.open(samples[-1].path) as im:
         assert im.size == (TINY_RESOLUTION, TINY_RESOLUTION)
     assert not ctx.paths.checkpoints.exists()
+    stats = json.loads(ctx.paths.train_stats_file.read_text())
+    assert len(stats["first_step_each_s"]) == 1 and stats["first_step_each_s"][0] <= stats["first_steps_s"], \
+        "the start-up steps are timed one by one (one on the CPU, three on a GPU)"
 
     trained = load_trained(ctx)
     published = unet_weights(ctx.paths)

@@ -15,6 +15,7 @@ from ioncannon.engine.families.base import unscale_latents
 from ioncannon.engine.models.load import Components
 
 _log = logging.getLogger("ioncannon")
+TIMED = ("encode", "denoise", "decode")   # the parts of a batch `ImageSampler.timings` adds up, in seconds
 
 
 def initial_noise(seeds: list[int], shape: tuple[int, int, int]) -> torch.Tensor:
@@ -58,7 +59,7 @@ class ImageSampler:
         self.batch_size = max(1, batch_size)
         self.decode_batch = max(1, decode_batch)
         self.compiled = False
-        self.timings: dict[str, float] = {"denoise": 0.0, "decode": 0.0}
+        self.timings: dict[str, float] = dict.fromkeys(TIMED, 0.0)
         self._embeddings: dict[str, dict[str, torch.Tensor]] = {}
         from ioncannon.engine.families import family_for
 
@@ -134,7 +135,7 @@ class ImageSampler:
                     raise ValueError(f"the models' {name} weights differ in shape or names: {exc}") from exc
         self.parts.tokenizer, self.parts.tokenizer_2 = parts.tokenizer, parts.tokenizer_2
         self._embeddings.clear()  # the prompts' conditioning came from the old text encoders
-        self.timings = {"denoise": 0.0, "decode": 0.0}
+        self.timings = dict.fromkeys(TIMED, 0.0)
 
     # ------------------------------------------------------------------ pieces
 
@@ -196,9 +197,11 @@ class ImageSampler:
                 negatives + [negatives[-1]] * pad,
                 seeds + [seeds[-1]] * pad,
             )
+        encoding = time.perf_counter()
         latents = initial_noise(seeds, self.latent_shape).to(self.device)
         cond, uncond = self.embed(prompts), self.embed(negatives)
         start = time.perf_counter()
+        self.timings["encode"] += start - encoding
         latents = self.denoise(latents, cond, uncond)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -216,5 +219,5 @@ class ImageSampler:
             self.sample(["warm up"] * self.batch_size, [""] * self.batch_size, list(range(self.batch_size)))
         finally:
             self.steps = steps
-            self.timings = {"denoise": 0.0, "decode": 0.0}
+            self.timings = dict.fromkeys(TIMED, 0.0)
         return time.perf_counter() - start

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -77,12 +78,18 @@ def frozen_weights(ctx: StageContext) -> str:
     return train.base_weights if train.mode == "lora" else "plain"
 
 
-def make_sampler(ctx: StageContext, parts: Components, images: int) -> ImageSampler:
-    """The fast sampler for this job; the UNet and VAE are compiled only when that saves time."""
+def make_sampler(ctx: StageContext, parts: Components, images: int,
+                 costs: dict[str, float] | None = None) -> ImageSampler:
+    """The fast sampler for this job; the UNet and VAE are compiled only when that saves time. `costs` gets the
+    seconds of its attention test, its set-up (weights placed on the card) and its compile."""
     plan = ctx.spec.generate
     family = family_for(parts.family)
+    costs = {} if costs is None else costs
+    t = time.perf_counter()
     use_attention(ctx, family.attention_shapes(parts, ctx.spec.resolution, batch=plan.batch_size),
                   family.attention_dtype(ctx.dtype), backward=False, left_out=family.attention_left_out(False))
+    costs["attention test"] = time.perf_counter() - t
+    t = time.perf_counter()
     marker = _compile_marker(ctx, parts)
     scope = compile_scope(ctx.device, images, marker.exists())
     sampler = ImageSampler(
@@ -91,11 +98,13 @@ def make_sampler(ctx: StageContext, parts: Components, images: int) -> ImageSamp
         batch_size=plan.batch_size, compile_scope=scope,
         compile_cache=compile_root(ctx.shared_cache), frozen_weights=frozen_weights(ctx),
     )
+    costs["sampler set-up"] = time.perf_counter() - t
     if sampler.compiled:
         what = "the UNet's repeated blocks" if scope == "blocks" else "the UNet"
         ctx.log.info("compiling %s and the VAE decoder for %d images (whole-UNet cache warm: %s)", what, images,
                      marker.exists())
         seconds = sampler.warm_up()
+        costs["compile"] = seconds
         ctx.log.info("compiled in %.1f s", seconds)
         if scope == "model":
             marker.parent.mkdir(parents=True, exist_ok=True)
@@ -103,6 +112,14 @@ def make_sampler(ctx: StageContext, parts: Components, images: int) -> ImageSamp
     else:
         ctx.log.info("sampling eagerly: compiling would cost more than it saves on %d images", images)
     return sampler
+
+
+def log_costs(ctx: StageContext, stage: str, costs: dict[str, float], sampler: ImageSampler, total: float) -> None:
+    """One runner.log line: where a drawing stage's time went (what it measured, the sampler's own parts, and the
+    rest: PNG writes waited for, progress, collages)."""
+    parts = {**costs, **sampler.timings}
+    parts["other"] = max(0.0, total - sum(parts.values()))
+    ctx.log.info("%s took %.1f s: %s", stage, total, ", ".join(f"{k} {v:.1f} s" for k, v in parts.items()))
 
 
 def _shares_sampler(ctx: StageContext) -> bool:
@@ -205,18 +222,19 @@ def run_class_images(ctx: StageContext) -> None:
     batches = shard(fixed_batches(missing, spec.generate.batch_size), rank, world)
     if not batches:
         return
-    from ioncannon.engine.families import family_for
 
+    started = time.perf_counter()
     try:
         parts = family_for(spec.family).load(spec.base_model, dtype=ctx.dtype)
     except ModelLoadError as exc:
         raise StageError(
             str(exc), "Class images are drawn by the base model; fix the model source and resume."
         ) from exc
+    costs = {"load": time.perf_counter() - started}
     share = _shares_sampler(ctx)
     # a sampler the pack will reuse is compiled when both runs together repay it
     images = sum(len(b) for b in batches) + (pack_images_missing(ctx) if share else 0)
-    sampler = make_sampler(ctx, parts, images)
+    sampler = make_sampler(ctx, parts, images, costs)
     kept = False
     try:
         render(
@@ -229,6 +247,7 @@ def run_class_images(ctx: StageContext) -> None:
             on_batch_written=link_ready,
             already_done=have if rank == 0 else 0,
         )
+        log_costs(ctx, "the class images", costs, sampler, time.perf_counter() - started)
         if share and sampler.compiled:
             ctx.hold(SAMPLER_KEY, sampler)
             kept = True
@@ -294,12 +313,14 @@ def generate_pack(ctx: StageContext, load: Callable[[], Components]) -> list[Out
     missing = sum(1 for j in jobs if not j.path.exists())
     shared = ctx.take(SAMPLER_KEY)
     if missing:
+        started = time.perf_counter()
         parts = load()
         parts.unet = merge_adapters(parts.unet)  # one merged weight runs faster than base + adapter
         parts.text_encoder = merge_adapters(parts.text_encoder)
         if parts.text_encoder_2 is not None:
             parts.text_encoder_2 = merge_adapters(parts.text_encoder_2)
-        sampler = _reuse(ctx, shared, parts) or make_sampler(ctx, parts, missing)
+        costs = {"load": time.perf_counter() - started}
+        sampler = _reuse(ctx, shared, parts) or make_sampler(ctx, parts, missing, costs)
         shared = None
         written: set[str] = set()
 
@@ -315,6 +336,7 @@ def generate_pack(ctx: StageContext, load: Callable[[], Components]) -> list[Out
                 sampler, batches, stage="generate", emit=ctx.emit,
                 check_stop=ctx.check_stop, on_batch_written=collage_when_complete if world == 1 else None,
             )
+            log_costs(ctx, "the prompt pack", costs, sampler, time.perf_counter() - started)
         finally:
             del sampler, parts
             release(ctx.device)

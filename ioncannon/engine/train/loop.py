@@ -298,8 +298,15 @@ def _steps(ctx: StageContext, trainer: Trainer, plan: TrainPlan, store: Checkpoi
     losses_buf = torch.zeros(sync_every, dtype=torch.float32, device=device)
     pending = 0
     last_saved = start
+    step_t = first_t
     for step in range(start, total):
         loss = trainer.run_step(step)
+        if step - start < warm_steps:   # each start-up step alone: first kernels, compiling, graph capture
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            now = time.perf_counter()
+            stats.setdefault("first_step_each_s", []).append(round(now - step_t, 2))
+            step_t = now
         losses_buf[pending].copy_(loss)
         pending += 1
         done = step + 1
