@@ -110,6 +110,7 @@ def train_plan(parts: Any, workdir: Path, family: str, key: str, steps: int, res
            "peak_gib": round((mem("max_allocated") - base) / 2**30, 2),
            "reserved_gib": round(mem("max_reserved") / 2**30, 2), "cache_s": round(cache_s, 1),
            "setup_s": stats.get("setup_s"), "first_steps_s": stats.get("first_steps_s"),
+           "first_step_each_s": stats.get("first_step_each_s"),
            "train_s": round(train_s, 1), "mode": stats.get("mode"), "steps": steps}
     return (plan, row, ctx) if keep_ctx else (plan, row)
 

@@ -55,8 +55,10 @@ def attention_lines(log_text: str) -> list[str]:
     return [m.strip() for m in re.findall(r"attention kernel: ([^\n]*)", log_text)]
 
 
-def attention_costs(log_text: str) -> list[str]:
-    return [m.strip() for m in re.findall(r"the attention test's time: ([^\n]*)", log_text)]
+def cost_lines(log_text: str) -> list[str]:
+    """Where a part's start-up went, from the engine's log: the attention tests and the drawing stages."""
+    return [m.strip() for m in re.findall(r"(the attention test's time[^\n]*|the (?:prompt pack|class images) took"
+                                          r"[^\n]*)", log_text)]
 
 
 def kernel_of(lines: list[str]) -> str:
@@ -111,10 +113,11 @@ def sd15_whole_job(work: Path, args: argparse.Namespace) -> None:
         walls = {r["stage"]: r["wall_s"] for r in result["stages"]}
         gen = _rate(paths, "generate")
         add({"part": f"sd15 job {run}", "ok": True, "wall_s": round(wall, 1), "stages": walls,
+             "first_step_each_s": stats.get("first_step_each_s"),
              "steps_per_s": stats.get("steady_steps_per_s"), "mode": stats.get("mode"),
              "images_per_s": gen, "peak_gib": round(peak.peak_mib / 1024, 1),
              "attention": kernel_of(attention_lines(log_text)), "attention_lines": attention_lines(log_text),
-             "attention_costs": attention_costs(log_text)})
+             "costs": cost_lines(log_text)})
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -194,7 +197,8 @@ def family_plan(family: str, work: Path, args: argparse.Namespace) -> None:
         _, train_row, ctx = common.train_plan(parts, work, family, key, args.steps, res, photos=4,
                                                 class_images=4, keep_ctx=True)
         row.update(steps_per_s=train_row["steps_per_s"], train_peak_gib=train_row["peak_gib"],
-                   cache_s=train_row["cache_s"], train_s=train_row["train_s"])
+                   cache_s=train_row["cache_s"], train_s=train_row["train_s"],
+                   first_step_each_s=train_row["first_step_each_s"])
         del parts
         _free()
         ctx.spec = ctx.spec.replace(generate=dataclasses.replace(
@@ -218,7 +222,7 @@ def family_plan(family: str, work: Path, args: argparse.Namespace) -> None:
         log_text = "\n".join(r.getMessage() for r in CAPTURE.records)
         row["attention"] = kernel_of(attention_lines(log_text))
         row["attention_lines"] = attention_lines(log_text)
-        row["attention_costs"] = attention_costs(log_text)
+        row["costs"] = cost_lines(log_text)
         t = time.perf_counter()
         row["loaded_back"] = load_back(family, ctx)
         row["load_back_s"] = round(time.perf_counter() - t, 1)
@@ -328,9 +332,11 @@ def table(started: float) -> str:
     notes = sorted({line for r in ROWS for line in r.get("attention_lines", [])})
     if notes:
         lines += ["", "Attention lines from the logs:", *(f"- {n}" for n in notes)]
-    costs = [f"- {r['part']}: {c}" for r in ROWS for c in r.get("attention_costs", [])]
+    costs = [f"- {r['part']}: {c}" for r in ROWS for c in r.get("costs", [])]
+    costs += [f"- {r['part']}: training's first steps one by one {r['first_step_each_s']} s" for r in ROWS
+              if r.get("first_step_each_s")]
     if costs:
-        lines += ["", "Where the attention tests' time went:", *costs]
+        lines += ["", "Where the time went:", *costs]
     return "\n".join(lines)
 
 

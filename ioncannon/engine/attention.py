@@ -568,10 +568,10 @@ def use_for_stage(ctx: Any, shapes: Sequence[AttentionShape], dtype: torch.dtype
                          "This box's PyTorch, driver or card is broken for this model: rent another box "
                          "(or another PyTorch image), then resume.") from exc
     apply(choice, ctx.device)
-    ctx.log.info("%s [%s, %.1f s]", choice.sentence(), "training" if backward else "sampling",
-                 time.perf_counter() - t)
+    kind = "training" if backward else "sampling"
+    ctx.log.info("%s [%s, %.1f s]", choice.sentence(), kind, time.perf_counter() - t)
     if not choice.cached:
-        ctx.log.info("the attention test's time: %s", choice.cost())
+        ctx.log.info("the attention test's time [%s]: %s", kind, choice.cost())
     return choice
 
 
