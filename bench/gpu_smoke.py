@@ -167,8 +167,42 @@ def _in_host_memory(parts: Any) -> Any:
     return parts
 
 
+CONTEXT_GIB = 0.6   # what the CUDA context takes of a card before the process allocates anything
+
+
+class CardLimit:
+    """The process's GPU memory capped to what a smaller card leaves free (`torch.cuda.set_per_process_memory_fraction`:
+    the caching allocator frees its cache and then raises out-of-memory at the cap, as it would on that card).
+    `lifted()` suspends the cap for the script's own stand-ins (a random model built on the GPU for speed)."""
+
+    def __init__(self, card_gib: float) -> None:
+        import torch
+
+        self.fraction = 1.0
+        if card_gib > 0 and DEVICE == "cuda":
+            total = torch.cuda.get_device_properties(0).total_memory / 2**30
+            self.fraction = min(1.0, (card_gib - CONTEXT_GIB) / total)
+        self._set(self.fraction)
+
+    @staticmethod
+    def _set(fraction: float) -> None:
+        import torch
+
+        if DEVICE == "cuda":
+            torch.cuda.set_per_process_memory_fraction(fraction)
+
+    def lifted(self, build: Callable[[], Any]) -> Any:
+        self._set(1.0)
+        try:
+            return build()
+        finally:
+            _free()
+            self._set(self.fraction)
+
+
 def family_plan(family: str, work: Path, args: argparse.Namespace) -> None:
-    """Cache, train, export, generate and load back, for one family's 24 GB plan."""
+    """Cache, train, export, generate and load back, for one family's 24 GB plan, inside --card-gib of GPU memory
+    (the stages' own work; the script's stand-ins for a loaded model are built outside the cap)."""
     import torch
 
     from ioncannon.engine.export import run_export
@@ -181,14 +215,17 @@ def family_plan(family: str, work: Path, args: argparse.Namespace) -> None:
     key = {"sdxl": "lora", "flux": "lora-24gb"}[family]
     dtype = torch.float32 if TINY else fam.working_dtype(torch.bfloat16)
     row: dict[str, Any] = {"part": f"{family} 24 GB plan", "ok": False}
+    if args.card_gib:
+        row["part"] += f" in {args.card_gib:g} GB"
     t = time.perf_counter()
-    parts = _build(family, dtype)
+    parts = _in_host_memory(_build(family, dtype))   # where a real load leaves it
     row["build_s"] = round(time.perf_counter() - t, 1)
+    limit = CardLimit(args.card_gib)
     # the export and generate stages load "the base model": here, a fresh random one of the same shapes, handed
     # over in host memory as a real load leaves it (built on the GPU for speed), so the stages' peaks are their own
     real_load, real_skeleton = fam.load, fam.denoiser_skeleton
-    fam.load = lambda source, dtype=torch.float32, single_file_config=None: _in_host_memory(  # type: ignore
-        _build(family, dtype))
+    fam.load = lambda source, dtype=torch.float32, single_file_config=None: limit.lifted(  # type: ignore
+        lambda: _in_host_memory(_build(family, dtype)))
     # a LoRA-only export reads the model's config alone: the stand-in's, saved as a model folder would hold it
     (work / "base" / "transformer").mkdir(parents=True, exist_ok=True)
     parts.unet.save_config(str(work / "base" / "transformer"))
@@ -197,6 +234,7 @@ def family_plan(family: str, work: Path, args: argparse.Namespace) -> None:
         _, train_row, ctx = common.train_plan(parts, work, family, key, args.steps, res, photos=4,
                                                 class_images=4, keep_ctx=True)
         row.update(steps_per_s=train_row["steps_per_s"], train_peak_gib=train_row["peak_gib"],
+                   train_reserved_gib=train_row["reserved_gib"],
                    cache_s=train_row["cache_s"], train_s=train_row["train_s"],
                    first_step_each_s=train_row["first_step_each_s"])
         del parts
@@ -217,14 +255,15 @@ def family_plan(family: str, work: Path, args: argparse.Namespace) -> None:
         gen_s = time.perf_counter() - t
         made = list(ctx.paths.outputs.rglob("samples/*.png"))
         row.update(generate_s=round(gen_s, 1), images=len(made), images_per_s=round(len(made) / gen_s, 3),
-                   generate_peak_gib=round(common.mem("max_allocated") / 2**30, 1))
+                   generate_peak_gib=round(common.mem("max_allocated") / 2**30, 1),
+                   generate_reserved_gib=round(common.mem("max_reserved") / 2**30, 1))
         _free()
         log_text = "\n".join(r.getMessage() for r in CAPTURE.records)
         row["attention"] = kernel_of(attention_lines(log_text))
         row["attention_lines"] = attention_lines(log_text)
         row["costs"] = cost_lines(log_text)
         t = time.perf_counter()
-        row["loaded_back"] = load_back(family, ctx)
+        row["loaded_back"] = limit.lifted(lambda: load_back(family, ctx))   # diffusers' pipeline, not ours
         row["load_back_s"] = round(time.perf_counter() - t, 1)
         row["ok"] = len(made) == args.images and all(n > 0 for n in row["loaded_back"].values())
     except Exception as exc:  # noqa: BLE001 - the table reports it and the run goes on to the next family
@@ -318,6 +357,8 @@ def table(started: float) -> str:
             stages = ", ".join(f"{k[:-2]} {r[k]:.0f}" for k in ("build_s", "cache_s", "train_s", "export_s",
                                                                  "generate_s", "load_back_s") if k in r)
             peak = f"train {r.get('train_peak_gib')}, generate {r.get('generate_peak_gib')}"
+            if r.get("train_reserved_gib") is not None:
+                peak += f" (reserved {r.get('train_reserved_gib')}, {r.get('generate_reserved_gib')})"
         else:
             stages, peak = "", ""
         error = " ".join(str(r.get("error", "")).split())[:160]   # one table row, whatever the error printed
@@ -398,6 +439,9 @@ def main() -> int:
     ap.add_argument("--sd15-class-images", type=int, default=32)
     ap.add_argument("--sd15-images", type=int, default=60, help="pack images (14 styles x N + 4 bare)")
     ap.add_argument("--job-timeout", type=float, default=300)
+    ap.add_argument("--card-gib", type=float, default=24.0,
+                    help="the SDXL and Flux 24 GB plans run inside this much GPU memory, as on a card of this size "
+                         "(0: the whole card)")
     ap.add_argument("--results", type=Path, default=None, help="add the table to this file (rewritten after each row)")
     ap.add_argument("--tiny", action="store_true", help="tiny models on the CPU: checks this script, not the GPU")
     ap.add_argument("--one", default="", help=argparse.SUPPRESS)   # a child running one part
