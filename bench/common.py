@@ -61,10 +61,11 @@ def training_compile(scope: str) -> Iterator[None]:
 
 
 def train_plan(parts: Any, workdir: Path, family: str, key: str, steps: int, res: int, photos: int,
-               class_images: int = 0, keep_ctx: bool = False) -> Any:
+               class_images: int = 0, keep_ctx: bool = False, change: dict[str, Any] | None = None) -> Any:
     """The hardware screen's plan `key` of `family` for an H200, through the product's cache and train stages on
     the built model `parts` (its denoiser off the GPU while the prompts and latents are cached).
 
+    `change` alters the plan's fields (a bench variant: e.g. base_weights="fp8" on a roomy plan).
     Returns the plan and its row: steady steps/s, peak GiB above what was resident before training, and where the
     stages' time went (MFU is the caller's: it knows the family's FLOPs).
     """
@@ -82,7 +83,7 @@ def train_plan(parts: Any, workdir: Path, family: str, key: str, steps: int, res
 
     hw = HardwareInfo([GpuInfo(0, "NVIDIA H200", 139.8, 139.0)], 100.0, 16, 128.0)
     plan = next(c.plan for c in plan_options(hw, family=family) if plan_key(c.plan, family) == key)
-    plan = dataclasses.replace(plan, steps=steps, checkpoint_every=0, sample_every=0)
+    plan = dataclasses.replace(plan, steps=steps, checkpoint_every=0, sample_every=0, **(change or {}))
     if class_images:
         plan = dataclasses.replace(plan, num_class_images=class_images)
     root = Path(tempfile.mkdtemp(dir=workdir, prefix=f"{key}-"))

@@ -128,8 +128,9 @@ def our_training(parts: Any, workdir: Path, key: str, steps: int, step_flops: fl
     Variants after the key, joined by "+": "torchao-matmul" runs the plan with torchao's own weight-only matmul in
     the fp8 layers (what the product ran before `Fp8Linear`), "fp8-gemm" with `Fp8Linear.fp8_gemm` on (float8 GEMMs
     forward and backward), "compiled-blocks" with the transformer's blocks compiled one by one
-    (`Family.train_compile`; the compile is in the row's first_steps_s): each against the plan as the product runs
-    it, in one call."""
+    (`Family.train_compile`; the compile is in the row's first_steps_s), "fp8-base" with the frozen weights stored
+    in fp8 on a plan that keeps them in bf16 (the roomy plan without its recompute, for the float8 GEMMs): each
+    against the plan as the product runs it, in one call."""
     import torch
 
     from ioncannon.engine.compile_cache import uncompile_blocks
@@ -137,9 +138,10 @@ def our_training(parts: Any, workdir: Path, key: str, steps: int, step_flops: fl
     from ioncannon.engine.weights.quantise import Fp8Linear
 
     key, *variants = key.split("+")
-    unknown = set(variants) - {"torchao-matmul", "fp8-gemm", "compiled-blocks"}
+    unknown = set(variants) - {"torchao-matmul", "fp8-gemm", "compiled-blocks", "fp8-base"}
     if unknown:
-        raise SystemExit(f"unknown plan variant {sorted(unknown)[0]!r}: torchao-matmul, fp8-gemm or compiled-blocks")
+        raise SystemExit(f"unknown plan variant {sorted(unknown)[0]!r}: torchao-matmul, fp8-gemm, compiled-blocks "
+                         "or fp8-base")
     own_forward = Fp8Linear.forward
     if "torchao-matmul" in variants:
         Fp8Linear.forward = torch.nn.Linear.forward  # type: ignore[method-assign]
@@ -147,7 +149,8 @@ def our_training(parts: Any, workdir: Path, key: str, steps: int, step_flops: fl
         Fp8Linear.fp8_gemm = _fp8_gemm_or_exit()
     try:
         with training_compile("blocks" if "compiled-blocks" in variants else ""):
-            plan, row = train_plan(parts, workdir, "flux", key, steps, RES, photos=4)
+            plan, row = train_plan(parts, workdir, "flux", key, steps, RES, photos=4,
+                                   change={"base_weights": "fp8"} if "fp8-base" in variants else None)
     finally:
         Fp8Linear.forward = own_forward  # type: ignore[method-assign]
         Fp8Linear.fp8_gemm = False
@@ -288,7 +291,8 @@ def main() -> None:
     ap.add_argument("--plans", default="lora-24gb,lora-40gb,lora,lora-24gb+torchao-matmul",
                     help="our plans, in order, each with optional variants (+torchao-matmul: torchao's weight-only "
                          "matmul in the fp8 layers; +fp8-gemm: float8 GEMMs forward and backward; +compiled-blocks: "
-                         "the transformer's blocks compiled), e.g. lora-24gb+fp8-gemm+compiled-blocks")
+                         "the transformer's blocks compiled; +fp8-base: the frozen weights stored in fp8 on a bf16 "
+                         "plan), e.g. lora-24gb+fp8-gemm+compiled-blocks or lora+fp8-base+fp8-gemm")
     ap.add_argument("--phases", default="train,generate,diffusers,compiled",
                     help="which of train (our plans), generate (pipeline and ours, eager, then ours with fp8 "
                          "GEMMs), diffusers (their script), compiled (our sampler, compiled blocks, then fp8 "
