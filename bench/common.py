@@ -45,19 +45,22 @@ def reset_peak() -> None:
 
 
 @contextlib.contextmanager
-def training_compile(scope: str) -> Iterator[None]:
-    """The product's trainer compiles `scope` of the denoiser ("blocks": its repeated blocks one by one) in the runs
-    inside, whatever its family's default (IONCANNON_TRAIN_COMPILE); "" leaves the family's choice."""
-    before = os.environ.get("IONCANNON_TRAIN_COMPILE")
-    if scope:
-        os.environ["IONCANNON_TRAIN_COMPILE"] = scope
+def levers(**values: str) -> Iterator[None]:
+    """The product's training levers (ioncannon/engine/train/levers.py) set for the runs inside, whatever the family's
+    defaults: levers(train_compile="blocks", checkpoint_keeps="attention"); "" leaves one as the family has it."""
+    names = {key: f"IONCANNON_{key.upper()}" for key in values}
+    before = {name: os.environ.get(name) for name in names.values()}
+    for key, value in values.items():
+        if value:
+            os.environ[names[key]] = value
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop("IONCANNON_TRAIN_COMPILE", None)
-        else:
-            os.environ["IONCANNON_TRAIN_COMPILE"] = before
+        for name, old in before.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
 
 
 def train_plan(parts: Any, workdir: Path, family: str, key: str, steps: int, res: int, photos: int,
@@ -112,7 +115,8 @@ def train_plan(parts: Any, workdir: Path, family: str, key: str, steps: int, res
            "reserved_gib": round(mem("max_reserved") / 2**30, 2), "cache_s": round(cache_s, 1),
            "setup_s": stats.get("setup_s"), "first_steps_s": stats.get("first_steps_s"),
            "first_step_each_s": stats.get("first_step_each_s"),
-           "train_s": round(train_s, 1), "mode": stats.get("mode"), "steps": steps}
+           "train_s": round(train_s, 1), "mode": stats.get("mode"), "checkpoint_keeps": stats.get("checkpoint_keeps"),
+           "steps": steps}
     return (plan, row, ctx) if keep_ctx else (plan, row)
 
 

@@ -28,7 +28,7 @@ _T0 = time.perf_counter()
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from common import PEAK_FLOPS, PROMPT, random_pngs, run_diffusers_script, train_plan, training_compile  # noqa: E402
+from common import PEAK_FLOPS, PROMPT, levers, random_pngs, run_diffusers_script, train_plan  # noqa: E402
 from common import mem as _mem  # noqa: E402
 from common import reset_peak as _reset_peak  # noqa: E402
 from common import sync as _sync  # noqa: E402
@@ -129,8 +129,9 @@ def our_training(parts: Any, workdir: Path, key: str, steps: int, step_flops: fl
     the fp8 layers (what the product ran before `Fp8Linear`), "fp8-gemm" with `Fp8Linear.fp8_gemm` on (float8 GEMMs
     forward and backward), "compiled-blocks" with the transformer's blocks compiled one by one
     (`Family.train_compile`; the compile is in the row's first_steps_s), "fp8-base" with the frozen weights stored
-    in fp8 on a plan that keeps them in bf16 (the roomy plan without its recompute, for the float8 GEMMs): each
-    against the plan as the product runs it, in one call."""
+    in fp8 on a plan that keeps them in bf16 (the roomy plan without its recompute, for the float8 GEMMs),
+    "keep-attention" with checkpoints that keep the attention outputs (`Family.checkpoint_keeps`): each against the
+    plan as the product runs it, in one call."""
     import torch
 
     from ioncannon.engine.compile_cache import uncompile_blocks
@@ -138,17 +139,18 @@ def our_training(parts: Any, workdir: Path, key: str, steps: int, step_flops: fl
     from ioncannon.engine.weights.quantise import Fp8Linear
 
     key, *variants = key.split("+")
-    unknown = set(variants) - {"torchao-matmul", "fp8-gemm", "compiled-blocks", "fp8-base"}
+    unknown = set(variants) - {"torchao-matmul", "fp8-gemm", "compiled-blocks", "fp8-base", "keep-attention"}
     if unknown:
-        raise SystemExit(f"unknown plan variant {sorted(unknown)[0]!r}: torchao-matmul, fp8-gemm, compiled-blocks "
-                         "or fp8-base")
+        raise SystemExit(f"unknown plan variant {sorted(unknown)[0]!r}: torchao-matmul, fp8-gemm, compiled-blocks, "
+                         "fp8-base or keep-attention")
     own_forward = Fp8Linear.forward
     if "torchao-matmul" in variants:
         Fp8Linear.forward = torch.nn.Linear.forward  # type: ignore[method-assign]
     if "fp8-gemm" in variants:
         Fp8Linear.fp8_gemm = _fp8_gemm_or_exit()
     try:
-        with training_compile("blocks" if "compiled-blocks" in variants else ""):
+        with levers(train_compile="blocks" if "compiled-blocks" in variants else "",
+                    checkpoint_keeps="attention" if "keep-attention" in variants else ""):
             plan, row = train_plan(parts, workdir, "flux", key, steps, RES, photos=4,
                                    change={"base_weights": "fp8"} if "fp8-base" in variants else None)
     finally:
@@ -292,7 +294,8 @@ def main() -> None:
                     help="our plans, in order, each with optional variants (+torchao-matmul: torchao's weight-only "
                          "matmul in the fp8 layers; +fp8-gemm: float8 GEMMs forward and backward; +compiled-blocks: "
                          "the transformer's blocks compiled; +fp8-base: the frozen weights stored in fp8 on a bf16 "
-                         "plan), e.g. lora-24gb+fp8-gemm+compiled-blocks or lora+fp8-base+fp8-gemm")
+                         "plan; +keep-attention: checkpoints keep the attention outputs), e.g. "
+                         "lora-24gb+fp8-gemm+compiled-blocks or lora+fp8-base+fp8-gemm")
     ap.add_argument("--phases", default="train,generate,diffusers,compiled",
                     help="which of train (our plans), generate (pipeline and ours, eager, then ours with fp8 "
                          "GEMMs), diffusers (their script), compiled (our sampler, compiled blocks, then fp8 "

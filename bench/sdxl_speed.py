@@ -20,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from common import PEAK_FLOPS, PROMPT, random_pngs, run_diffusers_script, train_plan, training_compile  # noqa: E402
+from common import PEAK_FLOPS, PROMPT, levers, random_pngs, run_diffusers_script, train_plan  # noqa: E402
 from common import mem as _mem  # noqa: E402
 from common import reset_peak as _reset_peak  # noqa: E402
 from common import sync as _sync  # noqa: E402
@@ -100,7 +100,7 @@ def our_training(parts: Any, workdir: Path, key: str, steps: int, compile_scope:
     from ioncannon.engine.weights.adapters import merge_adapters
 
     try:
-        with training_compile(compile_scope):
+        with levers(train_compile=compile_scope):
             plan, row = train_plan(parts, workdir, "sdxl", key, steps, RES, photos=10, class_images=20)
     finally:
         uncompile_blocks(parts.unet)

@@ -89,10 +89,10 @@ _SDXL_PROFILES: tuple[PlanProfile, ...] = (
 # FLUX.1-dev at 1024 px, LoRA rank 16 on a 11.9 B-parameter transformer: its bf16 weights alone are 22.2 GiB, so
 # 24 GB cards store the frozen weights in fp8 (11.1 GiB) and recompute activations (gradient checkpointing).
 # Measured on an H100 80GB (bench/flux_speed.py and bench/gpu_smoke.py, torch 2.11, random weights of the real
-# shapes, batch 1, peak allocated): roomy 1.344 steps/s at 68.0 GiB and 40 GB plan 1.116 at 29.9 (2026-12-07, cuDNN attention off); 24 GB
-# plan 0.898 at 15.04 (2026-12-08; 0.968 on an H200). Its reserved peak on the 80 GB card was 22.1 GiB: the
-# allocator keeps what it may, so a 24 GB card is not yet proven (bench/gpu_smoke.py --card-gib 24 runs the plan
-# inside that much).
+# shapes, batch 1, peak allocated): roomy 1.344 steps/s at 68.0 GiB and 40 GB plan 1.116 at 29.9 (2026-12-07,
+# cuDNN attention off); 24 GB plan 0.898 at 15.04 (2026-12-08; 0.968 on an H200). Its reserved peak on the 80 GB
+# card was 22.1 GiB: the allocator keeps what it may, so a 24 GB card is not yet proven (bench/gpu_smoke.py
+# --card-gib 24 runs the plan inside that much).
 _FLUX_PROFILES: tuple[PlanProfile, ...] = (
     PlanProfile("lora", "LoRA (bf16 base weights)", "lora", "adamw", False, 68.0, 0.0, 1.34),
     PlanProfile("lora-40gb", "LoRA (40 GB plan: bf16 base + gradient checkpointing)", "lora", "adamw", True, 29.9,

@@ -104,8 +104,11 @@ class Family:
     # What training compiles on CUDA besides the optimizer: "" nothing, "blocks" the denoiser's repeated blocks one
     # by one (fused norms, modulation, RoPE and activations; one compile per block shape). Stays "" for a family
     # until a bench run on the card shows the compile repays itself on a job (bench/flux_speed.py,
-    # bench/sdxl_speed.py: the "+compiled-blocks" plan variants).
+    # bench/sdxl_speed.py: the "+compiled-blocks" plan variants; engine/train/levers.py).
     train_compile: ClassVar[str] = ""
+    # What activation checkpointing keeps instead of recomputing: "" nothing, "attention" the attention outputs
+    # (engine/train/levers.py). Off until measured, as above ("+keep-attention").
+    checkpoint_keeps: ClassVar[str] = ""
 
     @property
     def info(self) -> FamilyInfo:

@@ -256,6 +256,7 @@ def _train(ctx: StageContext, comps: Any, cache: TrainCache, plan: TrainPlan, st
         t_s, step_s, paused_s = live.steady_from
         stats["steady_steps_per_s"] = round((total - step_s) / max(end - t_s - (live.paused - paused_s), 1e-9), 3)
     stats.update(train_s=round(end - first_t, 2), steps=total - start, mode=trainer.mode,
+                 checkpoint_keeps=trainer.checkpoint_keeps,
                  peak_gib=round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
                  processes=trainer.world, global_batch=plan.batch_size * trainer.world)
     if not first:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
@@ -17,28 +16,13 @@ import torch.nn.functional as F
 from ioncannon.engine.compile_cache import compile_blocks, uncompile_blocks
 from ioncannon.engine.parallel.collectives import all_agree, average_gradients, process_rank
 from ioncannon.engine.train.cache import TrainCache
+from ioncannon.engine.train.levers import checkpoint_function, checkpoint_keeps, training_compile
 from ioncannon.job.plan.presets import warmup_steps
 from ioncannon.job.plans import TrainPlan
 
 _CHUNK = 1 << 26  # optimizer works in 64 Mi-element slices so eager fallbacks need no full-size fp32 temporaries
 _MAX_GRAD_NORM = 1.0
 _EAGER_WARMUP = 2         # real steps run eagerly before a CUDA graph is captured
-TRAIN_COMPILE_SCOPES = ("", "blocks", "model")
-
-
-def training_compile(family: Any) -> str:
-    """What training compiles on CUDA besides the optimizer: the family's choice (`Family.train_compile`), unless
-    IONCANNON_TRAIN_COMPILE says "none", "blocks" (the denoiser's repeated blocks) or "model" (the whole denoiser:
-    minutes of start-up for every new plan)."""
-    forced = os.environ.get("IONCANNON_TRAIN_COMPILE", "")
-    if forced in ("none", "blocks", "model"):
-        return "" if forced == "none" else forced
-    scope = str(family.train_compile)
-    if scope not in TRAIN_COMPILE_SCOPES:
-        raise ValueError(f"unknown training compile scope {scope!r}; use '', 'blocks' or 'model'")
-    return scope
-
-
 class FlatParams:
     """All trainable parameters as views of one buffer (their grads of another): the optimizer is a few kernels."""
 
@@ -138,6 +122,7 @@ class Trainer:
         self.parts = components
         self.unet = components.unet
         self.text_encoders: list[tuple[str, Any]] = components.text_encoders() if plan.train_text_encoder else []
+        self.checkpoint_keeps = ""   # what activation checkpointing keeps besides the blocks' inputs (levers.py)
         self._prepare_modules(components)
         self.master_dtype = torch.float32 if plan.mode == "lora" else self.weight_dtype
         named = self._trainable()
@@ -216,11 +201,8 @@ class Trainer:
                 text_encoder.to(device=dev, dtype=self.weight_dtype)
                 text_encoder.requires_grad_(True)
         if plan.gradient_checkpointing:
-            from torch.utils.checkpoint import checkpoint
-
-            # SD has no dropout, so skipping RNG bookkeeping is exact and keeps the step CUDA-graph capturable
-            self.unet.enable_gradient_checkpointing(
-                functools.partial(checkpoint, use_reentrant=False, preserve_rng_state=False))
+            self.checkpoint_keeps = checkpoint_keeps(self.family)
+            self.unet.enable_gradient_checkpointing(checkpoint_function(self.checkpoint_keeps))
         self.unet.train()
         for _, text_encoder in self.text_encoders:
             text_encoder.train()

@@ -1,5 +1,6 @@
-"""Training with the denoiser's repeated blocks compiled: the same steps as eager, through LoRA adapters on
-fp8-stored weights and activation checkpointing (FLUX.1's 24 GB plan), and the switch that picks it."""
+"""Training's levers (engine/train/levers.py) on FLUX.1's 24 GB plan (LoRA adapters on fp8-stored weights, activation
+checkpointing): the repeated blocks compiled, and checkpoints that keep the attention outputs, each train exactly as
+the plain run does; and the switches that pick them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 
 from ioncannon.engine.compile_cache import compile_blocks, repeated_blocks, uncompile_blocks
 from ioncannon.engine.families import family_for
-from ioncannon.engine.train.step import training_compile
+from ioncannon.engine.train.levers import attention_ops, checkpoint_keeps, training_compile
 
 FLUX = family_for("flux")
 CPU = torch.device("cpu")
@@ -76,6 +77,51 @@ def test_uncompiling_puts_every_block_back_to_eager(tiny_flux: Path) -> None:
     assert not any(getattr(m, "_compiled_call_impl", None) is not None for m in unet.modules())
 
 
+class _AttentionCalls:
+    """Counts the attention kernels run while it is active (in the backward: those the recompute runs again)."""
+
+    def __enter__(self) -> _AttentionCalls:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        ops, counter = attention_ops(), self
+        self.count = 0
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+                counter.count += func in ops
+                return func(*args, **(kwargs or {}))
+
+        self.mode = Mode()
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.mode.__exit__(*exc)
+
+
+def test_checkpoints_that_keep_attention_skip_its_recompute_and_train_the_same(tiny_flux: Path,
+                                                                               monkeypatch) -> None:
+    """The backward of a checkpointed block normally runs its forward again, attention kernel included; keeping the
+    attention outputs skips that kernel and changes no number."""
+    runs = []
+    for keeps in ("none", "attention"):
+        monkeypatch.setenv("IONCANNON_CHECKPOINT_KEEPS", keeps)
+        trainer = _trainer(tiny_flux, compiled=False)
+        assert trainer.checkpoint_keeps == ("" if keeps == "none" else keeps)   # type: ignore[attr-defined]
+        trainer._fill_inputs(0)   # type: ignore[attr-defined]
+        loss = trainer.loss()   # type: ignore[attr-defined]
+        with _AttentionCalls() as calls:
+            loss.backward()
+        trainer.flat.grad.zero_()   # type: ignore[attr-defined]
+        losses = [float(trainer.run_step(s)) for s in range(3)]   # type: ignore[attr-defined]
+        runs.append((calls.count, losses, trainer.flat.data.clone()))   # type: ignore[attr-defined]
+    (recomputed, eager_losses, eager_weights), (kept, losses, weights) = runs
+    blocks = len(blocks_of(FLUX.load(str(tiny_flux)).unet))
+    assert recomputed == blocks, "without the policy every checkpointed block runs its attention again"
+    assert kept == 0, "with it, none does"
+    assert losses == eager_losses and torch.equal(weights, eager_weights)
+
+
 def test_what_training_compiles_is_the_familys_choice_unless_the_environment_says(monkeypatch) -> None:
     monkeypatch.delenv("IONCANNON_TRAIN_COMPILE", raising=False)
     fam = dataclasses.make_dataclass("Fam", [("train_compile", str)])
@@ -92,3 +138,18 @@ def test_what_training_compiles_is_the_familys_choice_unless_the_environment_say
     monkeypatch.delenv("IONCANNON_TRAIN_COMPILE")
     for name in ("sd15", "sdxl", "flux"):
         assert training_compile(family_for(name)) in ("", "blocks")
+
+
+def test_what_checkpoints_keep_is_the_familys_choice_unless_the_environment_says(monkeypatch) -> None:
+    monkeypatch.delenv("IONCANNON_CHECKPOINT_KEEPS", raising=False)
+    fam = dataclasses.make_dataclass("Fam", [("checkpoint_keeps", str)])
+    assert checkpoint_keeps(fam("")) == "" and checkpoint_keeps(fam("attention")) == "attention"
+    with pytest.raises(ValueError, match="unknown checkpoint policy"):
+        checkpoint_keeps(fam("everything"))
+    monkeypatch.setenv("IONCANNON_CHECKPOINT_KEEPS", "attention")
+    assert checkpoint_keeps(fam("")) == "attention"
+    monkeypatch.setenv("IONCANNON_CHECKPOINT_KEEPS", "none")
+    assert checkpoint_keeps(fam("attention")) == ""
+    monkeypatch.delenv("IONCANNON_CHECKPOINT_KEEPS")
+    for name in ("sd15", "sdxl", "flux"):
+        assert checkpoint_keeps(family_for(name)) in ("", "attention")
