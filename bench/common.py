@@ -46,8 +46,9 @@ def reset_peak() -> None:
 
 @contextlib.contextmanager
 def levers(**values: str) -> Iterator[None]:
-    """The product's training levers (ioncannon/engine/train/levers.py) set for the runs inside, whatever the family's
-    defaults: levers(train_compile="blocks", checkpoint_keeps="attention"); "" leaves one as the family has it."""
+    """The product's levers set for the runs inside, whatever its defaults: levers(train_compile="blocks",
+    checkpoint_keeps="attention") (ioncannon/engine/train/levers.py), levers(fp8_gemm="on")
+    (ioncannon/engine/weights/quantise.py); "" leaves one as the product has it."""
     names = {key: f"IONCANNON_{key.upper()}" for key in values}
     before = {name: os.environ.get(name) for name in names.values()}
     for key, value in values.items():

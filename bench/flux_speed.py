@@ -126,8 +126,8 @@ def our_training(parts: Any, workdir: Path, key: str, steps: int, step_flops: fl
     """One Flux plan through the product's cache and train stages, the transformer starting off the GPU.
 
     Variants after the key, joined by "+": "torchao-matmul" runs the plan with torchao's own weight-only matmul in
-    the fp8 layers (what the product ran before `Fp8Linear`), "fp8-gemm" with `Fp8Linear.fp8_gemm` on (float8 GEMMs
-    forward and backward), "compiled-blocks" with the transformer's blocks compiled one by one
+    the fp8 layers (what the product ran before `Fp8Linear`), "fp8-gemm" with float8 GEMMs forward and
+    backward (`fp8_gemm_wanted`), "compiled-blocks" with the transformer's blocks compiled one by one
     (`Family.train_compile`; the compile is in the row's first_steps_s), "fp8-base" with the frozen weights stored
     in fp8 on a plan that keeps them in bf16 (the roomy plan without its recompute, for the float8 GEMMs),
     "keep-attention" with checkpoints that keep the attention outputs (`Family.checkpoint_keeps`): each against the
@@ -146,19 +146,19 @@ def our_training(parts: Any, workdir: Path, key: str, steps: int, step_flops: fl
     own_forward = Fp8Linear.forward
     if "torchao-matmul" in variants:
         Fp8Linear.forward = torch.nn.Linear.forward  # type: ignore[method-assign]
-    if "fp8-gemm" in variants:
-        Fp8Linear.fp8_gemm = _fp8_gemm_or_exit()
     try:
         with levers(train_compile="blocks" if "compiled-blocks" in variants else "",
-                    checkpoint_keeps="attention" if "keep-attention" in variants else ""):
+                    checkpoint_keeps="attention" if "keep-attention" in variants else "",
+                    fp8_gemm="on" if "fp8-gemm" in variants and _fp8_gemm_or_exit() else "off"):
             plan, row = train_plan(parts, workdir, "flux", key, steps, RES, photos=4,
                                    change={"base_weights": "fp8"} if "fp8-base" in variants else None)
     finally:
         Fp8Linear.forward = own_forward  # type: ignore[method-assign]
-        Fp8Linear.fp8_gemm = False
         uncompile_blocks(parts.unet)
     if variants:
         row["phase"] = "+".join([row["phase"], *variants])
+    # which layers multiplied in float8 (the variant took effect, or the card refused it)
+    row["fp8_gemm_layers"] = sum(1 for m in parts.unet.modules() if isinstance(m, Fp8Linear) and m.fp8_gemm)
     if plan.gradient_checkpointing:
         parts.unet.disable_gradient_checkpointing()
     if plan.base_weights == "plain":
@@ -197,20 +197,18 @@ def our_generation(parts: Any, batch: int, images: int, steps: int, image_flops:
                    compiled: bool = False, fp8_gemm: bool = False) -> dict[str, Any]:
     """The product's sampler with its PNG writer (the same path class images and the prompt pack take); `compiled`
     compiles the transformer's repeated blocks one by one (start-up included in startup_s); `fp8_gemm` stores the
-    blocks in fp8 as the 24 GB plan does and multiplies in float8 (`Fp8Linear.fp8_gemm`; irreversible: the caller
+    blocks in fp8 as the 24 GB plan does and multiplies in float8 (`fp8_gemm_wanted`; irreversible: the caller
     builds a fresh transformer after)."""
     import torch
 
     from ioncannon.engine.generate.batches import ImageJob, fixed_batches, render
     from ioncannon.engine.generate.sampler import ImageSampler
-    from ioncannon.engine.weights.quantise import Fp8Linear
-
     t = time.perf_counter()
     torch._dynamo.reset()
-    Fp8Linear.fp8_gemm = fp8_gemm and _fp8_gemm_or_exit()
-    sampler = ImageSampler(parts, torch.device(DEVICE), _dtype(), steps=steps, guidance=3.5, resolution=RES,
-                           batch_size=batch, compile_scope="blocks" if compiled else "",
-                           frozen_weights="fp8" if fp8_gemm else "plain")
+    with levers(fp8_gemm="on" if fp8_gemm and _fp8_gemm_or_exit() else "off"):   # read as the layers are stored
+        sampler = ImageSampler(parts, torch.device(DEVICE), _dtype(), steps=steps, guidance=3.5, resolution=RES,
+                               batch_size=batch, compile_scope="blocks" if compiled else "",
+                               frozen_weights="fp8" if fp8_gemm else "plain")
     _reset_peak()
     sampler.warm_up()
     startup = time.perf_counter() - t
@@ -222,7 +220,6 @@ def our_generation(parts: Any, batch: int, images: int, steps: int, image_flops:
            announce=False)
     _sync()
     rate = images / (time.perf_counter() - t)
-    Fp8Linear.fp8_gemm = False
     return {"phase": f"ours-generate{label}", "batch": batch, "images": images, "images_per_s": round(rate, 3),
             "mfu_pct": round(100 * rate * image_flops / PEAK_FLOPS, 1),
             "peak_gib": round(_mem("max_allocated") / 2**30, 2), "startup_s": round(startup, 1)}

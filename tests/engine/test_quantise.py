@@ -74,3 +74,20 @@ def test_few_rows_take_the_dequantised_path() -> None:
     for want, got in zip(forward_backward(layer, x, grad, False), forward_backward(layer, x, grad, True),
                          strict=True):
         assert torch.equal(want, got)
+
+
+def test_float8_gemms_are_chosen_as_the_layers_are_stored_and_never_where_the_card_lacks_them(monkeypatch) -> None:
+    """Off by default (until a GPU bench shows the gain); IONCANNON_FP8_GEMM=on turns it on for a run, each layer as
+    it is quantised; a card without float8 tensor cores (an A100, compute capability 8.0) never gets it."""
+    from ioncannon.engine.weights import quantise
+
+    monkeypatch.delenv("IONCANNON_FP8_GEMM", raising=False)
+    assert not quantise.FP8_GEMM_DEFAULT and not fp8_layer(64, 32).fp8_gemm
+    monkeypatch.setenv("IONCANNON_FP8_GEMM", "on")
+    assert fp8_layer(64, 32).fp8_gemm and quantise.fp8_gemm_wanted(torch.device("cpu"))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert not quantise.fp8_gemm_wanted(torch.device("cuda", 0))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    assert quantise.fp8_gemm_wanted(torch.device("cuda", 0))
+    monkeypatch.setenv("IONCANNON_FP8_GEMM", "off")
+    assert not quantise.fp8_gemm_wanted(torch.device("cuda", 0)) and not fp8_layer(64, 32).fp8_gemm

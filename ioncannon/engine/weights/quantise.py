@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ def quantise_linear_layers(model: Any, inside: tuple[str, ...], device: torch.de
     except ImportError as exc:
         raise RuntimeError(f"The fp8 base-weight plan needs torchao: {INSTALL_HINT}, or pick a bf16 plan.") from exc
     changed = 0
+    gemm = fp8_gemm_wanted(device)
     for name, child in model.named_children():
         if name not in inside:
             child.to(device=device, dtype=dtype)
@@ -36,6 +38,7 @@ def quantise_linear_layers(model: Any, inside: tuple[str, ...], device: torch.de
             for module in block.modules():
                 if type(module) is torch.nn.Linear:
                     module.__class__ = Fp8Linear
+                    module.fp8_gemm = gemm
                     changed += 1
     for param in model.parameters(recurse=False):
         param.data = param.data.to(device=device, dtype=dtype)
@@ -43,6 +46,9 @@ def quantise_linear_layers(model: Any, inside: tuple[str, ...], device: torch.de
 
 
 E4M3_MAX = torch.finfo(torch.float8_e4m3fn).max   # 448
+# Off until bench/flux_speed.py's "+fp8-gemm" rows show float8 GEMMs faster on the card than dequantising to bf16
+# (the numbers agree to a few percent: tests/engine/test_quantise.py).
+FP8_GEMM_DEFAULT = False
 FP8_GEMM_MIN_ROWS = 256   # fewer rows (the modulation layers' one per image) are not worth quantising on the fly
 
 
@@ -55,9 +61,9 @@ class Fp8Linear(torch.nn.Linear):
     a weight: read one, write two) and autograd keeps nothing for the backward but the stored weight itself, which
     is dequantised again there. Still an nn.Linear, so LoRA adapters wrap it as any other.
 
-    With `fp8_gemm` on (set per layer or on the class), layers with many rows instead multiply in fp8 on the tensor
-    cores (`_Fp8Gemm`): twice bf16's peak on Hopper, at the cost of rounding the activations and the gradients to
-    8 bits per row.
+    With `fp8_gemm` on (each layer as `quantise_linear_layers` made it: `fp8_gemm_wanted`), layers with many rows
+    instead multiply in fp8 on the tensor cores (`_Fp8Gemm`): twice bf16's peak on Hopper, at the cost of rounding
+    the activations and the gradients to 8 bits per row.
     """
 
     fp8_gemm = False
@@ -79,6 +85,14 @@ def fp8_gemm_supported(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.get_device_capability(device) >= (8, 9)
     return device.type == "cpu"
+
+
+def fp8_gemm_wanted(device: torch.device) -> bool:
+    """Whether layers stored in fp8 on `device` multiply in float8: IONCANNON_FP8_GEMM=on|off for one run, else
+    FP8_GEMM_DEFAULT; never where the card has no float8 tensor cores."""
+    forced = os.environ.get("IONCANNON_FP8_GEMM", "")
+    wanted = forced == "on" if forced in ("on", "off") else FP8_GEMM_DEFAULT
+    return wanted and fp8_gemm_supported(device)
 
 
 def dequantise(qdata: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
