@@ -212,3 +212,29 @@ def test_the_small_card_sampler_stores_fp8_weights_and_draws_nearly_the_same(tin
     args = ([PROMPT, PROMPT], ["", ""], [3, 4])
     want, got = plain.sample(*args).astype(np.float32), small.sample(*args).astype(np.float32)
     assert np.abs(want - got).mean() < 4 and np.abs(want[0] - want[1]).mean() > 4 * np.abs(want - got).mean()
+
+
+def test_a_small_card_run_brings_the_text_encoders_to_the_gpu_once_and_encodes_no_negatives(
+        tiny_flux: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a 24 GB plan the text encoders live in host memory (T5 alone is 9.5 GB): a pack of many prompts encodes
+    them all in one visit, not one a batch, and FLUX.1's negatives (it has none) are never encoded."""
+    from ioncannon.engine.generate.batches import fixed_batches, render
+    from ioncannon.job.outputs import ImageJob
+
+    small = ImageSampler(FLUX.load(str(tiny_flux)), CPU, torch.float32, steps=2, resolution=64, batch_size=2,
+                         frozen_weights="fp8")
+    encoded: list[list[str]] = []
+    visits: list[str] = []
+    real_encode = type(FLUX).encode_prompts
+    monkeypatch.setattr(type(FLUX), "encode_prompts",
+                        lambda self, parts, prompts, *a: encoded.append(list(prompts)) or real_encode(
+                            self, parts, prompts, *a))
+    t5 = small.parts.text_encoder_2
+    real_to = type(t5).to
+    monkeypatch.setattr(type(t5), "to", lambda self, *a, **k: visits.append(str(a or k)) or real_to(self, *a, **k))
+    styles = ["oil painting", "pencil sketch", "cyberpunk"]
+    jobs = [ImageJob(tmp_path / f"{i}.png", f"{PROMPT}, {style}", f"blurry {style}", i, style)
+            for i, style in enumerate(s for s in styles for _ in range(2))]
+    assert render(small, fixed_batches(jobs, 2), stage="generate", emit=lambda e: None, check_stop=lambda: None) == 6
+    assert encoded == [[f"{PROMPT}, {s}" for s in styles]], "every prompt in one go, and no negative"
+    assert len(visits) == 2, f"one trip to the device and one back: {visits}"

@@ -101,6 +101,7 @@ class Family:
     exports_full_model: ClassVar[bool] = True
     preview_guidance: ClassVar[float] = 5.0
     channels_last: ClassVar[bool] = True  # NHWC on CUDA: UNets' convolutions run without layout transposes
+    negative_prompts: ClassVar[bool] = True  # its sampler guides away from a negative prompt (Flux's has none)
     # What training compiles on CUDA besides the optimizer: "" nothing, "blocks" the denoiser's repeated blocks one
     # by one (fused norms, modulation, RoPE and activations; one compile per block shape). Stays "" for a family
     # until a bench run on the card shows the compile repays itself on a job (bench/flux_speed.py,

@@ -155,6 +155,7 @@ class Flux(Family):
     exports_full_model = False
     preview_guidance = TRAIN_GUIDANCE
     channels_last = False  # a transformer over tokens: no convolutions to lay out
+    negative_prompts = False  # guidance is an input of the distilled model: nothing to encode for a negative
 
     def __init__(self) -> None:
         self._ids: dict[tuple[Any, ...], torch.Tensor] = {}

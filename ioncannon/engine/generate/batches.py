@@ -59,6 +59,7 @@ def render(
     made = 0
     start = time.perf_counter()
     emit(Progress(stage=stage, done=done, total=total, label=todo[0][0].label if todo else ""))
+    sampler.prepare([j.prompt for b in todo for j in b], [j.negative for b in todo for j in b])
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="png") as pool:
         pending: list[tuple[list[ImageJob], list[Future[None]]]] = []
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from ioncannon.engine.models.load import Components
 
 _log = logging.getLogger("ioncannon")
 TIMED = ("encode", "denoise", "decode")   # the parts of a batch `ImageSampler.timings` adds up, in seconds
+ENCODE_CHUNK = 16   # prompts a text encoder takes at once (a run's prompts are encoded in one visit, chunk by chunk)
 
 
 def initial_noise(seeds: list[int], shape: tuple[int, int, int]) -> torch.Tensor:
@@ -144,25 +147,39 @@ class ImageSampler:
         side = self.resolution // 8
         return (int(self.parts.vae.config.latent_channels), side, side)
 
+    def prepare(self, prompts: list[str], negatives: list[str]) -> None:
+        """Encode every prompt of a run up front: one visit of the text encoders (on a small card they live in host
+        memory, and each visit moves gigabytes each way) instead of one a batch."""
+        self.embed(prompts + (negatives if self.family.negative_prompts else []))
+
+    @contextlib.contextmanager
+    def _encoders_on_device(self) -> Iterator[None]:
+        """On a small card the text encoders live in host memory and visit the GPU only while they encode."""
+        if not self.small_card:
+            yield
+            return
+        encoders = [m for _, m in self.parts.text_encoders()]
+        for module in encoders:
+            module.to(self.device)
+        try:
+            yield
+        finally:
+            for module in encoders:
+                module.to("cpu")
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
     @torch.inference_mode()
     def embed(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         """The family's conditioning of each prompt (tokens padded like the diffusers pipeline), cached per prompt."""
         todo = [p for p in dict.fromkeys(prompts) if p not in self._embeddings]
-        if todo and self.small_card:
-            encoders = [m for _, m in self.parts.text_encoders()]
-            for module in encoders:
-                module.to(self.device)
-            try:
-                cond = self.family.encode_prompts(self.parts, todo, self.resolution, self.device)
-            finally:
-                for module in encoders:
-                    module.to("cpu")
-                torch.cuda.empty_cache()
-        elif todo:
-            cond = self.family.encode_prompts(self.parts, todo, self.resolution, self.device)
         if todo:
-            for i, prompt in enumerate(todo):
-                self._embeddings[prompt] = {k: v[i].to(self.dtype) for k, v in cond.items()}
+            with self._encoders_on_device():
+                for at in range(0, len(todo), ENCODE_CHUNK):
+                    chunk = todo[at:at + ENCODE_CHUNK]
+                    cond = self.family.encode_prompts(self.parts, chunk, self.resolution, self.device)
+                    for i, prompt in enumerate(chunk):
+                        self._embeddings[prompt] = {k: v[i].to(self.dtype) for k, v in cond.items()}
         keys = self._embeddings[prompts[0]].keys()
         return {k: torch.stack([self._embeddings[p][k] for p in prompts]) for k in keys}
 
@@ -199,7 +216,8 @@ class ImageSampler:
             )
         encoding = time.perf_counter()
         latents = initial_noise(seeds, self.latent_shape).to(self.device)
-        cond, uncond = self.embed(prompts), self.embed(negatives)
+        cond = self.embed(prompts)
+        uncond = self.embed(negatives) if self.family.negative_prompts else cond   # unused by such a sampler
         start = time.perf_counter()
         self.timings["encode"] += start - encoding
         latents = self.denoise(latents, cond, uncond)
