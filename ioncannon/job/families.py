@@ -31,6 +31,35 @@ class PlanProfile:
 
 
 @dataclass(frozen=True)
+class CompileOption:
+    """One way to compile a family's sampler, as measured on an H100 at the family's default batch and resolution."""
+
+    scope: str                    # "blocks" (the denoiser's repeated blocks one by one) or "model" (the whole denoiser)
+    images_per_s: float           # once compiled
+    cold_s: float                 # compiling on an empty kernel cache
+    warm_s: float | None = None   # with the kernels cached by an earlier job (None: not measured, the cold time holds)
+
+
+@dataclass(frozen=True)
+class SamplerSpeeds:
+    """How fast a family's sampler draws eagerly and compiled: the drawing stages compile only what makes a run
+    quicker, start-up included. A compile not measured on the card is not listed, so it is never chosen."""
+
+    eager_images_per_s: float
+    compiled: tuple[CompileOption, ...] = ()
+
+    def quickest(self, images: int, cache_warm: bool) -> str:
+        """"" (eager), "blocks" or "model": whichever draws `images` soonest, compile included."""
+        best, best_s = "", images / self.eager_images_per_s
+        for option in self.compiled:
+            start = option.warm_s if cache_warm and option.warm_s is not None else option.cold_s
+            total = start + images / option.images_per_s
+            if total < best_s:
+                best, best_s = option.scope, total
+        return best
+
+
+@dataclass(frozen=True)
 class FamilyInfo:
     """What a family is, in the terms the wizard shows and the plans use."""
 
@@ -50,6 +79,7 @@ class FamilyInfo:
     full_lr: float = 2e-6
     lora_lr: float = 1e-4
     h100_images_per_s: float = 6.0  # the prompt pack with its default sampler, for time estimates
+    sampler_speeds: SamplerSpeeds = SamplerSpeeds(6.0)   # what compiling the sampler buys (the generate stage)
     text_encoders_trainable: bool = True  # False: the text towers are only ever run once, to cache the prompts
     notice: str = ""             # what the wizard must say before a job of this family starts (licence, login)
     own_sampler: str = ""        # a sampler the family always uses, whatever the plan names ("" = the plan's)
@@ -110,6 +140,9 @@ FAMILIES: dict[str, FamilyInfo] = {
         prior_why="a full fine-tune at lr 2e-6 drifts the whole class towards the subject without class images",
         licence="CreativeML Open RAIL-M: commercial use allowed under its use restrictions",
         min_vram_gib=8.0, profiles=_SD15_PROFILES, generate=GeneratePlan(), names_its_caches=False,
+        # bench/generate_speed.py on an H100, 512 px, batch 16, torch 2.11 (the warm whole-UNet compile on an H200)
+        sampler_speeds=SamplerSpeeds(5.2, (CompileOption("blocks", 7.3, 32.0),
+                                           CompileOption("model", 8.5, 68.0, warm_s=14.0))),
     ),
     "sdxl": FamilyInfo(
         name="sdxl", label="SDXL",
@@ -122,6 +155,9 @@ FAMILIES: dict[str, FamilyInfo] = {
         # SDXL is trained for lower guidance than SD 1.5; 8 images a batch fit in ~20 GB at 1024 px
         generate=GeneratePlan(sampler="dpm", steps=30, guidance=6.0, batch_size=8),
         full_lr=1e-6, lora_lr=1e-4, h100_images_per_s=1.0,
+        # bench/sdxl_speed.py on an H100, 1024 px, batch 8: eager 1.129 images/s; the whole UNet compiled 1.588
+        # after 98 s on a cold cache (warm and regional compiles not measured yet)
+        sampler_speeds=SamplerSpeeds(1.129, (CompileOption("model", 1.588, 98.0),)),
         denoiser_params_b=2.57, merged_model_gib=6.5, lora16_params_m=23.0,
     ),
     "flux": FamilyInfo(
@@ -136,6 +172,8 @@ FAMILIES: dict[str, FamilyInfo] = {
         # negative prompt); these are its step count and guidance
         generate=GeneratePlan(steps=28, guidance=3.5, batch_size=4),
         lora_lr=1e-4, h100_images_per_s=0.19, text_encoders_trainable=False, own_sampler="FlowMatch Euler",
+        # bench/flux_speed.py on an H100, 1024 px, batch 4: eager 0.172 images/s; its compiled sampler not measured
+        sampler_speeds=SamplerSpeeds(0.172),
         file_holds_only=("transformer",),
         denoiser_params_b=11.9, merged_model_gib=0.0, lora16_params_m=18.0,
         notice=("FLUX.1-dev weights are under a non-commercial licence and gated on the Hugging Face Hub: accept it "

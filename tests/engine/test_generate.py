@@ -24,6 +24,7 @@ from ioncannon.engine.generate.stage import (
 from ioncannon.engine.models.load import TINY_RESOLUTION, Components, save_tiny_model
 from ioncannon.job.errors import StageError, StopRequested
 from ioncannon.job.events import CollageReady, Event, Message, Progress, SampleReady
+from ioncannon.job.families import family_info
 from ioncannon.job.paths import JobPaths
 from ioncannon.job.plans import GeneratePlan, TrainPlan
 from ioncannon.job.prompts import PromptStyle, save_pack
@@ -271,18 +272,27 @@ def test_a_broken_pack_is_a_stage_error(tmp_path: Path, tiny_model: Path) -> Non
 
 
 def test_compiling_is_chosen_only_where_it_pays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From each family's measured speeds: SD 1.5's thresholds land where the H100 numbers put them, SDXL's whole
+    UNet repays its 98 s from about 380 images, and Flux, whose compiled sampler is not measured, never compiles."""
     monkeypatch.delenv("IONCANNON_COMPILE", raising=False)
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert compile_scope(cpu, 10_000, cache_warm=True) == ""
-    assert compile_scope(cuda, 428, cache_warm=False) == "", "a default job's 428 images run quickest eagerly"
-    assert compile_scope(cuda, 800, cache_warm=False) == "blocks", "the blocks compile in half the time"
-    assert compile_scope(cuda, 5000, cache_warm=False) == "model"
-    assert compile_scope(cuda, 200, cache_warm=True) == "model", "cached kernels make the whole model cheap"
-    assert compile_scope(cuda, 100, cache_warm=True) == ""
+    sd15, sdxl, flux = (family_info(f).sampler_speeds for f in ("sd15", "sdxl", "flux"))
+    assert compile_scope(cpu, 10_000, True, sd15) == ""
+    assert compile_scope(cuda, 428, False, sd15) == "", "a default job's 428 images run quickest eagerly"
+    assert compile_scope(cuda, 800, False, sd15) == "blocks", "the blocks compile in half the time"
+    assert compile_scope(cuda, 5000, False, sd15) == "model"
+    assert compile_scope(cuda, 200, True, sd15) == "model", "cached kernels make the whole model cheap"
+    assert compile_scope(cuda, 100, True, sd15) == ""
+    assert compile_scope(cuda, 300, False, sdxl) == "" and compile_scope(cuda, 450, False, sdxl) == "model"
+    assert compile_scope(cuda, 100_000, True, flux) == ""
+    # the break-even itself: eager up to it, compiled past it
+    option = sd15.compiled[0]
+    even = option.cold_s / (1 / sd15.eager_images_per_s - 1 / option.images_per_s)
+    assert sd15.quickest(int(even) - 1, False) == "" and sd15.quickest(int(even) + 1, False) == "blocks"
     monkeypatch.setenv("IONCANNON_COMPILE", "0")
-    assert compile_scope(cuda, 5000, cache_warm=True) == ""
+    assert compile_scope(cuda, 5000, True, sd15) == ""
     monkeypatch.setenv("IONCANNON_COMPILE", "1")
-    assert compile_scope(cuda, 10, cache_warm=False) == "model"
+    assert compile_scope(cuda, 10, False, flux) == "model"
 
 
 def test_regional_compilation_wraps_each_repeated_block_and_nothing_else(tiny_model: Path) -> None:

@@ -24,19 +24,12 @@ from ioncannon.engine.parallel.collectives import image_shard
 from ioncannon.engine.weights.adapters import merge_adapters
 from ioncannon.job.errors import StageError
 from ioncannon.job.events import CollageReady, Message, Progress, SampleReady
-from ioncannon.job.families import family_info
+from ioncannon.job.families import SamplerSpeeds, family_info
 from ioncannon.job.fsio import write_json
 from ioncannon.job.outputs import ImageJob, OutputSet, plan_outputs
 
 CLASS_SEED = 20_000          # class image i uses seed CLASS_SEED + i, so a top-up continues the same series
 CONTACT_COLUMNS = 4
-# Measured on an H100 (bench/generate_speed.py, SD 1.5 at 512 px, batch 16, torch 2.11): eager 5.2 images/s; the
-# whole UNet compiled 8.5 images/s after 68 s of compiling on a cold cache (~14 s once its kernels are cached, on an
-# H200); its repeated blocks compiled one by one 7.3 images/s after 32 s. So on a cold cache eager is quickest up to
-# ~570 images, the blocks up to ~1,900, the whole model beyond; on a warm cache the whole model from ~150.
-BLOCKS_MIN_IMAGES_COLD = 570
-MODEL_MIN_IMAGES_COLD = 1900
-MODEL_MIN_IMAGES_WARM = 150
 # Keeping the class-image sampler on the GPU through caching and training, for the pack to reuse, needs room
 # beside the training peak (14 GiB for the roomiest SD 1.5 plan).
 SHARE_SAMPLER_MIN_GIB = 40.0
@@ -46,20 +39,16 @@ SAMPLER_KEY = "image-sampler"
 # --------------------------------------------------------------------------- shared
 
 
-def compile_scope(device: torch.device, images: int, cache_warm: bool) -> str:
+def compile_scope(device: torch.device, images: int, cache_warm: bool, speeds: SamplerSpeeds) -> str:
     """What to compile for a run of `images` on CUDA: "" (nothing), "blocks" (the repeated blocks one by one) or
-    "model" (the whole denoiser), whichever makes the run quickest start-up included. IONCANNON_COMPILE=0 turns
-    compiling off, =1 compiles the whole model."""
+    "model" (the whole denoiser), whichever the family's measured speeds say makes the run quickest, start-up
+    included (`SamplerSpeeds.quickest`). IONCANNON_COMPILE=0 turns compiling off, =1 compiles the whole model."""
     if device.type != "cuda":
         return ""
     forced = os.environ.get("IONCANNON_COMPILE", "")
     if forced in ("0", "1"):
         return "model" if forced == "1" else ""
-    if cache_warm:
-        return "model" if images >= MODEL_MIN_IMAGES_WARM else ""
-    if images >= MODEL_MIN_IMAGES_COLD:
-        return "model"
-    return "blocks" if images >= BLOCKS_MIN_IMAGES_COLD else ""
+    return speeds.quickest(images, cache_warm)
 
 
 def _compile_marker(ctx: StageContext, parts: Components) -> Path:
@@ -91,7 +80,7 @@ def make_sampler(ctx: StageContext, parts: Components, images: int,
     costs["attention test"] = time.perf_counter() - t
     t = time.perf_counter()
     marker = _compile_marker(ctx, parts)
-    scope = compile_scope(ctx.device, images, marker.exists())
+    scope = compile_scope(ctx.device, images, marker.exists(), family.info.sampler_speeds)
     sampler = ImageSampler(
         parts, ctx.device, ctx.dtype,
         sampler=plan.sampler, steps=plan.steps, guidance=plan.guidance, resolution=ctx.spec.resolution,
