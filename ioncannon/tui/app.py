@@ -342,7 +342,9 @@ class IonCannonApp(App[None]):
         self.job_view.apply(batch.events)
         self.job_view.update_state(batch.state, batch.alive)
         screen = self.step_screen()
-        if isinstance(screen, JobScreen):
+        # a job screen pushed a moment ago (attach, resume) is not mounted until the next refresh; its own mount
+        # draws the view as it is then, so news in between is not drawn into widgets that do not exist yet
+        if isinstance(screen, JobScreen) and screen.is_mounted:
             screen.show_job(self.job_view)
         self.catch_up()
 

@@ -78,3 +78,28 @@ async def test_attach_watch_stop_and_resume(tui_workdir: Path, small_demo: Calla
         await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="leave dialog")
         await pilot.press("l")
     assert runner_pid(paths) is not None
+
+
+async def test_news_arriving_before_a_new_job_screen_is_mounted_waits_for_its_mount(tui_workdir: Path,
+                                                                                      tmp_path: Path) -> None:
+    """Attaching (or resuming) swaps the job screen for a new one on the next refresh, while the pump keeps
+    posting: news for a screen that is not mounted yet is drawn by its own mount, not into missing widgets."""
+    from ioncannon.tui.app import JobChanged
+
+    spec = demo_spec(tui_workdir)
+    paths = create_job(tui_workdir, spec)
+    app = IonCannonApp(tui_workdir, demo=True, proc=tmp_path / "no-proc")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, WelcomeScreen), what="welcome")
+        app.attach(paths, spec)
+        await wait_for(pilot, lambda: isinstance(app.screen, TrainScreen) and app.screen.is_mounted,
+                       what="train screen")
+        fresh = TrainScreen()
+        app.push_screen(fresh)   # on the stack, not mounted until the next refresh
+        assert app.step_screen() is fresh and not fresh.is_mounted
+        app.feed.offer([], handle.read_state(paths), False)
+        app.on_job_changed(JobChanged())   # the pump's message, landing in that gap
+        await wait_for(pilot, lambda: fresh.is_mounted, what="the new screen's mount")
+        await pilot.pause()
+        assert app.return_value is None and app.is_running, "the app did not crash"
+        assert shown(fresh.query_one("#job-status", Static)).strip(), "its mount drew the job's status"
