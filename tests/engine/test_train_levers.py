@@ -122,34 +122,26 @@ def test_checkpoints_that_keep_attention_skip_its_recompute_and_train_the_same(t
     assert losses == eager_losses and torch.equal(weights, eager_weights)
 
 
-def test_what_training_compiles_is_the_familys_choice_unless_the_environment_says(monkeypatch) -> None:
-    monkeypatch.delenv("IONCANNON_TRAIN_COMPILE", raising=False)
-    fam = dataclasses.make_dataclass("Fam", [("train_compile", str)])
-    assert training_compile(fam("")) == ""
-    assert training_compile(fam("blocks")) == "blocks"
-    with pytest.raises(ValueError, match="unknown training compile scope"):
-        training_compile(fam("everything"))
-    monkeypatch.setenv("IONCANNON_TRAIN_COMPILE", "blocks")
-    assert training_compile(fam("")) == "blocks"
-    monkeypatch.setenv("IONCANNON_TRAIN_COMPILE", "none")
-    assert training_compile(fam("blocks")) == ""
+@pytest.mark.parametrize(("choose", "variable", "field", "lever", "refused"), [
+    (training_compile, "IONCANNON_TRAIN_COMPILE", "train_compile", "blocks", "unknown training compile scope"),
+    (checkpoint_keeps, "IONCANNON_CHECKPOINT_KEEPS", "checkpoint_keeps", "attention", "unknown checkpoint policy"),
+])
+def test_a_lever_is_the_familys_choice_unless_the_environment_says(monkeypatch, choose, variable, field, lever,
+                                                                   refused) -> None:
+    monkeypatch.delenv(variable, raising=False)
+    fam = dataclasses.make_dataclass("Fam", [(field, str)])
+    assert choose(fam("")) == "" and choose(fam(lever)) == lever
+    with pytest.raises(ValueError, match=refused):
+        choose(fam("everything"))
+    monkeypatch.setenv(variable, lever)
+    assert choose(fam("")) == lever
+    monkeypatch.setenv(variable, "none")
+    assert choose(fam(lever)) == ""
+    monkeypatch.delenv(variable)
+    for name in ("sd15", "sdxl", "flux"):
+        assert choose(family_for(name)) in ("", lever), "every family's own choice is one the engine knows"
+
+
+def test_training_compiles_the_whole_denoiser_only_when_asked(monkeypatch) -> None:
     monkeypatch.setenv("IONCANNON_TRAIN_COMPILE", "model")
-    assert training_compile(fam("")) == "model"
-    monkeypatch.delenv("IONCANNON_TRAIN_COMPILE")
-    for name in ("sd15", "sdxl", "flux"):
-        assert training_compile(family_for(name)) in ("", "blocks")
-
-
-def test_what_checkpoints_keep_is_the_familys_choice_unless_the_environment_says(monkeypatch) -> None:
-    monkeypatch.delenv("IONCANNON_CHECKPOINT_KEEPS", raising=False)
-    fam = dataclasses.make_dataclass("Fam", [("checkpoint_keeps", str)])
-    assert checkpoint_keeps(fam("")) == "" and checkpoint_keeps(fam("attention")) == "attention"
-    with pytest.raises(ValueError, match="unknown checkpoint policy"):
-        checkpoint_keeps(fam("everything"))
-    monkeypatch.setenv("IONCANNON_CHECKPOINT_KEEPS", "attention")
-    assert checkpoint_keeps(fam("")) == "attention"
-    monkeypatch.setenv("IONCANNON_CHECKPOINT_KEEPS", "none")
-    assert checkpoint_keeps(fam("attention")) == ""
-    monkeypatch.delenv("IONCANNON_CHECKPOINT_KEEPS")
-    for name in ("sd15", "sdxl", "flux"):
-        assert checkpoint_keeps(family_for(name)) in ("", "attention")
+    assert training_compile(family_for("flux")) == "model"
