@@ -167,6 +167,7 @@ def _in_host_memory(parts: Any) -> Any:
     return parts
 
 
+LEVER_VARIABLES = ("IONCANNON_TRAIN_COMPILE", "IONCANNON_CHECKPOINT_KEEPS", "IONCANNON_FP8_GEMM", "IONCANNON_COMPILE")
 CONTEXT_GIB = 0.6   # what the CUDA context takes of a card before the process allocates anything
 
 
@@ -347,6 +348,10 @@ def table(started: float) -> str:
     head = (f"GPU smoke, {time.strftime('%Y-%m-%d')}: {card}, torch {torch.__version__}"
             f" (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}), "
             f"total {time.perf_counter() - started:.0f} s")
+    # levers turned on for this run through the environment (the jobs and runners inherit it)
+    levers = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k in LEVER_VARIABLES]
+    if levers:
+        head += f"; levers set: {', '.join(levers)}"
     lines = [head, "", "| part | ok | stages (s) | steps/s | images/s | peak GiB | attention |",
              "|---|---|---|---|---|---|---|"]
     for r in ROWS:
