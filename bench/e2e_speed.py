@@ -139,12 +139,11 @@ def summarise(paths: Any, t0: float, label: str) -> dict[str, Any]:
 
 
 def _images_rate(progress: list[Any]) -> str:
-    if len(progress) < 2:
+    """The stage's own steady rate (its last progress event: images drawn after the first batch, over the time
+    since; a rate between progress events would overstate it, each batch being told one batch late)."""
+    if not progress or not progress[-1].rate:
         return ""
-    a, b = progress[0], progress[-1]
-    if b.t <= a.t:
-        return ""
-    return f"{(b.done - a.done) / (b.t - a.t):.2f} img/s after the first batch"
+    return f"{progress[-1].rate:.2f} img/s after the first batch"
 
 
 def _waited(stage: str, wall: float, first: float | None, progress: list[Any], log_text: str, paths: Any) -> str:

@@ -128,14 +128,12 @@ def _json(path: Path) -> dict[str, Any]:
 
 
 def _rate(paths: Any, stage: str) -> float | None:
-    """Images per second of a stage, from its progress events after the first batch."""
+    """Images per second of a stage after its first batch: its last progress event's rate (render's steady rate)."""
     from ioncannon.job.events import Progress, parse_event
 
     events = [parse_event(line) for line in paths.events_file.read_text().splitlines()]
     progress = [e for e in events if isinstance(e, Progress) and e.stage == stage and e.done > 0]
-    if len(progress) < 2 or progress[-1].t <= progress[0].t:
-        return None
-    return round((progress[-1].done - progress[0].done) / (progress[-1].t - progress[0].t), 2)
+    return round(progress[-1].rate, 2) if progress and progress[-1].rate else None
 
 
 # --------------------------------------------------------------------------- SDXL and Flux: the 24 GB plan

@@ -327,3 +327,35 @@ def test_a_sampler_refuses_a_model_of_other_shapes(tmp_path: Path, tiny_model: P
     parts.unet = torch.nn.Linear(2, 2)
     with pytest.raises(ValueError, match="unet"):
         shared.swap_weights(parts)
+
+
+def test_the_rate_a_run_reports_leaves_out_its_slow_first_batch(tmp_path: Path, tiny_model: Path) -> None:
+    """A first batch slowed by warm-up (first kernels, autotuning, a compile) does not drag the reported rate, and
+    the rate is not overstated by progress being told a batch late (the PNG writer runs one batch behind)."""
+    import time
+
+    from ioncannon.engine.generate.batches import fixed_batches, render
+    from ioncannon.job.outputs import ImageJob
+
+    sampler = ImageSampler(load_sd15(str(tiny_model)), torch.device("cpu"), torch.float32, steps=STEPS,
+                           resolution=TINY_RESOLUTION, batch_size=2)
+    real_sample, calls = sampler.sample, []
+
+    def warming(*args: object) -> np.ndarray:
+        if not calls:
+            time.sleep(2.0)   # the first batch's warm-up
+        out = real_sample(*args)  # type: ignore[arg-type]
+        calls.append(time.perf_counter())
+        return out
+
+    sampler.sample = warming  # type: ignore[method-assign]
+    jobs = [ImageJob(tmp_path / f"{i}.png", "a photo of sks person", "", i, "x") for i in range(6)]
+    events: list[Event] = []
+    started = time.perf_counter()
+    render(sampler, fixed_batches(jobs, 2), stage="generate", emit=events.append, check_stop=lambda: None)
+    end = time.perf_counter()
+    last = [e for e in events if isinstance(e, Progress)][-1]
+    assert last.done == 6 and len(calls) == 3
+    assert last.rate > 6 / (end - started), "the warm-up is not counted"
+    after_first = 4 / (end - calls[0])   # the images drawn after the first batch, over the time they took
+    assert after_first <= last.rate < 1.3 * after_first, "nor are the first batch's images (6/4 would be 1.5x)"

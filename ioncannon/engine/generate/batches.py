@@ -49,7 +49,8 @@ def render(
 ) -> int:
     """Make every batch that still misses an image; return how many images were written.
 
-    `already_done` counts finished images outside `batches` (e.g. reused from a cache) in the progress.
+    `already_done` counts finished images outside `batches` (e.g. reused from a cache) in the progress; its rate is
+    the steady one, after the first batch.
     PNG encoding runs on worker threads so the GPU starts the next batch meanwhile; each batch's files
     are on disk before its progress event, and before a stop request is honoured.
     """
@@ -58,6 +59,11 @@ def render(
     todo = [b for b in batches if any(not job.path.exists() for job in b)]
     made = 0
     start = time.perf_counter()
+    # the steady rate leaves out the first batch (first kernels, autotuning, a compile's warm-up): the images drawn
+    # since it was drawn, over the time since. A batch's progress is told when the next one has been drawn (its PNGs
+    # are written meanwhile), so a rate from progress events alone would overstate it.
+    first: tuple[float, int] | None = None
+    drawn = 0
     emit(Progress(stage=stage, done=done, total=total, label=todo[0][0].label if todo else ""))
     sampler.prepare([j.prompt for b in todo for j in b], [j.negative for b in todo for j in b])
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="png") as pool:
@@ -74,7 +80,9 @@ def render(
                         emit(SampleReady(stage=stage, path=str(job.path), label=job.label))
                 if on_batch_written is not None:
                     on_batch_written(batch)
-                rate = made / max(time.perf_counter() - start, 1e-9)
+                now = time.perf_counter()
+                rate = ((drawn - first[1]) / max(now - first[0], 1e-9) if first is not None and drawn > first[1]
+                        else made / max(now - start, 1e-9))
                 eta = (total - done) / rate if rate > 0 else None
                 emit(Progress(stage=stage, done=done, total=total, rate=rate, eta_s=eta, label=batch[-1].label))
             pending.clear()
@@ -82,6 +90,9 @@ def render(
         for batch in todo:
             pixels = sampler.sample([j.prompt for j in batch], [j.negative for j in batch], [j.seed for j in batch])
             missing = [(job, img) for job, img in zip(batch, pixels, strict=True) if not job.path.exists()]
+            drawn += len(missing)
+            if first is None:
+                first = (time.perf_counter(), drawn)
             settle()
             pending.append(
                 ([job for job, _ in missing], [pool.submit(write_png, job.path, img) for job, img in missing])
