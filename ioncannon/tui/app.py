@@ -191,7 +191,8 @@ class IonCannonApp(App[None]):
         self._tokenizers[message.key] = message.check
         self._tokenizers_pending.discard(message.key)
         screen = self.step_screen()
-        if screen is not None and hasattr(screen, "tokenizer_checked"):
+        # a subject screen pushed a moment ago asks again on its mount and is answered from what is kept here
+        if screen is not None and screen.is_mounted and hasattr(screen, "tokenizer_checked"):
             screen.tokenizer_checked(message.key, message.check)
 
     # ------------------------------------------------------------------ moving between steps

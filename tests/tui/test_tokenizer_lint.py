@@ -103,3 +103,24 @@ async def test_quitting_never_waits_for_the_hub(tui_workdir: Path, tmp_path: Pat
     # What still waits on the hub must not hold the process open at exit (Python joins non-daemon threads).
     waiting = [t for t in threading.enumerate() if t.name == "ioncannon-tokenizer"]
     assert waiting and all(t.daemon for t in waiting)
+
+
+async def test_a_tokenizer_answer_landing_before_a_new_subject_screen_is_mounted_reaches_it_on_mount(
+        tui_workdir: Path, tmp_path: Path) -> None:
+    """Back and forth through the subject step while the tokenizer is found: its answer may arrive when a new
+    subject screen is pushed but not mounted yet; that screen gets it from its own mount, not a crash."""
+    from ioncannon.tui.app import TokenizerChecked
+    from ioncannon.tui.tokenizer import TokenizerCheck
+
+    SessionStore(tui_workdir, WizardSession(demo=True)).update(step="subject", identifier="qwvz", photos_dir="x")
+    app = IonCannonApp(tui_workdir, demo=True, proc=tmp_path / "no-proc")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, SubjectScreen) and app.screen.is_mounted,
+                       what="subject")
+        fresh = SubjectScreen()
+        app.push_screen(fresh)   # on the stack, not mounted until the next refresh
+        assert app.step_screen() is fresh and not fresh.is_mounted
+        app.on_tokenizer_checked(TokenizerChecked("demo", TokenizerCheck(None, "no tokenizer in this test")))
+        await wait_for(pilot, lambda: fresh.is_mounted and not fresh.checking, what="the verdict on mount")
+        # the answer kept for it, or the real search's (started by the first screen) if that landed after
+        assert app.is_running and (fresh.tokenizer is not None or fresh.why_no_tokenizer == "no tokenizer in this test")
