@@ -203,6 +203,7 @@ def our_generation(parts: Any, batch: int, images: int, steps: int, image_flops:
 
     from ioncannon.engine.generate.batches import ImageJob, fixed_batches, render
     from ioncannon.engine.generate.sampler import ImageSampler
+
     t = time.perf_counter()
     torch._dynamo.reset()
     with levers(fp8_gemm="on" if fp8_gemm and _fp8_gemm_or_exit() else "off"):   # read as the layers are stored

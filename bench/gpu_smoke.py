@@ -51,7 +51,7 @@ def add(row: dict[str, Any]) -> None:
 
 
 def attention_lines(log_text: str) -> list[str]:
-    """The kernel each stage chose, and where a kernel test's time went, from runner.log's lines."""
+    """The kernel each stage chose, from the engine's "attention kernel:" log lines."""
     return [m.strip() for m in re.findall(r"attention kernel: ([^\n]*)", log_text)]
 
 

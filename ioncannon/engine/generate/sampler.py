@@ -214,8 +214,8 @@ class ImageSampler:
                 negatives + [negatives[-1]] * pad,
                 seeds + [seeds[-1]] * pad,
             )
-        encoding = time.perf_counter()
         latents = initial_noise(seeds, self.latent_shape).to(self.device)
+        encoding = time.perf_counter()
         cond = self.embed(prompts)
         uncond = self.embed(negatives) if self.family.negative_prompts else cond   # unused by such a sampler
         start = time.perf_counter()

@@ -23,6 +23,8 @@ from ioncannon.job.plans import TrainPlan
 _CHUNK = 1 << 26  # optimizer works in 64 Mi-element slices so eager fallbacks need no full-size fp32 temporaries
 _MAX_GRAD_NORM = 1.0
 _EAGER_WARMUP = 2         # real steps run eagerly before a CUDA graph is captured
+
+
 class FlatParams:
     """All trainable parameters as views of one buffer (their grads of another): the optimizer is a few kernels."""
 
